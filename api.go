@@ -1,0 +1,294 @@
+package tether
+
+import (
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"tailscale.com/tailcfg"
+)
+
+// Header and cookie names that carry credentials. Users authenticate with a
+// session token, agents with their workspace's agent token; both are bearer
+// secrets that the server stores only hashed.
+const (
+	SessionTokenHeader = "Tether-Session-Token"
+	SessionCookie      = "tether_session"
+	AgentTokenHeader   = "Tether-Agent-Token"
+)
+
+// Role is what a user may do. Admins manage users and see every workspace;
+// members see only their own.
+type Role string
+
+const (
+	RoleAdmin  Role = "admin"
+	RoleMember Role = "member"
+)
+
+// Valid reports whether r is a known role.
+func (r Role) Valid() bool { return r == RoleAdmin || r == RoleMember }
+
+// User is a person who signs in.
+type User struct {
+	ID        uuid.UUID `json:"id"`
+	Username  string    `json:"username"`
+	Email     string    `json:"email"`
+	Role      Role      `json:"role"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// CreateFirstUserRequest creates the first admin of a new deployment. It is
+// accepted only while there are no users.
+type CreateFirstUserRequest struct {
+	Username string `json:"username"`
+	Email    string `json:"email"`
+	Password string `json:"password"`
+}
+
+// CreateUserRequest is an admin adding a user.
+type CreateUserRequest struct {
+	Username string `json:"username"`
+	Email    string `json:"email"`
+	Password string `json:"password"`
+	Role     Role   `json:"role"`
+}
+
+// LoginRequest signs in with a username or an email address.
+type LoginRequest struct {
+	Login    string `json:"login"`
+	Password string `json:"password"`
+}
+
+// LoginResponse carries a new session token. It is shown only once.
+type LoginResponse struct {
+	SessionToken string `json:"session_token"`
+	User         User   `json:"user"`
+}
+
+// AppShare is who may open an app.
+type AppShare string
+
+const (
+	ShareOwner         AppShare = "owner"         // the workspace's owner (and admins)
+	ShareAuthenticated AppShare = "authenticated" // any signed-in user
+	SharePublic        AppShare = "public"        // anyone, without signing in
+)
+
+// Valid reports whether s is a known sharing level.
+func (s AppShare) Valid() bool {
+	return s == ShareOwner || s == ShareAuthenticated || s == SharePublic
+}
+
+// Duration is a time.Duration written as a string such as "5s".
+type Duration time.Duration
+
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration such as 5s or 1m", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Healthcheck is how the agent checks that an app is up.
+type Healthcheck struct {
+	URL      string   `json:"url" yaml:"url"`
+	Interval Duration `json:"interval,omitempty" yaml:"interval"`
+	// Threshold is how many failures in a row make the app unhealthy.
+	Threshold int `json:"threshold,omitempty" yaml:"threshold"`
+}
+
+// App is a web application that runs inside workspaces and that the server
+// proxies for browsers.
+type App struct {
+	Name        string       `json:"name" yaml:"name"`
+	URL         string       `json:"url" yaml:"url"`
+	Subdomain   bool         `json:"subdomain" yaml:"subdomain"`
+	Share       AppShare     `json:"share" yaml:"share"`
+	Healthcheck *Healthcheck `json:"healthcheck,omitempty" yaml:"healthcheck"`
+}
+
+// Template describes a kind of workspace.
+type Template struct {
+	ID   uuid.UUID `json:"id"`
+	Name string    `json:"name" yaml:"name"`
+	// AgentURL, when set, is the URL that agents of this template's
+	// workspaces use to reach the server instead of the access URL.
+	AgentURL  string    `json:"agent_url,omitempty" yaml:"agent_url"`
+	Apps      []App     `json:"apps" yaml:"apps"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// PushTemplateRequest creates a template or replaces the one of that name.
+type PushTemplateRequest struct {
+	Name     string `json:"name" yaml:"name"`
+	AgentURL string `json:"agent_url,omitempty" yaml:"agent_url"`
+	Apps     []App  `json:"apps" yaml:"apps"`
+}
+
+// Agent statuses, as `tether list` shows them.
+const (
+	AgentConnected    = "connected"
+	AgentDisconnected = "disconnected"
+)
+
+// Workspace is a place where a user works, reached through its agent.
+type Workspace struct {
+	ID       uuid.UUID `json:"id"`
+	Name     string    `json:"name"`
+	Owner    string    `json:"owner"`
+	OwnerID  uuid.UUID `json:"owner_id"`
+	Template string    `json:"template,omitempty"`
+	// AgentStatus is AgentConnected while the agent holds its WebSocket.
+	AgentStatus string `json:"agent_status"`
+	// LastSeen is when the agent was last connected; nil if never.
+	LastSeen *time.Time `json:"last_seen"`
+	// AgentVersion and AgentIP describe the connected agent.
+	AgentVersion string    `json:"agent_version,omitempty"`
+	AgentIP      string    `json:"agent_ip"`
+	Apps         []App     `json:"apps"`
+	CreatedAt    time.Time `json:"created_at"`
+}
+
+// CreateWorkspaceRequest asks for a new workspace of the caller's.
+type CreateWorkspaceRequest struct {
+	Name     string `json:"name"`
+	Template string `json:"template,omitempty"`
+}
+
+// CreateWorkspaceResponse carries the agent token, shown only once, and the
+// URL the agent must use (the template's agent URL, else the access URL).
+type CreateWorkspaceResponse struct {
+	Workspace  Workspace `json:"workspace"`
+	AgentToken string    `json:"agent_token"`
+	AgentURL   string    `json:"agent_url"`
+}
+
+// ConnectionInfo is what a peer needs before it joins the tunnel network.
+type ConnectionInfo struct {
+	DERPMap *tailcfg.DERPMap `json:"derp_map"`
+	// DisableDirect means the deployment blocks direct connections: peers
+	// must not publish endpoints and all traffic goes through DERP.
+	DisableDirect bool `json:"disable_direct"`
+	// DERPForceWebSockets means relays must be reached over WebSocket.
+	DERPForceWebSockets bool `json:"derp_force_websockets"`
+	// BrowserOnly means the server refuses CLI tunnels.
+	BrowserOnly bool `json:"browser_only"`
+}
+
+// AgentManifest is what an agent learns about its workspace when it connects.
+type AgentManifest struct {
+	WorkspaceID   uuid.UUID      `json:"workspace_id"`
+	WorkspaceName string         `json:"workspace_name"`
+	Owner         string         `json:"owner"`
+	Apps          []App          `json:"apps"`
+	Connection    ConnectionInfo `json:"connection"`
+}
+
+// ErrorResponse is the body of every API error.
+type ErrorResponse struct {
+	Message string `json:"message"`
+	Detail  string `json:"detail,omitempty"`
+	Code    string `json:"code,omitempty"`
+}
+
+// BuildInfo describes the server.
+type BuildInfo struct {
+	Version   string `json:"version"`
+	AccessURL string `json:"access_url"`
+}
+
+var nameRE = regexp.MustCompile(`^[a-z]([a-z0-9-]*[a-z0-9])?$`)
+
+// MaxNameLength keeps names usable as DNS labels once combined into
+// subdomain app hosts (APP--WS--USER).
+const MaxNameLength = 20
+
+// ValidateName checks a user, workspace, template or app name: lowercase
+// letters, digits and single hyphens, starting with a letter, so that it is
+// safe in URLs, SSH host names and DNS labels. "--" is reserved as the
+// separator of subdomain app hosts.
+func ValidateName(kind, name string) error {
+	switch {
+	case name == "":
+		return Errorf(EINVALID, "%s name is empty", kind)
+	case len(name) > MaxNameLength:
+		return Errorf(EINVALID, "%s name %q is longer than %d characters", kind, name, MaxNameLength)
+	case !nameRE.MatchString(name):
+		return Errorf(EINVALID, "%s name %q may use only lowercase letters, digits and hyphens, and must start with a letter and not end with a hyphen", kind, name)
+	case strings.Contains(name, "--"):
+		return Errorf(EINVALID, "%s name %q must not contain \"--\"", kind, name)
+	}
+	return nil
+}
+
+// Validate checks a template as pushed and fills in defaults: apps are
+// shared with their owner unless said otherwise, health checks run every 5s
+// and three failures make an app unhealthy.
+func (t *PushTemplateRequest) Validate() error {
+	if err := ValidateName("template", t.Name); err != nil {
+		return err
+	}
+	if t.AgentURL != "" {
+		if err := validateHTTPURL(t.AgentURL); err != nil {
+			return Errorf(EINVALID, "template %s: agent_url: %v", t.Name, err)
+		}
+	}
+	seen := map[string]bool{}
+	for i := range t.Apps {
+		a := &t.Apps[i]
+		if err := ValidateName("app", a.Name); err != nil {
+			return Errorf(EINVALID, "template %s: apps[%d]: %v", t.Name, i, err)
+		}
+		if seen[a.Name] {
+			return Errorf(EINVALID, "template %s: app %q is listed twice", t.Name, a.Name)
+		}
+		seen[a.Name] = true
+		if err := validateHTTPURL(a.URL); err != nil {
+			return Errorf(EINVALID, "template %s: app %s: url: %v", t.Name, a.Name, err)
+		}
+		if a.Share == "" {
+			a.Share = ShareOwner
+		}
+		if !a.Share.Valid() {
+			return Errorf(EINVALID, "template %s: app %s: share %q must be owner, authenticated or public", t.Name, a.Name, a.Share)
+		}
+		if h := a.Healthcheck; h != nil {
+			if err := validateHTTPURL(h.URL); err != nil {
+				return Errorf(EINVALID, "template %s: app %s: healthcheck url: %v", t.Name, a.Name, err)
+			}
+			if h.Interval == 0 {
+				h.Interval = Duration(5 * time.Second)
+			}
+			if h.Interval < Duration(time.Second) {
+				return Errorf(EINVALID, "template %s: app %s: healthcheck interval %s is under 1s", t.Name, a.Name, time.Duration(h.Interval))
+			}
+			if h.Threshold == 0 {
+				h.Threshold = 3
+			}
+			if h.Threshold < 0 {
+				return Errorf(EINVALID, "template %s: app %s: healthcheck threshold must be positive", t.Name, a.Name)
+			}
+		}
+	}
+	return nil
+}
+
+func validateHTTPURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a URL", s)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%q must be an http:// or https:// URL with a host", s)
+	}
+	return nil
+}

@@ -1,0 +1,427 @@
+// Package sqlite is the embedded Store: one SQLite file in the server's data
+// directory, pure Go (modernc.org/sqlite, no cgo), migrated at open.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/tetherdev/tether"
+	"github.com/tetherdev/tether/store"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// FileName is the database file inside the data directory.
+const FileName = "tether.db"
+
+// DB is a Store backed by SQLite.
+type DB struct {
+	db *sql.DB
+}
+
+var _ store.Store = (*DB)(nil)
+
+// Open opens (creating if needed) the database in dir and applies pending
+// migrations.
+func Open(ctx context.Context, dir string) (*DB, error) {
+	path := filepath.Join(dir, FileName)
+	dsn := "file:" + path + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	// One connection serializes writers, which SQLite does anyway, and
+	// spares us SQLITE_BUSY retries; the server's load is small.
+	db.SetMaxOpenConns(1)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	s := &DB{db: db}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("migrate %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Close closes the database.
+func (s *DB) Close() error { return s.db.Close() }
+
+// migrations are applied in order; the database's user_version counts how
+// many have run. Append only: never edit a migration that has shipped.
+var migrations = []string{
+	// 1: users, sessions, templates, workspaces.
+	`CREATE TABLE users (
+		id TEXT PRIMARY KEY,
+		username TEXT NOT NULL UNIQUE,
+		email TEXT NOT NULL UNIQUE COLLATE NOCASE,
+		role TEXT NOT NULL,
+		password_hash BLOB NOT NULL,
+		created_at INTEGER NOT NULL
+	);
+	CREATE TABLE sessions (
+		token_hash TEXT PRIMARY KEY,
+		user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+		created_at INTEGER NOT NULL,
+		expires_at INTEGER NOT NULL
+	);
+	CREATE TABLE templates (
+		id TEXT PRIMARY KEY,
+		name TEXT NOT NULL UNIQUE,
+		agent_url TEXT NOT NULL,
+		apps TEXT NOT NULL,
+		created_at INTEGER NOT NULL,
+		updated_at INTEGER NOT NULL
+	);
+	CREATE TABLE workspaces (
+		id TEXT PRIMARY KEY,
+		name TEXT NOT NULL,
+		owner_id TEXT NOT NULL REFERENCES users(id),
+		template_id TEXT REFERENCES templates(id),
+		agent_token_hash TEXT NOT NULL UNIQUE,
+		created_at INTEGER NOT NULL,
+		agent_connected_at INTEGER NOT NULL DEFAULT 0,
+		agent_disconnected_at INTEGER NOT NULL DEFAULT 0,
+		agent_last_seen_at INTEGER NOT NULL DEFAULT 0,
+		agent_version TEXT NOT NULL DEFAULT '',
+		UNIQUE (owner_id, name)
+	);`,
+}
+
+func (s *DB) migrate(ctx context.Context) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var version int
+	if err := tx.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&version); err != nil {
+		return err
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("database schema version %d is newer than this tether knows (%d): upgrade tether", version, len(migrations))
+	}
+	for i := version; i < len(migrations); i++ {
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, len(migrations))); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// Times are stored as Unix nanoseconds; 0 is the zero time.
+func toDB(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromDB(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+// mapErr turns driver errors into the store's sentinel errors.
+func mapErr(err error, what string) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%s: %w", what, store.ErrNotFound)
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() {
+		case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+			return fmt.Errorf("%s: %w", what, store.ErrConflict)
+		}
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+func (s *DB) CountUsers(ctx context.Context) (int, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM users`).Scan(&n)
+	return n, mapErr(err, "count users")
+}
+
+func (s *DB) CreateUser(ctx context.Context, u store.User) error {
+	_, err := s.db.ExecContext(ctx,
+		`INSERT INTO users (id, username, email, role, password_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		u.ID.String(), u.Username, u.Email, string(u.Role), u.PasswordHash, toDB(u.CreatedAt))
+	return mapErr(err, "create user")
+}
+
+func (s *DB) CreateFirstUser(ctx context.Context, u store.User) error {
+	res, err := s.db.ExecContext(ctx,
+		`INSERT INTO users (id, username, email, role, password_hash, created_at)
+		 SELECT ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM users)`,
+		u.ID.String(), u.Username, u.Email, string(u.Role), u.PasswordHash, toDB(u.CreatedAt))
+	if err != nil {
+		return mapErr(err, "create first user")
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("create first user: %w", store.ErrConflict)
+	}
+	return nil
+}
+
+const userColumns = `id, username, email, role, password_hash, created_at`
+
+func scanUser(row interface{ Scan(...any) error }) (store.User, error) {
+	var u store.User
+	var id, role string
+	var created int64
+	if err := row.Scan(&id, &u.Username, &u.Email, &role, &u.PasswordHash, &created); err != nil {
+		return u, err
+	}
+	u.ID = uuid.MustParse(id)
+	u.Role = tether.Role(role)
+	u.CreatedAt = fromDB(created)
+	return u, nil
+}
+
+func (s *DB) UserByID(ctx context.Context, id uuid.UUID) (store.User, error) {
+	u, err := scanUser(s.db.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = ?`, id.String()))
+	return u, mapErr(err, "user")
+}
+
+func (s *DB) UserByLogin(ctx context.Context, login string) (store.User, error) {
+	u, err := scanUser(s.db.QueryRowContext(ctx,
+		`SELECT `+userColumns+` FROM users WHERE username = ? OR email = ? COLLATE NOCASE`, login, login))
+	return u, mapErr(err, "user")
+}
+
+func (s *DB) ListUsers(ctx context.Context) ([]store.User, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+userColumns+` FROM users ORDER BY username`)
+	if err != nil {
+		return nil, mapErr(err, "list users")
+	}
+	defer rows.Close()
+	var users []store.User
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, mapErr(err, "list users")
+		}
+		users = append(users, u)
+	}
+	return users, mapErr(rows.Err(), "list users")
+}
+
+func (s *DB) CreateSession(ctx context.Context, ss store.Session) error {
+	_, err := s.db.ExecContext(ctx,
+		`INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)`,
+		ss.TokenHash, ss.UserID.String(), toDB(ss.CreatedAt), toDB(ss.ExpiresAt))
+	return mapErr(err, "create session")
+}
+
+func (s *DB) SessionByTokenHash(ctx context.Context, hash string) (store.Session, error) {
+	ss := store.Session{TokenHash: hash}
+	var uid string
+	var created, expires int64
+	err := s.db.QueryRowContext(ctx,
+		`SELECT user_id, created_at, expires_at FROM sessions WHERE token_hash = ?`, hash).
+		Scan(&uid, &created, &expires)
+	if err != nil {
+		return ss, mapErr(err, "session")
+	}
+	ss.UserID = uuid.MustParse(uid)
+	ss.CreatedAt, ss.ExpiresAt = fromDB(created), fromDB(expires)
+	return ss, nil
+}
+
+func (s *DB) DeleteSession(ctx context.Context, hash string) error {
+	_, err := s.db.ExecContext(ctx, `DELETE FROM sessions WHERE token_hash = ?`, hash)
+	return mapErr(err, "delete session")
+}
+
+func (s *DB) DeleteExpiredSessions(ctx context.Context, now time.Time) error {
+	_, err := s.db.ExecContext(ctx, `DELETE FROM sessions WHERE expires_at < ?`, toDB(now))
+	return mapErr(err, "delete expired sessions")
+}
+
+func (s *DB) UpsertTemplate(ctx context.Context, t store.Template) (store.Template, error) {
+	apps, err := json.Marshal(t.Apps)
+	if err != nil {
+		return t, fmt.Errorf("encode apps: %w", err)
+	}
+	_, err = s.db.ExecContext(ctx,
+		`INSERT INTO templates (id, name, agent_url, apps, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+		 ON CONFLICT (name) DO UPDATE SET agent_url = excluded.agent_url, apps = excluded.apps, updated_at = excluded.updated_at`,
+		t.ID.String(), t.Name, t.AgentURL, string(apps), toDB(t.CreatedAt), toDB(t.UpdatedAt))
+	if err != nil {
+		return t, mapErr(err, "upsert template")
+	}
+	return s.TemplateByName(ctx, t.Name)
+}
+
+const templateColumns = `id, name, agent_url, apps, created_at, updated_at`
+
+func scanTemplate(row interface{ Scan(...any) error }) (store.Template, error) {
+	var t store.Template
+	var id, apps string
+	var created, updated int64
+	if err := row.Scan(&id, &t.Name, &t.AgentURL, &apps, &created, &updated); err != nil {
+		return t, err
+	}
+	t.ID = uuid.MustParse(id)
+	t.CreatedAt, t.UpdatedAt = fromDB(created), fromDB(updated)
+	if err := json.Unmarshal([]byte(apps), &t.Apps); err != nil {
+		return t, fmt.Errorf("decode apps of template %s: %w", t.Name, err)
+	}
+	if t.Apps == nil {
+		t.Apps = []tether.App{}
+	}
+	return t, nil
+}
+
+func (s *DB) TemplateByName(ctx context.Context, name string) (store.Template, error) {
+	t, err := scanTemplate(s.db.QueryRowContext(ctx, `SELECT `+templateColumns+` FROM templates WHERE name = ?`, name))
+	return t, mapErr(err, "template "+name)
+}
+
+func (s *DB) TemplateByID(ctx context.Context, id uuid.UUID) (store.Template, error) {
+	t, err := scanTemplate(s.db.QueryRowContext(ctx, `SELECT `+templateColumns+` FROM templates WHERE id = ?`, id.String()))
+	return t, mapErr(err, "template")
+}
+
+func (s *DB) ListTemplates(ctx context.Context) ([]store.Template, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+templateColumns+` FROM templates ORDER BY name`)
+	if err != nil {
+		return nil, mapErr(err, "list templates")
+	}
+	defer rows.Close()
+	var ts []store.Template
+	for rows.Next() {
+		t, err := scanTemplate(rows)
+		if err != nil {
+			return nil, mapErr(err, "list templates")
+		}
+		ts = append(ts, t)
+	}
+	return ts, mapErr(rows.Err(), "list templates")
+}
+
+func nullUUID(id uuid.UUID) any {
+	if id == uuid.Nil {
+		return nil
+	}
+	return id.String()
+}
+
+func (s *DB) CreateWorkspace(ctx context.Context, w store.Workspace) error {
+	_, err := s.db.ExecContext(ctx,
+		`INSERT INTO workspaces (id, name, owner_id, template_id, agent_token_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		w.ID.String(), w.Name, w.OwnerID.String(), nullUUID(w.TemplateID), w.AgentTokenHash, toDB(w.CreatedAt))
+	return mapErr(err, "create workspace")
+}
+
+const workspaceQuery = `SELECT w.id, w.name, w.owner_id, u.username, coalesce(w.template_id, ''), coalesce(t.name, ''),
+	w.agent_token_hash, w.created_at, w.agent_connected_at, w.agent_disconnected_at, w.agent_last_seen_at, w.agent_version
+	FROM workspaces w JOIN users u ON u.id = w.owner_id LEFT JOIN templates t ON t.id = w.template_id`
+
+func scanWorkspace(row interface{ Scan(...any) error }) (store.Workspace, error) {
+	var w store.Workspace
+	var id, owner, tmpl string
+	var created, conn, disc, seen int64
+	if err := row.Scan(&id, &w.Name, &owner, &w.Owner, &tmpl, &w.Template, &w.AgentTokenHash,
+		&created, &conn, &disc, &seen, &w.AgentVersion); err != nil {
+		return w, err
+	}
+	w.ID, w.OwnerID = uuid.MustParse(id), uuid.MustParse(owner)
+	if tmpl != "" {
+		w.TemplateID = uuid.MustParse(tmpl)
+	}
+	w.CreatedAt = fromDB(created)
+	w.AgentConnectedAt, w.AgentDisconnectedAt, w.AgentLastSeenAt = fromDB(conn), fromDB(disc), fromDB(seen)
+	return w, nil
+}
+
+func (s *DB) WorkspaceByID(ctx context.Context, id uuid.UUID) (store.Workspace, error) {
+	w, err := scanWorkspace(s.db.QueryRowContext(ctx, workspaceQuery+` WHERE w.id = ?`, id.String()))
+	return w, mapErr(err, "workspace")
+}
+
+func (s *DB) WorkspaceByOwnerAndName(ctx context.Context, ownerID uuid.UUID, name string) (store.Workspace, error) {
+	w, err := scanWorkspace(s.db.QueryRowContext(ctx, workspaceQuery+` WHERE w.owner_id = ? AND w.name = ?`, ownerID.String(), name))
+	return w, mapErr(err, "workspace "+name)
+}
+
+func (s *DB) WorkspaceByAgentTokenHash(ctx context.Context, hash string) (store.Workspace, error) {
+	w, err := scanWorkspace(s.db.QueryRowContext(ctx, workspaceQuery+` WHERE w.agent_token_hash = ?`, hash))
+	return w, mapErr(err, "workspace")
+}
+
+func (s *DB) ListWorkspaces(ctx context.Context, ownerID uuid.UUID) ([]store.Workspace, error) {
+	q, args := workspaceQuery, []any{}
+	if ownerID != uuid.Nil {
+		q += ` WHERE w.owner_id = ?`
+		args = append(args, ownerID.String())
+	}
+	rows, err := s.db.QueryContext(ctx, q+` ORDER BY u.username, w.name`, args...)
+	if err != nil {
+		return nil, mapErr(err, "list workspaces")
+	}
+	defer rows.Close()
+	var ws []store.Workspace
+	for rows.Next() {
+		w, err := scanWorkspace(rows)
+		if err != nil {
+			return nil, mapErr(err, "list workspaces")
+		}
+		ws = append(ws, w)
+	}
+	return ws, mapErr(rows.Err(), "list workspaces")
+}
+
+// execOne runs a statement that must touch exactly one row.
+func (s *DB) execOne(ctx context.Context, what, q string, args ...any) error {
+	res, err := s.db.ExecContext(ctx, q, args...)
+	if err != nil {
+		return mapErr(err, what)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("%s: %w", what, store.ErrNotFound)
+	}
+	return nil
+}
+
+func (s *DB) DeleteWorkspace(ctx context.Context, id uuid.UUID) error {
+	return s.execOne(ctx, "delete workspace", `DELETE FROM workspaces WHERE id = ?`, id.String())
+}
+
+func (s *DB) SetAgentTokenHash(ctx context.Context, id uuid.UUID, hash string) error {
+	return s.execOne(ctx, "set agent token", `UPDATE workspaces SET agent_token_hash = ? WHERE id = ?`, hash, id.String())
+}
+
+func (s *DB) AgentConnected(ctx context.Context, id uuid.UUID, t time.Time, version string) error {
+	return s.execOne(ctx, "record agent connection",
+		`UPDATE workspaces SET agent_connected_at = ?, agent_last_seen_at = ?, agent_version = ? WHERE id = ?`,
+		toDB(t), toDB(t), version, id.String())
+}
+
+func (s *DB) AgentSeen(ctx context.Context, id uuid.UUID, t time.Time) error {
+	return s.execOne(ctx, "record agent heartbeat",
+		`UPDATE workspaces SET agent_last_seen_at = ? WHERE id = ?`, toDB(t), id.String())
+}
+
+func (s *DB) AgentDisconnected(ctx context.Context, id uuid.UUID, t time.Time) error {
+	return s.execOne(ctx, "record agent disconnection",
+		`UPDATE workspaces SET agent_disconnected_at = ?, agent_last_seen_at = ? WHERE id = ?`,
+		toDB(t), toDB(t), id.String())
+}

@@ -1,0 +1,159 @@
+// Package cli is Tether's command line for users and agents: login, users,
+// templates, workspaces, the agent, and (in later files) the commands that
+// open tunnels. `tether server` is wired in by cmd/tether from package
+// serve, so that this package never links the server or its store.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/tetherdev/tether"
+	"github.com/tetherdev/tether/cli/config"
+	"github.com/tetherdev/tether/cli/option"
+	"github.com/tetherdev/tether/client"
+)
+
+// Version is the build's version, set by the linker or left as "dev".
+var Version = "dev"
+
+// Env is what a command takes from the process: its streams and environment.
+// Tests supply their own.
+type Env struct {
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	Getenv         func(string) string
+}
+
+// OSEnv returns the process's own Env.
+func OSEnv() *Env {
+	return &Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}
+}
+
+// root holds the global flags shared by every command.
+type root struct {
+	env          *Env
+	url          string
+	sessionToken string
+	configDir    string
+}
+
+// Root returns the `tether` command with every client-side subcommand.
+func Root(env *Env) *cobra.Command {
+	r := &root{env: env}
+	cmd := &cobra.Command{
+		Use:           "tether",
+		Short:         "Tether connects you to your remote workspaces",
+		Long:          "Tether connects you to your remote workspaces over end-to-end encrypted WireGuard tunnels,\ndirect through NAT when the network allows and relayed by the server when it does not.",
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		Version:       Version,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			return option.Apply(cmd, env.Getenv)
+		},
+	}
+	cmd.SetIn(env.Stdin)
+	cmd.SetOut(env.Stdout)
+	cmd.SetErr(env.Stderr)
+	cmd.CompletionOptions.DisableDefaultCmd = true
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&r.url, "url", "", "URL of the Tether server (default: the one you logged in to)")
+	pf.StringVar(&r.sessionToken, "session-token", "", "session token (default: the one saved by `tether login`)")
+	pf.StringVar(&r.configDir, "config-dir", config.DefaultDir(), "where the CLI keeps its URL and session token")
+	cmd.AddCommand(
+		r.loginCommand(),
+		r.logoutCommand(),
+		r.usersCommand(),
+		r.templatesCommand(),
+		r.createCommand(),
+		r.listCommand(),
+		r.deleteCommand(),
+		agentCommand(env),
+	)
+	return cmd
+}
+
+// Run runs cmd with args and returns the process exit code, printing any
+// error as a person should read it.
+func Run(ctx context.Context, cmd *cobra.Command, env *Env, args []string) int {
+	option.Document(cmd)
+	cmd.SetArgs(args)
+	err := cmd.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	var ex *exitError
+	if errors.As(err, &ex) {
+		return ex.code
+	}
+	fmt.Fprintln(env.Stderr, formatError(err))
+	return 1
+}
+
+// exitError carries an exit code that a command passes through (the
+// remote command's, for `tether ssh`) without printing anything.
+type exitError struct{ code int }
+
+func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+// formatError renders err for the terminal: the message, its detail, and
+// what to do for the errors that have an obvious next step. This is the only
+// place where the CLI turns error codes into words.
+func formatError(err error) string {
+	var b strings.Builder
+	b.WriteString("error: ")
+	var te *tether.Error
+	if errors.As(err, &te) {
+		// Keep the context the CLI added, but not the code's message twice.
+		b.WriteString(err.Error())
+		switch te.Code {
+		case tether.EUNAUTHORIZED:
+			if !strings.Contains(te.Message, "tether login") {
+				b.WriteString("\nhint: run `tether login URL` to sign in")
+			}
+		case tether.EINTERNAL:
+			b.WriteString("\nhint: the server logged the details")
+		}
+		return b.String()
+	}
+	b.WriteString(err.Error())
+	return b.String()
+}
+
+// client returns an API client for the server the user logged in to, or
+// the one named by --url / $TETHER_URL.
+func (r *root) client() (*client.Client, error) {
+	dir := config.Dir(r.configDir)
+	rawURL := r.url
+	if rawURL == "" {
+		u, err := dir.URL()
+		if err != nil {
+			return nil, err
+		}
+		rawURL = u
+	}
+	if rawURL == "" {
+		return nil, errors.New("not logged in: run `tether login URL` first")
+	}
+	c, err := client.New(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	c.SessionToken = r.sessionToken
+	if c.SessionToken == "" {
+		t, err := dir.Session()
+		if err != nil {
+			return nil, err
+		}
+		c.SessionToken = t
+	}
+	if c.SessionToken == "" {
+		return nil, fmt.Errorf("not logged in to %s: run `tether login %s`", c.URL, c.URL)
+	}
+	return c, nil
+}

@@ -1,0 +1,141 @@
+package cli
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/tetherdev/tether"
+)
+
+// splitWorkspace parses "NAME" (the caller's own) or "OWNER/NAME".
+func splitWorkspace(arg string) (owner, name string, err error) {
+	owner, name = "me", arg
+	if o, n, ok := strings.Cut(arg, "/"); ok {
+		owner, name = o, n
+	}
+	if err := tether.ValidateName("workspace", name); err != nil {
+		return "", "", err
+	}
+	return owner, name, nil
+}
+
+func (r *root) createCommand() *cobra.Command {
+	var template, format string
+	cmd := &cobra.Command{
+		Use:     "create NAME",
+		Short:   "Create a workspace and print the command that runs its agent",
+		Args:    cobra.ExactArgs(1),
+		PreRunE: func(*cobra.Command, []string) error { return checkOutput(format) },
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := tether.ValidateName("workspace", args[0]); err != nil {
+				return err
+			}
+			c, err := r.client()
+			if err != nil {
+				return err
+			}
+			resp, err := c.CreateWorkspace(cmd.Context(), tether.CreateWorkspaceRequest{Name: args[0], Template: template})
+			if err != nil {
+				return err
+			}
+			agentCmd := fmt.Sprintf("TETHER_AGENT_TOKEN=%s tether agent --url %s", resp.AgentToken, resp.AgentURL)
+			if format == "json" {
+				return writeJSON(r.env.Stdout, map[string]string{
+					"name":          resp.Workspace.Name,
+					"owner":         resp.Workspace.Owner,
+					"agent_token":   resp.AgentToken,
+					"agent_url":     resp.AgentURL,
+					"agent_command": agentCmd,
+				})
+			}
+			fmt.Fprintf(r.env.Stdout, "Created workspace %s.\n\n", resp.Workspace.Name)
+			fmt.Fprintf(r.env.Stdout, "Run its agent inside the workspace (the token is shown only this once):\n\n  %s\n\n", agentCmd)
+			fmt.Fprintf(r.env.Stdout, "Then connect with `tether ssh %s`.\n", resp.Workspace.Name)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&template, "template", "t", "", "template to create the workspace from")
+	outputFlag(cmd, &format)
+	return cmd
+}
+
+func (r *root) listCommand() *cobra.Command {
+	var format string
+	cmd := &cobra.Command{
+		Use:     "list",
+		Aliases: []string{"ls"},
+		Short:   "List workspaces with their agents' status",
+		Args:    cobra.NoArgs,
+		PreRunE: func(*cobra.Command, []string) error { return checkOutput(format) },
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := r.client()
+			if err != nil {
+				return err
+			}
+			list, err := c.Workspaces(cmd.Context(), false)
+			if err != nil {
+				return err
+			}
+			if format == "json" {
+				return writeJSON(r.env.Stdout, list)
+			}
+			if len(list) == 0 {
+				fmt.Fprintln(r.env.Stdout, "No workspaces yet: create one with `tether create NAME`.")
+				return nil
+			}
+			now := time.Now()
+			rows := make([][]string, 0, len(list))
+			for _, w := range list {
+				tpl := w.Template
+				if tpl == "" {
+					tpl = "-"
+				}
+				rows = append(rows, []string{w.Owner + "/" + w.Name, tpl, w.AgentStatus, ago(w.LastSeen, now)})
+			}
+			return table(r.env.Stdout, "WORKSPACE\tTEMPLATE\tAGENT\tLAST SEEN", rows)
+		},
+	}
+	outputFlag(cmd, &format)
+	return cmd
+}
+
+func (r *root) deleteCommand() *cobra.Command {
+	var yes bool
+	cmd := &cobra.Command{
+		Use:   "delete NAME",
+		Short: "Delete a workspace (its agent is disconnected and its token revoked)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			owner, name, err := splitWorkspace(args[0])
+			if err != nil {
+				return err
+			}
+			c, err := r.client()
+			if err != nil {
+				return err
+			}
+			if !yes {
+				p := newPrompter(r.env)
+				if !p.interactive() {
+					return fmt.Errorf("refusing to delete %s without confirmation: pass --yes", args[0])
+				}
+				answer, err := p.ask(fmt.Sprintf("Delete workspace %s? Type its name to confirm", args[0]), "")
+				if err != nil {
+					return err
+				}
+				if answer != name {
+					return fmt.Errorf("not deleted: %q is not %q", answer, name)
+				}
+			}
+			if err := c.DeleteWorkspace(cmd.Context(), owner, name); err != nil {
+				return err
+			}
+			fmt.Fprintf(r.env.Stdout, "Deleted workspace %s.\n", args[0])
+			return nil
+		},
+	}
+	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
+	return cmd
+}

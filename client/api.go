@@ -1,0 +1,97 @@
+package client
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+
+	"github.com/tetherdev/tether"
+)
+
+func (c *Client) BuildInfo(ctx context.Context) (tether.BuildInfo, error) {
+	var v tether.BuildInfo
+	return v, c.do(ctx, http.MethodGet, "/api/v2/buildinfo", nil, &v)
+}
+
+// HasFirstUser reports whether the deployment has been set up.
+func (c *Client) HasFirstUser(ctx context.Context) (bool, error) {
+	var v struct {
+		Exists bool `json:"exists"`
+	}
+	return v.Exists, c.do(ctx, http.MethodGet, "/api/v2/users/first", nil, &v)
+}
+
+func (c *Client) CreateFirstUser(ctx context.Context, req tether.CreateFirstUserRequest) (tether.LoginResponse, error) {
+	var v tether.LoginResponse
+	return v, c.do(ctx, http.MethodPost, "/api/v2/users/first", req, &v)
+}
+
+func (c *Client) Login(ctx context.Context, req tether.LoginRequest) (tether.LoginResponse, error) {
+	var v tether.LoginResponse
+	return v, c.do(ctx, http.MethodPost, "/api/v2/users/login", req, &v)
+}
+
+func (c *Client) Logout(ctx context.Context) error {
+	return c.do(ctx, http.MethodPost, "/api/v2/users/logout", nil, nil)
+}
+
+func (c *Client) Me(ctx context.Context) (tether.User, error) {
+	var v tether.User
+	return v, c.do(ctx, http.MethodGet, "/api/v2/users/me", nil, &v)
+}
+
+func (c *Client) Users(ctx context.Context) ([]tether.User, error) {
+	var v []tether.User
+	return v, c.do(ctx, http.MethodGet, "/api/v2/users", nil, &v)
+}
+
+func (c *Client) CreateUser(ctx context.Context, req tether.CreateUserRequest) (tether.User, error) {
+	var v tether.User
+	return v, c.do(ctx, http.MethodPost, "/api/v2/users", req, &v)
+}
+
+func (c *Client) Templates(ctx context.Context) ([]tether.Template, error) {
+	var v []tether.Template
+	return v, c.do(ctx, http.MethodGet, "/api/v2/templates", nil, &v)
+}
+
+func (c *Client) PushTemplate(ctx context.Context, req tether.PushTemplateRequest) (tether.Template, error) {
+	var v tether.Template
+	return v, c.do(ctx, http.MethodPost, "/api/v2/templates", req, &v)
+}
+
+// Workspaces lists the caller's workspaces, or every workspace for admins
+// unless mine is set.
+func (c *Client) Workspaces(ctx context.Context, mine bool) ([]tether.Workspace, error) {
+	path := "/api/v2/workspaces"
+	if mine {
+		path += "?owner=me"
+	}
+	var v []tether.Workspace
+	return v, c.do(ctx, http.MethodGet, path, nil, &v)
+}
+
+// workspacePath is the API path of a workspace; owner "me" is the caller.
+func workspacePath(owner, name string) string {
+	return "/api/v2/workspaces/" + url.PathEscape(owner) + "/" + url.PathEscape(name)
+}
+
+func (c *Client) Workspace(ctx context.Context, owner, name string) (tether.Workspace, error) {
+	var v tether.Workspace
+	return v, c.do(ctx, http.MethodGet, workspacePath(owner, name), nil, &v)
+}
+
+func (c *Client) CreateWorkspace(ctx context.Context, req tether.CreateWorkspaceRequest) (tether.CreateWorkspaceResponse, error) {
+	var v tether.CreateWorkspaceResponse
+	return v, c.do(ctx, http.MethodPost, "/api/v2/workspaces", req, &v)
+}
+
+func (c *Client) DeleteWorkspace(ctx context.Context, owner, name string) error {
+	return c.do(ctx, http.MethodDelete, workspacePath(owner, name), nil, nil)
+}
+
+// AgentManifest returns what the agent whose token c carries needs to know.
+func (c *Client) AgentManifest(ctx context.Context) (tether.AgentManifest, error) {
+	var v tether.AgentManifest
+	return v, c.do(ctx, http.MethodGet, "/api/v2/agent/manifest", nil, &v)
+}

@@ -1,0 +1,187 @@
+// Package client is the Go client of Tether's REST API, used by the CLI and
+// the agent. It turns API errors back into *tether.Error values so callers
+// can tell them apart by code.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/coder/websocket"
+	"github.com/tetherdev/tether"
+)
+
+// Client talks to one server as one user or one agent.
+type Client struct {
+	// URL is the server's base URL (the access URL).
+	URL *url.URL
+	// SessionToken authenticates a user; AgentToken an agent.
+	SessionToken string
+	AgentToken   string
+	// HTTPClient makes the requests; nil means http.DefaultClient.
+	HTTPClient *http.Client
+}
+
+// New returns a client for the server at rawURL.
+func New(rawURL string) (*Client, error) {
+	u, err := ParseURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{URL: u}, nil
+}
+
+// ParseURL checks that s is a server URL (http or https, with a host) and
+// returns it without a trailing slash.
+func ParseURL(s string) (*url.URL, error) {
+	if s == "" {
+		return nil, errors.New("no server URL: pass one, or run `tether login URL` first")
+	}
+	if !strings.Contains(s, "://") {
+		s = "https://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("%q is not a server URL such as https://tether.example.com", s)
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	return u, nil
+}
+
+func (c *Client) httpClient() *http.Client {
+	if c.HTTPClient != nil {
+		return c.HTTPClient
+	}
+	return http.DefaultClient
+}
+
+// endpoint returns the absolute URL of an API path.
+func (c *Client) endpoint(path string) string {
+	return c.URL.String() + path
+}
+
+func (c *Client) authorize(h http.Header) {
+	if c.SessionToken != "" {
+		h.Set(tether.SessionTokenHeader, c.SessionToken)
+	}
+	if c.AgentToken != "" {
+		h.Set(tether.AgentTokenHeader, c.AgentToken)
+	}
+}
+
+// do sends a request with an optional JSON body and decodes a JSON response
+// into out (unless out is nil). Non-2xx responses become *tether.Error.
+func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.endpoint(path), rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	c.authorize(req.Header)
+	resp, err := c.httpClient().Do(req)
+	if err != nil {
+		return fmt.Errorf("reach %s: %w", c.URL.Host, unwrapURLError(err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return readError(resp)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("read response of %s %s: %w", method, path, err)
+	}
+	return nil
+}
+
+// unwrapURLError drops url.Error's repetition of the method and URL.
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// codeForStatus guesses an error code for responses that carry none (a
+// proxy's error page, say).
+func codeForStatus(status int) string {
+	switch status {
+	case http.StatusBadRequest:
+		return tether.EINVALID
+	case http.StatusUnauthorized:
+		return tether.EUNAUTHORIZED
+	case http.StatusForbidden:
+		return tether.EFORBIDDEN
+	case http.StatusNotFound:
+		return tether.ENOTFOUND
+	case http.StatusConflict:
+		return tether.ECONFLICT
+	case http.StatusRequestEntityTooLarge:
+		return tether.ETOOLARGE
+	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return tether.EUNAVAILABLE
+	}
+	return tether.EINTERNAL
+}
+
+// readError turns an error response into a *tether.Error.
+func readError(resp *http.Response) error {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var er tether.ErrorResponse
+	if json.Unmarshal(b, &er) == nil && er.Message != "" {
+		code := er.Code
+		if code == "" {
+			code = codeForStatus(resp.StatusCode)
+		}
+		return &tether.Error{Code: code, Message: er.Message, Detail: er.Detail}
+	}
+	msg := strings.TrimSpace(string(b))
+	if len(msg) > 200 {
+		msg = msg[:200] + "…"
+	}
+	return &tether.Error{Code: codeForStatus(resp.StatusCode),
+		Message: fmt.Sprintf("server answered %s", resp.Status), Detail: msg}
+}
+
+// DialWebSocket opens a WebSocket to an API path, authenticated like other
+// requests. Refusals come back as *tether.Error.
+func (c *Client) DialWebSocket(ctx context.Context, path string, query url.Values) (*websocket.Conn, error) {
+	u := *c.URL
+	switch u.Scheme {
+	case "https":
+		u.Scheme = "wss"
+	default:
+		u.Scheme = "ws"
+	}
+	u.Path += path
+	u.RawQuery = query.Encode()
+	h := http.Header{}
+	c.authorize(h)
+	conn, resp, err := websocket.Dial(ctx, u.String(), &websocket.DialOptions{HTTPClient: c.httpClient(), HTTPHeader: h})
+	if err != nil {
+		if resp != nil && resp.StatusCode >= 300 {
+			return nil, readError(resp)
+		}
+		return nil, fmt.Errorf("connect to %s: %w", c.URL.Host, unwrapURLError(err))
+	}
+	return conn, nil
+}

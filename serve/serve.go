@@ -1,0 +1,198 @@
+// Package serve implements `tether server`: it declares the server's
+// settings, opens the store, listens, and in --dev mode sets up a complete
+// demo deployment. It is apart from package cli so that the client commands
+// never link the server or its store.
+package serve
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/tetherdev/tether/server"
+	"github.com/tetherdev/tether/store/sqlite"
+)
+
+// Settings are the flags of `tether server`, each also read from its
+// TETHER_ environment variable.
+type Settings struct {
+	AccessURL   string
+	HTTPAddress string
+	DataDir     string
+	TLSCertFile string
+	TLSKeyFile  string
+	LogLevel    string
+	Dev         bool
+	ConfigDir   string // where --dev writes CLI credentials
+}
+
+// Command returns `tether server`. version is reported by the API.
+func Command(stdout, stderr io.Writer, version string) *cobra.Command {
+	var s Settings
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the Tether control plane (API, dashboard, coordinator, DERP relay)",
+		Long: "Run the Tether server. Users and agents reach it at its access URL.\n\n" +
+			"Try it on one machine with `tether server --dev`: it creates an admin, a workspace `dev`\n" +
+			"whose agent runs here, and CLI credentials, so that `tether ssh dev` works at once.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if cf := cmd.Flag("config-dir"); cf != nil {
+				s.ConfigDir = cf.Value.String()
+			}
+			return Run(cmd.Context(), s, stdout, stderr, version)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&s.AccessURL, "access-url", "", "external URL where users and agents reach this server (default: http:// + --http-address)")
+	f.StringVar(&s.HTTPAddress, "http-address", "127.0.0.1:3000", "address to listen on for HTTP(S)")
+	f.StringVar(&s.DataDir, "data-dir", "", "directory for the embedded database (default: ~/.local/share/tether, or ./.tether-dev with --dev)")
+	f.StringVar(&s.TLSCertFile, "tls-cert-file", "", "PEM certificate to serve HTTPS with (with --tls-key-file)")
+	f.StringVar(&s.TLSKeyFile, "tls-key-file", "", "PEM private key of --tls-cert-file")
+	f.StringVar(&s.LogLevel, "log-level", "info", "debug, info, warn or error")
+	f.BoolVar(&s.Dev, "dev", false, "demo mode: local data, a first admin, a workspace `dev` with its agent on this machine, and CLI credentials")
+	return cmd
+}
+
+func defaultDataDir(dev bool) string {
+	if dev {
+		return ".tether-dev"
+	}
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "tether")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "share", "tether")
+	}
+	return ".tether"
+}
+
+// Run runs the server until ctx ends.
+func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version string) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(s.LogLevel)); err != nil {
+		return fmt.Errorf("--log-level %q must be debug, info, warn or error", s.LogLevel)
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if (s.TLSCertFile == "") != (s.TLSKeyFile == "") {
+		return errors.New("--tls-cert-file and --tls-key-file go together: pass both or neither")
+	}
+	var tlsConfig *tls.Config
+	if s.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(s.TLSCertFile, s.TLSKeyFile)
+		if err != nil {
+			return fmt.Errorf("load TLS certificate: %w", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	ln, err := net.Listen("tcp", s.HTTPAddress)
+	if err != nil {
+		return fmt.Errorf("listen on --http-address %s: %w", s.HTTPAddress, err)
+	}
+	defer ln.Close()
+	accessURL, err := resolveAccessURL(s.AccessURL, ln.Addr(), tlsConfig != nil)
+	if err != nil {
+		return err
+	}
+
+	if s.DataDir == "" {
+		s.DataDir = defaultDataDir(s.Dev)
+	}
+	if err := os.MkdirAll(s.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create --data-dir: %w", err)
+	}
+	db, err := sqlite.Open(ctx, s.DataDir)
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	defer db.Close()
+
+	srv, err := server.New(server.Options{
+		Logger:    logger.With(slog.String("component", "server")),
+		Store:     db,
+		AccessURL: accessURL,
+		Version:   version,
+	})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+
+	httpServer := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+		// DERP and WebSockets hijack HTTP/1.1 connections.
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
+	}
+	serveErr := make(chan error, 1)
+	go func() {
+		if tlsConfig != nil {
+			httpServer.TLSConfig = tlsConfig
+			serveErr <- httpServer.ServeTLS(ln, "", "")
+		} else {
+			serveErr <- httpServer.Serve(ln)
+		}
+	}()
+	logger.Info("server started", slog.String("access_url", accessURL.String()),
+		slog.String("listen", ln.Addr().String()), slog.String("data_dir", s.DataDir))
+
+	if s.Dev {
+		stopDev, err := startDev(ctx, devOptions{
+			accessURL: accessURL, dataDir: s.DataDir, configDir: s.ConfigDir,
+			store: db, logger: logger, stdout: stdout, version: version,
+		})
+		if err != nil {
+			httpServer.Close()
+			return fmt.Errorf("dev mode: %w", err)
+		}
+		defer stopDev()
+	} else {
+		fmt.Fprintf(stdout, "Tether is listening at %s\n", accessURL)
+	}
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		return fmt.Errorf("serve HTTP: %w", err)
+	}
+	logger.Info("shutting down")
+	srv.Close() // ends WebSockets, which Shutdown does not wait for
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := httpServer.Shutdown(sctx); err != nil {
+		httpServer.Close()
+	}
+	return nil
+}
+
+// resolveAccessURL checks --access-url, or derives one from the listener.
+func resolveAccessURL(raw string, addr net.Addr, useTLS bool) (*url.URL, error) {
+	if raw == "" {
+		scheme := "http"
+		if useTLS {
+			scheme = "https"
+		}
+		host := addr.String()
+		if tcp, ok := addr.(*net.TCPAddr); ok && tcp.IP.IsUnspecified() {
+			host = net.JoinHostPort("127.0.0.1", fmt.Sprint(tcp.Port))
+		}
+		return &url.URL{Scheme: scheme, Host: host}, nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("--access-url %q must be an http:// or https:// URL with a host", raw)
+	}
+	u.Path = ""
+	return u, nil
+}

@@ -1,0 +1,184 @@
+// Package server is Tether's control plane: the REST API under /api/v2, the
+// agents' and clients' coordination WebSockets, and (in later files) the
+// built-in DERP relay, the dashboard and the web proxies. It keeps its state
+// in a store.Store and never holds a tunnel private key of any peer.
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/tetherdev/tether"
+	"github.com/tetherdev/tether/store"
+)
+
+// Options configure a Server. Zero values mean what their comments say.
+type Options struct {
+	// Logger receives the server's logs; nil discards them.
+	Logger *slog.Logger
+	// Store holds users, sessions, templates and workspaces. Required.
+	Store store.Store
+	// AccessURL is where users and agents reach this server. Required.
+	AccessURL *url.URL
+	// Version is reported by /api/v2/buildinfo.
+	Version string
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+}
+
+// Server serves the API. Create it with New, serve Handler, and Close it.
+type Server struct {
+	logger    *slog.Logger
+	store     store.Store
+	accessURL *url.URL
+	version   string
+	now       func() time.Time
+	mux       *http.ServeMux
+
+	ctx    context.Context // canceled by Close; parent of long-lived work
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // long-lived goroutines and WebSocket handlers
+
+	mu     sync.Mutex
+	agents map[uuid.UUID]*agentConn // connected agents by workspace ID
+}
+
+// New returns a Server for opts.
+func New(opts Options) (*Server, error) {
+	if opts.Store == nil {
+		return nil, errors.New("server: Store is required")
+	}
+	if opts.AccessURL == nil {
+		return nil, errors.New("server: AccessURL is required")
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{
+		logger:    logger,
+		store:     opts.Store,
+		accessURL: opts.AccessURL,
+		version:   opts.Version,
+		now:       func() time.Time { return now().UTC() },
+		ctx:       ctx,
+		cancel:    cancel,
+		agents:    map[uuid.UUID]*agentConn{},
+	}
+	s.routes()
+	s.wg.Add(1)
+	go s.expireSessions()
+	return s, nil
+}
+
+// Handler returns the server's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// Close ends every WebSocket and background task and waits for them. It does
+// not close the store.
+func (s *Server) Close() error {
+	s.cancel()
+	s.wg.Wait()
+	return nil
+}
+
+func (s *Server) routes() {
+	s.mux = http.NewServeMux()
+	m := s.mux
+	m.HandleFunc("GET /api/v2/buildinfo", s.public(s.getBuildInfo))
+	m.HandleFunc("GET /api/v2/users/first", s.public(s.getFirstUser))
+	m.HandleFunc("POST /api/v2/users/first", s.public(s.postFirstUser))
+	m.HandleFunc("POST /api/v2/users/login", s.public(s.postLogin))
+	m.HandleFunc("POST /api/v2/users/logout", s.user(s.postLogout))
+	m.HandleFunc("GET /api/v2/users/me", s.user(s.getMe))
+	m.HandleFunc("GET /api/v2/users", s.user(s.getUsers))
+	m.HandleFunc("POST /api/v2/users", s.user(s.postUser))
+	m.HandleFunc("GET /api/v2/templates", s.user(s.getTemplates))
+	m.HandleFunc("POST /api/v2/templates", s.user(s.postTemplate))
+	m.HandleFunc("GET /api/v2/templates/{name}", s.user(s.getTemplate))
+	m.HandleFunc("GET /api/v2/workspaces", s.user(s.getWorkspaces))
+	m.HandleFunc("POST /api/v2/workspaces", s.user(s.postWorkspace))
+	m.HandleFunc("GET /api/v2/workspaces/{owner}/{name}", s.user(s.getWorkspace))
+	m.HandleFunc("DELETE /api/v2/workspaces/{owner}/{name}", s.user(s.deleteWorkspace))
+	m.HandleFunc("GET /api/v2/agent/manifest", s.agent(s.getAgentManifest))
+	m.HandleFunc("GET /api/v2/agent/connect", s.agent(s.agentConnect))
+	m.HandleFunc("/api/", s.public(func(w http.ResponseWriter, r *http.Request) error {
+		return tether.Errorf(tether.ENOTFOUND, "no API endpoint %s %s", r.Method, r.URL.Path)
+	}))
+}
+
+// public, user and agent adapt handlers that return errors, authenticating
+// the caller first where needed and passing who it is explicitly.
+func (s *Server) public(h func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		defer s.recoverPanic(w, r)
+		if err := h(w, r); err != nil {
+			s.writeError(w, r, err)
+		}
+	}
+}
+
+func (s *Server) user(h func(http.ResponseWriter, *http.Request, store.User) error) http.HandlerFunc {
+	return s.public(func(w http.ResponseWriter, r *http.Request) error {
+		u, err := s.authenticateUser(r)
+		if err != nil {
+			return err
+		}
+		return h(w, r, u)
+	})
+}
+
+func (s *Server) agent(h func(http.ResponseWriter, *http.Request, store.Workspace) error) http.HandlerFunc {
+	return s.public(func(w http.ResponseWriter, r *http.Request) error {
+		ws, err := s.authenticateAgent(r)
+		if err != nil {
+			return err
+		}
+		return h(w, r, ws)
+	})
+}
+
+// recoverPanic turns a handler's panic into a logged 500 so that no input
+// can take the server down or show a stack trace to a user.
+func (s *Server) recoverPanic(w http.ResponseWriter, r *http.Request) {
+	if v := recover(); v != nil {
+		if v == http.ErrAbortHandler {
+			panic(v)
+		}
+		s.logger.Error("handler panicked", slog.String("path", r.URL.Path), slog.Any("panic", v))
+		s.writeError(w, r, errors.New("panic"))
+	}
+}
+
+func (s *Server) getBuildInfo(w http.ResponseWriter, r *http.Request) error {
+	writeJSON(w, http.StatusOK, tether.BuildInfo{Version: s.version, AccessURL: s.accessURL.String()})
+	return nil
+}
+
+// expireSessions deletes expired sessions now and then.
+func (s *Server) expireSessions() {
+	defer s.wg.Done()
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if err := s.store.DeleteExpiredSessions(s.ctx, s.now()); err != nil && s.ctx.Err() == nil {
+			s.logger.Warn("delete expired sessions", slog.Any("err", err))
+		}
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,149 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+	"net/mail"
+	"strings"
+
+	"github.com/google/uuid"
+	"github.com/tetherdev/tether"
+	"github.com/tetherdev/tether/store"
+	"golang.org/x/crypto/bcrypt"
+)
+
+func (s *Server) getFirstUser(w http.ResponseWriter, r *http.Request) error {
+	n, err := s.store.CountUsers(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]bool{"exists": n > 0})
+	return nil
+}
+
+// newUser validates a request to create a user and hashes its password.
+func (s *Server) newUser(username, email, password string, role tether.Role) (store.User, error) {
+	if err := tether.ValidateName("user", username); err != nil {
+		return store.User{}, err
+	}
+	email = strings.TrimSpace(email)
+	if a, err := mail.ParseAddress(email); err != nil || a.Address != email {
+		return store.User{}, tether.Errorf(tether.EINVALID, "%q is not an email address", email)
+	}
+	if !role.Valid() {
+		return store.User{}, tether.Errorf(tether.EINVALID, "role %q must be admin or member", role)
+	}
+	hash, err := hashPassword(password)
+	if err != nil {
+		return store.User{}, err
+	}
+	return store.User{
+		User:         tether.User{ID: uuid.New(), Username: username, Email: email, Role: role, CreatedAt: s.now()},
+		PasswordHash: hash,
+	}, nil
+}
+
+func (s *Server) postFirstUser(w http.ResponseWriter, r *http.Request) error {
+	var req tether.CreateFirstUserRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	u, err := s.newUser(req.Username, req.Email, req.Password, tether.RoleAdmin)
+	if err != nil {
+		return err
+	}
+	if err := s.store.CreateFirstUser(r.Context(), u); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return tether.Errorf(tether.ECONFLICT, "the first user already exists: sign in with `tether login URL` instead")
+		}
+		return err
+	}
+	return s.respondWithSession(w, r, u, http.StatusCreated)
+}
+
+func (s *Server) respondWithSession(w http.ResponseWriter, r *http.Request, u store.User, status int) error {
+	token, err := s.startSession(r, u)
+	if err != nil {
+		return err
+	}
+	s.setSessionCookie(w, token, s.now().Add(sessionLifetime))
+	writeJSON(w, status, tether.LoginResponse{SessionToken: token, User: u.User})
+	return nil
+}
+
+var errBadLogin = tether.Errorf(tether.EUNAUTHORIZED, "incorrect username, email or password")
+
+func (s *Server) postLogin(w http.ResponseWriter, r *http.Request) error {
+	var req tether.LoginRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	if req.Login == "" || req.Password == "" {
+		return tether.Errorf(tether.EINVALID, "login and password are required")
+	}
+	u, err := s.store.UserByLogin(r.Context(), strings.TrimSpace(req.Login))
+	if errors.Is(err, store.ErrNotFound) {
+		bcrypt.CompareHashAndPassword(dummyHash(), []byte(req.Password))
+		return errBadLogin
+	}
+	if err != nil {
+		return err
+	}
+	if bcrypt.CompareHashAndPassword(u.PasswordHash, []byte(req.Password)) != nil {
+		return errBadLogin
+	}
+	return s.respondWithSession(w, r, u, http.StatusOK)
+}
+
+func (s *Server) postLogout(w http.ResponseWriter, r *http.Request, u store.User) error {
+	token := bearerToken(r, tether.SessionTokenHeader, tether.SessionCookie)
+	if err := s.store.DeleteSession(r.Context(), store.HashToken(token)); err != nil {
+		return err
+	}
+	http.SetCookie(w, &http.Cookie{Name: tether.SessionCookie, Value: "", Path: "/", MaxAge: -1})
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) getMe(w http.ResponseWriter, r *http.Request, u store.User) error {
+	writeJSON(w, http.StatusOK, u.User)
+	return nil
+}
+
+func (s *Server) getUsers(w http.ResponseWriter, r *http.Request, u store.User) error {
+	if u.Role != tether.RoleAdmin {
+		return errAdminOnly
+	}
+	users, err := s.store.ListUsers(r.Context())
+	if err != nil {
+		return err
+	}
+	out := make([]tether.User, 0, len(users))
+	for _, u := range users {
+		out = append(out, u.User)
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) postUser(w http.ResponseWriter, r *http.Request, admin store.User) error {
+	if admin.Role != tether.RoleAdmin {
+		return errAdminOnly
+	}
+	var req tether.CreateUserRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	if req.Role == "" {
+		req.Role = tether.RoleMember
+	}
+	u, err := s.newUser(req.Username, req.Email, req.Password, req.Role)
+	if err != nil {
+		return err
+	}
+	if err := s.store.CreateUser(r.Context(), u); err != nil {
+		return storeError(err, "a user with that username or email")
+	}
+	writeJSON(w, http.StatusCreated, u.User)
+	return nil
+}

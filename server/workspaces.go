@@ -1,0 +1,176 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/google/uuid"
+	"github.com/tetherdev/tether"
+	"github.com/tetherdev/tether/store"
+)
+
+// agentStaleAfter is how long after its last heartbeat an agent still counts
+// as connected. It covers a server that died without recording the
+// disconnection; a clean disconnection shows at once.
+const agentStaleAfter = 3 * agentHeartbeat
+
+// workspaceView turns a stored workspace into what the API shows.
+func (s *Server) workspaceView(ws store.Workspace, apps []tether.App) tether.Workspace {
+	v := tether.Workspace{
+		ID:           ws.ID,
+		Name:         ws.Name,
+		Owner:        ws.Owner,
+		OwnerID:      ws.OwnerID,
+		Template:     ws.Template,
+		AgentStatus:  tether.AgentDisconnected,
+		AgentVersion: ws.AgentVersion,
+		AgentIP:      tether.TunnelIP(ws.ID).String(),
+		Apps:         apps,
+		CreatedAt:    ws.CreatedAt,
+	}
+	if v.Apps == nil {
+		v.Apps = []tether.App{}
+	}
+	if !ws.AgentLastSeenAt.IsZero() {
+		seen := ws.AgentLastSeenAt
+		v.LastSeen = &seen
+	}
+	connected := !ws.AgentConnectedAt.IsZero() && ws.AgentConnectedAt.After(ws.AgentDisconnectedAt) &&
+		s.now().Sub(ws.AgentLastSeenAt) < agentStaleAfter
+	if connected {
+		v.AgentStatus = tether.AgentConnected
+		now := s.now()
+		v.LastSeen = &now
+	}
+	return v
+}
+
+// templateApps returns the apps of a workspace's template, caching lookups
+// within one listing.
+func (s *Server) templateApps(r *http.Request, ws store.Workspace, cache map[uuid.UUID][]tether.App) ([]tether.App, error) {
+	if ws.TemplateID == uuid.Nil {
+		return nil, nil
+	}
+	if apps, ok := cache[ws.TemplateID]; ok {
+		return apps, nil
+	}
+	t, err := s.store.TemplateByID(r.Context(), ws.TemplateID)
+	if err != nil {
+		return nil, err
+	}
+	cache[ws.TemplateID] = t.Apps
+	return t.Apps, nil
+}
+
+func (s *Server) getWorkspaces(w http.ResponseWriter, r *http.Request, u store.User) error {
+	owner := u.ID
+	if u.Role == tether.RoleAdmin && r.URL.Query().Get("owner") != "me" {
+		owner = uuid.Nil
+	}
+	list, err := s.store.ListWorkspaces(r.Context(), owner)
+	if err != nil {
+		return err
+	}
+	cache := map[uuid.UUID][]tether.App{}
+	out := make([]tether.Workspace, 0, len(list))
+	for _, ws := range list {
+		apps, err := s.templateApps(r, ws, cache)
+		if err != nil {
+			return err
+		}
+		out = append(out, s.workspaceView(ws, apps))
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// lookupWorkspace finds the workspace named by the {owner}/{name} path, as
+// u may see it. Workspaces u may not access are reported as not found, so
+// that their existence does not leak.
+func (s *Server) lookupWorkspace(r *http.Request, u store.User) (store.Workspace, error) {
+	ownerName, name := r.PathValue("owner"), r.PathValue("name")
+	notFound := tether.Errorf(tether.ENOTFOUND, "workspace %s/%s not found", ownerName, name)
+	owner := u
+	if ownerName != "me" && ownerName != u.Username {
+		if u.Role != tether.RoleAdmin {
+			return store.Workspace{}, notFound
+		}
+		o, err := s.store.UserByLogin(r.Context(), ownerName)
+		if errors.Is(err, store.ErrNotFound) {
+			return store.Workspace{}, notFound
+		} else if err != nil {
+			return store.Workspace{}, err
+		}
+		owner = o
+	}
+	ws, err := s.store.WorkspaceByOwnerAndName(r.Context(), owner.ID, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return ws, notFound
+	} else if err != nil {
+		return ws, err
+	}
+	if !canAccess(u, ws) {
+		return store.Workspace{}, notFound
+	}
+	return ws, nil
+}
+
+func (s *Server) getWorkspace(w http.ResponseWriter, r *http.Request, u store.User) error {
+	ws, err := s.lookupWorkspace(r, u)
+	if err != nil {
+		return err
+	}
+	apps, err := s.templateApps(r, ws, map[uuid.UUID][]tether.App{})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, s.workspaceView(ws, apps))
+	return nil
+}
+
+func (s *Server) postWorkspace(w http.ResponseWriter, r *http.Request, u store.User) error {
+	var req tether.CreateWorkspaceRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	if err := tether.ValidateName("workspace", req.Name); err != nil {
+		return err
+	}
+	ws := store.Workspace{ID: uuid.New(), Name: req.Name, OwnerID: u.ID, Owner: u.Username, CreatedAt: s.now()}
+	agentURL := s.accessURL.String()
+	var apps []tether.App
+	if req.Template != "" {
+		t, err := s.store.TemplateByName(r.Context(), req.Template)
+		if err != nil {
+			return storeError(err, "template "+req.Template)
+		}
+		ws.TemplateID, ws.Template, apps = t.ID, t.Name, t.Apps
+		if t.AgentURL != "" {
+			agentURL = t.AgentURL
+		}
+	}
+	token := newToken()
+	ws.AgentTokenHash = store.HashToken(token)
+	if err := s.store.CreateWorkspace(r.Context(), ws); err != nil {
+		return storeError(err, "workspace "+req.Name)
+	}
+	writeJSON(w, http.StatusCreated, tether.CreateWorkspaceResponse{
+		Workspace:  s.workspaceView(ws, apps),
+		AgentToken: token,
+		AgentURL:   agentURL,
+	})
+	return nil
+}
+
+func (s *Server) deleteWorkspace(w http.ResponseWriter, r *http.Request, u store.User) error {
+	ws, err := s.lookupWorkspace(r, u)
+	if err != nil {
+		return err
+	}
+	if err := s.store.DeleteWorkspace(r.Context(), ws.ID); err != nil {
+		return storeError(err, "workspace "+ws.Name)
+	}
+	s.disconnectAgent(ws.ID, "workspace deleted")
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

@@ -1,0 +1,427 @@
+package sshd
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
+)
+
+// Payloads of session channel requests (RFC 4254 section 6).
+type (
+	ptyRequestMsg struct {
+		Term     string
+		Columns  uint32
+		Rows     uint32
+		Width    uint32
+		Height   uint32
+		Modelist string
+	}
+	windowChangeMsg struct {
+		Columns uint32
+		Rows    uint32
+		Width   uint32
+		Height  uint32
+	}
+	envRequestMsg struct {
+		Name  string
+		Value string
+	}
+	execMsg struct {
+		Command string
+	}
+	subsystemMsg struct {
+		Name string
+	}
+	signalMsg struct {
+		Signal string
+	}
+	exitStatusMsg struct {
+		Status uint32
+	}
+	exitSignalMsg struct {
+		Signal     string
+		CoreDumped bool
+		Error      string
+		Lang       string
+	}
+)
+
+// session is one "session" channel: a shell, a command, or a subsystem.
+// Its requests are handled in order on one goroutine (handleSession); the
+// program runs on others, which end before handleSession returns.
+type session struct {
+	conn   *conn
+	logger *slog.Logger
+	ch     ssh.Channel
+
+	// Set by requests before the program starts; read-only after.
+	env       []string
+	term      string
+	ptyOK     bool // a pty-req was accepted
+	size      winsize
+	agentSock string
+
+	// Set when the program starts, on the request goroutine.
+	started bool
+	ptmx    *os.File      // with a PTY; closed by run
+	proc    *os.Process   // nil for a subsystem
+	exited  chan struct{} // closed when the program has ended and been reaped
+	wg      sync.WaitGroup
+}
+
+type winsize struct{ rows, cols uint16 }
+
+func (c *conn) handleSession(nc ssh.NewChannel) {
+	ch, reqs, err := nc.Accept()
+	if err != nil {
+		return
+	}
+	s := &session{
+		conn:   c,
+		logger: c.logger,
+		ch:     ch,
+		exited: make(chan struct{}),
+	}
+	for req := range reqs {
+		ok := s.handleRequest(req)
+		if req.WantReply {
+			req.Reply(ok, nil)
+		}
+	}
+	// The channel is closed, by the client or with the connection: end the
+	// program if it is still running.
+	s.hangUp()
+	s.wg.Wait()
+	ch.Close()
+}
+
+// handleRequest acts on one channel request and says whether it succeeded.
+func (s *session) handleRequest(req *ssh.Request) bool {
+	switch req.Type {
+	case "pty-req":
+		var m ptyRequestMsg
+		if s.started || ssh.Unmarshal(req.Payload, &m) != nil {
+			return false
+		}
+		s.ptyOK = true
+		s.term = m.Term
+		s.size = clampSize(m.Rows, m.Columns)
+		return true
+	case "window-change":
+		var m windowChangeMsg
+		if !s.ptyOK || ssh.Unmarshal(req.Payload, &m) != nil {
+			return false
+		}
+		s.size = clampSize(m.Rows, m.Columns)
+		if s.ptmx != nil {
+			if err := setWinsize(s.ptmx, s.size); err != nil {
+				s.logger.Debug("resize pty", "err", err)
+			}
+		}
+		return true
+	case "env":
+		var m envRequestMsg
+		if s.started || ssh.Unmarshal(req.Payload, &m) != nil || m.Name == "" {
+			return false
+		}
+		s.env = append(s.env, m.Name+"="+m.Value)
+		return true
+	case "auth-agent-req@openssh.com":
+		if s.started {
+			return false
+		}
+		sock, err := s.conn.agentSocket()
+		if err != nil {
+			s.logger.Warn("agent forwarding", "err", err)
+			return false
+		}
+		s.agentSock = sock
+		return true
+	case "shell", "exec":
+		var m execMsg
+		if s.started {
+			return false
+		}
+		if req.Type == "exec" && ssh.Unmarshal(req.Payload, &m) != nil {
+			return false
+		}
+		if err := s.start(m.Command); err != nil {
+			s.logger.Warn("start session", "err", err)
+			return false
+		}
+		return true
+	case "subsystem":
+		var m subsystemMsg
+		if s.started || ssh.Unmarshal(req.Payload, &m) != nil || m.Name != "sftp" {
+			return false
+		}
+		if err := s.startSFTP(); err != nil {
+			s.logger.Warn("start sftp", "err", err)
+			return false
+		}
+		return true
+	case "signal":
+		var m signalMsg
+		if s.proc == nil || ssh.Unmarshal(req.Payload, &m) != nil {
+			return false
+		}
+		sig, ok := signalByName(m.Signal)
+		if !ok {
+			return false
+		}
+		// The whole process group: the shell's children get it too, as
+		// they would from a terminal.
+		syscall.Kill(-s.proc.Pid, sig)
+		return true
+	default:
+		return false
+	}
+}
+
+// start runs the user's shell: a login shell when command is empty,
+// "SHELL -c command" otherwise.
+func (s *session) start(command string) error {
+	u, err := currentUser()
+	if err != nil {
+		return err
+	}
+	var cmd *exec.Cmd
+	if command == "" {
+		cmd = exec.Command(u.shell)
+		// A leading "-" in argv[0] is how a shell knows it is a login shell.
+		cmd.Args = []string{"-" + filepath.Base(u.shell)}
+	} else {
+		cmd = exec.Command(u.shell, "-c", command)
+		cmd.Args[0] = filepath.Base(u.shell)
+	}
+	cmd.Dir = u.home
+	if st, err := os.Stat(u.home); err != nil || !st.IsDir() {
+		cmd.Dir = "/"
+	}
+
+	if s.ptyOK {
+		return s.startPTY(cmd, u)
+	}
+	return s.startPipes(cmd, u)
+}
+
+func (s *session) startPTY(cmd *exec.Cmd, u *userInfo) error {
+	ptmx, tty, err := openPTY(s.size)
+	if err != nil {
+		return err
+	}
+	defer tty.Close()
+	cmd.Env = s.environ(u, tty.Name())
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
+	// A new session with the PTY as its controlling terminal, so that job
+	// control and ^C work, and so that the group can be signalled at once.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
+	if err := cmd.Start(); err != nil {
+		ptmx.Close()
+		return fmt.Errorf("start shell: %w", err)
+	}
+	s.started, s.ptmx, s.proc = true, ptmx, cmd.Process
+	s.logger.Debug("session started", "pid", cmd.Process.Pid, "pty", tty.Name())
+
+	outDone := make(chan struct{})
+	s.wg.Add(3)
+	go func() {
+		defer s.wg.Done()
+		defer close(outDone)
+		io.Copy(s.ch, ptmx)
+	}()
+	go func() {
+		defer s.wg.Done()
+		// A PTY has no half-close: stdin EOF from the client changes
+		// nothing, as with OpenSSH. The copy ends when the channel does.
+		io.Copy(ptmx, s.ch)
+	}()
+	go func() {
+		defer s.wg.Done()
+		err := cmd.Wait()
+		// Let the output drain: the kernel hands over what is buffered and
+		// then EIO once no process holds the terminal. Processes left in
+		// the background may keep it open, so the wait is bounded.
+		t := time.NewTimer(outputGrace)
+		select {
+		case <-outDone:
+		case <-t.C:
+		}
+		t.Stop()
+		ptmx.Close()
+		<-outDone
+		close(s.exited)
+		s.exit(cmd.ProcessState, err)
+	}()
+	return nil
+}
+
+func (s *session) startPipes(cmd *exec.Cmd, u *userInfo) error {
+	cmd.Env = s.environ(u, "")
+	cmd.Stdout = s.ch
+	cmd.Stderr = s.ch.Stderr()
+	// Output copies end when the process and its children close the pipes;
+	// a background child holding them only delays the exit status this long.
+	cmd.WaitDelay = outputGrace
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return fmt.Errorf("stdin pipe: %w", err)
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start shell: %w", err)
+	}
+	s.started, s.proc = true, cmd.Process
+	s.logger.Debug("session started", "pid", cmd.Process.Pid)
+
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		// The client's EOF becomes the program's EOF.
+		io.Copy(stdin, s.ch)
+		stdin.Close()
+	}()
+	go func() {
+		defer s.wg.Done()
+		err := cmd.Wait()
+		close(s.exited)
+		s.exit(cmd.ProcessState, err)
+	}()
+	return nil
+}
+
+// startSFTP serves SFTP on the channel, rooted at the user's home.
+func (s *session) startSFTP() error {
+	u, err := currentUser()
+	if err != nil {
+		return err
+	}
+	srv, err := sftp.NewServer(s.ch, sftp.WithServerWorkingDirectory(u.home))
+	if err != nil {
+		return fmt.Errorf("sftp server: %w", err)
+	}
+	s.started = true
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		// Serve closes the files it opened. srv.Close is not called: it
+		// would close the channel before the exit status that scp waits for.
+		var code uint32
+		if err := srv.Serve(); err != nil && !errors.Is(err, io.EOF) {
+			s.logger.Debug("sftp ended", "err", err)
+			code = 1
+		}
+		close(s.exited)
+		s.ch.CloseWrite()
+		s.sendExitStatus(code)
+		s.ch.Close()
+	}()
+	return nil
+}
+
+// exit reports how the program ended, as OpenSSH's sshd does: EOF, then
+// exit-status or exit-signal, then close.
+func (s *session) exit(state *os.ProcessState, waitErr error) {
+	s.ch.CloseWrite()
+	var ws syscall.WaitStatus
+	ok := false
+	if state != nil {
+		ws, ok = state.Sys().(syscall.WaitStatus)
+	}
+	switch {
+	case !ok:
+		s.logger.Debug("session wait", "err", waitErr)
+		s.sendExitStatus(255)
+	case ws.Signaled():
+		s.ch.SendRequest("exit-signal", false, ssh.Marshal(&exitSignalMsg{
+			Signal:     signalName(ws.Signal()),
+			CoreDumped: ws.CoreDump(),
+		}))
+	default:
+		s.sendExitStatus(uint32(ws.ExitStatus()))
+	}
+	s.ch.Close()
+}
+
+func (s *session) sendExitStatus(code uint32) {
+	s.ch.SendRequest("exit-status", false, ssh.Marshal(&exitStatusMsg{Status: code}))
+}
+
+// hangUp ends the program of a session whose channel is gone: SIGHUP to
+// its process group, as a terminal hang-up does, then SIGKILL if it is
+// still running after killGrace. It returns when the program has ended.
+func (s *session) hangUp() {
+	if !s.started {
+		return
+	}
+	if s.proc == nil {
+		// SFTP: the closed channel ends it.
+		<-s.exited
+		return
+	}
+	select {
+	case <-s.exited:
+		return
+	default:
+	}
+	syscall.Kill(-s.proc.Pid, syscall.SIGHUP)
+	t := time.NewTimer(killGrace)
+	defer t.Stop()
+	select {
+	case <-s.exited:
+	case <-t.C:
+		syscall.Kill(-s.proc.Pid, syscall.SIGKILL)
+		<-s.exited
+	}
+}
+
+// environ builds the program's environment; see the package comment for
+// the order. tty is the PTY's name, or "" without one.
+func (s *session) environ(u *userInfo, tty string) []string {
+	env := os.Environ()
+	env = setenv(env, "USER="+u.name, "LOGNAME="+u.name, "HOME="+u.home, "SHELL="+u.shell)
+	env = setenv(env, s.env...)
+	if s.ptyOK {
+		term := s.term
+		if term == "" {
+			term = "xterm-256color"
+		}
+		env = setenv(env, "TERM="+term, "SSH_TTY="+tty)
+	}
+	sconn := s.conn.sconn
+	rhost, rport := splitAddr(sconn.RemoteAddr())
+	lhost, lport := splitAddr(sconn.LocalAddr())
+	env = setenv(env,
+		"SSH_CONNECTION="+rhost+" "+rport+" "+lhost+" "+lport,
+		"SSH_CLIENT="+rhost+" "+rport+" "+lport,
+		"TETHER=true",
+	)
+	if s.agentSock != "" {
+		env = setenv(env, "SSH_AUTH_SOCK="+s.agentSock)
+	}
+	return setenv(env, s.conn.server.env...)
+}
+
+func splitAddr(a net.Addr) (host, port string) {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String(), "0"
+	}
+	return host, port
+}
+
+// clampSize turns an SSH window size into a PTY's, where 0 means unknown.
+func clampSize(rows, cols uint32) winsize {
+	return winsize{rows: uint16(min(rows, 0xffff)), cols: uint16(min(cols, 0xffff))}
+}

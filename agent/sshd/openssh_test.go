@@ -216,4 +216,3 @@ func TestOpenSSHLocalForward(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
-

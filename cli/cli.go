@@ -101,9 +101,8 @@ type exitError struct{ code int }
 
 func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
-// formatError renders err for the terminal: the message, its detail, and
-// what to do for the errors that have an obvious next step. This is the only
-// place where the CLI turns error codes into words.
+// formatError renders err for the terminal. The server's messages already
+// say what to do; this is the only place where the CLI adds words by code.
 func formatError(err error) string {
 	var b strings.Builder
 	b.WriteString("error: ")
@@ -111,12 +110,7 @@ func formatError(err error) string {
 	if errors.As(err, &te) {
 		// Keep the context the CLI added, but not the code's message twice.
 		b.WriteString(err.Error())
-		switch te.Code {
-		case tether.EUNAUTHORIZED:
-			if !strings.Contains(te.Message, "tether login") {
-				b.WriteString("\nhint: run `tether login URL` to sign in")
-			}
-		case tether.EINTERNAL:
+		if te.Code == tether.EINTERNAL {
 			b.WriteString("\nhint: the server logged the details")
 		}
 		return b.String()

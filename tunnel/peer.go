@@ -1,0 +1,295 @@
+package tunnel
+
+import (
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+
+	"github.com/google/uuid"
+	"go4.org/netipx"
+	"tailscale.com/tailcfg"
+	"tailscale.com/types/ipproto"
+	"tailscale.com/types/key"
+	"tailscale.com/types/logger"
+	"tailscale.com/types/views"
+	"tailscale.com/wgengine"
+	"tailscale.com/wgengine/filter"
+
+	"github.com/tetherdev/tether"
+)
+
+// peer is one upserted peer as the engine sees it.
+type peer struct {
+	id     uuid.UUID
+	addr   netip.Addr   // tether.TunnelIP(id)
+	prefix netip.Prefix // addr/128
+	node   *tether.Node // as the caller gave it, to rebuild view
+	view   tailcfg.NodeView
+}
+
+func (p *peer) key() key.NodePublic { return p.node.Key }
+
+// peerTable is an immutable snapshot of the peers; changes copy it.
+type peerTable struct {
+	byID   map[uuid.UUID]*peer
+	byKey  map[key.NodePublic]*peer
+	byAddr map[netip.Addr]*peer
+}
+
+func (t *peerTable) with(p *peer) *peerTable {
+	n := t.without(p.id)
+	n.byID[p.id] = p
+	n.byKey[p.key()] = p
+	n.byAddr[p.addr] = p
+	return n
+}
+
+func (t *peerTable) without(id uuid.UUID) *peerTable {
+	n := &peerTable{
+		byID:   maps.Clone(t.byID),
+		byKey:  maps.Clone(t.byKey),
+		byAddr: maps.Clone(t.byAddr),
+	}
+	if n.byID == nil {
+		n.byID = make(map[uuid.UUID]*peer)
+		n.byKey = make(map[key.NodePublic]*peer)
+		n.byAddr = make(map[netip.Addr]*peer)
+	}
+	if old, ok := n.byID[id]; ok {
+		delete(n.byID, id)
+		delete(n.byKey, old.key())
+		delete(n.byAddr, old.addr)
+	}
+	return n
+}
+
+// UpsertPeer adds the peer with the given ID, or updates it with a newer
+// node. It is how the coordinator's introductions take effect: from now on
+// the peer may reach our listeners and we may dial it. A node that claims any
+// address other than tether.TunnelIP(id), or a key that another peer uses,
+// is rejected.
+func (c *Conn) UpsertPeer(id uuid.UUID, n *tether.Node) error {
+	if err := n.Validate(id); err != nil {
+		return fmt.Errorf("peer %s: %w", id, err)
+	}
+	if id == c.id || n.Key == c.key.Public() {
+		return fmt.Errorf("peer %s: is this peer itself", id)
+	}
+	n = cloneNode(n)
+
+	c.peerMu.Lock()
+	defer c.peerMu.Unlock()
+	if c.isClosing() {
+		return errClosed
+	}
+	table := c.peers.Load()
+	if other, ok := table.byKey[n.Key]; ok && other.id != id {
+		return fmt.Errorf("peer %s: key %s belongs to peer %s", id, n.Key.ShortString(), other.id)
+	}
+	old := table.byID[id]
+	addr := tether.TunnelIP(id)
+	p := &peer{id: id, addr: addr, prefix: netip.PrefixFrom(addr, addr.BitLen()), node: n}
+	nodeID := c.nextNodeID
+	if old != nil {
+		nodeID = old.view.ID()
+	} else {
+		c.nextNodeID++
+	}
+	c.mu.Lock()
+	block := c.blockEndpoints
+	c.mu.Unlock()
+	p.view = tailcfgNode(nodeID, p, block).View()
+
+	c.peers.Store(table.with(p))
+	c.setFilterLocked()
+	c.magic.UpsertPeer(p.view)
+	if old != nil && old.key() != n.Key {
+		// The peer restarted with a new key: drop the old WireGuard peer,
+		// which the config source no longer knows.
+		c.engine.SyncDevicePeer(old.key())
+	} else if old != nil && old.node.DiscoKey != n.DiscoKey {
+		// Same key, new disco key: its old sessions are dead.
+		c.engine.ResetDevicePeer(n.Key)
+	}
+	c.engine.SyncDevicePeer(n.Key)
+	c.notePeersChanged()
+	if old == nil {
+		c.logger.Debug("peer added", "peer", id, "key", n.Key.ShortString(), "derp", n.PreferredDERP, "endpoints", len(n.Endpoints))
+	}
+	return nil
+}
+
+// RemovePeer forgets a peer: its WireGuard session ends, its packets are
+// dropped, and the connections it had with us are closed. Unknown IDs are
+// ignored.
+func (c *Conn) RemovePeer(id uuid.UUID) {
+	c.peerMu.Lock()
+	defer c.peerMu.Unlock()
+	if c.isClosing() {
+		return
+	}
+	table := c.peers.Load()
+	old, ok := table.byID[id]
+	if !ok {
+		return
+	}
+	c.peers.Store(table.without(id))
+	c.setFilterLocked()
+	c.magic.RemovePeer(old.view.ID())
+	c.engine.SyncDevicePeer(old.key()) // removes it: the config source no longer knows it
+	c.notePeersChanged()
+	c.closeConnsTo(old.addr)
+	c.logger.Debug("peer removed", "peer", id)
+}
+
+// SetBlockEndpoints switches relay-only mode on or off (see
+// Options.BlockEndpoints). Turning it on resets every peer's path state so
+// that an established direct path is abandoned for DERP.
+func (c *Conn) SetBlockEndpoints(block bool) {
+	c.peerMu.Lock()
+	defer c.peerMu.Unlock()
+	c.mu.Lock()
+	changed := c.blockEndpoints != block
+	c.blockEndpoints = block
+	c.mu.Unlock()
+	if !changed || c.isClosing() {
+		return
+	}
+	table := c.peers.Load()
+	next := table
+	for _, p := range table.byID {
+		np := *p
+		np.view = tailcfgNode(p.view.ID(), p, block).View()
+		if block {
+			// magicsock keeps endpoints it learned at run time (from
+			// call-me-maybe and pings) across node updates, so forget the
+			// peer entirely and start over. WireGuard's peer holds the old
+			// magicsock endpoint; reset it too.
+			c.magic.RemovePeer(p.view.ID())
+		}
+		next = next.with(&np)
+		c.magic.UpsertPeer(np.view)
+		if block {
+			c.engine.ResetDevicePeer(p.key())
+		}
+	}
+	c.peers.Store(next)
+	c.pokeNode()
+}
+
+// tailcfgNode is what magicsock needs of a peer: a non-zero ID and key, a
+// disco key (without one it silently ignores the peer), the home DERP
+// region, the endpoints to try, and the addresses WireGuard accepts from it.
+func tailcfgNode(id tailcfg.NodeID, p *peer, blockEndpoints bool) *tailcfg.Node {
+	n := &tailcfg.Node{
+		ID:         id,
+		StableID:   tailcfg.StableNodeID(p.id.String()),
+		Name:       p.id.String(),
+		Key:        p.node.Key,
+		DiscoKey:   p.node.DiscoKey,
+		Addresses:  []netip.Prefix{p.prefix},
+		AllowedIPs: []netip.Prefix{p.prefix},
+		HomeDERP:   p.node.PreferredDERP,
+		Cap:        tailcfg.CurrentCapabilityVersion,
+	}
+	if !blockEndpoints {
+		n.Endpoints = slices.Clone(p.node.Endpoints)
+	}
+	return n
+}
+
+// setFilterLocked installs a packet filter that admits new inbound flows
+// only from the current peers' addresses to ours. Replies to our own flows
+// and TCP segments of established connections pass regardless, as the
+// filter tracks them. c.peerMu must be held.
+func (c *Conn) setFilterLocked() {
+	var srcs []netip.Prefix
+	for _, p := range c.peers.Load().byID {
+		srcs = append(srcs, p.prefix)
+	}
+	slices.SortFunc(srcs, netip.Prefix.Compare)
+	c.filter = newFilter(c.prefix, srcs, c.filter, c.logf)
+	c.engine.SetFilter(c.filter)
+}
+
+func newFilter(self netip.Prefix, srcs []netip.Prefix, prev *filter.Filter, logf logger.Logf) *filter.Filter {
+	var b netipx.IPSetBuilder
+	b.AddPrefix(self)
+	local, _ := b.IPSet()
+	var matches []filter.Match
+	if len(srcs) > 0 {
+		matches = []filter.Match{{
+			IPProto: views.SliceOf([]ipproto.Proto{ipproto.TCP, ipproto.UDP, ipproto.ICMPv6}),
+			Srcs:    srcs,
+			Dsts:    []filter.NetPortRange{{Net: self, Ports: filter.PortRange{First: 0, Last: 65535}}},
+		}}
+	}
+	// Sharing state keeps the UDP reply tracking of flows already open.
+	return filter.New(matches, nil, local, local, prev, logf)
+}
+
+// notePeersChanged wakes whoever waits for a peer to appear.
+func (c *Conn) notePeersChanged() {
+	c.mu.Lock()
+	close(c.peersChanged)
+	c.peersChanged = make(chan struct{})
+	c.mu.Unlock()
+}
+
+// peerChangeCh returns a channel closed at the next peer change.
+func (c *Conn) peerChangeCh() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.peersChanged
+}
+
+// The engine's lookups, installed in New. They run on packet paths.
+
+func (c *Conn) peerAllowedIPs(k key.NodePublic) ([]netip.Prefix, bool) {
+	p, ok := c.peers.Load().byKey[k]
+	if !ok {
+		return nil, false
+	}
+	return []netip.Prefix{p.prefix}, true
+}
+
+func (c *Conn) peerKeyForIP(ip netip.Addr) (key.NodePublic, bool) {
+	p, ok := c.peers.Load().byAddr[ip]
+	if !ok {
+		return key.NodePublic{}, false
+	}
+	return p.key(), true
+}
+
+func (c *Conn) peerForIP(ip netip.Addr) (wgengine.PeerForIP, bool) {
+	if ip == c.addr {
+		return wgengine.PeerForIP{Node: c.self, IsSelf: true, Route: c.prefix}, true
+	}
+	p, ok := c.peers.Load().byAddr[ip]
+	if !ok {
+		return wgengine.PeerForIP{}, false
+	}
+	return wgengine.PeerForIP{Node: p.view, Route: p.prefix}, true
+}
+
+func (c *Conn) lookupPeer(ip netip.Addr) (*peer, bool) {
+	p, ok := c.peers.Load().byAddr[ip]
+	return p, ok
+}
+
+// Peers returns the IDs of the upserted peers.
+func (c *Conn) Peers() []uuid.UUID {
+	return slices.Collect(maps.Keys(c.peers.Load().byID))
+}
+
+func cloneNode(n *tether.Node) *tether.Node {
+	if n == nil {
+		return nil
+	}
+	m := *n
+	m.Addresses = slices.Clone(n.Addresses)
+	m.Endpoints = slices.Clone(n.Endpoints)
+	m.DERPLatency = maps.Clone(n.DERPLatency)
+	return &m
+}

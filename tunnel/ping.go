@@ -1,0 +1,135 @@
+package tunnel
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"tailscale.com/ipn/ipnstate"
+	"tailscale.com/tailcfg"
+)
+
+// PingResult is the answer to one path-discovery ping.
+type PingResult struct {
+	// Direct is true when the pong came over a direct UDP path, from
+	// Endpoint ("IP:port"); otherwise it came through the relay of
+	// DERPRegionID (DERPRegionCode).
+	Direct         bool
+	Endpoint       string
+	DERPRegionID   int
+	DERPRegionCode string
+	Latency        time.Duration
+}
+
+// Ping sends one path-discovery (disco) ping to the peer at ip and returns
+// the first pong, which says which path answered. Right after a start the
+// relay usually answers first even where a direct path exists; ping again
+// to see the path change. It returns ErrUnknownPeer for an address that is
+// not a peer's, and ctx's error if no pong comes in time (a ping never
+// answered is simply lost).
+func (c *Conn) Ping(ctx context.Context, ip netip.Addr) (PingResult, error) {
+	if _, ok := c.lookupPeer(ip); !ok {
+		return PingResult{}, fmt.Errorf("ping %s: %w", ip, ErrUnknownPeer)
+	}
+	ch := make(chan *ipnstate.PingResult, 1)
+	c.sendPing(ip, ch)
+	select {
+	case res := <-ch:
+		if res.Err != "" {
+			return PingResult{}, fmt.Errorf("ping %s: %s", ip, res.Err)
+		}
+		return pingResult(res), nil
+	case <-ctx.Done():
+		return PingResult{}, fmt.Errorf("ping %s: %w", ip, ctx.Err())
+	case <-c.closed:
+		return PingResult{}, fmt.Errorf("ping %s: %w", ip, errClosed)
+	}
+}
+
+// sendPing starts a disco ping whose result, if any, goes to ch without
+// blocking (magicsock calls back at most once per ping, possibly never).
+func (c *Conn) sendPing(ip netip.Addr, ch chan<- *ipnstate.PingResult) {
+	c.engine.Ping(ip, tailcfg.PingDisco, 0, func(res *ipnstate.PingResult) {
+		select {
+		case ch <- res:
+		default:
+		}
+	})
+}
+
+func pingResult(res *ipnstate.PingResult) PingResult {
+	return PingResult{
+		Direct:         res.Endpoint != "",
+		Endpoint:       res.Endpoint,
+		DERPRegionID:   res.DERPRegionID,
+		DERPRegionCode: res.DERPRegionCode,
+		Latency:        time.Duration(res.LatencySeconds * float64(time.Second)),
+	}
+}
+
+// Ping pacing while waiting for a peer: quick at first, because the usual
+// wait is for the peer's relay connection, which takes tens of
+// milliseconds; slower later so that a peer that is gone costs little.
+const (
+	firstPingInterval = 50 * time.Millisecond
+	maxPingInterval   = time.Second
+)
+
+// sessionFresh is how long after a WireGuard handshake we trust the
+// session without pinging: less than WireGuard's rekey time (2 minutes),
+// after which a new handshake runs anyway.
+const sessionFresh = 100 * time.Second
+
+// AwaitReachable waits until the peer at ip is upserted and answers a
+// ping (over any path), or until ctx ends. A live WireGuard session counts
+// as reachable without a ping.
+func (c *Conn) AwaitReachable(ctx context.Context, ip netip.Addr) error {
+	// One channel for all attempts, so that a late pong to an earlier
+	// ping counts as well.
+	pongs := make(chan *ipnstate.PingResult, 1)
+	interval := firstPingInterval
+	for {
+		changed := c.peerChangeCh()
+		p, ok := c.lookupPeer(ip)
+		if !ok {
+			select {
+			case <-changed:
+				continue
+			case <-ctx.Done():
+				return fmt.Errorf("await %s: %w: %w", ip, ErrUnknownPeer, ctx.Err())
+			case <-c.closed:
+				return errClosed
+			}
+		}
+		if wp, ok := c.engine.PeerByKey(p.key()); ok {
+			if hs := wp.LastHandshake(); !hs.IsZero() && time.Since(hs) < sessionFresh {
+				return nil
+			}
+		}
+		c.sendPing(ip, pongs)
+		t := time.NewTimer(interval)
+		select {
+		case res := <-pongs:
+			t.Stop()
+			if res.Err == "" {
+				return nil
+			}
+			// "unknown peer" races with UpsertPeer reaching magicsock;
+			// anything else is worth a retry too, after the interval.
+			if err := c.sleepCtx(ctx, interval); err != nil {
+				return fmt.Errorf("await %s: %s: %w", ip, res.Err, err)
+			}
+		case <-t.C:
+		case <-changed:
+			t.Stop()
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("await %s: no answer: %w", ip, ctx.Err())
+		case <-c.closed:
+			t.Stop()
+			return errClosed
+		}
+		interval = min(interval*2, maxPingInterval)
+	}
+}

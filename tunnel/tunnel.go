@@ -1,0 +1,372 @@
+// Package tunnel is Tether's userspace WireGuard peer: the agent, the CLI and
+// the server's web proxy each run one Conn to reach the peers the coordinator
+// introduces to them.
+//
+// A Conn wraps tailscale.com's engine (wgengine + magicsock + netstack)
+// without Tailscale's control plane and without root: no TUN device, no
+// routes, no DNS. Its tunnel address is tether.TunnelIP(ID); TCP and UDP on
+// that address live in an in-process network stack (netstack), reached with
+// DialContext, Listen and ListenPacket.
+//
+// The coordinator's job is split in two callbacks:
+//
+//   - SetNodeCallback reports our own node (keys, home DERP region,
+//     endpoints) whenever it changes; the caller sends it to the coordinator.
+//   - UpsertPeer and RemovePeer take the nodes the coordinator sends back.
+//
+// The set of upserted peers is the authorization: WireGuard accepts
+// handshakes only from their keys, and the packet filter accepts new inbound
+// flows only from their tunnel addresses to ours.
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"tailscale.com/envknob"
+	"tailscale.com/health"
+	"tailscale.com/net/dns"
+	"tailscale.com/net/tsdial"
+	"tailscale.com/net/tstun"
+	"tailscale.com/proxymap"
+	"tailscale.com/tailcfg"
+	"tailscale.com/types/key"
+	"tailscale.com/types/logger"
+	"tailscale.com/types/netmap"
+	"tailscale.com/util/eventbus"
+	"tailscale.com/util/usermetric"
+	"tailscale.com/wgengine"
+	"tailscale.com/wgengine/filter"
+	"tailscale.com/wgengine/magicsock"
+	"tailscale.com/wgengine/netstack"
+	"tailscale.com/wgengine/router"
+	"tailscale.com/wgengine/wgcfg"
+
+	"github.com/tetherdev/tether"
+)
+
+// ErrUnknownPeer is returned for an address that belongs to no upserted peer.
+var ErrUnknownPeer = errors.New("no such peer")
+
+// errClosed is returned by a closed Conn.
+var errClosed = fmt.Errorf("tunnel closed: %w", net.ErrClosed)
+
+// Options configure a Conn.
+type Options struct {
+	// Logger receives the Conn's logs. Nil discards them. The library's own
+	// (very chatty) logs are bridged at Debug.
+	Logger *slog.Logger
+	// ID identifies this peer; its tunnel address is tether.TunnelIP(ID).
+	// Required.
+	ID uuid.UUID
+	// DERPMap lists the relays, and the STUN servers (the nodes' STUNPort;
+	// -1 disables STUN for a node). Required. It may have no regions, in
+	// which case only direct paths work.
+	DERPMap *tailcfg.DERPMap
+	// BlockEndpoints makes the Conn relay-only: it publishes no endpoints and
+	// ignores the peers' endpoints, so no direct path is ever tried from
+	// either side. It can be changed later with SetBlockEndpoints.
+	BlockEndpoints bool
+	// ListenPort is the UDP port for WireGuard and path discovery; 0 picks a
+	// free one.
+	ListenPort uint16
+	// DERPPlainHTTP makes relays be reached over plain HTTP instead of
+	// HTTPS, for development servers at http:// access URLs. The library
+	// offers only a process-wide switch (TS_DEBUG_USE_DERP_HTTP), so this
+	// affects every Conn in the process and stays on until the process
+	// exits. A self-signed HTTPS relay is better pinned with
+	// DERPNode.CertName = "sha256-raw:<hex SHA-256 of the DER certificate>".
+	DERPPlainHTTP bool
+}
+
+// Conn is one userspace WireGuard peer. Its methods are safe for concurrent
+// use.
+type Conn struct {
+	logger *slog.Logger
+	logf   logger.Logf
+	id     uuid.UUID
+	addr   netip.Addr
+	prefix netip.Prefix // addr/128
+	key    key.NodePrivate
+	self   tailcfg.NodeView // our node as the engine and netstack see it
+
+	bus       *eventbus.Bus
+	busClient *eventbus.Client
+	health    *health.Tracker
+	metrics   usermetric.Registry
+	proxyMap  proxymap.Mapper
+	dialer    *tsdial.Dialer
+	engine    wgengine.Engine
+	magic     *magicsock.Conn // set by the engine through setSubsystem
+	tundev    *tstun.Wrapper  // set by the engine through setSubsystem
+	dns       *dns.Manager    // set by the engine through setSubsystem
+	stack     *netstack.Impl
+
+	// peers is an immutable snapshot, replaced on every change, because the
+	// engine looks peers up on its packet paths.
+	peers atomic.Pointer[peerTable]
+
+	// peerMu serializes peer changes: magicsock requires UpsertPeer and
+	// RemovePeer calls to be serialized, and the filter is rebuilt from the
+	// table. Lock order: peerMu, then mu.
+	peerMu     sync.Mutex
+	nextNodeID tailcfg.NodeID // guarded by peerMu
+	filter     *filter.Filter // guarded by peerMu
+
+	closed    chan struct{} // closed by Close
+	closeOnce sync.Once
+	wg        sync.WaitGroup // the node loop
+	nodeDirty chan struct{}  // buffered(1): our node may have changed
+
+	mu             sync.Mutex
+	isClosed       bool
+	derpMap        *tailcfg.DERPMap
+	blockEndpoints bool
+	homeDERP       int
+	derpLatency    map[string]float64
+	netInfo        *tailcfg.NetInfo
+	magicEndpoints []netip.AddrPort // what magicsock found (STUN, interfaces)
+	localEndpoints []netip.AddrPort // our interfaces and UDP ports, known at once
+	port4, port6   uint16
+	nodeCB         func(*tether.Node)
+	sentNode       *tether.Node  // last node given to nodeCB
+	resendNode     bool          // give the current node to nodeCB even if unchanged
+	peersChanged   chan struct{} // closed and replaced when the peer set changes
+	forwardTCP     func(net.Conn, netip.AddrPort)
+	forwardUDP     func(net.Conn, netip.AddrPort)
+	closers        map[*tracked]struct{} // listeners and connections to close
+}
+
+// New starts a Conn. It returns once the engine runs; the node callback
+// fires when the home DERP region is known (usually within a second).
+func New(ctx context.Context, opts Options) (_ *Conn, err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if opts.ID == uuid.Nil {
+		return nil, errors.New("tunnel: ID is required")
+	}
+	if opts.DERPMap == nil {
+		return nil, errors.New("tunnel: DERP map is required")
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if opts.DERPPlainHTTP {
+		// Read by derphttp at every connect, so setting it now is enough.
+		envknob.Setenv("TS_DEBUG_USE_DERP_HTTP", "true")
+	}
+
+	addr := tether.TunnelIP(opts.ID)
+	c := &Conn{
+		logger:         log,
+		logf:           libraryLogf(log),
+		id:             opts.ID,
+		addr:           addr,
+		prefix:         netip.PrefixFrom(addr, addr.BitLen()),
+		key:            key.NewNode(),
+		closed:         make(chan struct{}),
+		nodeDirty:      make(chan struct{}, 1),
+		derpMap:        opts.DERPMap.Clone(),
+		blockEndpoints: opts.BlockEndpoints,
+		peersChanged:   make(chan struct{}),
+		closers:        make(map[*tracked]struct{}),
+		nextNodeID:     1,
+	}
+	c.peers.Store(&peerTable{})
+	defer func() {
+		if err != nil {
+			c.teardown()
+		}
+	}()
+
+	c.bus = eventbus.NewWithOptions(eventbus.BusOptions{Logf: c.logf})
+	c.health = health.NewTracker(c.bus)
+	c.health.SetMetricsRegistry(&c.metrics)
+	// magicsock keeps its home DERP region fixed while it believes it has no
+	// control plane to tell peers about a move. Our coordinator is that
+	// control plane: every home change reaches peers through the node
+	// callback.
+	c.health.GotStreamedMapResponse()
+	c.busClient = c.bus.Client("tether.tunnel")
+	// magicsock binds IPv4 and IPv6 sockets to possibly different ports and
+	// reports them only here; we need both to publish local endpoints.
+	eventbus.SubscribeFunc(c.busClient, c.onPortUpdate)
+
+	c.dialer = &tsdial.Dialer{Logf: c.logf}
+	c.dialer.SetBus(c.bus)
+	c.engine, err = wgengine.NewUserspaceEngine(c.logf, wgengine.Config{
+		EventBus:      c.bus,
+		ListenPort:    opts.ListenPort,
+		Dialer:        c.dialer,
+		SetSubsystem:  c.setSubsystem,
+		HealthTracker: c.health,
+		Metrics:       &c.metrics,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("tunnel: start engine: %w", err)
+	}
+	if c.magic == nil || c.tundev == nil || c.dns == nil {
+		return nil, errors.New("tunnel: engine did not expose its subsystems")
+	}
+
+	self := &tailcfg.Node{
+		Name:       "self",
+		Key:        c.key.Public(),
+		DiscoKey:   c.magic.DiscoPublicKey(),
+		Addresses:  []netip.Prefix{c.prefix},
+		AllowedIPs: []netip.Prefix{c.prefix},
+	}
+	c.self = self.View()
+
+	// The order matters: the wrapper must run before netstack starts
+	// reading from it, and netstack needs our address or every dial fails
+	// with "network is unreachable".
+	c.stack, err = netstack.Create(c.logf, c.tundev, c.engine, c.magic, c.dialer, c.dns, &c.proxyMap)
+	if err != nil {
+		return nil, fmt.Errorf("tunnel: create netstack: %w", err)
+	}
+	c.tundev.Start()
+	c.stack.ProcessLocalIPs = true
+	c.stack.GetTCPHandlerForFlow = c.tcpHandlerForFlow
+	c.stack.GetUDPHandlerForFlow = c.udpHandlerForFlow
+	if err := c.stack.Start(nil); err != nil {
+		return nil, fmt.Errorf("tunnel: start netstack: %w", err)
+	}
+	c.stack.UpdateNetstackIPs(&netmap.NetworkMap{SelfNode: c.self})
+
+	c.engine.SetPeerConfigFunc(c.peerAllowedIPs)
+	c.engine.SetPeerByIPPacketFunc(c.peerKeyForIP)
+	c.engine.SetPeerForIPFunc(c.peerForIP)
+	c.filter = newFilter(c.prefix, nil, nil, c.logf)
+	c.engine.SetFilter(c.filter) // a nil filter would drop everything
+	c.engine.SetSelfNode(c.self)
+	c.engine.SetStatusCallback(c.onEngineStatus)
+	c.magic.SetNetInfoCallback(c.onNetInfo)
+
+	// The DERP map goes first so that setting the key (which starts STUN
+	// and the home DERP connection) has somewhere to go.
+	c.magic.SetDERPMap(c.derpMap)
+	err = c.engine.Reconfig(
+		&wgcfg.Config{PrivateKey: c.key, Addresses: []netip.Prefix{c.prefix}},
+		&router.Config{LocalAddrs: []netip.Prefix{c.prefix}},
+		&dns.Config{},
+	)
+	if err != nil && !errors.Is(err, wgengine.ErrNoChanges) {
+		return nil, fmt.Errorf("tunnel: configure engine: %w", err)
+	}
+
+	c.setProvisionalHome(c.derpMap)
+
+	c.wg.Add(1)
+	go c.nodeLoop()
+	c.pokeNode()
+	c.logger.Debug("tunnel started", "addr", c.addr, "key", c.key.Public().ShortString(),
+		"disco", c.magic.DiscoPublicKey().ShortString())
+	return c, nil
+}
+
+// setSubsystem receives the pieces the engine builds, which netstack and
+// the peer plumbing need.
+func (c *Conn) setSubsystem(v any) {
+	switch v := v.(type) {
+	case *magicsock.Conn:
+		c.magic = v
+	case *tstun.Wrapper:
+		c.tundev = v
+	case *dns.Manager:
+		c.dns = v
+	}
+}
+
+// Addr returns our tunnel address.
+func (c *Conn) Addr() netip.Addr { return c.addr }
+
+// ID returns the ID the Conn was started with.
+func (c *Conn) ID() uuid.UUID { return c.id }
+
+// Close stops the Conn and releases everything it holds: listeners,
+// connections, sockets and goroutines. It is safe to call more than once.
+func (c *Conn) Close() error {
+	c.closeOnce.Do(func() {
+		c.mu.Lock()
+		c.isClosed = true
+		closers := c.closers
+		c.closers = make(map[*tracked]struct{})
+		c.mu.Unlock()
+		close(c.closed)
+		c.wg.Wait()
+		for t := range closers {
+			t.closeUntracked()
+		}
+		c.teardown()
+	})
+	return nil
+}
+
+// teardown closes the library's pieces in the reverse order of New. The
+// engine closes magicsock, WireGuard, the wrapper and the network monitor
+// it made; netstack, the dialer and the bus are ours to close.
+func (c *Conn) teardown() {
+	if c.stack != nil {
+		c.stack.Close()
+	}
+	if c.engine != nil {
+		c.engine.Close()
+		<-c.engine.Done()
+	}
+	if c.dialer != nil {
+		c.dialer.Close()
+	}
+	if c.busClient != nil {
+		c.busClient.Close()
+	}
+	if c.bus != nil {
+		c.bus.Close()
+	}
+}
+
+func (c *Conn) isClosing() bool {
+	select {
+	case <-c.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// libraryLogf bridges the library's printf-style logs into log at Debug.
+// Formatting is skipped when Debug is off, because the engine logs a lot.
+func libraryLogf(log *slog.Logger) logger.Logf {
+	log = log.With("component", "wireguard")
+	return func(format string, args ...any) {
+		if !log.Enabled(context.Background(), slog.LevelDebug) {
+			return
+		}
+		log.Debug(strings.TrimSpace(fmt.Sprintf(format, args...)))
+	}
+}
+
+// sleepCtx waits for d, or until ctx is done or the Conn closes.
+func (c *Conn) sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.closed:
+		return errClosed
+	}
+}

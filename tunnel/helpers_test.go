@@ -27,7 +27,7 @@ import (
 
 // Shared timeouts, so that no test waits forever and none relies on sleeps.
 const (
-	testTimeout  = 20 * time.Second       // a whole test
+	testTimeout  = 20 * time.Second        // a whole test
 	shortTimeout = 1500 * time.Millisecond // something expected NOT to happen
 )
 

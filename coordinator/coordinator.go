@@ -203,10 +203,10 @@ func (c *Coordinator) serve(ctx context.Context, pc *peerConn, s Stream) error {
 	}
 	log.Debug("peer connected", slog.String("agent", pc.agentID.String()))
 
-	sendDone := make(chan struct{})
+	stopSend, sendDone := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(sendDone)
-		if err := c.sendLoop(ctx, pc, s); err != nil {
+		if err := c.sendLoop(ctx, pc, s, stopSend); err != nil {
 			cancel(fmt.Errorf("send: %w", err))
 		}
 	}()
@@ -216,6 +216,13 @@ func (c *Coordinator) serve(ctx context.Context, pc *peerConn, s Stream) error {
 	c.mu.Lock()
 	c.g.disconnectLocked(pc, graceful)
 	c.mu.Unlock()
+	if graceful {
+		// Let a Send in progress finish: cancelling it would break the
+		// stream (a WebSocket closes on a cancelled write) before the
+		// caller can close it properly.
+		close(stopSend)
+		<-sendDone
+	}
 	cancel(err)
 	<-sendDone
 
@@ -258,11 +265,14 @@ func (c *Coordinator) recvLoop(ctx context.Context, pc *peerConn, s Stream) (gra
 	}
 }
 
-// sendLoop drains pc's queue into s until ctx is done or a Send fails.
-func (c *Coordinator) sendLoop(ctx context.Context, pc *peerConn, s Stream) error {
+// sendLoop drains pc's queue into s until ctx is done, stop is closed, or a
+// Send fails.
+func (c *Coordinator) sendLoop(ctx context.Context, pc *peerConn, s Stream, stop <-chan struct{}) error {
 	for {
 		select {
 		case <-ctx.Done():
+			return nil
+		case <-stop:
 			return nil
 		case <-pc.q.wake:
 		}

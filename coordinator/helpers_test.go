@@ -236,3 +236,11 @@ func waitUntil(t *testing.T, ctx context.Context, what string, cond func() bool)
 		}
 	}
 }
+
+// netipAddrPort returns a distinct long IPv6 endpoint for each i.
+func netipAddrPort(i int) netip.AddrPort {
+	a := netip.MustParseAddr("2001:db8:ffff:ffff:ffff:ffff:ffff:0").As16()
+	a[15] = byte(i)
+	a[14] = 0xff
+	return netip.AddrPortFrom(netip.AddrFrom16(a), 65535)
+}

@@ -34,6 +34,18 @@ type Settings struct {
 	LogLevel    string
 	Dev         bool
 	ConfigDir   string // where --dev writes CLI credentials
+
+	DERPServerEnable        bool
+	DERPServerRegionID      int
+	DERPServerRegionCode    string
+	DERPServerRegionName    string
+	DERPServerSTUNAddresses []string
+	STUNAddresses           []string
+	DERPConfigPath          string
+	DERPConfigURL           string
+	DERPForceWebSockets     bool
+	BlockDirectConnections  bool
+	BrowserOnly             bool
 }
 
 // Command returns `tether server`. version is reported by the API.
@@ -60,6 +72,17 @@ func Command(stdout, stderr io.Writer, version string) *cobra.Command {
 	f.StringVar(&s.TLSCertFile, "tls-cert-file", "", "PEM certificate to serve HTTPS with (with --tls-key-file)")
 	f.StringVar(&s.TLSKeyFile, "tls-key-file", "", "PEM private key of --tls-cert-file")
 	f.StringVar(&s.LogLevel, "log-level", "info", "debug, info, warn or error")
+	f.BoolVar(&s.DERPServerEnable, "derp-server-enable", true, "run the built-in DERP relay at /derp")
+	f.IntVar(&s.DERPServerRegionID, "derp-server-region-id", 999, "region ID of the built-in relay in the DERP map")
+	f.StringVar(&s.DERPServerRegionCode, "derp-server-region-code", "tether", "region code of the built-in relay")
+	f.StringVar(&s.DERPServerRegionName, "derp-server-region-name", "Tether", "region name of the built-in relay")
+	f.StringSliceVar(&s.DERPServerSTUNAddresses, "derp-server-stun-addresses", []string{"0.0.0.0:3478"}, "UDP addresses for the built-in STUN server (comma separated), or disable")
+	f.StringSliceVar(&s.STUNAddresses, "stun-addresses", nil, "STUN servers (host:port, comma separated) peers use to find their public address; default: the built-in one; disable for none")
+	f.StringVar(&s.DERPConfigPath, "derp-config-path", "", "file with a DERP map (Tailscale JSON format) of relays to add")
+	f.StringVar(&s.DERPConfigURL, "derp-config-url", "", "URL of a DERP map (Tailscale JSON format) of relays to add")
+	f.BoolVar(&s.DERPForceWebSockets, "derp-force-websockets", false, "peers reach relays over WebSocket only (for proxies that pass nothing else)")
+	f.BoolVar(&s.BlockDirectConnections, "block-direct-connections", false, "relay all traffic: peers publish no direct endpoints")
+	f.BoolVar(&s.BrowserOnly, "browser-only", false, "refuse CLI tunnels (ssh, port-forward, ping, speedtest); the web terminal and apps keep working")
 	f.BoolVar(&s.Dev, "dev", false, "demo mode: local data, a first admin, a workspace `dev` with its agent on this machine, and CLI credentials")
 	return cmd
 }
@@ -117,11 +140,22 @@ func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version stri
 	}
 	defer db.Close()
 
+	relay, err := startRelay(ctx, s, accessURL, logger.With(slog.String("component", "derp")))
+	if err != nil {
+		return err
+	}
+	defer relay.Close()
+
 	srv, err := server.New(server.Options{
-		Logger:    logger.With(slog.String("component", "server")),
-		Store:     db,
-		AccessURL: accessURL,
-		Version:   version,
+		Logger:              logger.With(slog.String("component", "server")),
+		Store:               db,
+		AccessURL:           accessURL,
+		Version:             version,
+		DERP:                relay.handler,
+		DERPMap:             relay.derpMap,
+		BlockDirect:         s.BlockDirectConnections,
+		DERPForceWebSockets: s.DERPForceWebSockets,
+		BrowserOnly:         s.BrowserOnly,
 	})
 	if err != nil {
 		return err

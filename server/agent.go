@@ -9,6 +9,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/google/uuid"
 	"github.com/tetherdev/tether"
+	"github.com/tetherdev/tether/coordinator"
 	"github.com/tetherdev/tether/store"
 )
 
@@ -89,7 +90,7 @@ func (s *Server) agentConnect(w http.ResponseWriter, r *http.Request, ws store.W
 	if cause := context.Cause(ctx); cause != nil && cause != context.Canceled {
 		reason = cause.Error()
 	}
-	conn.Close(websocket.StatusGoingAway, reason)
+	conn.Close(websocket.StatusGoingAway, reason) // a no-op if the stream closed it already
 	log.Info("agent disconnected", slog.Any("err", err))
 	return nil
 }
@@ -126,11 +127,10 @@ func (s *Server) agentHeartbeats(ctx context.Context, id uuid.UUID, log *slog.Lo
 	}
 }
 
-// serveAgent reads the agent's messages until the connection ends.
+// serveAgent runs the agent's side of coordination on its WebSocket.
 func (s *Server) serveAgent(ctx context.Context, conn *websocket.Conn, ws store.Workspace) error {
-	for {
-		if _, _, err := conn.Read(ctx); err != nil {
-			return err
-		}
-	}
+	stream := coordinator.NewWebSocket(conn, ws.ID, coordinator.WebSocketOptions{})
+	err := s.coord.ServeAgent(ctx, ws.ID, stream)
+	stream.Close(err)
+	return err
 }

@@ -15,7 +15,9 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/tetherdev/tether"
+	"github.com/tetherdev/tether/coordinator"
 	"github.com/tetherdev/tether/store"
+	"tailscale.com/tailcfg"
 )
 
 // Options configure a Server. Zero values mean what their comments say.
@@ -30,6 +32,19 @@ type Options struct {
 	Version string
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+
+	// DERP serves the built-in relay at /derp; nil when the server runs
+	// none (--derp-server-enable=false).
+	DERP http.Handler
+	// DERPMap is the relay map handed to every peer. Required.
+	DERPMap *tailcfg.DERPMap
+	// BlockDirect tells peers to publish no endpoints, so that all traffic
+	// is relayed (--block-direct-connections).
+	BlockDirect bool
+	// DERPForceWebSockets tells peers to reach relays over WebSocket only.
+	DERPForceWebSockets bool
+	// BrowserOnly refuses CLI tunnels (--browser-only).
+	BrowserOnly bool
 }
 
 // Server serves the API. Create it with New, serve Handler, and Close it.
@@ -40,6 +55,8 @@ type Server struct {
 	version   string
 	now       func() time.Time
 	mux       *http.ServeMux
+	coord     *coordinator.Coordinator
+	connInfo  tether.ConnectionInfo
 
 	ctx    context.Context // canceled by Close; parent of long-lived work
 	cancel context.CancelFunc
@@ -56,6 +73,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.AccessURL == nil {
 		return nil, errors.New("server: AccessURL is required")
+	}
+	if opts.DERPMap == nil {
+		return nil, errors.New("server: DERPMap is required")
 	}
 	logger := opts.Logger
 	if logger == nil {
@@ -75,8 +95,18 @@ func New(opts Options) (*Server, error) {
 		ctx:       ctx,
 		cancel:    cancel,
 		agents:    map[uuid.UUID]*agentConn{},
+		connInfo: tether.ConnectionInfo{
+			DERPMap:             opts.DERPMap,
+			DisableDirect:       opts.BlockDirect,
+			DERPForceWebSockets: opts.DERPForceWebSockets,
+			BrowserOnly:         opts.BrowserOnly,
+		},
 	}
-	s.routes()
+	s.coord = coordinator.New(coordinator.Options{
+		Logger:  logger.With(slog.String("component", "coordinator")),
+		DERPMap: opts.DERPMap,
+	})
+	s.routes(opts.DERP)
 	s.wg.Add(1)
 	go s.expireSessions()
 	return s, nil
@@ -93,9 +123,15 @@ func (s *Server) Close() error {
 	return nil
 }
 
-func (s *Server) routes() {
+func (s *Server) routes(derp http.Handler) {
 	s.mux = http.NewServeMux()
 	m := s.mux
+	if derp != nil {
+		m.Handle("/derp", derp)
+		m.Handle("/derp/", derp)
+	}
+	m.HandleFunc("GET /api/v2/connection-info", s.public(s.getConnectionInfo))
+	m.HandleFunc("GET /api/v2/workspaces/{owner}/{name}/coordinate", s.user(s.clientCoordinate))
 	m.HandleFunc("GET /api/v2/buildinfo", s.public(s.getBuildInfo))
 	m.HandleFunc("GET /api/v2/users/first", s.public(s.getFirstUser))
 	m.HandleFunc("POST /api/v2/users/first", s.public(s.postFirstUser))

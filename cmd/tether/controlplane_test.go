@@ -370,13 +370,13 @@ func TestBadInputNeverCrashesServer(t *testing.T) {
 func TestDevMode(t *testing.T) {
 	dir := t.TempDir()
 	u := newUser(t)
-	p := start(t, "dev server", u.env, "server", "--dev", "--http-address", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"))
+	p := start(t, "dev server", u.env, "server", "--dev", "--http-address", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"), "--derp-server-stun-addresses", "127.0.0.1:0")
 	p.waitLine(regexpMust(`^Try:\s+tether list`))
 	waitFor(t, statusTimeout, "dev agent connected", func() bool { return u.agentStatus("dev") == "connected" })
 
 	// Restarting the demo keeps working: same admin, the agent gets a new token.
 	p.stop()
-	p = start(t, "dev server again", u.env, "server", "--dev", "--http-address", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"))
+	p = start(t, "dev server again", u.env, "server", "--dev", "--http-address", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"), "--derp-server-stun-addresses", "127.0.0.1:0")
 	p.waitLine(regexpMust(`^Try:\s+tether list`))
 	waitFor(t, statusTimeout, "dev agent connected after restart", func() bool { return u.agentStatus("dev") == "connected" })
 	if ws := u.workspaces(); len(ws) != 1 {

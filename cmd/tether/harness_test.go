@@ -197,7 +197,8 @@ func startServer(t testing.TB, args ...string) *testServer {
 
 func startServerAt(t testing.TB, dataDir, addr string, args ...string) *testServer {
 	t.Helper()
-	all := append([]string{"server", "--http-address", addr, "--data-dir", dataDir}, args...)
+	// A STUN port of its own, so that tests never collide on 3478.
+	all := append([]string{"server", "--http-address", addr, "--data-dir", dataDir, "--derp-server-stun-addresses", "127.0.0.1:0"}, args...)
 	p := start(t, "server", nil, all...)
 	m := p.waitLine(listeningRE)
 	return &testServer{proc: p, url: m[1], dataDir: dataDir}

@@ -1,0 +1,125 @@
+package serve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+
+	"github.com/tetherdev/tether/derpmap"
+	"tailscale.com/derp/derpserver"
+	"tailscale.com/net/stunserver"
+	"tailscale.com/tailcfg"
+	"tailscale.com/types/key"
+)
+
+// relay is the built-in DERP relay and STUN servers, and the DERP map that
+// peers get.
+type relay struct {
+	handler http.Handler // nil without a built-in relay
+	derpMap *tailcfg.DERPMap
+	derp    *derpserver.Server
+	stun    []*stunserver.STUNServer
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// isDisable reports whether a list flag says "disable".
+func isDisable(v []string) bool {
+	return len(v) == 1 && strings.EqualFold(strings.TrimSpace(v[0]), "disable")
+}
+
+// startRelay starts what the settings ask for and assembles the DERP map.
+func startRelay(ctx context.Context, s Settings, accessURL *url.URL, logger *slog.Logger) (*relay, error) {
+	r := &relay{}
+	ok := false
+	defer func() {
+		if !ok {
+			r.Close()
+		}
+	}()
+	external, err := derpmap.Load(ctx, s.DERPConfigPath, s.DERPConfigURL, nil)
+	if err != nil {
+		return nil, err
+	}
+
+	var builtin *tailcfg.DERPRegion
+	if s.DERPServerEnable {
+		if s.DERPServerRegionID <= 0 {
+			return nil, fmt.Errorf("--derp-server-region-id must be positive, not %d", s.DERPServerRegionID)
+		}
+		stunPort, err := r.startSTUN(ctx, s.DERPServerSTUNAddresses, logger)
+		if err != nil {
+			return nil, err
+		}
+		r.derp = derpserver.New(key.NewNode(), func(format string, args ...any) {
+			logger.Debug(fmt.Sprintf(format, args...))
+		})
+		r.handler = derpserver.AddWebSocketSupport(r.derp, derpserver.Handler(r.derp))
+		builtin = derpmap.Builtin{
+			AccessURL: accessURL,
+			RegionID:  s.DERPServerRegionID,
+			Code:      s.DERPServerRegionCode,
+			Name:      s.DERPServerRegionName,
+			STUNPort:  stunPort,
+		}.Region()
+	}
+	opts := derpmap.Options{Builtin: builtin, External: external}
+	switch {
+	case isDisable(s.STUNAddresses):
+		opts.DisableSTUN = true
+	case len(s.STUNAddresses) > 0:
+		opts.STUNAddresses = s.STUNAddresses
+	}
+	if r.derpMap, err = derpmap.Build(opts); err != nil {
+		return nil, err
+	}
+	ok = true
+	return r, nil
+}
+
+// startSTUN listens on each address and returns the port peers should use
+// (that of the first), or 0 when STUN is disabled.
+func (r *relay) startSTUN(ctx context.Context, addrs []string, logger *slog.Logger) (int, error) {
+	if len(addrs) == 0 || isDisable(addrs) {
+		return 0, nil
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	r.cancel = cancel
+	port := 0
+	for _, addr := range addrs {
+		srv := stunserver.New(sctx)
+		if err := srv.Listen(addr); err != nil {
+			return 0, fmt.Errorf("built-in STUN server on %s: %w (choose other --derp-server-stun-addresses, or disable)", addr, err)
+		}
+		r.stun = append(r.stun, srv)
+		if port == 0 {
+			port = srv.LocalAddr().(*net.UDPAddr).Port
+		}
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			if err := srv.Serve(); err != nil && !errors.Is(err, net.ErrClosed) && sctx.Err() == nil {
+				logger.Error("STUN server stopped", slog.Any("err", err))
+			}
+		}()
+		logger.Info("STUN server listening", slog.String("addr", srv.LocalAddr().String()))
+	}
+	return port, nil
+}
+
+// Close stops the relay and STUN servers.
+func (r *relay) Close() {
+	if r.cancel != nil {
+		r.cancel()
+	}
+	r.wg.Wait()
+	if r.derp != nil {
+		r.derp.Close()
+	}
+}

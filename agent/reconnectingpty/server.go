@@ -1,0 +1,243 @@
+package reconnectingpty
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+)
+
+// ErrServerClosed is returned by Serve after Close.
+var ErrServerClosed = errors.New("reconnectingpty: server closed")
+
+// Defaults of Options.
+const (
+	DefaultIdleTimeout    = time.Hour
+	DefaultScrollbackSize = 64 << 10
+)
+
+const (
+	// headerTimeout bounds how long a new connection may take to send its
+	// header.
+	headerTimeout = 30 * time.Second
+	// clientQueue is how many chunks of output may wait for a slow client
+	// before it is disconnected.
+	clientQueue = 256
+	// readBufSize is the size of one read from the terminal.
+	readBufSize = 32 << 10
+)
+
+// Options configure a Server. The zero value is usable.
+type Options struct {
+	// Logger receives the server's logs. Nil discards them.
+	Logger *slog.Logger
+	// Env is added to every session's environment ("KEY=value"), after
+	// everything else, e.g. "TETHER_WORKSPACE=dev".
+	Env []string
+	// IdleTimeout is how long a session lives with no client attached.
+	// Zero means DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	// ScrollbackSize is how many bytes of recent output a session keeps to
+	// replay to clients that attach. Zero means DefaultScrollbackSize.
+	ScrollbackSize int
+}
+
+// Server serves reconnecting terminal sessions. Its methods are safe for
+// concurrent use.
+type Server struct {
+	logger         *slog.Logger
+	env            []string
+	idleTimeout    time.Duration
+	scrollbackSize int
+
+	// wg counts every goroutine the server starts.
+	wg sync.WaitGroup
+
+	mu        sync.Mutex
+	closed    bool                      // guarded by mu
+	listeners map[net.Listener]struct{} // guarded by mu
+	conns     map[net.Conn]struct{}     // guarded by mu
+	sessions  map[string]*session       // guarded by mu
+}
+
+// New returns a server that is not yet serving; call Serve.
+func New(opts Options) *Server {
+	s := &Server{
+		logger:         opts.Logger,
+		env:            append([]string(nil), opts.Env...),
+		idleTimeout:    opts.IdleTimeout,
+		scrollbackSize: opts.ScrollbackSize,
+		listeners:      make(map[net.Listener]struct{}),
+		conns:          make(map[net.Conn]struct{}),
+		sessions:       make(map[string]*session),
+	}
+	if s.logger == nil {
+		s.logger = slog.New(slog.DiscardHandler)
+	}
+	if s.idleTimeout <= 0 {
+		s.idleTimeout = DefaultIdleTimeout
+	}
+	if s.scrollbackSize <= 0 {
+		s.scrollbackSize = DefaultScrollbackSize
+	}
+	return s
+}
+
+// Serve accepts connections on l until Close, or until l fails. It closes
+// l before returning. After Close it returns ErrServerClosed.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		l.Close()
+		return ErrServerClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+		l.Close()
+	}()
+
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed {
+				return ErrServerClosed
+			}
+			return fmt.Errorf("accept: %w", err)
+		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			c.Close()
+			return ErrServerClosed
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go s.handleConn(c)
+	}
+}
+
+// Close stops the server: it closes the listeners and every connection,
+// hangs up every session (SIGHUP, then SIGKILL after a grace period), and
+// returns when all of the server's goroutines have ended.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	for l := range s.listeners {
+		l.Close()
+	}
+	for c := range s.conns {
+		c.Close()
+	}
+	for _, sess := range s.sessions {
+		sess.hangUp()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return nil
+}
+
+// handleConn runs one client connection. It owns c.
+func (s *Server) handleConn(c net.Conn) {
+	defer s.wg.Done()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+		c.Close()
+	}()
+	logger := s.logger.With("remote", c.RemoteAddr().String())
+
+	c.SetReadDeadline(time.Now().Add(headerTimeout))
+	br := bufio.NewReaderSize(c, maxHeaderLen)
+	h, err := readHeader(br)
+	if err != nil {
+		logger.Debug("bad header", "err", err)
+		fmt.Fprintf(c, "\r\nreconnectingpty: %v\r\n", err)
+		return
+	}
+	c.SetReadDeadline(time.Time{})
+	logger = logger.With("session", h.ID)
+
+	sess, cl, err := s.attach(c, h, logger)
+	if err != nil {
+		logger.Warn("start session", "err", err)
+		fmt.Fprintf(c, "\r\nreconnectingpty: %v\r\n", err)
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		cl.writeLoop()
+	}()
+	err = sess.readInput(br)
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+		logger.Debug("client input ended", "err", err)
+	}
+	sess.detach(cl)
+}
+
+func readHeader(br *bufio.Reader) (Header, error) {
+	line, err := br.ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) {
+		return Header{}, fmt.Errorf("header is longer than %d bytes", maxHeaderLen)
+	}
+	if err != nil {
+		return Header{}, fmt.Errorf("read header: %w", err)
+	}
+	var h Header
+	if err := json.Unmarshal(line, &h); err != nil {
+		return Header{}, fmt.Errorf("parse header: %w", err)
+	}
+	if err := h.validate(); err != nil {
+		return Header{}, err
+	}
+	return h, nil
+}
+
+// attach attaches c to the session that h names, starting it if it is not
+// running.
+func (s *Server) attach(c net.Conn, h Header, logger *slog.Logger) (*session, *client, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, nil, ErrServerClosed
+	}
+	if sess, ok := s.sessions[h.ID]; ok {
+		if cl, ok := sess.attach(c, h.Height, h.Width); ok {
+			return sess, cl, nil
+		}
+		// The session is ending; its id is free for a new one.
+	}
+	sess, err := s.startSessionLocked(h, logger)
+	if err != nil {
+		return nil, nil, err
+	}
+	cl, ok := sess.attach(c, 0, 0)
+	if !ok {
+		return nil, nil, errors.New("session ended at once")
+	}
+	return sess, cl, nil
+}
+
+// removeSession forgets sess, if it is still the session of its id.
+func (s *Server) removeSession(sess *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sessions[sess.id] == sess {
+		delete(s.sessions, sess.id)
+	}
+}

@@ -1,0 +1,364 @@
+package reconnectingpty
+
+import (
+	"bufio"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+	"unicode/utf8"
+)
+
+const (
+	// killGrace is how long a hung-up session's processes have to exit
+	// after SIGHUP before they get SIGKILL.
+	killGrace = 2 * time.Second
+	// outputGrace is how long a session's output is still read after its
+	// process exits; a background process holding the terminal would
+	// otherwise keep the session alive.
+	outputGrace = time.Second
+)
+
+// session is one terminal and the process on it. Three goroutines serve
+// it: readOutput (terminal to clients), wait (reaps the process) and
+// supervise (hangs it up on request).
+type session struct {
+	id     string
+	server *Server
+	logger *slog.Logger
+	ptmx   *os.File
+	proc   *os.Process
+
+	exited   chan struct{} // closed when the process has been reaped
+	outDone  chan struct{} // closed when the terminal's output has ended
+	hangupCh chan struct{} // closed by hangUp
+	hangup   sync.Once
+
+	mu         sync.Mutex
+	scrollback scrollback           // guarded by mu
+	clients    map[*client]struct{} // guarded by mu
+	ended      bool                 // guarded by mu; no more output, no new clients
+	idle       *time.Timer          // guarded by mu; runs while no client is attached
+	idleGen    int                  // guarded by mu; tells a stale idle timer from the current one
+}
+
+// client is one attached connection.
+type client struct {
+	conn net.Conn
+	// out carries output to writeLoop. The session closes it, under its
+	// mu, when it lets the client go.
+	out chan []byte
+}
+
+// startSessionLocked starts a new session for h and registers it.
+func (s *Server) startSessionLocked(h Header, logger *slog.Logger) (*session, error) {
+	u, err := currentUser()
+	if err != nil {
+		return nil, err
+	}
+	var cmd *exec.Cmd
+	if h.Command == "" {
+		cmd = exec.Command(u.shell)
+		// A leading "-" in argv[0] is how a shell knows it is a login shell.
+		cmd.Args = []string{"-" + filepath.Base(u.shell)}
+	} else {
+		cmd = exec.Command(u.shell, "-c", h.Command)
+		cmd.Args[0] = filepath.Base(u.shell)
+	}
+	cmd.Dir = u.home
+	if st, err := os.Stat(u.home); err != nil || !st.IsDir() {
+		cmd.Dir = "/"
+	}
+	env := setenv(os.Environ(),
+		"USER="+u.name, "LOGNAME="+u.name, "HOME="+u.home, "SHELL="+u.shell,
+		"TERM=xterm-256color", "TETHER=true")
+	cmd.Env = setenv(env, s.env...)
+
+	size := winsize{rows: 24, cols: 80}
+	if h.Height > 0 && h.Width > 0 {
+		size = winsize{rows: h.Height, cols: h.Width}
+	}
+	ptmx, tty, err := openPTY(size)
+	if err != nil {
+		return nil, err
+	}
+	defer tty.Close()
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
+	// A new session with the terminal as its controlling terminal, so that
+	// job control and ^C work and the group can be hung up at once.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
+	if err := cmd.Start(); err != nil {
+		ptmx.Close()
+		return nil, fmt.Errorf("start shell: %w", err)
+	}
+
+	sess := &session{
+		id:         h.ID,
+		server:     s,
+		logger:     logger,
+		ptmx:       ptmx,
+		proc:       cmd.Process,
+		exited:     make(chan struct{}),
+		outDone:    make(chan struct{}),
+		hangupCh:   make(chan struct{}),
+		scrollback: scrollback{size: s.scrollbackSize},
+		clients:    make(map[*client]struct{}),
+	}
+	s.sessions[h.ID] = sess
+	logger.Debug("session started", "pid", cmd.Process.Pid)
+
+	s.wg.Add(3)
+	go func() {
+		defer s.wg.Done()
+		sess.readOutput()
+	}()
+	go func() {
+		defer s.wg.Done()
+		sess.wait(cmd)
+	}()
+	go func() {
+		defer s.wg.Done()
+		sess.supervise()
+	}()
+	return sess, nil
+}
+
+// readOutput copies the terminal's output to the scrollback and the
+// clients until the terminal ends, then ends the session.
+func (sess *session) readOutput() {
+	buf := make([]byte, readBufSize)
+	for {
+		n, err := sess.ptmx.Read(buf)
+		if n > 0 {
+			sess.broadcast(buf[:n])
+		}
+		if err != nil {
+			break
+		}
+	}
+	close(sess.outDone)
+	// The terminal normally ends because the process did; if it failed on
+	// its own, the process must not outlive the session.
+	sess.hangUp()
+	<-sess.exited
+	sess.end()
+}
+
+// wait reaps the process, then closes the terminal once its output has
+// drained (EIO once nobody holds the terminal) or outputGrace has passed.
+func (sess *session) wait(cmd *exec.Cmd) {
+	err := cmd.Wait()
+	sess.logger.Debug("session process exited", "err", err)
+	close(sess.exited)
+	t := time.NewTimer(outputGrace)
+	defer t.Stop()
+	select {
+	case <-sess.outDone:
+	case <-t.C:
+	}
+	sess.ptmx.Close()
+}
+
+// supervise hangs up the process when asked: SIGHUP to its process group,
+// as a terminal hang-up does, then SIGKILL after killGrace.
+func (sess *session) supervise() {
+	select {
+	case <-sess.exited:
+		return
+	case <-sess.hangupCh:
+	}
+	select {
+	case <-sess.exited:
+		// Reaped already: its pid may belong to someone else by now.
+		return
+	default:
+	}
+	syscall.Kill(-sess.proc.Pid, syscall.SIGHUP)
+	t := time.NewTimer(killGrace)
+	defer t.Stop()
+	select {
+	case <-sess.exited:
+	case <-t.C:
+		syscall.Kill(-sess.proc.Pid, syscall.SIGKILL)
+	}
+}
+
+// hangUp asks supervise to end the process. It does not block.
+func (sess *session) hangUp() {
+	sess.hangup.Do(func() { close(sess.hangupCh) })
+}
+
+// end lets the clients go, once they have been sent the last output, and
+// forgets the session.
+func (sess *session) end() {
+	sess.server.removeSession(sess)
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	sess.ended = true
+	for cl := range sess.clients {
+		sess.removeClientLocked(cl)
+	}
+	if sess.idle != nil {
+		sess.idle.Stop()
+		sess.idle = nil
+	}
+	sess.logger.Debug("session ended")
+}
+
+// broadcast records output and queues it for every client. A client whose
+// queue is full is let go: it would otherwise stall everyone.
+func (sess *session) broadcast(p []byte) {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	sess.scrollback.write(p)
+	if len(sess.clients) == 0 {
+		return
+	}
+	chunk := append([]byte(nil), p...) // shared, read-only
+	for cl := range sess.clients {
+		select {
+		case cl.out <- chunk:
+		default:
+			sess.logger.Debug("client too slow; disconnecting it")
+			cl.conn.Close()
+			sess.removeClientLocked(cl)
+		}
+	}
+}
+
+// attach adds a client on c and queues the scrollback for it, in one step
+// so that it sees every byte of output once. A non-zero size resizes the
+// terminal. It reports false if the session has ended.
+func (sess *session) attach(c net.Conn, height, width uint16) (*client, bool) {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	if sess.ended {
+		return nil, false
+	}
+	if height > 0 && width > 0 {
+		if err := setWinsize(sess.ptmx, winsize{rows: height, cols: width}); err != nil {
+			sess.logger.Debug("resize on attach", "err", err)
+		}
+	}
+	cl := &client{conn: c, out: make(chan []byte, clientQueue)}
+	if replay := sess.scrollback.replay(); len(replay) > 0 {
+		cl.out <- replay
+	}
+	sess.clients[cl] = struct{}{}
+	if sess.idle != nil {
+		sess.idle.Stop()
+		sess.idle = nil
+	}
+	return cl, true
+}
+
+// detach removes a client whose connection has ended.
+func (sess *session) detach(cl *client) {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	sess.removeClientLocked(cl)
+}
+
+// removeClientLocked lets cl go, if it is still attached, and starts the
+// idle timer when it was the last client.
+func (sess *session) removeClientLocked(cl *client) {
+	if _, ok := sess.clients[cl]; !ok {
+		return
+	}
+	delete(sess.clients, cl)
+	close(cl.out)
+	if len(sess.clients) > 0 || sess.ended || sess.idle != nil {
+		return
+	}
+	sess.idleGen++
+	gen := sess.idleGen
+	sess.idle = time.AfterFunc(sess.server.idleTimeout, func() {
+		sess.mu.Lock()
+		expired := sess.idleGen == gen && len(sess.clients) == 0 && !sess.ended
+		sess.mu.Unlock()
+		if expired {
+			sess.logger.Debug("session idle; hanging up")
+			sess.hangUp()
+		}
+	})
+}
+
+// readInput applies a client's frames to the terminal until the client's
+// connection ends.
+func (sess *session) readInput(br *bufio.Reader) error {
+	buf := make([]byte, maxFramePayload)
+	for {
+		typ, payload, err := readFrame(br, buf)
+		if err != nil {
+			return err
+		}
+		switch typ {
+		case frameData:
+			if _, err := sess.ptmx.Write(payload); err != nil {
+				return fmt.Errorf("write to terminal: %w", err)
+			}
+		case frameResize:
+			h, w, ok := parseResize(payload)
+			if !ok {
+				return fmt.Errorf("malformed resize frame")
+			}
+			if err := setWinsize(sess.ptmx, winsize{rows: h, cols: w}); err != nil {
+				sess.logger.Debug("resize", "err", err)
+			}
+		}
+	}
+}
+
+// writeLoop sends queued output to the client until the session lets it
+// go, then closes its connection: after the session's last output, the
+// client reads EOF.
+func (cl *client) writeLoop() {
+	defer cl.conn.Close()
+	for p := range cl.out {
+		if _, err := cl.conn.Write(p); err != nil {
+			// Closing the connection ends readInput, which detaches the
+			// client and so closes out.
+			return
+		}
+	}
+}
+
+// scrollback keeps the last size bytes of output.
+type scrollback struct {
+	size      int
+	buf       []byte
+	truncated bool // output has been dropped from the front
+}
+
+func (b *scrollback) write(p []byte) {
+	if b.buf == nil {
+		b.buf = make([]byte, 0, b.size)
+	}
+	if len(p) >= b.size {
+		b.buf = append(b.buf[:0], p[len(p)-b.size:]...)
+		b.truncated = true
+		return
+	}
+	if over := len(b.buf) + len(p) - b.size; over > 0 {
+		b.buf = append(b.buf[:0], b.buf[over:]...)
+		b.truncated = true
+	}
+	b.buf = append(b.buf, p...)
+}
+
+// replay returns a copy of the scrollback that does not start in the
+// middle of a UTF-8 sequence.
+func (b *scrollback) replay() []byte {
+	p := b.buf
+	if b.truncated {
+		for i := 0; i < utf8.UTFMax-1 && len(p) > 0 && !utf8.RuneStart(p[0]); i++ {
+			p = p[1:]
+		}
+	}
+	return append([]byte(nil), p...)
+}

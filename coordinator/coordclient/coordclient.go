@@ -1,0 +1,290 @@
+// Package coordclient runs a peer's half of the coordination protocol (see
+// tether.CoordinateRequest) over a WebSocket: it sends the peer's node,
+// applies the nodes of the peers the coordinator introduces to a Tunnel, and
+// reconnects with backoff when the WebSocket breaks. It is used by agents and
+// CLIs and imports no server code.
+//
+// # Tunnels outlive the coordinator
+//
+// The coordinator only introduces peers; traffic between them does not pass
+// through it. So a broken coordination WebSocket changes nothing in the
+// Tunnel: peers stay, and tunnels that are up keep working while the client
+// reconnects. After the reconnect the client sends its node again, and the
+// coordinator sends the nodes of the peers that are still there.
+//
+// Peers leave the Tunnel in two ways:
+//
+//   - PeerDisconnected (the peer left on purpose): removed at once.
+//   - PeerLost (the peer's own coordination WebSocket broke): kept for
+//     Options.LostPeerTimeout, because its tunnel may well still work and
+//     it will likely reconnect and be reintroduced, which cancels the
+//     removal. A peer that never comes back is removed when it expires.
+//
+// A peer that left while this client was itself disconnected is never
+// reported. So on every reconnect, every peer the client knows is treated as
+// lost until the coordinator mentions it again (the coordinator sends the
+// nodes of all current counterparts as soon as a peer connects).
+package coordclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/google/uuid"
+	"tailscale.com/tailcfg"
+
+	"github.com/tetherdev/tether"
+)
+
+// Tunnel is what the client configures: the peer's WireGuard side.
+type Tunnel interface {
+	// UpsertPeer adds the peer with the given ID, or updates its node.
+	UpsertPeer(id uuid.UUID, n *tether.Node) error
+	// RemovePeer removes the peer; unknown IDs are ignored.
+	RemovePeer(id uuid.UUID)
+	// SetDERPMap replaces the relays the tunnel uses.
+	SetDERPMap(m *tailcfg.DERPMap)
+}
+
+// Defaults for the Options durations left zero.
+const (
+	DefaultLostPeerTimeout   = 15 * time.Minute
+	DefaultHeartbeatInterval = 15 * time.Second
+	DefaultMinBackoff        = 250 * time.Millisecond
+	DefaultMaxBackoff        = 30 * time.Second
+)
+
+// writeTimeout bounds one message write; a coordinator that takes longer to
+// accept a few kilobytes is as good as gone.
+const writeTimeout = 10 * time.Second
+
+// leaveTimeout bounds the goodbye (Disconnect and the close handshake) when
+// Run's context ends.
+const leaveTimeout = 2 * time.Second
+
+// Options configures a Client.
+type Options struct {
+	// Dial opens a coordination WebSocket (with the protocol version and
+	// credentials in the request). Errors it wraps with Permanent end Run
+	// (for example an HTTP 401, 403 or 404); others are retried. Required.
+	Dial func(ctx context.Context) (*websocket.Conn, error)
+	// Tunnel receives peers and DERP maps. Required.
+	Tunnel Tunnel
+	// Logger receives connection events. Nil discards.
+	Logger *slog.Logger
+	// LostPeerTimeout is how long a lost peer stays in the Tunnel before it
+	// is removed, unless reintroduced. Zero means DefaultLostPeerTimeout.
+	LostPeerTimeout time.Duration
+	// HeartbeatInterval is the time between pings to the coordinator; one
+	// unanswered by the next means the connection is dead. Zero means
+	// DefaultHeartbeatInterval; negative disables pings.
+	HeartbeatInterval time.Duration
+	// MinBackoff and MaxBackoff bound the wait between reconnects, which
+	// doubles after each failure, with jitter, and starts again from
+	// MinBackoff after a connection that stayed up longer than MaxBackoff.
+	// Zero means DefaultMinBackoff and DefaultMaxBackoff.
+	MinBackoff, MaxBackoff time.Duration
+}
+
+// permanentError marks a Dial error that retrying will not fix.
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// Permanent wraps err so that Run returns it instead of retrying. It
+// returns nil for nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err: err}
+}
+
+// Client is one peer's coordination client.
+type Client struct {
+	opts   Options
+	logger *slog.Logger
+
+	running   atomic.Bool
+	connected atomic.Bool
+
+	// nodeWake has room for one signal: SetNode never blocks, and the
+	// writer always sends the latest node.
+	nodeWake chan struct{}
+	nodeMu   sync.Mutex
+	node     *tether.Node // guarded by nodeMu
+
+	mu      sync.Mutex
+	peers   map[uuid.UUID]*peerState // what the Tunnel holds; guarded by mu
+	changed chan struct{}            // closed when peers change; guarded by mu
+	stopped bool                     // Run has returned; guarded by mu
+}
+
+type peerState struct {
+	node    *tether.Node
+	lost    *time.Timer // non-nil while lost: removes the peer when it fires
+	lostGen int         // tells a stale timer from the current one
+}
+
+// New returns a Client. It does nothing until Run.
+func New(opts Options) *Client {
+	if opts.LostPeerTimeout <= 0 {
+		opts.LostPeerTimeout = DefaultLostPeerTimeout
+	}
+	if opts.HeartbeatInterval == 0 {
+		opts.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if opts.MinBackoff <= 0 {
+		opts.MinBackoff = DefaultMinBackoff
+	}
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = DefaultMaxBackoff
+	}
+	opts.MaxBackoff = max(opts.MaxBackoff, opts.MinBackoff)
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Client{
+		opts:     opts,
+		logger:   logger,
+		nodeWake: make(chan struct{}, 1),
+		peers:    make(map[uuid.UUID]*peerState),
+		changed:  make(chan struct{}),
+	}
+}
+
+// SetNode sets this peer's node. The client sends the latest one as soon as
+// it is connected, skipping any that were replaced meanwhile, and again
+// after every reconnect. It never blocks, so it may be called from the
+// tunnel's node callback.
+func (c *Client) SetNode(n *tether.Node) {
+	c.nodeMu.Lock()
+	c.node = n
+	c.nodeMu.Unlock()
+	select {
+	case c.nodeWake <- struct{}{}:
+	default:
+	}
+}
+
+func (c *Client) currentNode() *tether.Node {
+	c.nodeMu.Lock()
+	defer c.nodeMu.Unlock()
+	return c.node
+}
+
+// Connected reports whether the coordination WebSocket is up.
+func (c *Client) Connected() bool { return c.connected.Load() }
+
+// AwaitPeer waits until the coordinator has introduced the peer with the
+// given ID (and it is not lost), and returns its node.
+func (c *Client) AwaitPeer(ctx context.Context, id uuid.UUID) (*tether.Node, error) {
+	for {
+		c.mu.Lock()
+		p, changed := c.peers[id], c.changed
+		c.mu.Unlock()
+		if p != nil && p.lost == nil {
+			return p.node, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// Run connects to the coordinator and keeps connecting until ctx ends or
+// Dial returns a Permanent error. When ctx ends it tells the coordinator it
+// is leaving (so that peers hear "disconnected", not "lost"), closes the
+// WebSocket and returns nil. Peers stay in the Tunnel after Run returns,
+// and pending lost-peer removals are cancelled: the Tunnel's owner decides
+// what happens next. Run may be called once.
+func (c *Client) Run(ctx context.Context) error {
+	if c.opts.Dial == nil || c.opts.Tunnel == nil {
+		return errors.New("coordclient: Dial and Tunnel are required")
+	}
+	if c.running.Swap(true) {
+		return errors.New("coordclient: Run called twice")
+	}
+	defer c.stop()
+
+	b := backoff{min: c.opts.MinBackoff, max: c.opts.MaxBackoff}
+	for sessions := 0; ; {
+		conn, err := c.opts.Dial(ctx)
+		if ctx.Err() != nil {
+			if conn != nil {
+				conn.CloseNow()
+			}
+			return nil
+		}
+		var pe *permanentError
+		if errors.As(err, &pe) {
+			return fmt.Errorf("dial coordinator: %w", err)
+		}
+		if err == nil {
+			sessions++
+			if sessions > 1 {
+				c.expectReintroductions()
+			}
+			start := time.Now()
+			c.logger.Debug("connected to the coordinator")
+			err = c.session(ctx, conn)
+			if ctx.Err() != nil {
+				return nil
+			}
+			if time.Since(start) > c.opts.MaxBackoff {
+				b.reset()
+			}
+		}
+		wait := b.next()
+		c.logger.Info("coordinator connection failed, retrying", slog.Any("error", err), slog.Duration("retry_in", wait))
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// stop cancels pending removals once Run returns.
+func (c *Client) stop() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stopped = true
+	for _, p := range c.peers {
+		if p.lost != nil {
+			p.lost.Stop()
+			p.lost = nil
+		}
+	}
+}
+
+// backoff is exponential backoff with jitter: each wait is drawn from the
+// upper half of the current step, so that peers that lost the coordinator
+// together do not return together.
+type backoff struct {
+	min, max, cur time.Duration
+}
+
+func (b *backoff) next() time.Duration {
+	if b.cur == 0 {
+		b.cur = b.min
+	} else {
+		b.cur = min(2*b.cur, b.max)
+	}
+	return b.cur/2 + rand.N(b.cur/2+1)
+}
+
+func (b *backoff) reset() { b.cur = 0 }

@@ -1,0 +1,161 @@
+package coordclient
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/tetherdev/tether"
+)
+
+// session runs one coordination WebSocket until it breaks or ctx ends. It
+// returns nil when ctx ended (after saying goodbye), and why the connection
+// broke otherwise.
+//
+// Three goroutines share the socket: the reader applies responses, the
+// writer sends nodes, the heartbeat pings. Only the reader's context is ever
+// cancelled (to end it after the socket is closed): the library closes a
+// socket whose write is cancelled, and the goodbye must still go out.
+func (c *Client) session(ctx context.Context, conn *websocket.Conn) error {
+	// One byte over the limit so that the reader can tell an oversized
+	// message and say so; the library's check is the backstop.
+	conn.SetReadLimit(tether.MaxCoordinateMessage + 1)
+	c.connected.Store(true)
+	defer c.connected.Store(false)
+
+	readCtx, cancelRead := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelRead()
+	stop := make(chan struct{})
+	errc := make(chan error, 3)
+	var writer, others sync.WaitGroup
+	others.Go(func() { errc <- c.readLoop(readCtx, conn) })
+	writer.Go(func() { errc <- c.writeLoop(conn, stop) })
+	others.Go(func() { errc <- c.heartbeat(conn, stop) })
+
+	var err error
+	select {
+	case <-ctx.Done():
+		close(stop)
+		writer.Wait()
+		c.leave(conn)
+	case err = <-errc:
+		close(stop)
+		conn.CloseNow()
+		writer.Wait()
+	}
+	cancelRead()
+	others.Wait()
+	return err
+}
+
+// leave tells the coordinator this peer is going, and closes the socket.
+func (c *Client) leave(conn *websocket.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
+	defer cancel()
+	if err := writeJSON(ctx, conn, &tether.CoordinateRequest{Disconnect: true}); err != nil {
+		c.logger.Debug("could not say goodbye to the coordinator", "error", err)
+		conn.CloseNow()
+		return
+	}
+	// Close waits for the coordinator's close frame, which it sends once
+	// it has read the Disconnect. Bounded by the library (5 s).
+	conn.Close(websocket.StatusNormalClosure, "peer leaving")
+}
+
+func (c *Client) readLoop(ctx context.Context, conn *websocket.Conn) error {
+	var buf bytes.Buffer
+	for {
+		typ, r, err := conn.Reader(ctx)
+		if err != nil {
+			return fmt.Errorf("receive: %w", err)
+		}
+		if typ != websocket.MessageText {
+			return fail(conn, websocket.StatusUnsupportedData, "coordination messages must be JSON text, not binary")
+		}
+		buf.Reset()
+		if _, err := buf.ReadFrom(io.LimitReader(r, tether.MaxCoordinateMessage+1)); err != nil {
+			return fmt.Errorf("receive: %w", err)
+		}
+		if buf.Len() > tether.MaxCoordinateMessage {
+			return fail(conn, websocket.StatusMessageTooBig, fmt.Sprintf("message is larger than %d bytes", tether.MaxCoordinateMessage))
+		}
+		var resp tether.CoordinateResponse
+		if err := json.Unmarshal(buf.Bytes(), &resp); err != nil {
+			return fail(conn, websocket.StatusUnsupportedData, "malformed coordinate response: "+err.Error())
+		}
+		c.apply(&resp)
+	}
+}
+
+// fail closes the socket with a reason and returns it as an error.
+func fail(conn *websocket.Conn, status websocket.StatusCode, reason string) error {
+	if len(reason) > 123 {
+		reason = reason[:123]
+	}
+	conn.Close(status, reason)
+	return fmt.Errorf("coordinator broke the protocol: %s", reason)
+}
+
+// writeLoop sends the latest node whenever it changes, starting with the
+// current one, until stop is closed.
+func (c *Client) writeLoop(conn *websocket.Conn, stop <-chan struct{}) error {
+	var sent *tether.Node
+	for {
+		if n := c.currentNode(); n != nil && n != sent {
+			ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+			err := writeJSON(ctx, conn, &tether.CoordinateRequest{Node: n})
+			cancel()
+			if err != nil {
+				return fmt.Errorf("send node: %w", err)
+			}
+			sent = n
+		}
+		select {
+		case <-stop:
+			return nil
+		case <-c.nodeWake:
+		}
+	}
+}
+
+// heartbeat pings the coordinator so that a dead connection is noticed (a
+// half-open TCP connection can otherwise look fine for many minutes) and
+// proxies see traffic.
+func (c *Client) heartbeat(conn *websocket.Conn, stop <-chan struct{}) error {
+	interval := c.opts.HeartbeatInterval
+	if interval < 0 {
+		<-stop
+		return nil
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return nil
+		case <-t.C:
+		}
+		// Not cancelled by stop: a ping waiting for its pong ends when
+		// the socket closes.
+		ctx, cancel := context.WithTimeout(context.Background(), interval)
+		err := conn.Ping(ctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("coordinator did not answer a ping within %v: %w", interval, err)
+		}
+	}
+}
+
+func writeJSON(ctx context.Context, conn *websocket.Conn, req *tether.CoordinateRequest) error {
+	b, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	return conn.Write(ctx, websocket.MessageText, b)
+}

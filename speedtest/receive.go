@@ -38,7 +38,7 @@ func receive(conn net.Conn, dir Direction, d, interval time.Duration, buf []byte
 		if err == nil {
 			continue
 		}
-		if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, io.EOF) {
+		if isTimeout(err) || errors.Is(err, io.EOF) {
 			break
 		}
 		return Result{}, fmt.Errorf("receive: %w", err)
@@ -53,6 +53,14 @@ func receive(conn net.Conn, dir Direction, d, interval time.Duration, buf []byte
 		r.Intervals[last].End = elapsed
 	}
 	return r, nil
+}
+
+// isTimeout reports whether err is a deadline passing. Not only
+// os.ErrDeadlineExceeded: gVisor's netstack connections, which the tunnel
+// hands out, report their own net.Error with Timeout() true.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }
 
 // send writes buf to conn until a write fails, which is how the sender

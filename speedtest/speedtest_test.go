@@ -3,8 +3,10 @@ package speedtest_test
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -74,16 +76,23 @@ func TestLoopback(t *testing.T) {
 	tests := []struct {
 		name string
 		cfg  speedtest.Config
+		wrap func(net.Conn) net.Conn // on both ends
 	}{
 		{name: "down", cfg: speedtest.Config{Direction: speedtest.Down, Duration: 300 * time.Millisecond, Interval: 100 * time.Millisecond}},
 		{name: "up", cfg: speedtest.Config{Direction: speedtest.Up, Duration: 300 * time.Millisecond, Interval: 100 * time.Millisecond}},
 		{name: "uneven intervals", cfg: speedtest.Config{Direction: speedtest.Up, Duration: 250 * time.Millisecond, Interval: 100 * time.Millisecond}},
+		{name: "netstack timeouts down", cfg: speedtest.Config{Direction: speedtest.Down, Duration: 200 * time.Millisecond, Interval: 100 * time.Millisecond}, wrap: netstackErrors},
+		{name: "netstack timeouts up", cfg: speedtest.Config{Direction: speedtest.Up, Duration: 200 * time.Millisecond, Interval: 100 * time.Millisecond}, wrap: netstackErrors},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := testContext(t)
-			addr := serve(t, &speedtest.Server{}, nil)
-			r, err := speedtest.Run(ctx, dial(t, addr), tt.cfg)
+			addr := serve(t, &speedtest.Server{}, tt.wrap)
+			conn := dial(t, addr)
+			if tt.wrap != nil {
+				conn = tt.wrap(conn)
+			}
+			r, err := speedtest.Run(ctx, conn, tt.cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -120,6 +129,34 @@ func TestLoopback(t *testing.T) {
 			t.Logf("%s: %.0f MB/s", tt.name, r.Throughput()/1e6)
 		})
 	}
+}
+
+// netstackErrors makes conn report deadlines the way gVisor's gonet does:
+// a net.Error whose Timeout is true, not os.ErrDeadlineExceeded.
+func netstackErrors(conn net.Conn) net.Conn { return gonetLike{conn} }
+
+type gonetLike struct{ net.Conn }
+
+type gonetTimeout struct{}
+
+func (gonetTimeout) Error() string   { return "i/o timeout" }
+func (gonetTimeout) Timeout() bool   { return true }
+func (gonetTimeout) Temporary() bool { return true }
+
+func (c gonetLike) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		err = &net.OpError{Op: "read", Net: "tcp", Err: gonetTimeout{}}
+	}
+	return n, err
+}
+
+func (c gonetLike) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		err = &net.OpError{Op: "write", Net: "tcp", Err: gonetTimeout{}}
+	}
+	return n, err
 }
 
 // throttledConn lets through at most rate bytes per second on reads.

@@ -30,6 +30,13 @@ func (s *Server) logger() *slog.Logger {
 	return s.Logger
 }
 
+// Serve answers speed tests on ln with a zero Server (no logging, default
+// limits); see Server.Serve.
+func Serve(ctx context.Context, ln net.Listener) error {
+	var s Server
+	return s.Serve(ctx, ln)
+}
+
 // Serve answers speed tests on ln until ctx ends (it then closes ln, ends
 // the tests in progress, and returns nil) or ln fails.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {

@@ -1,7 +1,7 @@
 package coordinator
 
 import (
-	"cmp"
+	"bytes"
 	"slices"
 	"time"
 
@@ -58,9 +58,9 @@ func (c *Coordinator) Snapshot() Snapshot {
 				Pending:     cl.conn.q.len(),
 			})
 		}
-		slices.SortFunc(as.Clients, func(x, y ClientSnapshot) int { return cmp.Compare(x.ID.String(), y.ID.String()) })
+		slices.SortFunc(as.Clients, func(x, y ClientSnapshot) int { return bytes.Compare(x.ID[:], y.ID[:]) })
 		s.Agents = append(s.Agents, as)
 	}
-	slices.SortFunc(s.Agents, func(x, y AgentSnapshot) int { return cmp.Compare(x.ID.String(), y.ID.String()) })
+	slices.SortFunc(s.Agents, func(x, y AgentSnapshot) int { return bytes.Compare(x.ID[:], y.ID[:]) })
 	return s
 }

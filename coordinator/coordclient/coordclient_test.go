@@ -648,3 +648,48 @@ func readClose(ctx context.Context, conn *websocket.Conn) (websocket.StatusCode,
 		}
 	}
 }
+
+// TestLeaveUnresponsiveCoordinator checks that Run returns soon after its
+// context ends even when the coordinator takes no goodbye.
+func TestLeaveUnresponsiveCoordinator(t *testing.T) {
+	ctx := testContext(t)
+	url := misbehavingServer(t, func(ctx context.Context, conn *websocket.Conn) {
+		<-ctx.Done() // never read, never answer the close handshake
+	})
+	connected := make(chan struct{})
+	var once sync.Once
+	c := coordclient.New(coordclient.Options{
+		Dial: func(ctx context.Context) (*websocket.Conn, error) {
+			conn, _, err := websocket.Dial(ctx, url, nil)
+			if err == nil {
+				once.Do(func() { close(connected) })
+			}
+			return conn, err
+		},
+		Tunnel:            newFakeTunnel(),
+		HeartbeatInterval: -1,
+	})
+	c.SetNode(newNode(uuid.New(), 1))
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- c.Run(rctx) }()
+	select {
+	case <-connected:
+	case <-ctx.Done():
+		t.Fatal("never connected")
+	}
+	start := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run = %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("Run did not return")
+	}
+	// The goodbye is bounded by two seconds; allow for a slow machine.
+	if d := time.Since(start); d > 4*time.Second {
+		t.Errorf("Run took %v to return after cancel", d)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 
@@ -19,9 +20,11 @@ import (
 // broke otherwise.
 //
 // Three goroutines share the socket: the reader applies responses, the
-// writer sends nodes, the heartbeat pings. Only the reader's context is ever
-// cancelled (to end it after the socket is closed): the library closes a
-// socket whose write is cancelled, and the goodbye must still go out.
+// writer sends nodes, the heartbeat pings. None of their contexts ends with
+// ctx, because the library closes a socket whose read or write is cancelled
+// and the goodbye must still go out. They end through stop, or by the
+// socket closing; abort is the last resort, when the coordinator does not
+// take the goodbye within leaveTimeout.
 func (c *Client) session(ctx context.Context, conn *websocket.Conn) error {
 	// One byte over the limit so that the reader can tell an oversized
 	// message and say so; the library's check is the backstop.
@@ -29,42 +32,44 @@ func (c *Client) session(ctx context.Context, conn *websocket.Conn) error {
 	c.connected.Store(true)
 	defer c.connected.Store(false)
 
-	readCtx, cancelRead := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelRead()
+	ioCtx, abort := context.WithCancel(context.WithoutCancel(ctx))
+	defer abort()
 	stop := make(chan struct{})
 	errc := make(chan error, 3)
 	var writer, others sync.WaitGroup
-	others.Go(func() { errc <- c.readLoop(readCtx, conn) })
-	writer.Go(func() { errc <- c.writeLoop(conn, stop) })
+	others.Go(func() { errc <- c.readLoop(ioCtx, conn) })
+	writer.Go(func() { errc <- c.writeLoop(ioCtx, conn, stop) })
 	others.Go(func() { errc <- c.heartbeat(conn, stop) })
 
 	var err error
 	select {
 	case <-ctx.Done():
 		close(stop)
+		t := time.AfterFunc(leaveTimeout, abort)
 		writer.Wait()
-		c.leave(conn)
+		c.leave(ioCtx, conn)
+		t.Stop()
 	case err = <-errc:
 		close(stop)
 		conn.CloseNow()
 		writer.Wait()
 	}
-	cancelRead()
+	abort()
 	others.Wait()
 	return err
 }
 
 // leave tells the coordinator this peer is going, and closes the socket.
-func (c *Client) leave(conn *websocket.Conn) {
-	ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
-	defer cancel()
+// Cancelling ctx cuts it short.
+func (c *Client) leave(ctx context.Context, conn *websocket.Conn) {
 	if err := writeJSON(ctx, conn, &tether.CoordinateRequest{Disconnect: true}); err != nil {
 		c.logger.Debug("could not say goodbye to the coordinator", "error", err)
 		conn.CloseNow()
 		return
 	}
 	// Close waits for the coordinator's close frame, which it sends once
-	// it has read the Disconnect. Bounded by the library (5 s).
+	// it has read the Disconnect; if none comes, cancelling ctx ends the
+	// reader's read, which closes the socket and ends the wait.
 	conn.Close(websocket.StatusNormalClosure, "peer leaving")
 }
 
@@ -95,8 +100,9 @@ func (c *Client) readLoop(ctx context.Context, conn *websocket.Conn) error {
 
 // fail closes the socket with a reason and returns it as an error.
 func fail(conn *websocket.Conn, status websocket.StatusCode, reason string) error {
-	if len(reason) > 123 {
-		reason = reason[:123]
+	// A close frame holds 123 bytes of reason; cut on a rune boundary.
+	for len(reason) > 123 || !utf8.ValidString(reason) {
+		reason = reason[:len(reason)-1]
 	}
 	conn.Close(status, reason)
 	return fmt.Errorf("coordinator broke the protocol: %s", reason)
@@ -104,11 +110,11 @@ func fail(conn *websocket.Conn, status websocket.StatusCode, reason string) erro
 
 // writeLoop sends the latest node whenever it changes, starting with the
 // current one, until stop is closed.
-func (c *Client) writeLoop(conn *websocket.Conn, stop <-chan struct{}) error {
+func (c *Client) writeLoop(ctx context.Context, conn *websocket.Conn, stop <-chan struct{}) error {
 	var sent *tether.Node
 	for {
 		if n := c.currentNode(); n != nil && n != sent {
-			ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+			ctx, cancel := context.WithTimeout(ctx, writeTimeout)
 			err := writeJSON(ctx, conn, &tether.CoordinateRequest{Node: n})
 			cancel()
 			if err != nil {

@@ -234,13 +234,8 @@ func (s *session) startPTY(cmd *exec.Cmd, u *userInfo) error {
 	s.started, s.ptmx, s.proc = true, ptmx, cmd.Process
 	s.logger.Debug("session started", "pid", cmd.Process.Pid, "pty", tty.Name())
 
-	outDone := make(chan struct{})
-	s.wg.Add(3)
-	go func() {
-		defer s.wg.Done()
-		defer close(outDone)
-		io.Copy(s.ch, ptmx)
-	}()
+	out := copyOutput(&s.wg, s.ch, ptmx)
+	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
 		// A PTY has no half-close: stdin EOF from the client changes
@@ -250,17 +245,10 @@ func (s *session) startPTY(cmd *exec.Cmd, u *userInfo) error {
 	go func() {
 		defer s.wg.Done()
 		err := cmd.Wait()
-		// Let the output drain: the kernel hands over what is buffered and
-		// then EIO once no process holds the terminal. Processes left in
-		// the background may keep it open, so the wait is bounded.
-		t := time.NewTimer(outputGrace)
-		select {
-		case <-outDone:
-		case <-t.C:
-		}
-		t.Stop()
+		// The kernel hands over what is buffered and then EIO once no
+		// process holds the terminal.
+		out.drain(func() { ptmx.Close() })
 		ptmx.Close()
-		<-outDone
 		close(s.exited)
 		s.exit(cmd.ProcessState, err)
 	}()
@@ -269,22 +257,41 @@ func (s *session) startPTY(cmd *exec.Cmd, u *userInfo) error {
 
 func (s *session) startPipes(cmd *exec.Cmd, u *userInfo) error {
 	cmd.Env = s.environ(u, "")
-	cmd.Stdout = s.ch
-	cmd.Stderr = s.ch.Stderr()
-	// Output copies end when the process and its children close the pipes;
-	// a background child holding them only delays the exit status this long.
-	cmd.WaitDelay = outputGrace
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	// Pipes of our own rather than exec's: Wait would cut exec's copies
+	// short (WaitDelay) or wait for background processes holding them.
+	stdoutR, stdoutW, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("stdout pipe: %w", err)
+	}
+	stderrR, stderrW, err := os.Pipe()
+	if err != nil {
+		stdoutR.Close()
+		stdoutW.Close()
+		return fmt.Errorf("stderr pipe: %w", err)
+	}
+	closeAll := func() {
+		for _, f := range []*os.File{stdoutR, stdoutW, stderrR, stderrW} {
+			f.Close()
+		}
+	}
+	cmd.Stdout, cmd.Stderr = stdoutW, stderrW
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
+		closeAll()
 		return fmt.Errorf("stdin pipe: %w", err)
 	}
 	if err := cmd.Start(); err != nil {
+		closeAll()
 		return fmt.Errorf("start shell: %w", err)
 	}
+	stdoutW.Close()
+	stderrW.Close()
 	s.started, s.proc = true, cmd.Process
 	s.logger.Debug("session started", "pid", cmd.Process.Pid)
 
+	stdout := copyOutput(&s.wg, s.ch, stdoutR)
+	stderr := copyOutput(&s.wg, s.ch.Stderr(), stderrR)
 	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
@@ -295,6 +302,12 @@ func (s *session) startPipes(cmd *exec.Cmd, u *userInfo) error {
 	go func() {
 		defer s.wg.Done()
 		err := cmd.Wait()
+		var drains sync.WaitGroup
+		drains.Go(func() { stdout.drain(func() { stdoutR.Close() }) })
+		drains.Go(func() { stderr.drain(func() { stderrR.Close() }) })
+		drains.Wait()
+		stdoutR.Close()
+		stderrR.Close()
 		close(s.exited)
 		s.exit(cmd.ProcessState, err)
 	}()

@@ -260,32 +260,120 @@ func TestPTY(t *testing.T) {
 	}
 }
 
-// TestPTYBackgroundHolder checks that a background process that keeps the
-// terminal open does not keep the session open after its shell exits.
-func TestPTYBackgroundHolder(t *testing.T) {
+// TestBackgroundHolder checks that a background process that keeps the
+// output open does not keep the session open after its program exits.
+func TestBackgroundHolder(t *testing.T) {
 	ts := startServer(t, sshd.Options{})
 	c := dial(t, ts)
-	s, err := c.NewSession()
+	// The holder sleeps much longer than the session may take to end.
+	// setsid keeps it from the hang-up a PTY's session leader sends to its
+	// group on exit.
+	const command = "setsid sleep 20 & echo started $!"
+	for _, withPTY := range []bool{false, true} {
+		t.Run(fmt.Sprintf("pty=%v", withPTY), func(t *testing.T) {
+			s, err := c.NewSession()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if withPTY {
+				if err := s.RequestPty("xterm", 24, 80, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var out syncBuffer
+			s.Stdout = &out
+			start := time.Now()
+			done := make(chan error, 1)
+			go func() { done <- s.Run(command) }()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run = %v", err)
+				}
+			case <-time.After(testTimeout):
+				t.Fatal("session stayed open while a background process held its output")
+			}
+			if d := time.Since(start); d > 10*time.Second {
+				t.Errorf("session took %v to end; it waited for the background process", d)
+			}
+			var pid int
+			if _, err := fmt.Sscanf(strings.TrimSpace(out.String()), "started %d", &pid); err != nil {
+				t.Fatalf("output %q: %v", out.String(), err)
+			}
+			syscall.Kill(pid, syscall.SIGKILL)
+		})
+	}
+}
+
+// gate is a writer that blocks until it is opened, like a client that
+// stopped reading, and counts what it lets through.
+type gate struct {
+	open chan struct{}
+	n    int
+}
+
+func (g *gate) Write(p []byte) (int, error) {
+	<-g.open
+	g.n += len(p)
+	return len(p), nil
+}
+
+// TestStalledClientGetsAllOutput checks that output still queued in the
+// server when the program exits reaches a client that had stopped reading
+// (`ssh ws cat big | less`), and is not cut when the grace period for
+// background processes holding the output runs out.
+func TestStalledClientGetsAllOutput(t *testing.T) {
+	ts := startServer(t, sshd.Options{})
+	c := dial(t, ts)
+	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
-	if err := s.RequestPty("xterm", 24, 80, nil); err != nil {
-		t.Fatal(err)
+	for _, withPTY := range []bool{false, true} {
+		t.Run(fmt.Sprintf("pty=%v", withPTY), func(t *testing.T) {
+			countFile := filepath.Join(t.TempDir(), "count")
+			s, err := c.NewSession()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if withPTY {
+				if err := s.RequestPty("xterm", 24, 80, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := s.Setenv(fillEnv, countFile); err != nil {
+				t.Fatal(err)
+			}
+			g := &gate{open: make(chan struct{})}
+			s.Stdout = g
+			// The program fills everything up to the client, and exits.
+			if err := s.Start(self); err != nil {
+				t.Fatal(err)
+			}
+			var count []byte
+			deadline := time.Now().Add(testTimeout)
+			for count == nil {
+				count, _ = os.ReadFile(countFile)
+				if time.Now().After(deadline) {
+					t.Fatal("the program never filled its output")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			want, _ := strconv.Atoi(string(count))
+			// Deliberately stay stalled longer than the server's grace for
+			// background processes (1s).
+			time.Sleep(1500 * time.Millisecond)
+			close(g.open)
+			if err := s.Wait(); err != nil {
+				t.Fatal(err)
+			}
+			if g.n != want {
+				t.Errorf("client got %d bytes, want %d", g.n, want)
+			}
+		})
 	}
-	var out syncBuffer
-	s.Stdout = &out
-	done := make(chan error, 1)
-	go func() { done <- s.Run("sleep 60 & echo started") }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Run = %v", err)
-		}
-	case <-time.After(testTimeout):
-		t.Fatal("session stayed open while a background process held its terminal")
-	}
-	waitFor(t, &out, "started")
 }
 
 func TestSFTP(t *testing.T) {

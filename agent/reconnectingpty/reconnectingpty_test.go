@@ -57,6 +57,9 @@ func (ts *testServer) close(t *testing.T) {
 	}
 }
 
+// maxKept bounds the output a term keeps.
+const maxKept = 1 << 20
+
 // term is an attached client whose output is collected in the background.
 type term struct {
 	t    *testing.T
@@ -87,6 +90,13 @@ func attach(t *testing.T, ts *testServer, h reconnectingpty.Header) *term {
 			n, err := c.Read(buf)
 			tm.mu.Lock()
 			tm.out.Write(buf[:n])
+			if tm.out.Len() > maxKept {
+				// Keep the tail only: the tests look at recent output, and
+				// some produce megabytes.
+				tail := append([]byte(nil), tm.out.Bytes()[tm.out.Len()-maxKept/2:]...)
+				tm.out.Reset()
+				tm.out.Write(tail)
+			}
 			tm.mu.Unlock()
 			if err != nil {
 				return
@@ -374,5 +384,44 @@ func TestClose(t *testing.T) {
 	fmt.Sscan(pid, &n)
 	if err := syscall.Kill(n, 0); !errors.Is(err, syscall.ESRCH) {
 		t.Errorf("shell %d still exists after Close (kill: %v)", n, err)
+	}
+}
+
+// TestStalledClientDropped checks that a client that stops reading is
+// disconnected instead of stalling the session for the others.
+func TestStalledClientDropped(t *testing.T) {
+	ts := startServer(t, reconnectingpty.Options{})
+	h := reconnectingpty.Header{ID: "stall", Height: 24, Width: 80}
+	a := attach(t, ts, h)
+	a.send("echo \"re\"\"ady\"\n")
+	a.waitFor(`ready`)
+
+	// b attaches and never reads.
+	nc, err := net.DialTimeout("tcp", ts.addr, testTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	b, err := reconnectingpty.Attach(ctx, nc, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Far more output than b's queue and the socket buffers (a few MiB)
+	// hold. a's reader
+	// keeps only the tail, so that the test does not scan megabytes.
+	a.send("head -c 32000000 /dev/zero | tr '\\0' x; echo; echo \"EN\"\"D\"\n")
+	a.waitFor(`END`)
+
+	// b was let go: it reads what was queued for it, then EOF.
+	b.SetDeadline(time.Now().Add(testTimeout))
+	n, err := io.Copy(io.Discard, b)
+	if err != nil {
+		t.Fatalf("stalled client: %v after %d bytes, want EOF", err, n)
+	}
+	if n >= 32000000 {
+		t.Errorf("stalled client got all %d bytes; it was never dropped", n)
 	}
 }

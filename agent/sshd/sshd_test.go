@@ -698,3 +698,26 @@ func TestShutdown(t *testing.T) {
 		t.Error("connection still open after Shutdown's deadline")
 	}
 }
+
+func TestHostKey(t *testing.T) {
+	key, err := sshd.GenerateHostKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := startServer(t, sshd.Options{HostKey: key})
+	want, err := ssh.NewPublicKey(key.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(ts.srv.PublicKey().Marshal(), want.Marshal()) {
+		t.Fatal("server does not use the given host key")
+	}
+	if got := want.Type(); got != ssh.KeyAlgoED25519 {
+		t.Errorf("host key type = %s, want ed25519", got)
+	}
+	// dial pins the key: the handshake proves the server holds it.
+	c := dial(t, ts)
+	if out, _, err := run(t, c, "echo ok", "", nil); err != nil || out != "ok\n" {
+		t.Errorf("exec over pinned host key = %q, %v", out, err)
+	}
+}

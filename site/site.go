@@ -1,0 +1,251 @@
+// Package site is Tether's browser dashboard: sign-in, the workspace list
+// with live agent status, apps and connection paths, deployment health, and
+// the web terminal (xterm.js). It is a small TypeScript single-page app
+// (Preact, esbuild) whose built files are committed under dist/ and
+// embedded here, so `go build` alone yields a working dashboard and npm is
+// needed only to change it.
+//
+// The server mounts Handler for every non-API path. Files under /assets/
+// are served as built; every other GET path gets index.html, and the app
+// picks the page from the path (/login, /, /health,
+// /@OWNER/WORKSPACE/terminal).
+//
+// # Changing the front end
+//
+// The sources are in src/. After changing them:
+//
+//	cd site && npm ci && npm run build     # rewrites dist/; commit it with the sources
+//
+// The build is reproducible, and TestDistUpToDate (run with
+// TETHER_SITE_CHECK=1 and npm on PATH) rebuilds it in a temporary copy and
+// fails if dist/ differs from what the sources produce.
+//
+// For quick iteration, `npm run dev` serves the sources, rebuilt on every
+// save, at http://127.0.0.1:5173 and proxies /api (WebSockets included) to
+// a running `tether server` (TETHER_URL, default http://127.0.0.1:3000).
+package site
+
+import (
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// dist holds the built dashboard. It is read-only.
+//
+//go:embed dist
+var dist embed.FS
+
+// Handler serves the dashboard from the files embedded at build time.
+func Handler() http.Handler {
+	sub, err := fs.Sub(dist, "dist")
+	if err != nil {
+		return brokenHandler(err)
+	}
+	h, err := newHandler(sub)
+	if err != nil {
+		return brokenHandler(err)
+	}
+	return h
+}
+
+// brokenHandler reports a dashboard that was built wrongly; the package's
+// tests make sure the embedded one is not.
+func brokenHandler(err error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "the dashboard is missing from this build: "+err.Error(), http.StatusInternalServerError)
+	})
+}
+
+// hashedName matches the content-hashed file names that the build gives
+// everything under assets/ (esbuild's [hash]: 8 base32 characters). Such a
+// file never changes, so browsers may keep it for good.
+var hashedName = regexp.MustCompile(`-[A-Z2-7]{8}\.[a-z0-9]+$`)
+
+// contentTypes is fixed here rather than taken from the mime package,
+// which consults the host's /etc/mime.types and could serve JavaScript
+// with a type that strict MIME checking rejects.
+var contentTypes = map[string]string{
+	".css":   "text/css; charset=utf-8",
+	".html":  "text/html; charset=utf-8",
+	".js":    "text/javascript; charset=utf-8",
+	".json":  "application/json",
+	".map":   "application/json",
+	".png":   "image/png",
+	".svg":   "image/svg+xml",
+	".txt":   "text/plain; charset=utf-8",
+	".woff2": "font/woff2",
+}
+
+// minGzip is the size below which compressing is not worth a round of
+// headers.
+const minGzip = 1024
+
+type file struct {
+	body        []byte
+	gz          []byte // nil when not worth compressing
+	contentType string
+	etag        string
+	immutable   bool
+}
+
+type handler struct {
+	index  *file
+	assets map[string]*file // by URL path, "/assets/NAME"
+}
+
+func newHandler(fsys fs.FS) (*handler, error) {
+	h := &handler{assets: map[string]*file{}}
+	b, err := fs.ReadFile(fsys, "index.html")
+	if err != nil {
+		return nil, fmt.Errorf("read index: %w", err)
+	}
+	h.index = newFile("index.html", b)
+	err = fs.WalkDir(fsys, "assets", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := fs.ReadFile(fsys, p)
+		if err != nil {
+			return err
+		}
+		f := newFile(p, b)
+		f.immutable = hashedName.MatchString(p)
+		h.assets["/"+p] = f
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read assets: %w", err)
+	}
+	return h, nil
+}
+
+func newFile(name string, body []byte) *file {
+	sum := sha256.Sum256(body)
+	ct, ok := contentTypes[path.Ext(name)]
+	if !ok {
+		ct = "application/octet-stream"
+	}
+	f := &file{body: body, contentType: ct, etag: `"` + hex.EncodeToString(sum[:12]) + `"`}
+	if len(body) >= minGzip && compressible(ct) {
+		var buf bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+		zw.Write(body)
+		zw.Close()
+		if buf.Len() < len(body)*9/10 {
+			f.gz = buf.Bytes()
+		}
+	}
+	return f
+}
+
+func compressible(contentType string) bool {
+	return strings.HasPrefix(contentType, "text/") ||
+		strings.HasPrefix(contentType, "application/json") ||
+		strings.HasPrefix(contentType, "image/svg+xml")
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	hdr := w.Header()
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	hdr.Set("Referrer-Policy", "same-origin")
+	p := r.URL.Path
+	switch {
+	case strings.HasPrefix(p, "/api/"):
+		// Only reached if the server mounts the dashboard over its API by
+		// mistake: answer API clients in the API's own error shape.
+		hdr.Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		fmt.Fprintf(w, "{\"message\": %q}\n", "no API endpoint "+r.Method+" "+p)
+	case p == "/assets" || strings.HasPrefix(p, "/assets/"):
+		f, ok := h.assets[p]
+		if !ok {
+			http.Error(w, "not found", http.StatusNotFound)
+			return
+		}
+		if f.immutable {
+			hdr.Set("Cache-Control", "public, max-age=31536000, immutable")
+		} else {
+			hdr.Set("Cache-Control", "no-cache")
+		}
+		serveFile(w, r, f)
+	default:
+		// Every other path is a page of the app. Browsers must revalidate
+		// it so that a new build's asset names are seen at once.
+		hdr.Set("Cache-Control", "no-cache")
+		hdr.Set("Content-Security-Policy", contentSecurityPolicy(r.Host))
+		hdr.Set("X-Frame-Options", "DENY")
+		serveFile(w, r, h.index)
+	}
+}
+
+func serveFile(w http.ResponseWriter, r *http.Request, f *file) {
+	hdr := w.Header()
+	hdr.Set("Content-Type", f.contentType)
+	body := f.body
+	etag := f.etag
+	if f.gz != nil {
+		hdr.Add("Vary", "Accept-Encoding")
+		if acceptsGzip(r.Header.Get("Accept-Encoding")) {
+			hdr.Set("Content-Encoding", "gzip")
+			body = f.gz
+			etag = strings.TrimSuffix(f.etag, `"`) + `-gz"`
+		}
+	}
+	hdr.Set("ETag", etag)
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
+}
+
+// acceptsGzip reads an Accept-Encoding header (RFC 9110 section 12.5.3):
+// gzip, or *, listed without q=0.
+func acceptsGzip(header string) bool {
+	for _, part := range strings.Split(header, ",") {
+		name, params, _ := strings.Cut(part, ";")
+		name = strings.ToLower(strings.TrimSpace(name))
+		if name != "gzip" && name != "x-gzip" && name != "*" {
+			continue
+		}
+		for _, param := range strings.Split(params, ";") {
+			k, v, _ := strings.Cut(param, "=")
+			if strings.EqualFold(strings.TrimSpace(k), "q") {
+				q, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+				return err == nil && q > 0
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// validHost is what may be copied from the Host header into the policy.
+var validHost = regexp.MustCompile(`^[A-Za-z0-9.-]+(:[0-9]+)?$|^\[[0-9A-Fa-f:.]+\](:[0-9]+)?$`)
+
+// contentSecurityPolicy allows the page only its own scripts, styles,
+// images and connections: no inline script, no eval, no third-party
+// origins, no framing. xterm.js 5.3 and later styles its DOM renderer with
+// constructed stylesheets, which style-src 'self' permits. The terminal's
+// WebSocket is same-origin; 'self' covers ws: and wss: in current
+// browsers, and the explicit origins cover older ones.
+func contentSecurityPolicy(host string) string {
+	connect := "'self'"
+	if validHost.MatchString(host) {
+		connect += " ws://" + host + " wss://" + host
+	}
+	return "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; font-src 'self'; " +
+		"connect-src " + connect + "; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+}

@@ -1,0 +1,161 @@
+// The slice of Tether's HTTP API (/api/v2) that the dashboard uses. Every
+// call carries the HttpOnly session cookie; a 401 from any call except the
+// sign-in itself sends the browser to /login and comes back afterwards.
+
+export interface User {
+  id: string;
+  username: string;
+  email: string;
+  role: "admin" | "member" | string;
+}
+
+export type AppHealth = "healthy" | "unhealthy" | "initializing" | "disabled";
+
+export interface App {
+  name: string;
+  url: string;
+  subdomain: boolean;
+  share: "owner" | "authenticated" | "public" | string;
+  healthcheck?: { url: string; interval?: string; threshold?: number } | null;
+  health?: AppHealth | string;
+}
+
+export interface Connection {
+  path: "direct" | "derp" | string;
+  derp_region?: string;
+  endpoint?: string;
+  latency_ms?: number;
+}
+
+export interface Workspace {
+  id: string;
+  name: string;
+  owner: string;
+  template?: string;
+  agent_status: "connected" | "disconnected" | string;
+  last_seen: string | null;
+  agent_ip?: string;
+  agent_version?: string;
+  apps: App[] | null;
+  connection?: Connection | null;
+}
+
+export interface BuildInfo {
+  version: string;
+  access_url: string;
+  wildcard_access_url?: string;
+}
+
+export type Severity = "ok" | "warning" | "error" | string;
+
+export interface HealthCheck {
+  name: string;
+  severity: Severity;
+  message: string;
+  details?: unknown;
+}
+
+export interface DERPRegionHealth {
+  region_id: number;
+  code: string;
+  name: string;
+  severity: Severity;
+  message: string;
+  latency_ms?: number;
+}
+
+export interface HealthReport {
+  healthy: boolean;
+  severity: Severity;
+  checks: HealthCheck[] | null;
+  derp_regions?: DERPRegionHealth[] | null;
+}
+
+/** ApiError is a non-2xx answer, with the server's message for people. */
+export class ApiError extends Error {
+  readonly status: number;
+  readonly detail: string;
+  constructor(status: number, message: string, detail = "") {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+    this.detail = detail;
+  }
+}
+
+/** loginURL is where to send the browser to sign in and come back to here. */
+export function loginURL(): string {
+  const here = location.pathname + location.search;
+  if (location.pathname === "/login") return here;
+  return "/login?redirect=" + encodeURIComponent(here);
+}
+
+interface RequestOptions {
+  method?: string;
+  body?: unknown;
+  /** noAuthRedirect keeps a 401 as an error instead of going to /login. */
+  noAuthRedirect?: boolean;
+  signal?: AbortSignal;
+}
+
+async function request<T>(path: string, opts: RequestOptions = {}): Promise<T> {
+  const headers: Record<string, string> = { Accept: "application/json" };
+  let body: string | undefined;
+  if (opts.body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    body = JSON.stringify(opts.body);
+  }
+  let res: Response;
+  try {
+    res = await fetch("/api/v2" + path, {
+      method: opts.method ?? "GET",
+      headers,
+      body,
+      credentials: "same-origin",
+      cache: "no-store",
+      signal: opts.signal,
+    });
+  } catch (err) {
+    if (err instanceof DOMException && err.name === "AbortError") throw err;
+    throw new ApiError(0, "Cannot reach the Tether server.", String(err));
+  }
+  if (res.status === 401 && !opts.noAuthRedirect) {
+    location.assign(loginURL());
+    // Never settles: the page is going away, and callers must not show
+    // an error meanwhile.
+    return new Promise<T>(() => {});
+  }
+  if (!res.ok) {
+    let message = `${res.status} ${res.statusText}`.trim();
+    let detail = "";
+    try {
+      const e = (await res.json()) as { message?: string; detail?: string };
+      if (e.message) message = e.message;
+      if (e.detail) detail = e.detail;
+    } catch {
+      // Not JSON (a proxy's error page, say): keep the status line.
+    }
+    throw new ApiError(res.status, message, detail);
+  }
+  if (res.status === 204) return undefined as T;
+  const text = await res.text();
+  return (text ? JSON.parse(text) : undefined) as T;
+}
+
+export const api = {
+  login: (login: string, password: string) =>
+    request<{ session_token: string; user: User }>("/users/login", {
+      method: "POST",
+      body: { login, password },
+      noAuthRedirect: true,
+    }),
+  logout: () => request<void>("/users/logout", { method: "POST", noAuthRedirect: true }),
+  me: () => request<User>("/users/me"),
+  firstUserExists: () =>
+    request<{ exists: boolean }>("/users/first", { noAuthRedirect: true }),
+  buildInfo: () => request<BuildInfo>("/buildinfo", { noAuthRedirect: true }),
+  workspaces: (signal?: AbortSignal) => request<Workspace[] | null>("/workspaces", { signal }),
+  workspace: (owner: string, name: string) =>
+    request<Workspace>(`/workspaces/${encodeURIComponent(owner)}/${encodeURIComponent(name)}`),
+  health: (signal?: AbortSignal) => request<HealthReport>("/debug/health", { signal }),
+};

@@ -1,0 +1,54 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import type { App, Workspace } from "./api";
+import { appLink, connectionLabel, relativeTime } from "./format";
+
+const ws: Workspace = {
+  id: "1",
+  name: "dev",
+  owner: "alice",
+  agent_status: "connected",
+  last_seen: null,
+  apps: [],
+};
+const app = (name: string, subdomain: boolean): App => ({ name, url: "http://127.0.0.1:8080", subdomain, share: "owner" });
+
+test("appLink", () => {
+  const cases: { name: string; app: App; wildcard?: string; href: string; unavailable?: boolean }[] = [
+    { name: "path app", app: app("web", false), href: "/@alice/dev/apps/web/" },
+    { name: "path app ignores wildcard", app: app("web", false), wildcard: "*.apps.example.com", href: "/@alice/dev/apps/web/" },
+    { name: "subdomain app", app: app("code", true), wildcard: "*.apps.example.com", href: "//code--dev--alice.apps.example.com/" },
+    { name: "wildcard with port", app: app("code", true), wildcard: "*.apps.example.com:8443", href: "//code--dev--alice.apps.example.com:8443/" },
+    { name: "wildcard with scheme", app: app("code", true), wildcard: "https://*.apps.example.com", href: "//code--dev--alice.apps.example.com/" },
+    { name: "suffix wildcard", app: app("code", true), wildcard: "*--apps.example.com", href: "//code--dev--alice--apps.example.com/" },
+    { name: "no wildcard", app: app("code", true), href: "", unavailable: true },
+    { name: "wildcard without star", app: app("code", true), wildcard: "apps.example.com", href: "", unavailable: true },
+  ];
+  for (const c of cases) {
+    const got = appLink(ws, c.app, c.wildcard);
+    assert.equal(got.href, c.href, c.name);
+    assert.equal(got.reason !== "", Boolean(c.unavailable), c.name);
+  }
+});
+
+test("connectionLabel", () => {
+  assert.equal(connectionLabel(undefined), "");
+  assert.equal(connectionLabel(null), "");
+  assert.equal(connectionLabel({ path: "direct", latency_ms: 3.14159 }), "Direct · 3.1 ms");
+  assert.equal(connectionLabel({ path: "derp", derp_region: "code", latency_ms: 42.6 }), "Relay (code) · 43 ms");
+  assert.equal(connectionLabel({ path: "derp" }), "Relay");
+});
+
+test("relativeTime", () => {
+  const now = Date.parse("2025-01-01T12:00:00Z");
+  const cases: [string | null, string][] = [
+    [null, "never"],
+    ["garbage", "unknown"],
+    ["2025-01-01T12:00:00Z", "just now"],
+    ["2025-01-01T11:59:30Z", "30 s ago"],
+    ["2025-01-01T11:55:00Z", "5 min ago"],
+    ["2025-01-01T09:00:00Z", "3 h ago"],
+    ["2024-12-25T12:00:00Z", "7 days ago"],
+  ];
+  for (const [t, want] of cases) assert.equal(relativeTime(t, now), want, String(t));
+});

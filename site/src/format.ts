@@ -1,0 +1,64 @@
+// Presentation helpers kept free of the DOM so that they can be tested alone.
+
+import type { App, Connection, Workspace } from "./api";
+
+/** relativeTime says how long ago t was, as a person would: "3 min ago". */
+export function relativeTime(t: string | null | undefined, now: number): string {
+  if (!t) return "never";
+  const ms = Date.parse(t);
+  if (Number.isNaN(ms)) return "unknown";
+  const s = Math.round((now - ms) / 1000);
+  if (s < 10) return "just now";
+  if (s < 60) return `${s} s ago`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m} min ago`;
+  const h = Math.floor(m / 60);
+  if (h < 48) return `${h} h ago`;
+  return `${Math.floor(h / 24)} days ago`;
+}
+
+/** connectionLabel describes how the server reaches the workspace's agent. */
+export function connectionLabel(c: Connection | null | undefined): string {
+  if (!c) return "";
+  let path: string;
+  if (c.path === "direct") path = "Direct";
+  else if (c.path === "derp") path = c.derp_region ? `Relay (${c.derp_region})` : "Relay";
+  else path = c.path;
+  if (typeof c.latency_ms === "number" && Number.isFinite(c.latency_ms)) {
+    const ms = c.latency_ms < 10 ? c.latency_ms.toFixed(1) : Math.round(c.latency_ms).toString();
+    return `${path} · ${ms} ms`;
+  }
+  return path;
+}
+
+export interface AppLink {
+  /** href is empty when the app cannot be opened from here. */
+  href: string;
+  /** reason explains an app that cannot be opened. */
+  reason: string;
+}
+
+/**
+ * appLink is where a browser opens an app: path apps under the server's own
+ * origin, subdomain apps at APP--WS--OWNER on the wildcard domain (given
+ * like "*.apps.example.com", with an optional port and scheme).
+ */
+export function appLink(ws: Workspace, app: App, wildcard: string | undefined): AppLink {
+  const e = encodeURIComponent;
+  if (!app.subdomain) {
+    return { href: `/@${e(ws.owner)}/${e(ws.name)}/apps/${e(app.name)}/`, reason: "" };
+  }
+  let host = (wildcard ?? "").trim().replace(/^[a-z]+:\/\//i, "").replace(/\/.*$/, "");
+  if (!host.includes("*")) {
+    return {
+      href: "",
+      reason: "Subdomain apps need a wildcard access URL: start the server with --wildcard-access-url.",
+    };
+  }
+  host = host.replace("*", `${app.name}--${ws.name}--${ws.owner}`);
+  return { href: `//${host}/`, reason: "" };
+}
+
+export function capitalize(s: string): string {
+  return s ? s[0].toUpperCase() + s.slice(1) : s;
+}

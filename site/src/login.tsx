@@ -1,0 +1,79 @@
+import { useEffect, useState } from "preact/hooks";
+import { api } from "./api";
+import { safeRedirect } from "./routes";
+import { ErrorBox, Logo, navigate } from "./ui";
+
+export function LoginPage() {
+  const [login, setLogin] = useState("");
+  const [password, setPassword] = useState("");
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  const [noUsers, setNoUsers] = useState(false);
+
+  useEffect(() => {
+    document.title = "Sign in — Tether";
+    api
+      .firstUserExists()
+      .then((r) => setNoUsers(!r.exists))
+      .catch(() => {});
+  }, []);
+
+  const onSubmit = async (e: Event) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      await api.login(login.trim(), password);
+      navigate(safeRedirect(new URLSearchParams(location.search).get("redirect")), true);
+    } catch (err) {
+      setError(err);
+      setBusy(false);
+    }
+  };
+
+  return (
+    <main class="login">
+      <form class="card login-card" onSubmit={onSubmit} method="post">
+        <div class="login-brand">
+          <Logo />
+          <span>Tether</span>
+        </div>
+        <h1>Sign in</h1>
+        {noUsers && (
+          <div class="alert alert-info">
+            This server has no users yet. Create the first admin with{" "}
+            <code>tether login {location.origin}</code>.
+          </div>
+        )}
+        {error !== null && <ErrorBox error={error} />}
+        <label>
+          Username or email
+          <input
+            name="login"
+            autocomplete="username"
+            autocapitalize="none"
+            spellcheck={false}
+            required
+            autofocus
+            value={login}
+            onInput={(e) => setLogin(e.currentTarget.value)}
+          />
+        </label>
+        <label>
+          Password
+          <input
+            name="password"
+            type="password"
+            autocomplete="current-password"
+            required
+            value={password}
+            onInput={(e) => setPassword(e.currentTarget.value)}
+          />
+        </label>
+        <button class="button button-primary" type="submit" disabled={busy}>
+          {busy ? "Signing in…" : "Sign in"}
+        </button>
+      </form>
+    </main>
+  );
+}

@@ -1,0 +1,130 @@
+// Small building blocks shared by the pages: navigation without reloads,
+// polling that pauses in hidden tabs, and status badges.
+
+import type { ComponentChildren, JSX } from "preact";
+import { useEffect, useRef } from "preact/hooks";
+import { capitalize } from "./format";
+import { parseRoute } from "./routes";
+
+/** navEvent tells the app that history.pushState changed the path. */
+export const navEvent = "tether:navigate";
+
+/** navigate goes to a path on this site. The terminal page is its own
+ * document (it loads xterm.js), so going there is a full page load. */
+export function navigate(path: string, replace = false): void {
+  if (parseRoute(new URL(path, location.origin).pathname).page === "terminal") {
+    if (replace) location.replace(path);
+    else location.assign(path);
+    return;
+  }
+  if (replace) history.replaceState(null, "", path);
+  else history.pushState(null, "", path);
+  window.dispatchEvent(new Event(navEvent));
+  window.scrollTo(0, 0);
+}
+
+type AnchorProps = JSX.HTMLAttributes<HTMLAnchorElement> & { href: string; children?: ComponentChildren };
+
+/** Link is an anchor that navigates inside the app on a plain click and
+ * behaves as a normal link otherwise (new tab, copy link, middle click). */
+export function Link({ href, children, ...rest }: AnchorProps) {
+  const onClick = (e: MouseEvent) => {
+    if (e.defaultPrevented || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
+    e.preventDefault();
+    navigate(href);
+  };
+  return (
+    <a href={href} onClick={onClick} {...rest}>
+      {children}
+    </a>
+  );
+}
+
+/**
+ * usePoll runs fn now and then every interval ms after the previous run
+ * ends, never two at once. It pauses while the tab is hidden and runs as
+ * soon as the tab shows again. The returned function runs fn at once.
+ */
+export function usePoll(fn: (signal: AbortSignal) => Promise<void>, interval: number): () => void {
+  const fnRef = useRef(fn);
+  fnRef.current = fn;
+  const runNow = useRef<() => void>(() => {});
+  useEffect(() => {
+    let timer = 0;
+    let running = false;
+    let again = false;
+    const ctl = new AbortController();
+    const run = async () => {
+      clearTimeout(timer);
+      if (running) {
+        again = true;
+        return;
+      }
+      running = true;
+      try {
+        await fnRef.current(ctl.signal);
+      } catch {
+        // fn reports its own errors; a failed run is retried on schedule.
+      }
+      running = false;
+      if (ctl.signal.aborted) return;
+      if (again) {
+        again = false;
+        void run();
+        return;
+      }
+      if (!document.hidden) timer = window.setTimeout(run, interval);
+    };
+    const onVisibility = () => {
+      if (!document.hidden) void run();
+      else clearTimeout(timer);
+    };
+    runNow.current = () => void run();
+    document.addEventListener("visibilitychange", onVisibility);
+    void run();
+    return () => {
+      ctl.abort();
+      clearTimeout(timer);
+      document.removeEventListener("visibilitychange", onVisibility);
+    };
+  }, [interval]);
+  return () => runNow.current();
+}
+
+export type Tone = "ok" | "warning" | "error" | "neutral" | "info";
+
+export function Badge({ tone, children, title }: { tone: Tone; children: ComponentChildren; title?: string }) {
+  return (
+    <span class={`badge badge-${tone}`} title={title}>
+      <span class="dot" aria-hidden="true" />
+      {children}
+    </span>
+  );
+}
+
+/** severityTone maps the API's severities to badge colours. */
+export function severityTone(s: string): Tone {
+  return s === "ok" ? "ok" : s === "warning" ? "warning" : s === "error" ? "error" : "neutral";
+}
+
+export function ErrorBox({ error, title }: { error: unknown; title?: string }) {
+  const e = error as { message?: string; detail?: string };
+  return (
+    <div class="alert alert-error" role="alert">
+      {title && <strong>{title} </strong>}
+      {capitalize(e?.message ?? String(error))}
+      {e?.detail && <div class="alert-detail">{e.detail}</div>}
+    </div>
+  );
+}
+
+export function Logo() {
+  return (
+    <svg class="logo" viewBox="0 0 32 32" width="26" height="26" aria-hidden="true">
+      <rect class="logo-bg" width="32" height="32" rx="8" />
+      <circle class="logo-ink" cx="10" cy="11" r="3.2" />
+      <circle class="logo-ink" cx="22" cy="21" r="3.2" />
+      <path class="logo-line" d="M12.3 13.3 19.7 18.7" />
+    </svg>
+  );
+}

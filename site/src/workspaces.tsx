@@ -1,0 +1,182 @@
+import { useEffect, useState } from "preact/hooks";
+import { api, type App, type BuildInfo, type Workspace } from "./api";
+import { appLink, capitalize, connectionLabel, relativeTime } from "./format";
+import { terminalHref } from "./routes";
+import { Badge, ErrorBox, usePoll, type Tone } from "./ui";
+
+const pollInterval = 3000;
+
+export function WorkspacesPage() {
+  const [list, setList] = useState<Workspace[] | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const [build, setBuild] = useState<BuildInfo | null>(null);
+  const [now, setNow] = useState(Date.now());
+
+  useEffect(() => {
+    document.title = "Workspaces — Tether";
+    api.buildInfo().then(setBuild, () => {});
+  }, []);
+
+  usePoll(async (signal) => {
+    try {
+      const ws = (await api.workspaces(signal)) ?? [];
+      ws.sort((a, b) => a.owner.localeCompare(b.owner) || a.name.localeCompare(b.name));
+      setList(ws);
+      setError(null);
+    } catch (err) {
+      if (!signal.aborted) setError(err);
+    }
+    setNow(Date.now());
+  }, pollInterval);
+
+  return (
+    <>
+      <div class="page-head">
+        <h1>Workspaces</h1>
+        {list && (
+          <span class="muted">
+            {list.filter((w) => w.agent_status === "connected").length} of {list.length} connected
+          </span>
+        )}
+      </div>
+      {error !== null && (
+        <ErrorBox
+          error={error}
+          title={list ? "Could not refresh; showing the last known state." : "Could not load workspaces."}
+        />
+      )}
+      {list === null && error === null && <p class="muted">Loading…</p>}
+      {list !== null && list.length === 0 && (
+        <div class="card empty">
+          <h2>No workspaces yet</h2>
+          <p>
+            Create one with <code>tether create NAME</code>, then run the agent it prints inside the
+            workspace.
+          </p>
+        </div>
+      )}
+      {list !== null && list.length > 0 && (
+        <div class="card table-card">
+          <table class="ws-table">
+            <thead>
+              <tr>
+                <th>Workspace</th>
+                <th>Status</th>
+                <th>Connection</th>
+                <th>Apps</th>
+                <th>
+                  <span class="visually-hidden">Actions</span>
+                </th>
+              </tr>
+            </thead>
+            <tbody>
+              {list.map((w) => (
+                <WorkspaceRow key={w.id} ws={w} now={now} wildcard={build?.wildcard_access_url} />
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </>
+  );
+}
+
+function WorkspaceRow({ ws, now, wildcard }: { ws: Workspace; now: number; wildcard?: string }) {
+  const connected = ws.agent_status === "connected";
+  const conn = connectionLabel(ws.connection);
+  const apps = ws.apps ?? [];
+  return (
+    <tr class="ws-row" data-workspace={`${ws.owner}/${ws.name}`}>
+      <td data-label="Workspace">
+        <div class="ws-name">
+          <span class="ws-owner">{ws.owner}/</span>
+          {ws.name}
+        </div>
+        <div class="ws-meta muted">
+          {[ws.template, connected ? ws.agent_ip : "", ws.agent_version].filter(Boolean).join(" · ")}
+        </div>
+      </td>
+      <td data-label="Status">
+        <Badge tone={connected ? "ok" : "neutral"}>{connected ? "Connected" : "Disconnected"}</Badge>
+        <div class="muted small" title={ws.last_seen ? new Date(ws.last_seen).toLocaleString() : undefined}>
+          Last seen {relativeTime(ws.last_seen, now)}
+        </div>
+      </td>
+      <td data-label="Connection">
+        {conn ? (
+          <span class="conn" title={ws.connection?.endpoint}>
+            {conn}
+          </span>
+        ) : (
+          <span class="muted">—</span>
+        )}
+      </td>
+      <td data-label="Apps">
+        {apps.length === 0 ? (
+          <span class="muted">—</span>
+        ) : (
+          <ul class="apps">
+            {apps.map((a) => (
+              <AppItem key={a.name} ws={ws} app={a} wildcard={wildcard} />
+            ))}
+          </ul>
+        )}
+      </td>
+      <td class="actions">
+        <a
+          class="button"
+          href={terminalHref(ws.owner, ws.name)}
+          target="_blank"
+          rel="noopener"
+          title={connected ? "Open a terminal in a new tab" : "The agent is not connected; the terminal will wait for it"}
+        >
+          Terminal
+        </a>
+      </td>
+    </tr>
+  );
+}
+
+const healthTone: Record<string, Tone> = {
+  healthy: "ok",
+  unhealthy: "error",
+  initializing: "warning",
+  disabled: "neutral",
+};
+
+function AppItem({ ws, app, wildcard }: { ws: Workspace; app: App; wildcard?: string }) {
+  const link = appLink(ws, app, wildcard);
+  const share = app.share && app.share !== "owner" ? ` · shared: ${app.share}` : "";
+  const health = app.health ? (
+    <Badge tone={healthTone[app.health] ?? "neutral"} title={`Health: ${app.health}`}>
+      {capitalize(app.health)}
+    </Badge>
+  ) : null;
+  if (!link.href) {
+    return (
+      <li class="app app-unavailable">
+        <span class="app-link" title={link.reason} aria-disabled="true">
+          {app.name}
+        </span>
+        <span class="muted small">unavailable</span>
+        {health}
+      </li>
+    );
+  }
+  return (
+    <li class="app">
+      <a
+        class="app-link"
+        href={link.href}
+        target="_blank"
+        rel="noopener"
+        title={`${app.subdomain ? "Subdomain" : "Path"} app${share}`}
+      >
+        {app.name}
+      </a>
+      {app.share === "public" && <span class="share" title="Anyone can open this app, without signing in">public</span>}
+      {app.share === "authenticated" && <span class="share" title="Any signed-in user can open this app">shared</span>}
+      {health}
+    </li>
+  );
+}

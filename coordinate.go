@@ -107,6 +107,11 @@ func (n *Node) Validate(id uuid.UUID) error {
 	case n.PreferredDERP < 0:
 		return fmt.Errorf("preferred DERP region %d is negative", n.PreferredDERP)
 	}
+	for k := range n.DERPLatency {
+		if len(k) > 32 {
+			return fmt.Errorf("DERP latency key %.40q is longer than 32 bytes", k)
+		}
+	}
 	want := netip.PrefixFrom(TunnelIP(id), 128)
 	for _, a := range n.Addresses {
 		if a != want {

@@ -1,7 +1,9 @@
 // Package agent runs inside a workspace. It dials the server outbound only,
-// holds one WebSocket to it for as long as it runs (reconnecting with backoff
-// when the server goes away), and serves SSH, the web terminal's PTY, port
-// forwards and speed tests on its tunnel address.
+// holds one coordination WebSocket to it for as long as it runs (reconnecting
+// with backoff when the server goes away, without dropping tunnels that are
+// up), and serves on its tunnel address: SSH, the web terminal's
+// reconnecting PTY, speed tests, and every other TCP or UDP port forwarded to
+// the workspace's own loopback.
 package agent
 
 import (
@@ -10,12 +12,20 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
+	"net/netip"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/coder/websocket"
 	"github.com/tetherdev/tether"
+	"github.com/tetherdev/tether/agent/reconnectingpty"
+	"github.com/tetherdev/tether/agent/sshd"
 	"github.com/tetherdev/tether/client"
+	"github.com/tetherdev/tether/coordinator/coordclient"
+	"github.com/tetherdev/tether/speedtest"
+	"github.com/tetherdev/tether/tunnel"
 )
 
 // Options configure an Agent.
@@ -28,11 +38,14 @@ type Options struct {
 	Version string
 }
 
-// Agent is a running workspace agent.
+// Agent is a workspace agent. Run it once.
 type Agent struct {
 	client  *client.Client
 	logger  *slog.Logger
 	version string
+
+	ctx context.Context // Run's context, for work started by the tunnel
+	wg  sync.WaitGroup  // services and forwards
 }
 
 // New returns an agent for opts. Call Run to start it.
@@ -47,60 +60,144 @@ func New(opts Options) (*Agent, error) {
 	return &Agent{client: opts.Client, logger: logger, version: opts.Version}, nil
 }
 
-// Backoff bounds for reconnecting to the server. The jitter spreads many
-// agents' reconnections after a server restart.
+// Backoff bounds for retrying the server. The jitter spreads many agents'
+// reconnections after a server restart.
 const (
 	minBackoff = 250 * time.Millisecond
 	maxBackoff = 5 * time.Second
 )
 
-// Run connects to the server and serves until ctx is done or the server
-// refuses the agent's token (which retrying cannot fix). It returns nil when
-// ctx ends.
+// isPermanent reports whether retrying err cannot help: the server refused
+// the agent's token.
+func isPermanent(err error) bool {
+	code := tether.ErrorCode(err)
+	return code == tether.EUNAUTHORIZED || code == tether.EFORBIDDEN
+}
+
+// Run serves until ctx is done or the server refuses the agent's token. It
+// returns nil when ctx ends.
 func (a *Agent) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	a.ctx = ctx
+	manifest, err := a.fetchManifest(ctx)
+	if err != nil || ctx.Err() != nil {
+		return err
+	}
+	log := a.logger.With(slog.String("workspace", manifest.Owner+"/"+manifest.WorkspaceName))
+	conn, err := tunnel.New(ctx, tunnel.Options{
+		Logger:         log.With(slog.String("component", "tunnel")),
+		ID:             manifest.WorkspaceID,
+		DERPMap:        manifest.Connection.DERPMap,
+		BlockEndpoints: manifest.Connection.DisableDirect,
+		DERPPlainHTTP:  a.client.URL.Scheme == "http",
+	})
+	if err != nil {
+		return fmt.Errorf("start tunnel: %w", err)
+	}
+	defer func() {
+		// Stop taking connections, then wait for those in progress.
+		cancel()
+		conn.Close()
+		a.wg.Wait()
+	}()
+	if err := a.serve(ctx, conn, manifest, log); err != nil {
+		return err
+	}
+
+	coord := coordclient.New(coordclient.Options{
+		Logger:     log.With(slog.String("component", "coordination")),
+		Tunnel:     conn,
+		MaxBackoff: maxBackoff,
+		Dial: func(ctx context.Context) (*websocket.Conn, error) {
+			ws, err := a.client.DialWebSocket(ctx, "/api/v2/agent/connect", url.Values{"version": {a.version}})
+			if isPermanent(err) {
+				return nil, coordclient.Permanent(err)
+			}
+			return ws, err
+		},
+	})
+	conn.SetNodeCallback(coord.SetNode)
+	log.Info("agent running", slog.String("tunnel_ip", conn.Addr().String()))
+	if err := coord.Run(ctx); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("server refused the agent: %w", err)
+	}
+	return nil
+}
+
+// fetchManifest asks the server who this agent is, retrying while the
+// server cannot be reached.
+func (a *Agent) fetchManifest(ctx context.Context) (tether.AgentManifest, error) {
 	backoff := minBackoff
 	for {
-		start := time.Now()
-		err := a.runOnce(ctx)
-		if ctx.Err() != nil {
-			return nil
+		m, err := a.client.AgentManifest(ctx)
+		if err == nil {
+			return m, nil
 		}
-		if code := tether.ErrorCode(err); code == tether.EUNAUTHORIZED || code == tether.EFORBIDDEN {
-			return fmt.Errorf("server refused the agent: %w", err)
-		}
-		if time.Since(start) > time.Minute {
-			backoff = minBackoff // a long session: the server was fine until now
+		if isPermanent(err) {
+			return m, fmt.Errorf("server refused the agent: %w", err)
 		}
 		wait := backoff/2 + rand.N(backoff/2+1)
-		a.logger.Warn("lost connection to server; reconnecting", slog.Any("err", err), slog.Duration("in", wait))
+		a.logger.Warn("cannot reach server; retrying", slog.Any("err", err), slog.Duration("in", wait))
 		select {
 		case <-ctx.Done():
-			return nil
+			return m, nil
 		case <-time.After(wait):
 		}
 		backoff = min(backoff*2, maxBackoff)
 	}
 }
 
-// runOnce holds one connection to the server until it breaks.
-func (a *Agent) runOnce(ctx context.Context) error {
-	manifest, err := a.client.AgentManifest(ctx)
+// serve starts the agent's services on the tunnel.
+func (a *Agent) serve(ctx context.Context, conn *tunnel.Conn, m tether.AgentManifest, log *slog.Logger) error {
+	env := []string{"TETHER_WORKSPACE=" + m.WorkspaceName, "TETHER_WORKSPACE_OWNER=" + m.Owner}
+	ssh, err := sshd.New(sshd.Options{Logger: log.With(slog.String("component", "ssh")), Env: env})
 	if err != nil {
-		return fmt.Errorf("fetch manifest: %w", err)
+		return fmt.Errorf("start SSH server: %w", err)
 	}
-	conn, err := a.client.DialWebSocket(ctx, "/api/v2/agent/connect", url.Values{"version": {a.version}})
-	if err != nil {
-		return err
+	pty := reconnectingpty.New(reconnectingpty.Options{Logger: log.With(slog.String("component", "pty")), Env: env})
+
+	services := []struct {
+		name  string
+		port  uint16
+		serve func(net.Listener) error
+		close func() error
+	}{
+		{"ssh", tether.AgentSSHPort, ssh.Serve, ssh.Close},
+		{"pty", tether.AgentPTYPort, pty.Serve, pty.Close},
+		{"speedtest", tether.AgentSpeedtestPort, func(l net.Listener) error { return speedtest.Serve(ctx, l) }, nil},
 	}
-	defer conn.CloseNow()
-	a.logger.Info("connected to server", slog.String("url", a.client.URL.String()),
-		slog.String("workspace", manifest.Owner+"/"+manifest.WorkspaceName))
-	for {
-		if _, _, err := conn.Read(ctx); err != nil {
-			if s := websocket.CloseStatus(err); s != -1 {
-				return fmt.Errorf("server closed the connection: %w", err)
-			}
-			return err
+	for _, svc := range services {
+		l, err := conn.Listen("tcp", svc.port)
+		if err != nil {
+			return fmt.Errorf("listen for %s on the tunnel: %w", svc.name, err)
 		}
+		a.wg.Add(2)
+		go func() {
+			defer a.wg.Done()
+			if err := svc.serve(l); err != nil && ctx.Err() == nil {
+				log.Error("service stopped", slog.String("service", svc.name), slog.Any("err", err))
+			}
+		}()
+		go func() {
+			defer a.wg.Done()
+			<-ctx.Done()
+			l.Close()
+			if svc.close != nil {
+				svc.close()
+			}
+		}()
+	}
+	conn.SetForwardTCP(a.track(a.forwardTCP))
+	conn.SetForwardUDP(a.track(a.forwardUDP))
+	return nil
+}
+
+// track wraps a forward handler so that Run waits for it.
+func (a *Agent) track(fn func(net.Conn, netip.AddrPort)) func(net.Conn, netip.AddrPort) {
+	return func(c net.Conn, dst netip.AddrPort) {
+		a.wg.Add(1)
+		defer a.wg.Done()
+		fn(c, dst)
 	}
 }

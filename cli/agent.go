@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"log/slog"
+	"os"
 
 	"github.com/spf13/cobra"
 	"github.com/tetherdev/tether/agent"
@@ -28,6 +29,8 @@ func agentCommand(env *Env) *cobra.Command {
 				return err
 			}
 			c.AgentToken = token
+			// Sessions inherit the agent's environment: keep the token out.
+			os.Unsetenv("TETHER_AGENT_TOKEN")
 			logger, err := newLogger(env.Stderr, logLevel)
 			if err != nil {
 				return err

@@ -73,6 +73,12 @@ func Root(env *Env) *cobra.Command {
 		r.createCommand(),
 		r.listCommand(),
 		r.deleteCommand(),
+		r.sshCommand(),
+		r.configSSHCommand(),
+		r.portForwardCommand(),
+		r.pingCommand(),
+		r.speedtestCommand(),
+		r.netcheckCommand(),
 		agentCommand(env),
 	)
 	return cmd

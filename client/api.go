@@ -95,3 +95,14 @@ func (c *Client) AgentManifest(ctx context.Context) (tether.AgentManifest, error
 	var v tether.AgentManifest
 	return v, c.do(ctx, http.MethodGet, "/api/v2/agent/manifest", nil, &v)
 }
+
+// ConnectionInfo returns the DERP map and network policy that peers need.
+func (c *Client) ConnectionInfo(ctx context.Context) (tether.ConnectionInfo, error) {
+	var v tether.ConnectionInfo
+	return v, c.do(ctx, http.MethodGet, "/api/v2/connection-info", nil, &v)
+}
+
+// CoordinatePath is the API path of a workspace's coordination WebSocket.
+func CoordinatePath(owner, name string) string {
+	return workspacePath(owner, name) + "/coordinate"
+}

@@ -51,7 +51,7 @@ func (d Dir) Save(url, session string) error {
 		return fmt.Errorf("create config directory: %w", err)
 	}
 	for name, v := range map[string]string{urlFile: url, sessionFile: session} {
-		if err := writeFileAtomic(filepath.Join(string(d), name), []byte(v+"\n"), 0o600); err != nil {
+		if err := WriteFileAtomic(filepath.Join(string(d), name), []byte(v+"\n"), 0o600); err != nil {
 			return fmt.Errorf("write config: %w", err)
 		}
 	}
@@ -67,8 +67,8 @@ func (d Dir) Forget() error {
 	return err
 }
 
-// writeFileAtomic replaces path so that readers never see a partial file.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+// WriteFileAtomic replaces path so that readers never see a partial file.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
 	if err != nil {
 		return err

@@ -1,0 +1,156 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/google/uuid"
+	"github.com/spf13/cobra"
+	"github.com/tetherdev/tether"
+	"github.com/tetherdev/tether/client"
+	"github.com/tetherdev/tether/coordinator/coordclient"
+	"github.com/tetherdev/tether/tunnel"
+)
+
+// tunnelFlags are the flags of every command that opens a tunnel.
+type tunnelFlags struct {
+	disableDirect bool
+	logLevel      string
+}
+
+func (f *tunnelFlags) register(cmd *cobra.Command) {
+	cmd.Flags().BoolVar(&f.disableDirect, "disable-direct", false, "relay all traffic through DERP, never direct (for diagnosis)")
+	cmd.Flags().StringVar(&f.logLevel, "log-level", "error", "tunnel log level on stderr: debug, info, warn or error")
+}
+
+// workspaceTunnel is a tunnel from this CLI to one workspace's agent.
+type workspaceTunnel struct {
+	conn      *tunnel.Conn
+	agentIP   netip.Addr
+	workspace tether.Workspace
+	stop      func()
+}
+
+// progress prints what a slow connection is waiting for, once per phase,
+// and only when the phase takes long enough to notice.
+type progress struct {
+	w     io.Writer
+	mu    sync.Mutex
+	shown map[string]bool
+}
+
+func (p *progress) after(d time.Duration, msg string) (cancel func()) {
+	t := time.AfterFunc(d, func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if !p.shown[msg] {
+			p.shown[msg] = true
+			fmt.Fprintln(p.w, msg)
+		}
+	})
+	return func() { t.Stop() }
+}
+
+// noticeDelay is how long a phase may take before the CLI says what it is
+// waiting for.
+const noticeDelay = 750 * time.Millisecond
+
+// dialWorkspace opens a tunnel to the workspace named by arg and waits until
+// its agent answers, saying on stderr what it is waiting for when that takes
+// a while. Close the result with stop.
+func (r *root) dialWorkspace(ctx context.Context, arg string, f tunnelFlags) (*workspaceTunnel, error) {
+	owner, name, err := splitWorkspace(arg)
+	if err != nil {
+		return nil, err
+	}
+	c, err := r.client()
+	if err != nil {
+		return nil, err
+	}
+	logger, err := newLogger(r.env.Stderr, f.logLevel)
+	if err != nil {
+		return nil, err
+	}
+	ws, err := c.Workspace(ctx, owner, name)
+	if err != nil {
+		return nil, err
+	}
+	info, err := c.ConnectionInfo(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := tunnel.New(ctx, tunnel.Options{
+		Logger:         logger.With(slog.String("component", "tunnel")),
+		ID:             uuid.New(),
+		DERPMap:        info.DERPMap,
+		BlockEndpoints: info.DisableDirect || f.disableDirect,
+		DERPPlainHTTP:  c.URL.Scheme == "http",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start tunnel: %w", err)
+	}
+	query := url.Values{"id": {conn.ID().String()}, "version": {tether.CoordinateProtocolVersion}}
+	coord := coordclient.New(coordclient.Options{
+		Logger:     logger.With(slog.String("component", "coordination")),
+		Tunnel:     conn,
+		MaxBackoff: 5 * time.Second,
+		Dial: func(ctx context.Context) (*websocket.Conn, error) {
+			ws, err := c.DialWebSocket(ctx, client.CoordinatePath(ws.Owner, ws.Name), query)
+			if code := tether.ErrorCode(err); code != "" && code != tether.EUNAVAILABLE && code != tether.EINTERNAL {
+				return nil, coordclient.Permanent(err) // refused: retrying cannot help
+			}
+			return ws, err
+		},
+	})
+	conn.SetNodeCallback(coord.SetNode)
+	cctx, cancel := context.WithCancel(context.Background())
+	coordErr := make(chan error, 1)
+	go func() { coordErr <- coord.Run(cctx) }()
+	stop := func() {
+		cancel()
+		<-coordErr
+		conn.Close()
+	}
+
+	agentIP := tether.TunnelIP(ws.ID)
+	p := &progress{w: r.env.Stderr, shown: map[string]bool{}}
+	var hint func()
+	if ws.AgentStatus != tether.AgentConnected {
+		fmt.Fprintf(r.env.Stderr, "Waiting for the agent of %s/%s to connect (last seen %s)…\n", ws.Owner, ws.Name, ago(ws.LastSeen, time.Now()))
+		hint = func() {}
+	} else {
+		hint = p.after(noticeDelay, fmt.Sprintf("Connecting to %s/%s…", ws.Owner, ws.Name))
+	}
+	reach := make(chan error, 1)
+	go func() { reach <- conn.AwaitReachable(ctx, agentIP) }()
+	select {
+	case err = <-reach:
+	case err = <-coordErr:
+		coordErr <- err // for stop
+		if err == nil {
+			err = ctx.Err()
+		}
+	}
+	hint()
+	if err != nil {
+		stop()
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("gave up connecting to %s/%s: %w", ws.Owner, ws.Name, ctx.Err())
+		}
+		return nil, err
+	}
+	return &workspaceTunnel{conn: conn, agentIP: agentIP, workspace: ws, stop: stop}, nil
+}
+
+// dial opens a TCP connection to a port of the agent.
+func (t *workspaceTunnel) dial(ctx context.Context, port uint16) (net.Conn, error) {
+	return t.conn.DialContext(ctx, "tcp", netip.AddrPortFrom(t.agentIP, port))
+}

@@ -1,0 +1,142 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/spf13/cobra"
+	"github.com/tetherdev/tether/tunnel"
+	"tailscale.com/tailcfg"
+)
+
+// netcheckTimeout bounds waiting for the first network check.
+const netcheckTimeout = 15 * time.Second
+
+func (r *root) netcheckCommand() *cobra.Command {
+	var format string
+	cmd := &cobra.Command{
+		Use:     "netcheck",
+		Short:   "Check UDP reachability, STUN, NAT behaviour and the latency to each DERP region",
+		Args:    cobra.NoArgs,
+		PreRunE: func(*cobra.Command, []string) error { return checkOutput(format) },
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			c, err := r.client()
+			if err != nil {
+				return err
+			}
+			info, err := c.ConnectionInfo(ctx)
+			if err != nil {
+				return err
+			}
+			conn, err := tunnel.New(ctx, tunnel.Options{ID: uuid.New(), DERPMap: info.DERPMap, DERPPlainHTTP: c.URL.Scheme == "http"})
+			if err != nil {
+				return fmt.Errorf("start tunnel: %w", err)
+			}
+			defer conn.Close()
+			wctx, cancel := context.WithTimeout(ctx, netcheckTimeout)
+			defer cancel()
+			var st *tunnel.Status
+			for {
+				st = conn.Status(wctx)
+				if st.Netcheck != nil {
+					break
+				}
+				select {
+				case <-wctx.Done():
+					return fmt.Errorf("the network check did not finish within %s", netcheckTimeout)
+				case <-time.After(100 * time.Millisecond):
+				}
+			}
+			nc := st.Netcheck
+			if format == "json" {
+				latency := map[string]float64{}
+				for id, d := range nc.DERPLatency {
+					latency[regionCode(info.DERPMap.Regions, id)] = float64(d.Microseconds()) / 1000
+				}
+				return writeJSON(r.env.Stdout, map[string]any{
+					"udp":                      nc.UDP,
+					"ipv4":                     nc.IPv4,
+					"ipv6":                     nc.IPv6,
+					"global_v4":                addrOrEmpty(nc.GlobalV4.String(), nc.GlobalV4.IsValid()),
+					"global_v6":                addrOrEmpty(nc.GlobalV6.String(), nc.GlobalV6.IsValid()),
+					"mapping_varies_by_dest_ip": nc.MappingVariesByDestIP,
+					"preferred_derp":           regionCode(info.DERPMap.Regions, nc.PreferredDERP),
+					"derp_latency_ms":          latency,
+					"endpoints":                st.Endpoints,
+					"direct_blocked":           info.DisableDirect,
+				})
+			}
+			w := r.env.Stdout
+			fmt.Fprintln(w, "Network check:")
+			fmt.Fprintf(w, "  UDP:                  %v\n", yesNo(nc.UDP))
+			fmt.Fprintf(w, "  IPv4:                 %v", yesNo(nc.IPv4))
+			if nc.GlobalV4.IsValid() {
+				fmt.Fprintf(w, ", STUN sees %s", nc.GlobalV4)
+			}
+			fmt.Fprintln(w)
+			fmt.Fprintf(w, "  IPv6:                 %v", yesNo(nc.IPv6))
+			if nc.GlobalV6.IsValid() {
+				fmt.Fprintf(w, ", STUN sees %s", nc.GlobalV6)
+			}
+			fmt.Fprintln(w)
+			mapping := "unknown (needs two STUN servers at different addresses)"
+			switch nc.MappingVariesByDestIP {
+			case "true":
+				mapping = "yes: hard NAT, direct connections are unlikely"
+			case "false":
+				mapping = "no: easy NAT or none"
+			}
+			fmt.Fprintf(w, "  Mapping varies by destination: %s\n", mapping)
+			fmt.Fprintf(w, "  Preferred DERP:       %s\n", regionCode(info.DERPMap.Regions, nc.PreferredDERP))
+			if info.DisableDirect {
+				fmt.Fprintln(w, "  Direct connections:   blocked by the server")
+			}
+			fmt.Fprintln(w, "  DERP latency:")
+			ids := make([]int, 0, len(info.DERPMap.Regions))
+			for id := range info.DERPMap.Regions {
+				ids = append(ids, id)
+			}
+			sort.Ints(ids)
+			for _, id := range ids {
+				reg := info.DERPMap.Regions[id]
+				lat := "unreachable"
+				if d, ok := nc.DERPLatency[id]; ok {
+					lat = roundLatency(d).String()
+				}
+				fmt.Fprintf(w, "    %-10s %-24s %s\n", reg.RegionCode, reg.RegionName, lat)
+			}
+			return nil
+		},
+	}
+	outputFlag(cmd, &format)
+	return cmd
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func addrOrEmpty(s string, ok bool) string {
+	if !ok {
+		return ""
+	}
+	return s
+}
+
+// regionCode names a DERP region by its code.
+func regionCode(regions map[int]*tailcfg.DERPRegion, id int) string {
+	if r, ok := regions[id]; ok {
+		return r.RegionCode
+	}
+	if id == 0 {
+		return "none"
+	}
+	return fmt.Sprintf("region %d", id)
+}

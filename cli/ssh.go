@@ -1,0 +1,222 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/tetherdev/tether"
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
+	"golang.org/x/term"
+)
+
+func (r *root) sshCommand() *cobra.Command {
+	var (
+		tf           tunnelFlags
+		stdio        bool
+		forwardAgent bool
+		forceTTY     bool
+	)
+	cmd := &cobra.Command{
+		Use:   "ssh WORKSPACE [-- COMMAND...]",
+		Short: "Open a shell in a workspace, or run a command there",
+		Long: "Open an interactive shell in a workspace, or run a command and pass its exit code through.\n\n" +
+			"With --stdio the command speaks raw SSH on stdin/stdout, for OpenSSH's ProxyCommand:\n" +
+			"  ssh -o ProxyCommand='tether ssh --stdio %h' dev\n" +
+			"`tether config-ssh` writes that into ~/.ssh/config for every workspace.",
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			wsArg := strings.TrimPrefix(args[0], "tether.")
+			command := strings.Join(args[1:], " ")
+			if stdio && command != "" {
+				return errors.New("--stdio takes no command: OpenSSH sends it")
+			}
+			t, err := r.dialWorkspace(ctx, wsArg, tf)
+			if err != nil {
+				return err
+			}
+			defer t.stop()
+			conn, err := t.dial(ctx, tether.AgentSSHPort)
+			if err != nil {
+				return fmt.Errorf("connect to the workspace's SSH server: %w", err)
+			}
+			defer conn.Close()
+			if stdio {
+				return r.pipeStdio(conn)
+			}
+			return r.runSSH(ctx, conn, t.workspace, command, forwardAgent, forceTTY)
+		},
+	}
+	tf.register(cmd)
+	cmd.Flags().BoolVar(&stdio, "stdio", false, "speak SSH on stdin/stdout (for OpenSSH's ProxyCommand)")
+	cmd.Flags().BoolVarP(&forwardAgent, "forward-agent", "A", false, "forward the local SSH agent ($SSH_AUTH_SOCK) to the workspace")
+	cmd.Flags().BoolVarP(&forceTTY, "tty", "t", false, "allocate a terminal for a command, as for a shell")
+	return cmd
+}
+
+// pipeStdio copies between the SSH connection and stdin/stdout until the
+// remote side closes.
+func (r *root) pipeStdio(conn net.Conn) error {
+	go func() {
+		io.Copy(conn, r.env.Stdin)
+		if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
+		}
+	}()
+	_, err := io.Copy(r.env.Stdout, conn)
+	return err
+}
+
+// runSSH runs a shell or a command over an SSH client connection.
+func (r *root) runSSH(ctx context.Context, conn net.Conn, ws tether.Workspace, command string, forwardAgent, forceTTY bool) error {
+	sshConn, chans, reqs, err := ssh.NewClientConn(conn, ws.Name, &ssh.ClientConfig{
+		User: ws.Owner,
+		// The tunnel has authenticated the agent already: its WireGuard
+		// key is the one the coordinator introduced.
+		HostKeyCallback: ssh.InsecureIgnoreHostKey(),
+		Timeout:         30 * time.Second,
+	})
+	if err != nil {
+		return fmt.Errorf("SSH handshake with the workspace: %w", err)
+	}
+	sc := ssh.NewClient(sshConn, chans, reqs)
+	defer sc.Close()
+	sess, err := sc.NewSession()
+	if err != nil {
+		return fmt.Errorf("open SSH session: %w", err)
+	}
+	defer sess.Close()
+
+	if forwardAgent {
+		sock := os.Getenv("SSH_AUTH_SOCK")
+		if sock == "" {
+			return errors.New("--forward-agent: SSH_AUTH_SOCK is not set, so there is no local agent to forward")
+		}
+		if err := agent.ForwardToRemote(sc, sock); err != nil {
+			return fmt.Errorf("forward SSH agent: %w", err)
+		}
+		if err := agent.RequestAgentForwarding(sess); err != nil {
+			return fmt.Errorf("forward SSH agent: %w", err)
+		}
+	}
+
+	stdinFile, stdinIsFile := r.env.Stdin.(*os.File)
+	interactive := stdinIsFile && term.IsTerminal(int(stdinFile.Fd()))
+	wantTTY := interactive && (command == "" || forceTTY)
+	for _, k := range []string{"LANG", "LC_ALL", "LC_CTYPE", "COLORTERM"} {
+		if v := os.Getenv(k); v != "" {
+			sess.Setenv(k, v) // the server may refuse; that is fine
+		}
+	}
+	sess.Stdin, sess.Stdout, sess.Stderr = r.env.Stdin, r.env.Stdout, r.env.Stderr
+
+	if wantTTY {
+		fd := int(stdinFile.Fd())
+		w, h, err := term.GetSize(fd)
+		if err != nil {
+			w, h = 80, 24
+		}
+		termName := os.Getenv("TERM")
+		if termName == "" {
+			termName = "xterm-256color"
+		}
+		if err := sess.RequestPty(termName, h, w, ssh.TerminalModes{ssh.ECHO: 1}); err != nil {
+			return fmt.Errorf("request terminal: %w", err)
+		}
+		state, err := term.MakeRaw(fd)
+		if err != nil {
+			return fmt.Errorf("set terminal to raw mode: %w", err)
+		}
+		defer term.Restore(fd, state)
+		stopResize := watchResize(fd, sess)
+		defer stopResize()
+	}
+
+	if command == "" {
+		err = sess.Shell()
+	} else {
+		err = sess.Start(command)
+	}
+	if err != nil {
+		return fmt.Errorf("start remote command: %w", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- sess.Wait() }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		sess.Signal(ssh.SIGTERM)
+		return ctx.Err()
+	}
+	var exit *ssh.ExitError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &exit):
+		if exit.Signal() != "" {
+			return &exitError{code: 128 + signalNumber(exit.Signal())}
+		}
+		return &exitError{code: exit.ExitStatus()}
+	case errors.Is(err, &ssh.ExitMissingError{}):
+		return fmt.Errorf("the workspace closed the session without an exit status")
+	}
+	return err
+}
+
+// watchResize sends the terminal's size to the session whenever it changes.
+func watchResize(fd int, sess *ssh.Session) (stop func()) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGWINCH)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	done := make(chan struct{})
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ch:
+				if w, h, err := term.GetSize(fd); err == nil {
+					sess.WindowChange(h, w)
+				}
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(ch)
+		close(done)
+		wg.Wait()
+	}
+}
+
+// signalNumber maps an SSH signal name to its number, for the shell's
+// 128+N exit code convention.
+func signalNumber(name string) int {
+	switch ssh.Signal(name) {
+	case ssh.SIGHUP:
+		return 1
+	case ssh.SIGINT:
+		return 2
+	case ssh.SIGQUIT:
+		return 3
+	case ssh.SIGKILL:
+		return 9
+	case ssh.SIGPIPE:
+		return 13
+	case ssh.SIGTERM:
+		return 15
+	}
+	return 0
+}

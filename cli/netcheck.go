@@ -58,16 +58,16 @@ func (r *root) netcheckCommand() *cobra.Command {
 					latency[regionCode(info.DERPMap.Regions, id)] = float64(d.Microseconds()) / 1000
 				}
 				return writeJSON(r.env.Stdout, map[string]any{
-					"udp":                      nc.UDP,
-					"ipv4":                     nc.IPv4,
-					"ipv6":                     nc.IPv6,
-					"global_v4":                addrOrEmpty(nc.GlobalV4.String(), nc.GlobalV4.IsValid()),
-					"global_v6":                addrOrEmpty(nc.GlobalV6.String(), nc.GlobalV6.IsValid()),
+					"udp":                       nc.UDP,
+					"ipv4":                      nc.IPv4,
+					"ipv6":                      nc.IPv6,
+					"global_v4":                 addrOrEmpty(nc.GlobalV4.String(), nc.GlobalV4.IsValid()),
+					"global_v6":                 addrOrEmpty(nc.GlobalV6.String(), nc.GlobalV6.IsValid()),
 					"mapping_varies_by_dest_ip": nc.MappingVariesByDestIP,
-					"preferred_derp":           regionCode(info.DERPMap.Regions, nc.PreferredDERP),
-					"derp_latency_ms":          latency,
-					"endpoints":                st.Endpoints,
-					"direct_blocked":           info.DisableDirect,
+					"preferred_derp":            regionCode(info.DERPMap.Regions, nc.PreferredDERP),
+					"derp_latency_ms":           latency,
+					"endpoints":                 st.Endpoints,
+					"direct_blocked":            info.DisableDirect,
 				})
 			}
 			w := r.env.Stdout

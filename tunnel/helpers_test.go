@@ -18,6 +18,7 @@ import (
 
 	"github.com/google/uuid"
 	"tailscale.com/derp/derpserver"
+	"tailscale.com/net/stunserver"
 	"tailscale.com/tailcfg"
 	"tailscale.com/types/key"
 	"tailscale.com/types/logger"
@@ -60,10 +61,11 @@ func (w tWriter) Write(p []byte) (int, error) {
 // derpOptions choose the relay a test runs.
 type derpOptions struct {
 	plainHTTP bool // serve plain HTTP instead of HTTPS with a pinned certificate
+	stun      bool // run a STUN server too (otherwise STUN is disabled)
 }
 
 // newDERP runs a DERP relay on loopback and returns a one-region map for
-// it, with STUN disabled (region 1, code "test").
+// it (region 1, code "test"), with STUN disabled unless asked for.
 func newDERP(t testing.TB, opts derpOptions) *tailcfg.DERPMap {
 	t.Helper()
 	logf := logger.Discard
@@ -90,6 +92,9 @@ func newDERP(t testing.TB, opts derpOptions) *tailcfg.DERPMap {
 		node.CertName = fmt.Sprintf("sha256-raw:%x", sha256.Sum256(srv.Certificate().Raw))
 	}
 	node.DERPPort = srv.Listener.Addr().(*net.TCPAddr).Port
+	if opts.stun {
+		node.STUNPort = newSTUN(t)
+	}
 	t.Cleanup(func() {
 		srv.CloseClientConnections()
 		srv.Close()
@@ -208,4 +213,25 @@ func echoOnce(conn net.Conn, msg string, deadline time.Time) error {
 		return fmt.Errorf("echo = %q, want %q", buf, msg)
 	}
 	return nil
+}
+
+// newSTUN runs a STUN server on loopback and returns its port.
+func newSTUN(t testing.TB) int {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := stunserver.New(ctx)
+	if err := s.Listen("127.0.0.1:0"); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.Serve()
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return s.LocalAddr().(*net.UDPAddr).Port
 }

@@ -5,9 +5,11 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/google/uuid"
 	"go4.org/netipx"
+	"tailscale.com/ipn/ipnstate"
 	"tailscale.com/tailcfg"
 	"tailscale.com/types/ipproto"
 	"tailscale.com/types/key"
@@ -114,6 +116,13 @@ func (c *Conn) UpsertPeer(id uuid.UUID, n *tether.Node) error {
 	}
 	c.engine.SyncDevicePeer(n.Key)
 	c.notePeersChanged()
+	if old == nil && c.wasRemovedLocked(n.Key) {
+		// The peer may still hold a WireGuard session with us that we
+		// dropped in RemovePeer. It would send into it, unanswered, until
+		// WireGuard gives up on it (up to 15 s); a packet from us starts a
+		// fresh handshake instead.
+		c.engine.Ping(p.addr, tailcfg.PingICMP, 0, func(*ipnstate.PingResult) {})
+	}
 	if old == nil {
 		c.logger.Debug("peer added", "peer", id, "key", n.Key.ShortString(), "derp", n.PreferredDERP, "endpoints", len(n.Endpoints))
 	}
@@ -138,9 +147,37 @@ func (c *Conn) RemovePeer(id uuid.UUID) {
 	c.setFilterLocked()
 	c.magic.RemovePeer(old.view.ID())
 	c.engine.SyncDevicePeer(old.key()) // removes it: the config source no longer knows it
+	c.noteRemovedLocked(old.key())
 	c.notePeersChanged()
 	c.closeConnsTo(old.addr)
 	c.logger.Debug("peer removed", "peer", id)
+}
+
+// sessionLifetime is how long a WireGuard session lasts without a new
+// handshake (wireguard-go's RejectAfterTime).
+const sessionLifetime = 180 * time.Second
+
+// noteRemovedLocked remembers that the peer with key k was removed, for as
+// long as it may keep its session with us. c.peerMu must be held.
+func (c *Conn) noteRemovedLocked(k key.NodePublic) {
+	now := time.Now()
+	for rk, at := range c.removedAt {
+		if now.Sub(at) > sessionLifetime {
+			delete(c.removedAt, rk)
+		}
+	}
+	if c.removedAt == nil {
+		c.removedAt = make(map[key.NodePublic]time.Time)
+	}
+	c.removedAt[k] = now
+}
+
+// wasRemovedLocked reports whether the peer with key k was removed within a
+// session lifetime, and forgets it. c.peerMu must be held.
+func (c *Conn) wasRemovedLocked(k key.NodePublic) bool {
+	at, ok := c.removedAt[k]
+	delete(c.removedAt, k)
+	return ok && time.Since(at) < sessionLifetime
 }
 
 // SetBlockEndpoints switches relay-only mode on or off (see

@@ -81,9 +81,19 @@ const (
 // after which a new handshake runs anyway.
 const sessionFresh = 100 * time.Second
 
+// derpGrace bounds how long AwaitReachable waits for our home relay
+// connection after the peer answered, so that a dead relay does not block
+// direct connections for long.
+const derpGrace = 2 * time.Second
+
 // AwaitReachable waits until the peer at ip is upserted and answers a
-// ping (over any path), or until ctx ends. A live WireGuard session counts
-// as reachable without a ping.
+// ping (over any path), and our home relay connection is up, or until ctx
+// ends. A live WireGuard session counts as reachable without a ping.
+//
+// The relay matters even when the pong came directly: the peer has not
+// validated the direct path back yet, so it answers our WireGuard
+// handshake through our home relay, and the relay drops packets for peers
+// not yet connected to it.
 func (c *Conn) AwaitReachable(ctx context.Context, ip netip.Addr) error {
 	// One channel for all attempts, so that a late pong to an earlier
 	// ping counts as well.
@@ -113,7 +123,7 @@ func (c *Conn) AwaitReachable(ctx context.Context, ip netip.Addr) error {
 		case res := <-pongs:
 			t.Stop()
 			if res.Err == "" {
-				return nil
+				return c.awaitHomeDERP(ctx)
 			}
 			// "unknown peer" races with UpsertPeer reaching magicsock;
 			// anything else is worth a retry too, after the interval.
@@ -131,5 +141,27 @@ func (c *Conn) AwaitReachable(ctx context.Context, ip netip.Addr) error {
 			return errClosed
 		}
 		interval = min(interval*2, maxPingInterval)
+	}
+}
+
+// awaitHomeDERP waits until our home relay connection has delivered its
+// first frame, for at most derpGrace. It returns an error only if ctx ends
+// or the Conn closes.
+func (c *Conn) awaitHomeDERP(ctx context.Context) error {
+	deadline := time.Now().Add(derpGrace)
+	for {
+		c.mu.Lock()
+		home := c.homeDERP
+		c.mu.Unlock()
+		if home == 0 || !c.health.GetDERPRegionReceivedTime(home).IsZero() {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			c.logger.Debug("home relay not connected; dialing anyway", "region", home)
+			return nil
+		}
+		if err := c.sleepCtx(ctx, 5*time.Millisecond); err != nil {
+			return err
+		}
 	}
 }

@@ -119,8 +119,9 @@ type Conn struct {
 	// RemovePeer calls to be serialized, and the filter is rebuilt from the
 	// table. Lock order: peerMu, then mu.
 	peerMu     sync.Mutex
-	nextNodeID tailcfg.NodeID // guarded by peerMu
-	filter     *filter.Filter // guarded by peerMu
+	nextNodeID tailcfg.NodeID               // guarded by peerMu
+	filter     *filter.Filter               // guarded by peerMu
+	removedAt  map[key.NodePublic]time.Time // guarded by peerMu; recently removed peers
 
 	closed    chan struct{} // closed by Close
 	closeOnce sync.Once

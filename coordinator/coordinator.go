@@ -252,7 +252,7 @@ func (c *Coordinator) recvLoop(ctx context.Context, pc *peerConn, s Stream) (gra
 			return false, fmt.Errorf("receive: %w", err)
 		}
 		if req.Node != nil {
-			if err := validateNode(pc.id, req.Node); err != nil {
+			if err := req.Node.Validate(pc.id); err != nil {
 				return false, fmt.Errorf("%w: %v", ErrInvalidNode, err)
 			}
 			c.mu.Lock()

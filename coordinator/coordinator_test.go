@@ -249,9 +249,9 @@ func TestInvalidNode(t *testing.T) {
 		{name: "too many endpoints", mutate: func(n *tether.Node) {
 			n.Endpoints = make([]netip.AddrPort, tether.MaxNodeEndpoints+1)
 		}, want: "endpoints"},
-		{name: "too large once encoded", mutate: func(n *tether.Node) {
+		{name: "long DERP latency keys", mutate: func(n *tether.Node) {
 			n.DERPLatency = hugeLatencies()
-		}, want: "bytes encoded"},
+		}, want: "longer than 32 bytes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -482,8 +482,8 @@ func BenchmarkFanOut(b *testing.B) {
 	}
 }
 
-// hugeLatencies fits in a request but grows past the forwarding limit when
-// Go re-encodes it ('<' becomes \u003c).
+// hugeLatencies has region keys far longer than any region ID, which would
+// let a node outgrow the response that forwards it.
 func hugeLatencies() map[string]float64 {
 	m := make(map[string]float64)
 	for i := range tether.MaxNodeDERPRegions {

@@ -159,7 +159,7 @@ func (w *WebSocket) Recv(ctx context.Context) (*tether.CoordinateRequest, error)
 		return nil, w.fail(websocket.StatusUnsupportedData, "malformed coordinate request: "+err.Error())
 	}
 	if req.Node != nil {
-		if err := validateNode(w.peerID, req.Node); err != nil {
+		if err := req.Node.Validate(w.peerID); err != nil {
 			return nil, w.fail(websocket.StatusPolicyViolation, "invalid node: "+err.Error())
 		}
 	}

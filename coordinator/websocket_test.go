@@ -236,7 +236,7 @@ func TestWebSocketViolations(t *testing.T) {
 			wantReason: "invalid node: address",
 		},
 		{
-			name: "node too large to forward",
+			name: "node with oversized DERP latency keys",
 			msg: func() []byte {
 				n := newNode(agentID, 1)
 				n.DERPLatency = hugeLatencies()
@@ -252,7 +252,7 @@ func TestWebSocketViolations(t *testing.T) {
 				return b
 			},
 			wantStatus: websocket.StatusPolicyViolation,
-			wantReason: "invalid node: node is",
+			wantReason: "invalid node: DERP latency key",
 		},
 	}
 	for _, tt := range tests {

@@ -667,6 +667,19 @@ func TestStale(t *testing.T) {
 	if err := orphan.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// ip netns exec enters the namespace after it starts: wait for that, or
+	// New may look before the process is there.
+	for {
+		out, _ := run(nil, "ip", "netns", "pids", dead)
+		if strings.TrimSpace(out) != "" {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("the process never entered the stale namespace")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 
 	New(t)
 	if got := labNamespaces(t, dead); len(got) != 0 {

@@ -28,8 +28,10 @@ package site
 import (
 	"bytes"
 	"compress/gzip"
+	"crypto/rand"
 	"crypto/sha256"
 	"embed"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"io/fs"
@@ -185,13 +187,29 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		serveFile(w, r, f)
 	default:
-		// Every other path is a page of the app. Browsers must revalidate
-		// it so that a new build's asset names are seen at once.
-		hdr.Set("Cache-Control", "no-cache")
-		hdr.Set("Content-Security-Policy", contentSecurityPolicy(r.Host))
-		hdr.Set("X-Frame-Options", "DENY")
-		serveFile(w, r, h.index)
+		h.serveIndex(w, r)
 	}
+}
+
+// nonceToken is the placeholder in index.html that each response replaces
+// with the nonce of its Content-Security-Policy.
+const nonceToken = "__TETHER_CSP_NONCE__"
+
+// serveIndex serves the page of the app, which every path other than an
+// asset is. It carries no ETag: each response has its own nonce, and a
+// page revalidated from cache would keep an old one. Browsers must fetch
+// it again each time, so that a new build's asset names are seen at once.
+func (h *handler) serveIndex(w http.ResponseWriter, r *http.Request) {
+	var b [18]byte
+	rand.Read(b[:])
+	nonce := base64.StdEncoding.EncodeToString(b[:])
+	hdr := w.Header()
+	hdr.Set("Cache-Control", "no-cache")
+	hdr.Set("Content-Security-Policy", contentSecurityPolicy(r.Host, nonce))
+	hdr.Set("X-Frame-Options", "DENY")
+	hdr.Set("Content-Type", h.index.contentType)
+	body := bytes.ReplaceAll(h.index.body, []byte(nonceToken), []byte(nonce))
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
 }
 
 func serveFile(w http.ResponseWriter, r *http.Request, f *file) {
@@ -237,15 +255,20 @@ var validHost = regexp.MustCompile(`^[A-Za-z0-9.-]+(:[0-9]+)?$|^\[[0-9A-Fa-f:.]+
 
 // contentSecurityPolicy allows the page only its own scripts, styles,
 // images and connections: no inline script, no eval, no third-party
-// origins, no framing. xterm.js 5.3 and later styles its DOM renderer with
-// constructed stylesheets, which style-src 'self' permits. The terminal's
-// WebSocket is same-origin; 'self' covers ws: and wss: in current
-// browsers, and the explicit origins cover older ones.
-func contentSecurityPolicy(host string) string {
+// origins, no framing.
+//
+// Styles are the one compromise, for xterm.js's DOM renderer: it injects
+// <style> elements, which the page stamps with this response's nonce (see
+// src/csp.ts), and it sets style attributes for 24-bit colours, which
+// style-src-attr allows; inline style attributes cannot run code or read
+// the page. The terminal's WebSocket is same-origin; 'self' covers ws: and
+// wss: in current browsers, and the explicit origins cover older ones.
+func contentSecurityPolicy(host, nonce string) string {
 	connect := "'self'"
 	if validHost.MatchString(host) {
 		connect += " ws://" + host + " wss://" + host
 	}
-	return "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; font-src 'self'; " +
-		"connect-src " + connect + "; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+	return "default-src 'self'; script-src 'self'; style-src 'self' 'nonce-" + nonce + "'; style-src-attr 'unsafe-inline'; " +
+		"img-src 'self'; font-src 'self'; connect-src " + connect + "; " +
+		"object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 }

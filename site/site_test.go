@@ -48,6 +48,9 @@ func TestIndexForClientRoutes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	nonceMeta := regexp.MustCompile(`<meta name="tether-csp-nonce" content="([A-Za-z0-9+/=]{24})" />`)
+	styleNonce := regexp.MustCompile(`style-src 'self' 'nonce-([A-Za-z0-9+/=]+)';`)
+	seen := map[string]bool{}
 	tests := []struct {
 		name, target string
 	}{
@@ -65,7 +68,16 @@ func TestIndexForClientRoutes(t *testing.T) {
 			if w.Code != http.StatusOK {
 				t.Fatalf("status %d, want 200", w.Code)
 			}
-			if !bytes.Equal(w.Body.Bytes(), index) {
+			m := nonceMeta.FindSubmatch(w.Body.Bytes())
+			if m == nil {
+				t.Fatalf("no nonce in the page:\n%s", w.Body)
+			}
+			nonce := string(m[1])
+			if seen[nonce] {
+				t.Errorf("nonce %s served twice", nonce)
+			}
+			seen[nonce] = true
+			if got := bytes.ReplaceAll(w.Body.Bytes(), m[1], []byte(nonceToken)); !bytes.Equal(got, index) {
 				t.Errorf("body is not index.html:\n%s", w.Body)
 			}
 			hdr := w.Header()
@@ -76,13 +88,21 @@ func TestIndexForClientRoutes(t *testing.T) {
 				t.Errorf("Cache-Control %q, want no-cache", got)
 			}
 			csp := hdr.Get("Content-Security-Policy")
-			for _, want := range []string{"default-src 'self'", "script-src 'self';", "style-src 'self';", "object-src 'none'", "frame-ancestors 'none'", "base-uri 'none'"} {
+			for _, want := range []string{"default-src 'self'", "script-src 'self';", "object-src 'none'", "frame-ancestors 'none'", "base-uri 'none'"} {
 				if !strings.Contains(csp, want) {
 					t.Errorf("CSP %q lacks %q", csp, want)
 				}
 			}
-			if strings.Contains(csp, "unsafe-") {
+			if sm := styleNonce.FindStringSubmatch(csp); sm == nil || sm[1] != nonce {
+				t.Errorf("CSP %q does not allow styles with the page's nonce %s", csp, nonce)
+			}
+			// Inline style attributes (xterm's 24-bit colours) are the one
+			// unsafe source allowed.
+			if strings.Count(csp, "unsafe-") != 1 || !strings.Contains(csp, "style-src-attr 'unsafe-inline';") {
 				t.Errorf("CSP %q allows unsafe sources", csp)
+			}
+			if hdr.Get("ETag") != "" {
+				t.Error("the page has an ETag: a revalidated copy would keep an old nonce")
 			}
 			if hdr.Get("X-Content-Type-Options") != "nosniff" {
 				t.Error("no X-Content-Type-Options: nosniff")
@@ -257,7 +277,7 @@ func TestCSPConnectSources(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := contentSecurityPolicy(tt.host)
+			got := contentSecurityPolicy(tt.host, "bm9uY2U=")
 			if !strings.Contains(got, tt.want) {
 				t.Errorf("policy %q lacks %q", got, tt.want)
 			}

@@ -16,6 +16,8 @@
 import { FitAddon } from "@xterm/addon-fit";
 import { Terminal, type ITheme } from "@xterm/xterm";
 import { ApiError, api } from "./api";
+import { stampStyleNonces } from "./csp";
+import { capitalize } from "./format";
 import { chooseSession, type KeyValue } from "./session";
 
 declare global {
@@ -104,6 +106,7 @@ export function startTerminal(root: HTMLElement, owner: string, workspace: strin
   status.setAttribute("role", "status");
   root.append(container, status);
 
+  stampStyleNonces();
   const dark = window.matchMedia("(prefers-color-scheme: dark)");
   const term = new Terminal({
     cursorBlink: true,
@@ -201,12 +204,7 @@ class PTYConnection {
       if (this.sock !== sock) return;
       this.sock = null;
       if (opened && Date.now() - this.openedAt >= stableAfter) this.attempt = 0;
-      if (!this.announced) {
-        this.announced = true;
-        if (ev.reason) this.term.write(`\r\n\x1b[2m[${ev.reason}]\x1b[0m`);
-        this.term.write(`\r\n\x1b[2m${disconnectedLine}\x1b[0m\r\n`);
-      }
-      void this.afterFailure(opened);
+      void this.afterFailure(opened, ev.reason);
     };
   }
 
@@ -229,22 +227,31 @@ class PTYConnection {
 
   // afterFailure decides what a lost or refused connection means. A
   // WebSocket refused before it opened says nothing about why, so ask the
-  // API: a signed-out user goes to sign in, a deleted workspace stops the
-  // retries, anything else is retried with growing delays.
-  private async afterFailure(opened: boolean): Promise<void> {
+  // API: a signed-out user goes to sign in (api does that on a 401), a
+  // deleted workspace stops the retries, anything else is retried with
+  // growing delays.
+  private async afterFailure(opened: boolean, reason: string): Promise<void> {
+    let note = "";
     if (!opened) {
       try {
         const ws = await api.workspace(this.owner, this.workspace);
-        if (ws.agent_status !== "connected") this.term.writeln("\x1b[2m[the workspace's agent is not connected]\x1b[0m");
+        if (ws.agent_status !== "connected") note = "the workspace's agent is not connected; waiting for it";
       } catch (err) {
         if (err instanceof ApiError && (err.status === 404 || err.status === 403)) {
           this.stopped = true;
-          this.term.writeln(`\r\n[${err.message}]`);
-          this.showStatus(err.message);
+          this.term.write(`\r\n[${err.message}]\r\n`);
+          this.showStatus(capitalize(err.message));
           return;
         }
         // The server itself is unreachable: keep retrying.
       }
+    }
+    // One notice per outage, however many attempts it takes.
+    if (!this.announced) {
+      this.announced = true;
+      if (reason) this.term.write(`\r\n\x1b[2m[${reason}]\x1b[0m`);
+      if (note) this.term.write(`\r\n\x1b[2m[${note}]\x1b[0m`);
+      this.term.write(`\r\n\x1b[2m${disconnectedLine}\x1b[0m\r\n`);
     }
     const delay = Math.min(maxDelay, minDelay * 2 ** this.attempt) * (0.8 + 0.4 * Math.random());
     this.attempt++;

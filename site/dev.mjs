@@ -41,7 +41,8 @@ const ctx = await esbuild.context({
       setup(b) {
         b.onEnd(async (r) => {
           if (!r.metafile) return;
-          index = await indexHTML({ ...entryFiles(r.metafile, out), favicon: "/favicon.svg", licenses: "/favicon.svg" });
+          const html = await indexHTML({ ...entryFiles(r.metafile, out), favicon: "/favicon.svg" });
+          index = html.replace(/^.*rel="license".*\n/m, "");
         });
       },
     },

@@ -151,6 +151,12 @@ export const api = {
     }),
   logout: () => request<void>("/users/logout", { method: "POST", noAuthRedirect: true }),
   me: () => request<User>("/users/me"),
+  /** whoAmI is me without the trip to /login: null when signed out. */
+  whoAmI: () =>
+    request<User>("/users/me", { noAuthRedirect: true }).catch((err) => {
+      if (err instanceof ApiError && err.status === 401) return null;
+      throw err;
+    }),
   firstUserExists: () =>
     request<{ exists: boolean }>("/users/first", { noAuthRedirect: true }),
   buildInfo: () => request<BuildInfo>("/buildinfo", { noAuthRedirect: true }),

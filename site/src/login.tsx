@@ -12,6 +12,11 @@ export function LoginPage() {
 
   useEffect(() => {
     document.title = "Sign in — Tether";
+    // Someone already signed in (another tab, a back button) goes on.
+    api.whoAmI().then(
+      (me) => me && navigate(safeRedirect(new URLSearchParams(location.search).get("redirect")), true),
+      () => {},
+    );
     api
       .firstUserExists()
       .then((r) => setNoUsers(!r.exists))

@@ -48,7 +48,9 @@ import (
 //go:embed dist
 var dist embed.FS
 
-// Handler serves the dashboard from the files embedded at build time.
+// Handler serves the dashboard from the files embedded at build time. It
+// compresses the assets once, when called: call it once and mount the one
+// handler on every path that it serves.
 func Handler() http.Handler {
 	sub, err := fs.Sub(dist, "dist")
 	if err != nil {
@@ -74,19 +76,29 @@ func brokenHandler(err error) http.Handler {
 // file never changes, so browsers may keep it for good.
 var hashedName = regexp.MustCompile(`-[A-Z2-7]{8}\.[a-z0-9]+$`)
 
-// contentTypes is fixed here rather than taken from the mime package,
+// contentType is fixed here rather than taken from the mime package,
 // which consults the host's /etc/mime.types and could serve JavaScript
 // with a type that strict MIME checking rejects.
-var contentTypes = map[string]string{
-	".css":   "text/css; charset=utf-8",
-	".html":  "text/html; charset=utf-8",
-	".js":    "text/javascript; charset=utf-8",
-	".json":  "application/json",
-	".map":   "application/json",
-	".png":   "image/png",
-	".svg":   "image/svg+xml",
-	".txt":   "text/plain; charset=utf-8",
-	".woff2": "font/woff2",
+func contentType(name string) string {
+	switch path.Ext(name) {
+	case ".css":
+		return "text/css; charset=utf-8"
+	case ".html":
+		return "text/html; charset=utf-8"
+	case ".js":
+		return "text/javascript; charset=utf-8"
+	case ".json", ".map":
+		return "application/json"
+	case ".png":
+		return "image/png"
+	case ".svg":
+		return "image/svg+xml"
+	case ".txt":
+		return "text/plain; charset=utf-8"
+	case ".woff2":
+		return "font/woff2"
+	}
+	return "application/octet-stream"
 }
 
 // minGzip is the size below which compressing is not worth a round of
@@ -134,12 +146,10 @@ func newHandler(fsys fs.FS) (*handler, error) {
 
 func newFile(name string, body []byte) *file {
 	sum := sha256.Sum256(body)
-	ct, ok := contentTypes[path.Ext(name)]
-	if !ok {
-		ct = "application/octet-stream"
-	}
+	ct := contentType(name)
 	f := &file{body: body, contentType: ct, etag: `"` + hex.EncodeToString(sum[:12]) + `"`}
 	if len(body) >= minGzip && compressible(ct) {
+		// Writes to a bytes.Buffer cannot fail, nor can a known level.
 		var buf bytes.Buffer
 		zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
 		zw.Write(body)

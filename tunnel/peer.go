@@ -181,8 +181,15 @@ func (c *Conn) wasRemovedLocked(k key.NodePublic) bool {
 }
 
 // SetBlockEndpoints switches relay-only mode on or off (see
-// Options.BlockEndpoints). Turning it on resets every peer's path state so
-// that an established direct path is abandoned for DERP.
+// Options.BlockEndpoints) for what happens from now on: whether our node
+// publishes endpoints, and whether peers' endpoints are tried.
+//
+// Switching it on does not reliably end direct paths that are already up:
+// magicsock keeps the addresses it learned at run time, on both sides, and
+// keeps probing them. Tearing that down (new port, new magicsock endpoints,
+// new WireGuard sessions) was tried and still raced with the peer's probes
+// while costing a 5 s stall. For a Conn that never goes direct, set
+// Options.BlockEndpoints when creating it.
 func (c *Conn) SetBlockEndpoints(block bool) {
 	c.peerMu.Lock()
 	defer c.peerMu.Unlock()
@@ -198,18 +205,8 @@ func (c *Conn) SetBlockEndpoints(block bool) {
 	for _, p := range table.byID {
 		np := *p
 		np.view = tailcfgNode(p.view.ID(), p, block).View()
-		if block {
-			// magicsock keeps endpoints it learned at run time (from
-			// call-me-maybe and pings) across node updates, so forget the
-			// peer entirely and start over. WireGuard's peer holds the old
-			// magicsock endpoint; reset it too.
-			c.magic.RemovePeer(p.view.ID())
-		}
-		next = next.with(&np)
 		c.magic.UpsertPeer(np.view)
-		if block {
-			c.engine.ResetDevicePeer(p.key())
-		}
+		next = next.with(&np)
 	}
 	c.peers.Store(next)
 	c.pokeNode()

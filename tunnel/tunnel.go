@@ -74,7 +74,7 @@ type Options struct {
 	DERPMap *tailcfg.DERPMap
 	// BlockEndpoints makes the Conn relay-only: it publishes no endpoints and
 	// ignores the peers' endpoints, so no direct path is ever tried from
-	// either side. It can be changed later with SetBlockEndpoints.
+	// either side. (SetBlockEndpoints changes it later, with caveats.)
 	BlockEndpoints bool
 	// ListenPort is the UDP port for WireGuard and path discovery; 0 picks a
 	// free one.

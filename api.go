@@ -152,10 +152,29 @@ type Workspace struct {
 	// LastSeen is when the agent was last connected; nil if never.
 	LastSeen *time.Time `json:"last_seen"`
 	// AgentVersion and AgentIP describe the connected agent.
-	AgentVersion string    `json:"agent_version,omitempty"`
-	AgentIP      string    `json:"agent_ip"`
-	Apps         []App     `json:"apps"`
-	CreatedAt    time.Time `json:"created_at"`
+	AgentVersion string         `json:"agent_version,omitempty"`
+	AgentIP      string         `json:"agent_ip"`
+	Apps         []WorkspaceApp `json:"apps"`
+	CreatedAt    time.Time      `json:"created_at"`
+}
+
+// App health, as the agent's health checks find it.
+const (
+	AppHealthDisabled     = "disabled"     // the app has no health check
+	AppHealthInitializing = "initializing" // no check has passed yet
+	AppHealthHealthy      = "healthy"
+	AppHealthUnhealthy    = "unhealthy" // Threshold checks in a row failed
+)
+
+// WorkspaceApp is an app of a workspace with its current health.
+type WorkspaceApp struct {
+	App
+	Health string `json:"health"`
+}
+
+// AppHealthReport is an agent telling the server its apps' health, by name.
+type AppHealthReport struct {
+	Apps map[string]string `json:"apps"`
 }
 
 // CreateWorkspaceRequest asks for a new workspace of the caller's.
@@ -204,6 +223,9 @@ type ErrorResponse struct {
 type BuildInfo struct {
 	Version   string `json:"version"`
 	AccessURL string `json:"access_url"`
+	// WildcardAccessURL is the pattern of subdomain app hosts, such as
+	// "*.apps.example.com"; empty when subdomain apps are off.
+	WildcardAccessURL string `json:"wildcard_access_url,omitempty"`
 }
 
 var nameRE = regexp.MustCompile(`^[a-z]([a-z0-9-]*[a-z0-9])?$`)
@@ -291,4 +313,39 @@ func validateHTTPURL(s string) error {
 		return fmt.Errorf("%q must be an http:// or https:// URL with a host", s)
 	}
 	return nil
+}
+
+// Health severities, from best to worst.
+const (
+	SeverityOK      = "ok"
+	SeverityWarning = "warning"
+	SeverityError   = "error"
+)
+
+// HealthCheck is one part of the deployment's health. Message says what
+// was found and, when it is not ok, what to do about it.
+type HealthCheck struct {
+	Name     string `json:"name"`
+	Severity string `json:"severity"`
+	Message  string `json:"message"`
+	Details  any    `json:"details,omitempty"`
+}
+
+// DERPRegionHealth is a round trip through one relay region.
+type DERPRegionHealth struct {
+	RegionID  int      `json:"region_id"`
+	Code      string   `json:"code"`
+	Name      string   `json:"name"`
+	Severity  string   `json:"severity"`
+	Message   string   `json:"message"`
+	LatencyMS *float64 `json:"latency_ms,omitempty"`
+}
+
+// HealthReport is GET /api/v2/debug/health.
+type HealthReport struct {
+	Healthy     bool               `json:"healthy"`
+	Severity    string             `json:"severity"`
+	Checks      []HealthCheck      `json:"checks"`
+	DERPRegions []DERPRegionHealth `json:"derp_regions"`
+	CheckedAt   time.Time          `json:"checked_at"`
 }

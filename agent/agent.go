@@ -188,6 +188,11 @@ func (a *Agent) serve(ctx context.Context, conn *tunnel.Conn, m tether.AgentMani
 			}
 		}()
 	}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		a.watchApps(ctx, m.Apps, log.With(slog.String("component", "apps")))
+	}()
 	conn.SetForwardTCP(a.track(a.forwardTCP))
 	conn.SetForwardUDP(a.track(a.forwardUDP))
 	return nil

@@ -106,3 +106,8 @@ func (c *Client) ConnectionInfo(ctx context.Context) (tether.ConnectionInfo, err
 func CoordinatePath(owner, name string) string {
 	return workspacePath(owner, name) + "/coordinate"
 }
+
+// ReportAppHealth sends the agent's apps' health.
+func (c *Client) ReportAppHealth(ctx context.Context, r tether.AppHealthReport) error {
+	return c.do(ctx, http.MethodPost, "/api/v2/agent/app-health", r, nil)
+}

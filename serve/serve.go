@@ -20,6 +20,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/tetherdev/tether/server"
+	"github.com/tetherdev/tether/site"
 	"github.com/tetherdev/tether/store/sqlite"
 )
 
@@ -46,6 +47,7 @@ type Settings struct {
 	DERPForceWebSockets     bool
 	BlockDirectConnections  bool
 	BrowserOnly             bool
+	WildcardAccessURL       string
 }
 
 // Command returns `tether server`. version is reported by the API.
@@ -83,6 +85,7 @@ func Command(stdout, stderr io.Writer, version string) *cobra.Command {
 	f.BoolVar(&s.DERPForceWebSockets, "derp-force-websockets", false, "peers reach relays over WebSocket only (for proxies that pass nothing else)")
 	f.BoolVar(&s.BlockDirectConnections, "block-direct-connections", false, "relay all traffic: peers publish no direct endpoints")
 	f.BoolVar(&s.BrowserOnly, "browser-only", false, "refuse CLI tunnels (ssh, port-forward, ping, speedtest); the web terminal and apps keep working")
+	f.StringVar(&s.WildcardAccessURL, "wildcard-access-url", "", "serve subdomain apps at APP--WS--USER.<domain>: a pattern like *.apps.example.com whose hosts resolve to this server")
 	f.BoolVar(&s.Dev, "dev", false, "demo mode: local data, a first admin, a workspace `dev` with its agent on this machine, and CLI credentials")
 	return cmd
 }
@@ -156,6 +159,8 @@ func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version stri
 		BlockDirect:         s.BlockDirectConnections,
 		DERPForceWebSockets: s.DERPForceWebSockets,
 		BrowserOnly:         s.BrowserOnly,
+		WildcardAccessURL:   s.WildcardAccessURL,
+		Site:                site.Handler(),
 	})
 	if err != nil {
 		return err

@@ -16,6 +16,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/tetherdev/tether"
 	"github.com/tetherdev/tether/coordinator"
+	"github.com/tetherdev/tether/server/agentnet"
+	"github.com/tetherdev/tether/server/healthcheck"
 	"github.com/tetherdev/tether/store"
 	"tailscale.com/tailcfg"
 )
@@ -45,6 +47,11 @@ type Options struct {
 	DERPForceWebSockets bool
 	// BrowserOnly refuses CLI tunnels (--browser-only).
 	BrowserOnly bool
+	// WildcardAccessURL, such as "*.apps.example.com", turns on subdomain
+	// apps at APP--WS--USER.apps.example.com.
+	WildcardAccessURL string
+	// Site serves the dashboard; nil serves none.
+	Site http.Handler
 }
 
 // Server serves the API. Create it with New, serve Handler, and Close it.
@@ -57,6 +64,11 @@ type Server struct {
 	mux       *http.ServeMux
 	coord     *coordinator.Coordinator
 	connInfo  tether.ConnectionInfo
+	agentNet  *agentnet.Net
+	wildcard  *wildcard // nil without subdomain apps
+	appTokens appTokens
+	appHealth appHealth
+	health    healthCache
 
 	ctx    context.Context // canceled by Close; parent of long-lived work
 	cancel context.CancelFunc
@@ -85,8 +97,13 @@ func New(opts Options) (*Server, error) {
 	if now == nil {
 		now = time.Now
 	}
+	wc, err := parseWildcard(opts.WildcardAccessURL, opts.AccessURL)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
+		wildcard:  wc,
 		logger:    logger,
 		store:     opts.Store,
 		accessURL: opts.AccessURL,
@@ -106,30 +123,69 @@ func New(opts Options) (*Server, error) {
 		Logger:  logger.With(slog.String("component", "coordinator")),
 		DERPMap: opts.DERPMap,
 	})
-	s.routes(opts.DERP)
+	s.agentNet, err = agentnet.New(agentnet.Options{
+		Logger:         logger.With(slog.String("component", "agentnet")),
+		Coordinator:    s.coord,
+		DERPMap:        opts.DERPMap,
+		BlockEndpoints: opts.BlockDirect,
+		DERPPlainHTTP:  opts.AccessURL.Scheme == "http",
+	})
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	s.routes(opts.DERP, opts.Site)
 	s.wg.Add(1)
 	go s.expireSessions()
 	return s, nil
 }
 
 // Handler returns the server's HTTP handler.
-func (s *Server) Handler() http.Handler { return s.mux }
+func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
 
-// Close ends every WebSocket and background task and waits for them. It does
-// not close the store.
+// serveHTTP sends requests for subdomain app hosts to their apps, and the
+// rest to the API, the relay and the dashboard.
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if app, ws, owner, ok := s.wildcard.appHost(r.Host); ok {
+		s.public(func(w http.ResponseWriter, r *http.Request) error {
+			return s.serveSubdomainApp(w, r, app, ws, owner)
+		})(w, r)
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// Close ends every WebSocket, tunnel and background task and waits for
+// them. It does not close the store.
 func (s *Server) Close() error {
 	s.cancel()
+	s.agentNet.Close()
 	s.wg.Wait()
 	return nil
 }
 
-func (s *Server) routes(derp http.Handler) {
+func (s *Server) routes(derp, site http.Handler) {
 	s.mux = http.NewServeMux()
 	m := s.mux
 	if derp != nil {
 		m.Handle("/derp", derp)
 		m.Handle("/derp/", derp)
 	}
+	m.HandleFunc("/", s.public(func(w http.ResponseWriter, r *http.Request) error {
+		if _, _, _, _, ok := parseAppPath(r.URL.Path); ok {
+			return s.servePathApp(w, r)
+		}
+		if site == nil {
+			return tether.Errorf(tether.ENOTFOUND, "no page at %s", r.URL.Path)
+		}
+		site.ServeHTTP(w, r)
+		return nil
+	}))
+	m.HandleFunc("GET /api/v2/workspaces/{owner}/{name}/pty", s.user(s.workspacePTY))
+	m.HandleFunc("GET /api/v2/applications/auth-redirect", s.public(s.appAuthRedirect))
+	m.HandleFunc("POST /api/v2/agent/app-health", s.agent(s.postAppHealth))
+	m.HandleFunc("GET /api/v2/debug/health", s.user(s.getHealth))
+	m.HandleFunc("GET "+healthcheck.WebSocketEchoPath, healthcheck.Echo)
 	m.HandleFunc("GET /api/v2/connection-info", s.public(s.getConnectionInfo))
 	m.HandleFunc("GET /api/v2/workspaces/{owner}/{name}/coordinate", s.user(s.clientCoordinate))
 	m.HandleFunc("GET /api/v2/buildinfo", s.public(s.getBuildInfo))
@@ -198,7 +254,7 @@ func (s *Server) recoverPanic(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getBuildInfo(w http.ResponseWriter, r *http.Request) error {
-	writeJSON(w, http.StatusOK, tether.BuildInfo{Version: s.version, AccessURL: s.accessURL.String()})
+	writeJSON(w, http.StatusOK, tether.BuildInfo{Version: s.version, AccessURL: s.accessURL.String(), WildcardAccessURL: s.wildcard.String()})
 	return nil
 }
 
@@ -211,6 +267,7 @@ func (s *Server) expireSessions() {
 		if err := s.store.DeleteExpiredSessions(s.ctx, s.now()); err != nil && s.ctx.Err() == nil {
 			s.logger.Warn("delete expired sessions", slog.Any("err", err))
 		}
+		s.appTokens.expire(s.now())
 		select {
 		case <-s.ctx.Done():
 			return

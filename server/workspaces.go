@@ -25,11 +25,8 @@ func (s *Server) workspaceView(ws store.Workspace, apps []tether.App) tether.Wor
 		AgentStatus:  tether.AgentDisconnected,
 		AgentVersion: ws.AgentVersion,
 		AgentIP:      tether.TunnelIP(ws.ID).String(),
-		Apps:         apps,
+		Apps:         s.appHealth.view(ws.ID, apps),
 		CreatedAt:    ws.CreatedAt,
-	}
-	if v.Apps == nil {
-		v.Apps = []tether.App{}
 	}
 	if !ws.AgentLastSeenAt.IsZero() {
 		seen := ws.AgentLastSeenAt
@@ -171,6 +168,7 @@ func (s *Server) deleteWorkspace(w http.ResponseWriter, r *http.Request, u store
 		return storeError(err, "workspace "+ws.Name)
 	}
 	s.disconnectAgent(ws.ID, "workspace deleted")
+	s.appHealth.forget(ws.ID)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

@@ -1,0 +1,279 @@
+// Package agentnet gives the server tunnels of its own to workspace agents,
+// for what it relays on behalf of browsers: the web terminal and web apps.
+//
+// The server is a coordination client like any CLI, but in-process: each
+// agent it talks to gets its own tunnel peer (a tunnel.Conn with a fresh ID),
+// introduced through the server's coordinator over an in-memory stream.
+// Peers are opened on demand and closed once idle, so a server that serves
+// no browser holds no tunnels.
+package agentnet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/tetherdev/tether"
+	"github.com/tetherdev/tether/coordinator"
+	"github.com/tetherdev/tether/tunnel"
+	"tailscale.com/tailcfg"
+)
+
+// Options configure a Net.
+type Options struct {
+	Logger *slog.Logger
+	// Coordinator introduces the server's peers to agents. Required.
+	Coordinator *coordinator.Coordinator
+	// DERPMap is the relay map the server's peers start with. Required.
+	DERPMap *tailcfg.DERPMap
+	// BlockEndpoints keeps the server's peers relay-only.
+	BlockEndpoints bool
+	// DERPPlainHTTP reaches relays over plain HTTP (http:// access URLs).
+	DERPPlainHTTP bool
+	// IdleTimeout closes a peer that has carried no connection this long.
+	// Zero means DefaultIdleTimeout.
+	IdleTimeout time.Duration
+}
+
+// DefaultIdleTimeout is how long an unused tunnel to an agent stays open.
+const DefaultIdleTimeout = 5 * time.Minute
+
+// Net is the server's set of tunnels to agents. Its methods are safe for
+// concurrent use.
+type Net struct {
+	opts   Options
+	logger *slog.Logger
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu    sync.Mutex
+	peers map[uuid.UUID]*peer // by agent ID
+}
+
+// peer is the server's tunnel to one agent.
+type peer struct {
+	agentID uuid.UUID
+	ready   chan struct{} // closed when conn is set or err
+	conn    *tunnel.Conn
+	err     error
+	cancel  context.CancelFunc
+	done    chan struct{} // closed when its coordination ends
+
+	active   atomic.Int64 // connections open through it
+	lastUsed atomic.Int64 // unix nanoseconds
+}
+
+// New returns a Net. Close it to release every tunnel.
+func New(opts Options) (*Net, error) {
+	if opts.Coordinator == nil || opts.DERPMap == nil {
+		return nil, errors.New("agentnet: Coordinator and DERPMap are required")
+	}
+	if opts.IdleTimeout == 0 {
+		opts.IdleTimeout = DefaultIdleTimeout
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n := &Net{opts: opts, logger: logger, ctx: ctx, cancel: cancel, peers: map[uuid.UUID]*peer{}}
+	n.wg.Add(1)
+	go n.reapIdle()
+	return n, nil
+}
+
+// Close closes every tunnel and waits for their goroutines.
+func (n *Net) Close() {
+	n.cancel()
+	n.mu.Lock()
+	peers := n.peers
+	n.peers = map[uuid.UUID]*peer{}
+	n.mu.Unlock()
+	for _, p := range peers {
+		n.closePeer(p)
+	}
+	n.wg.Wait()
+}
+
+// peer returns the open tunnel to agentID, opening one if needed.
+func (n *Net) peer(ctx context.Context, agentID uuid.UUID) (*peer, error) {
+	n.mu.Lock()
+	if n.ctx.Err() != nil {
+		n.mu.Unlock()
+		return nil, errors.New("agentnet: closed")
+	}
+	p, ok := n.peers[agentID]
+	if !ok {
+		p = &peer{agentID: agentID, ready: make(chan struct{}), done: make(chan struct{})}
+		p.lastUsed.Store(time.Now().UnixNano())
+		n.peers[agentID] = p
+		n.wg.Add(1)
+		go n.open(p)
+	}
+	n.mu.Unlock()
+	select {
+	case <-p.ready:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if p.err != nil {
+		n.mu.Lock()
+		if n.peers[agentID] == p {
+			delete(n.peers, agentID)
+		}
+		n.mu.Unlock()
+		return nil, p.err
+	}
+	return p, nil
+}
+
+// open starts p's tunnel and its coordination, and runs until p is closed.
+func (n *Net) open(p *peer) {
+	defer n.wg.Done()
+	defer close(p.done)
+	log := n.logger.With(slog.String("agent", p.agentID.String()))
+	conn, err := tunnel.New(n.ctx, tunnel.Options{
+		Logger:         log.With(slog.String("component", "tunnel")),
+		ID:             uuid.New(),
+		DERPMap:        n.opts.DERPMap,
+		BlockEndpoints: n.opts.BlockEndpoints,
+		DERPPlainHTTP:  n.opts.DERPPlainHTTP,
+	})
+	if err != nil {
+		p.err = fmt.Errorf("start tunnel: %w", err)
+		close(p.ready)
+		return
+	}
+	ctx, cancel := context.WithCancel(n.ctx)
+	p.conn, p.cancel = conn, cancel
+	close(p.ready)
+
+	stream := newLocalStream(conn)
+	conn.SetNodeCallback(stream.setNode)
+	err = n.opts.Coordinator.ServeClient(ctx, conn.ID(), p.agentID, stream)
+	if err != nil && ctx.Err() == nil {
+		log.Warn("server tunnel coordination ended", slog.Any("err", err))
+	}
+	conn.Close()
+}
+
+// closePeer ends p's coordination and tunnel and waits for them.
+func (n *Net) closePeer(p *peer) {
+	<-p.ready
+	if p.cancel != nil {
+		p.cancel()
+	}
+	<-p.done
+}
+
+// reapIdle closes tunnels that have carried nothing for IdleTimeout.
+func (n *Net) reapIdle() {
+	defer n.wg.Done()
+	t := time.NewTicker(n.opts.IdleTimeout / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		cutoff := time.Now().Add(-n.opts.IdleTimeout).UnixNano()
+		var idle []*peer
+		n.mu.Lock()
+		for id, p := range n.peers {
+			if p.active.Load() == 0 && p.lastUsed.Load() < cutoff {
+				idle = append(idle, p)
+				delete(n.peers, id)
+			}
+		}
+		n.mu.Unlock()
+		for _, p := range idle {
+			n.logger.Debug("closing idle tunnel", slog.String("agent", p.agentID.String()))
+			n.closePeer(p)
+		}
+	}
+}
+
+// Dial opens a TCP connection to port on the agent of workspace agentID,
+// over the server's tunnel to it, waiting (until ctx ends) for the agent to
+// be reachable.
+func (n *Net) Dial(ctx context.Context, agentID uuid.UUID, port uint16) (net.Conn, error) {
+	p, err := n.peer(ctx, agentID)
+	if err != nil {
+		return nil, err
+	}
+	p.active.Add(1)
+	c, err := p.conn.DialContext(ctx, "tcp", netip.AddrPortFrom(tether.TunnelIP(agentID), port))
+	if err != nil {
+		p.done1()
+		return nil, err
+	}
+	return &trackedConn{Conn: c, p: p}, nil
+}
+
+// Ping pings the agent over the server's tunnel, opening it if needed.
+func (n *Net) Ping(ctx context.Context, agentID uuid.UUID) (tunnel.PingResult, error) {
+	p, err := n.peer(ctx, agentID)
+	if err != nil {
+		return tunnel.PingResult{}, err
+	}
+	p.lastUsed.Store(time.Now().UnixNano())
+	ip := tether.TunnelIP(agentID)
+	if err := p.conn.AwaitReachable(ctx, ip); err != nil {
+		return tunnel.PingResult{}, err
+	}
+	return p.conn.Ping(ctx, ip)
+}
+
+// SetDERPMap gives every open and future tunnel a new relay map.
+func (n *Net) SetDERPMap(m *tailcfg.DERPMap) {
+	n.mu.Lock()
+	n.opts.DERPMap = m
+	peers := make([]*peer, 0, len(n.peers))
+	for _, p := range n.peers {
+		peers = append(peers, p)
+	}
+	n.mu.Unlock()
+	for _, p := range peers {
+		select {
+		case <-p.ready:
+			if p.conn != nil {
+				p.conn.SetDERPMap(m)
+			}
+		default:
+		}
+	}
+}
+
+func (p *peer) done1() {
+	p.lastUsed.Store(time.Now().UnixNano())
+	p.active.Add(-1)
+}
+
+// trackedConn counts a connection as activity on its tunnel until closed.
+type trackedConn struct {
+	net.Conn
+	p    *peer
+	once sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(c.p.done1)
+	return c.Conn.Close()
+}
+
+// CloseWrite half-closes when the tunnel's connection supports it.
+func (c *trackedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
+}

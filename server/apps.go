@@ -1,0 +1,285 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/tetherdev/tether"
+	"github.com/tetherdev/tether/store"
+)
+
+// Web apps are HTTP services inside workspaces, listed by the workspace's
+// template, that the server proxies for browsers over its own tunnel:
+//
+//   - path-based at /@USER/WS/apps/APP/ on the access URL, and
+//   - subdomain-based at APP--WS--USER.<wildcard domain> when the server
+//     has --wildcard-access-url.
+//
+// The server enforces each app's sharing level (owner, authenticated,
+// public). The dashboard's session never reaches an app: the server strips
+// its cookie and headers from proxied requests, scopes cookies that
+// path-based apps set to the app's path, and subdomain apps get a token of
+// their own (appToken), valid only for their host.
+
+// appTarget is one app of one workspace, resolved from a request.
+type appTarget struct {
+	ws     store.Workspace
+	app    tether.App
+	prefix string // the path prefix the browser sees ("" for subdomain apps)
+	rest   string // the path after the prefix, starting with "/"
+}
+
+// parseAppPath splits "/@USER/WS/apps/APP/REST" into its parts.
+func parseAppPath(p string) (user, ws, app, rest string, ok bool) {
+	if !strings.HasPrefix(p, "/@") {
+		return "", "", "", "", false
+	}
+	parts := strings.SplitN(p[2:], "/", 5)
+	if len(parts) < 4 || parts[2] != "apps" || parts[0] == "" || parts[1] == "" || parts[3] == "" {
+		return "", "", "", "", false
+	}
+	rest = "/"
+	if len(parts) == 5 {
+		rest += parts[4]
+	}
+	return parts[0], parts[1], parts[3], rest, true
+}
+
+// resolveApp finds the workspace and app, as anyone may name them. Whether
+// the caller may open it is decided by authorizeApp.
+func (s *Server) resolveApp(ctx context.Context, owner, wsName, appName string) (store.Workspace, tether.App, error) {
+	notFound := tether.Errorf(tether.ENOTFOUND, "app %s of workspace %s/%s not found", appName, owner, wsName)
+	u, err := s.store.UserByLogin(ctx, owner)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Workspace{}, tether.App{}, notFound
+	} else if err != nil {
+		return store.Workspace{}, tether.App{}, err
+	}
+	ws, err := s.store.WorkspaceByOwnerAndName(ctx, u.ID, wsName)
+	if errors.Is(err, store.ErrNotFound) {
+		return ws, tether.App{}, notFound
+	} else if err != nil {
+		return ws, tether.App{}, err
+	}
+	if ws.TemplateID == uuid.Nil {
+		return ws, tether.App{}, notFound
+	}
+	t, err := s.store.TemplateByID(ctx, ws.TemplateID)
+	if err != nil {
+		return ws, tether.App{}, err
+	}
+	for _, a := range t.Apps {
+		if a.Name == appName {
+			return ws, a, nil
+		}
+	}
+	return ws, tether.App{}, notFound
+}
+
+// authorizeApp applies the app's sharing level to the caller (nil when not
+// signed in). Refusals for signed-in users say "not found", so that private
+// apps' existence does not leak.
+func authorizeApp(u *store.User, t appTarget) error {
+	switch t.app.Share {
+	case tether.SharePublic:
+		return nil
+	case tether.ShareAuthenticated:
+		if u != nil {
+			return nil
+		}
+	default: // owner
+		if u != nil && canAccess(*u, t.ws) {
+			return nil
+		}
+		if u != nil {
+			return tether.Errorf(tether.ENOTFOUND, "app %s of workspace %s/%s not found", t.app.Name, t.ws.Owner, t.ws.Name)
+		}
+	}
+	return tether.Errorf(tether.EUNAUTHORIZED, "sign in to open app %s", t.app.Name)
+}
+
+// servePathApp serves /@USER/WS/apps/APP/... on the access URL.
+func (s *Server) servePathApp(w http.ResponseWriter, r *http.Request) error {
+	owner, wsName, appName, rest, ok := parseAppPath(r.URL.Path)
+	if !ok {
+		return tether.Errorf(tether.ENOTFOUND, "no page at %s", r.URL.Path)
+	}
+	prefix := fmt.Sprintf("/@%s/%s/apps/%s", owner, wsName, appName)
+	if r.URL.Path == prefix {
+		http.Redirect(w, r, prefix+"/"+queryString(r.URL), http.StatusPermanentRedirect)
+		return nil
+	}
+	ws, app, err := s.resolveApp(r.Context(), owner, wsName, appName)
+	if err != nil {
+		return err
+	}
+	if app.Subdomain && s.wildcard != nil {
+		// Served on its own origin only: a subdomain app may rely on it.
+		http.Redirect(w, r, s.subdomainAppURL(ws, app)+rest[1:]+queryString(r.URL), http.StatusTemporaryRedirect)
+		return nil
+	}
+	t := appTarget{ws: ws, app: app, prefix: prefix, rest: rest}
+	var caller *store.User
+	if u, err := s.authenticateUser(r); err == nil {
+		caller = &u
+	}
+	if err := authorizeApp(caller, t); err != nil {
+		if caller == nil && wantsHTML(r) {
+			http.Redirect(w, r, "/login?redirect="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+			return nil
+		}
+		return err
+	}
+	return s.proxyApp(w, r, t)
+}
+
+func queryString(u *url.URL) string {
+	if u.RawQuery == "" {
+		return ""
+	}
+	return "?" + u.RawQuery
+}
+
+func wantsHTML(r *http.Request) bool {
+	return r.Method == http.MethodGet && strings.Contains(r.Header.Get("Accept"), "text/html")
+}
+
+// appDialTimeout bounds reaching an app's port through the tunnel.
+const appDialTimeout = 30 * time.Second
+
+// proxyApp forwards the request to the app inside the workspace.
+func (s *Server) proxyApp(w http.ResponseWriter, r *http.Request, t appTarget) error {
+	target, err := url.Parse(t.app.URL)
+	if err != nil {
+		return tether.Errorf(tether.EINVALID, "app %s has a bad URL %q", t.app.Name, t.app.URL)
+	}
+	port, err := urlPort(target)
+	if err != nil {
+		return err
+	}
+	if !s.coord.AgentConnected(t.ws.ID) {
+		return errAgentOffline(t.ws)
+	}
+	wsID := t.ws.ID
+	transport := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			ctx, cancel := context.WithTimeout(ctx, appDialTimeout)
+			defer cancel()
+			return s.agentNet.Dial(ctx, wsID, port)
+		},
+		// The app runs on the workspace's loopback under a name only it
+		// knows; the tunnel has authenticated the workspace already.
+		TLSClientConfig:       &tls.Config{InsecureSkipVerify: true},
+		ResponseHeaderTimeout: 5 * time.Minute,
+		MaxIdleConnsPerHost:   4,
+		IdleConnTimeout:       time.Minute,
+	}
+	defer transport.CloseIdleConnections()
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetXForwarded()
+			pr.Out.URL.Scheme = target.Scheme
+			pr.Out.URL.Host = target.Host
+			pr.Out.URL.Path = strings.TrimSuffix(target.Path, "/") + t.rest
+			pr.Out.URL.RawPath = ""
+			pr.Out.Host = target.Host
+			stripTetherCredentials(pr.Out)
+		},
+		Transport: transport,
+		ModifyResponse: func(resp *http.Response) error {
+			if t.prefix != "" {
+				scopeCookies(resp, t.prefix)
+				rewriteLocation(resp, target, t.prefix)
+			}
+			return nil
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			s.logger.Debug("app proxy", slog.String("app", t.app.Name), slog.Any("err", err))
+			s.writeError(w, r, tether.Errorf(tether.EUNAVAILABLE,
+				"app %s did not answer at %s inside workspace %s/%s: is it running?", t.app.Name, t.app.URL, t.ws.Owner, t.ws.Name))
+		},
+	}
+	proxy.ServeHTTP(w, r)
+	return nil
+}
+
+func urlPort(u *url.URL) (uint16, error) {
+	p := u.Port()
+	if p == "" {
+		if u.Scheme == "https" {
+			return 443, nil
+		}
+		return 80, nil
+	}
+	n, err := strconv.ParseUint(p, 10, 16)
+	if err != nil || n == 0 {
+		return 0, tether.Errorf(tether.EINVALID, "app URL %s has a bad port", u)
+	}
+	return uint16(n), nil
+}
+
+// stripTetherCredentials removes the dashboard's and the app proxy's own
+// credentials from a request before it reaches an app.
+func stripTetherCredentials(r *http.Request) {
+	r.Header.Del(tether.SessionTokenHeader)
+	r.Header.Del(tether.AgentTokenHeader)
+	cookies := r.Cookies()
+	r.Header.Del("Cookie")
+	for _, c := range cookies {
+		if c.Name == tether.SessionCookie || c.Name == appTokenCookie {
+			continue
+		}
+		r.AddCookie(c)
+	}
+}
+
+// scopeCookies confines cookies a path-based app sets to the app's path, so
+// that apps do not see each other's cookies nor set the dashboard's.
+func scopeCookies(resp *http.Response, prefix string) {
+	lines := resp.Header.Values("Set-Cookie")
+	if len(lines) == 0 {
+		return
+	}
+	resp.Header.Del("Set-Cookie")
+	for _, line := range lines {
+		c, err := http.ParseSetCookie(line)
+		if err != nil || c.Name == tether.SessionCookie || c.Name == appTokenCookie {
+			continue
+		}
+		c.Path = prefix + "/" + strings.TrimPrefix(c.Path, "/")
+		c.Domain = ""
+		resp.Header.Add("Set-Cookie", c.String())
+	}
+}
+
+// rewriteLocation keeps an app's redirects to its own absolute paths
+// inside the app's prefix.
+func rewriteLocation(resp *http.Response, target *url.URL, prefix string) {
+	loc := resp.Header.Get("Location")
+	if loc == "" {
+		return
+	}
+	u, err := url.Parse(loc)
+	if err != nil {
+		return
+	}
+	if u.Host != "" && u.Host != target.Host {
+		return // elsewhere: leave it
+	}
+	if strings.HasPrefix(u.Path, "/") {
+		u.Scheme, u.Host = "", ""
+		u.Path = prefix + strings.TrimPrefix(u.Path, strings.TrimSuffix(target.Path, "/"))
+		resp.Header.Set("Location", u.String())
+	}
+}

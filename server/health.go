@@ -1,0 +1,43 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/tetherdev/tether"
+	"github.com/tetherdev/tether/server/healthcheck"
+	"github.com/tetherdev/tether/store"
+)
+
+// healthCacheFor is how long a health report is reused, so that a busy
+// dashboard does not run the checks (relay connections, STUN probes) on
+// every poll.
+const healthCacheFor = 10 * time.Second
+
+// healthCache runs the checks at most once per healthCacheFor.
+type healthCache struct {
+	mu     sync.Mutex
+	report *tether.HealthReport
+	at     time.Time
+}
+
+func (s *Server) getHealth(w http.ResponseWriter, r *http.Request, u store.User) error {
+	s.health.mu.Lock()
+	defer s.health.mu.Unlock()
+	if s.health.report == nil || time.Since(s.health.at) > healthCacheFor || r.URL.Query().Has("force") {
+		rep := healthcheck.Run(r.Context(), healthcheck.Options{
+			AccessURL:     s.accessURL,
+			DERPMap:       s.connInfo.DERPMap,
+			DERPPlainHTTP: s.accessURL.Scheme == "http",
+			Store: func(ctx context.Context) error {
+				_, err := s.store.CountUsers(ctx)
+				return err
+			},
+		})
+		s.health.report, s.health.at = &rep, time.Now()
+	}
+	writeJSON(w, http.StatusOK, s.health.report)
+	return nil
+}

@@ -1,0 +1,406 @@
+// Package healthcheck examines a deployment from the server's side: whether
+// the server reaches its own access URL (plain HTTP and WebSocket), a round
+// trip through every DERP relay node, an answer from every STUN server, and
+// the store. Each finding comes with a severity and a message a person can
+// act on.
+package healthcheck
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/tetherdev/tether"
+	"tailscale.com/derp"
+	"tailscale.com/derp/derphttp"
+	"tailscale.com/net/netmon"
+	"tailscale.com/net/stun"
+	"tailscale.com/tailcfg"
+	"tailscale.com/types/key"
+)
+
+// Timeout bounds each check; all run at once.
+const Timeout = 5 * time.Second
+
+// WebSocketEchoPath is where the server answers the WebSocket check.
+const WebSocketEchoPath = "/api/v2/debug/ws"
+
+// Options say what to check.
+type Options struct {
+	AccessURL *url.URL
+	DERPMap   *tailcfg.DERPMap
+	// DERPPlainHTTP reaches relays over HTTP, as the peers do.
+	DERPPlainHTTP bool
+	// Store checks the store; nil skips it.
+	Store func(ctx context.Context) error
+	// HTTPClient reaches the access URL; nil means http.DefaultClient.
+	HTTPClient *http.Client
+}
+
+// Run runs every check and returns the report.
+func Run(ctx context.Context, o Options) tether.HealthReport {
+	ctx, cancel := context.WithTimeout(ctx, Timeout)
+	defer cancel()
+	hc := o.HTTPClient
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	var (
+		wg      sync.WaitGroup
+		checks  = make([]tether.HealthCheck, 4)
+		regions []tether.DERPRegionHealth
+	)
+	wg.Add(5)
+	go func() { defer wg.Done(); checks[0] = accessURL(ctx, hc, o.AccessURL) }()
+	go func() { defer wg.Done(); checks[1] = webSocket(ctx, hc, o.AccessURL) }()
+	go func() { defer wg.Done(); checks[2] = stunServers(ctx, o.DERPMap) }()
+	go func() { defer wg.Done(); checks[3] = storeCheck(ctx, o.Store) }()
+	go func() { defer wg.Done(); regions = derpRegions(ctx, o.DERPMap, o.DERPPlainHTTP) }()
+	wg.Wait()
+
+	derpCheck := tether.HealthCheck{Name: "derp", Severity: tether.SeverityOK, Message: fmt.Sprintf("all %d relay regions answered", len(regions))}
+	failed := 0
+	for _, r := range regions {
+		if r.Severity != tether.SeverityOK {
+			failed++
+		}
+	}
+	switch {
+	case failed == len(regions):
+		derpCheck.Severity = tether.SeverityError
+		derpCheck.Message = "no relay region answered: connections that cannot go direct will fail. See each region below."
+	case failed > 0:
+		derpCheck.Severity = tether.SeverityWarning
+		derpCheck.Message = fmt.Sprintf("%d of %d relay regions did not answer; peers use the others", failed, len(regions))
+	}
+	checks = append(checks, derpCheck)
+	if o.Store == nil {
+		checks = slices.DeleteFunc(checks, func(c tether.HealthCheck) bool { return c.Name == "store" })
+	}
+	rep := tether.HealthReport{Severity: tether.SeverityOK, Checks: checks, DERPRegions: regions, CheckedAt: time.Now().UTC()}
+	for _, c := range checks {
+		rep.Severity = worse(rep.Severity, c.Severity)
+	}
+	rep.Healthy = rep.Severity != tether.SeverityError
+	return rep
+}
+
+func worse(a, b string) string {
+	rank := map[string]int{tether.SeverityOK: 0, tether.SeverityWarning: 1, tether.SeverityError: 2}
+	if rank[b] > rank[a] {
+		return b
+	}
+	return a
+}
+
+func accessURL(ctx context.Context, hc *http.Client, u *url.URL) tether.HealthCheck {
+	c := tether.HealthCheck{Name: "access_url", Severity: tether.SeverityOK}
+	start := time.Now()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u.String()+"/api/v2/buildinfo", nil)
+	resp, err := hc.Do(req)
+	if err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("it answered %s", resp.Status)
+		}
+	}
+	if err != nil {
+		c.Severity = tether.SeverityError
+		c.Message = fmt.Sprintf("the server cannot reach its own access URL %s (%v). Users and agents must reach it: check --access-url, DNS, TLS and firewalls.", u, err)
+		return c
+	}
+	c.Message = fmt.Sprintf("%s answers (%s)", u, time.Since(start).Round(time.Millisecond))
+	return c
+}
+
+func webSocket(ctx context.Context, hc *http.Client, u *url.URL) tether.HealthCheck {
+	c := tether.HealthCheck{Name: "websocket", Severity: tether.SeverityOK}
+	wsURL := *u
+	wsURL.Scheme = map[string]string{"https": "wss", "http": "ws"}[u.Scheme]
+	wsURL.Path += WebSocketEchoPath
+	conn, _, err := websocket.Dial(ctx, wsURL.String(), &websocket.DialOptions{HTTPClient: hc})
+	if err == nil {
+		defer conn.CloseNow()
+		if err = conn.Write(ctx, websocket.MessageText, []byte("ping")); err == nil {
+			var msg []byte
+			_, msg, err = conn.Read(ctx)
+			if err == nil && string(msg) != "ping" {
+				err = fmt.Errorf("the echo came back as %q", msg)
+			}
+		}
+		conn.Close(websocket.StatusNormalClosure, "")
+	}
+	if err != nil {
+		c.Severity = tether.SeverityError
+		c.Message = fmt.Sprintf("a WebSocket through the access URL failed (%v). Coordination and the web terminal need WebSockets: a proxy in front of the server must pass the Upgrade and Connection headers.", err)
+		return c
+	}
+	c.Message = "WebSockets work through the access URL"
+	return c
+}
+
+// Echo is the server end of the WebSocket check.
+func Echo(w http.ResponseWriter, r *http.Request) {
+	conn, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		return
+	}
+	defer conn.CloseNow()
+	ctx, cancel := context.WithTimeout(r.Context(), Timeout)
+	defer cancel()
+	typ, msg, err := conn.Read(ctx)
+	if err != nil || len(msg) > 64 {
+		return
+	}
+	conn.Write(ctx, typ, msg)
+	conn.Close(websocket.StatusNormalClosure, "")
+}
+
+func storeCheck(ctx context.Context, check func(context.Context) error) tether.HealthCheck {
+	c := tether.HealthCheck{Name: "store", Severity: tether.SeverityOK}
+	if check == nil {
+		return c
+	}
+	start := time.Now()
+	if err := check(ctx); err != nil {
+		c.Severity = tether.SeverityError
+		c.Message = fmt.Sprintf("the database does not answer (%v): check the data directory's disk, or the PostgreSQL server", err)
+		return c
+	}
+	c.Message = fmt.Sprintf("the database answers (%s)", time.Since(start).Round(time.Millisecond))
+	return c
+}
+
+// stunTarget is one STUN server named by the DERP map.
+type stunTarget struct {
+	region string
+	host   string
+	port   int
+}
+
+func stunTargets(m *tailcfg.DERPMap) []stunTarget {
+	var out []stunTarget
+	for _, id := range m.RegionIDs() {
+		r := m.Regions[id]
+		for _, n := range r.Nodes {
+			if n.STUNPort < 0 {
+				continue
+			}
+			port := n.STUNPort
+			if port == 0 {
+				port = 3478
+			}
+			host := n.HostName
+			if ip, err := netip.ParseAddr(n.IPv4); err == nil {
+				host = ip.String()
+			} else if ip, err := netip.ParseAddr(n.IPv6); err == nil {
+				host = ip.String()
+			}
+			out = append(out, stunTarget{region: r.RegionCode, host: host, port: port})
+		}
+	}
+	return out
+}
+
+func stunServers(ctx context.Context, m *tailcfg.DERPMap) tether.HealthCheck {
+	c := tether.HealthCheck{Name: "stun", Severity: tether.SeverityOK}
+	targets := stunTargets(m)
+	if len(targets) == 0 {
+		c.Severity = tether.SeverityWarning
+		c.Message = "no STUN servers are configured: peers behind NAT cannot learn their public address, so they go direct only when they reach each other's local addresses. Set --stun-addresses or enable the built-in STUN server."
+		return c
+	}
+	type result struct {
+		Server string `json:"server"`
+		Seen   string `json:"seen,omitempty"`
+		Error  string `json:"error,omitempty"`
+	}
+	results := make([]result, len(targets))
+	var wg sync.WaitGroup
+	for i, t := range targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			addr := net.JoinHostPort(t.host, strconv.Itoa(t.port))
+			results[i].Server = addr
+			seen, err := stunProbe(ctx, addr)
+			if err != nil {
+				results[i].Error = err.Error()
+				return
+			}
+			results[i].Seen = seen.String()
+		}()
+	}
+	wg.Wait()
+	failed := 0
+	for _, r := range results {
+		if r.Error != "" {
+			failed++
+		}
+	}
+	c.Details = results
+	switch {
+	case failed == len(results):
+		c.Severity = tether.SeverityError
+		c.Message = "no STUN server answered from the server: check that UDP to their ports is allowed, or that the built-in STUN server listens where the DERP map says (--derp-server-stun-addresses)."
+	case failed > 0:
+		c.Severity = tether.SeverityWarning
+		c.Message = fmt.Sprintf("%d of %d STUN servers did not answer", failed, len(results))
+	default:
+		c.Message = fmt.Sprintf("all %d STUN servers answered", len(results))
+	}
+	return c
+}
+
+func stunProbe(ctx context.Context, addr string) (netip.AddrPort, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "udp", addr)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	tx := stun.NewTxID()
+	buf := make([]byte, 1024)
+	// UDP may drop a request: send a few.
+	for attempt := 0; attempt < 3; attempt++ {
+		if _, err := conn.Write(stun.Request(tx)); err != nil {
+			return netip.AddrPort{}, err
+		}
+		conn.SetReadDeadline(time.Now().Add(Timeout / 4))
+		n, err := conn.Read(buf)
+		if err != nil {
+			if ctx.Err() != nil {
+				return netip.AddrPort{}, errors.New("no answer")
+			}
+			continue
+		}
+		got, seen, err := stun.ParseResponse(buf[:n])
+		if err == nil && got == tx {
+			return seen, nil
+		}
+	}
+	return netip.AddrPort{}, errors.New("no answer")
+}
+
+// derpRegions sends a packet between two fresh clients through the first
+// relay node of each region that answers.
+func derpRegions(ctx context.Context, m *tailcfg.DERPMap, plainHTTP bool) []tether.DERPRegionHealth {
+	ids := m.RegionIDs()
+	out := make([]tether.DERPRegionHealth, len(ids))
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		r := m.Regions[id]
+		out[i] = tether.DERPRegionHealth{RegionID: id, Code: r.RegionCode, Name: r.RegionName}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var errs []error
+			for _, n := range r.Nodes {
+				if n.STUNOnly {
+					continue
+				}
+				d, err := derpRoundTrip(ctx, nodeURL(n, plainHTTP))
+				if err == nil {
+					ms := float64(d.Microseconds()) / 1000
+					out[i].Severity, out[i].LatencyMS = tether.SeverityOK, &ms
+					out[i].Message = fmt.Sprintf("round trip through node %s in %s", n.Name, d.Round(10*time.Microsecond))
+					return
+				}
+				errs = append(errs, fmt.Errorf("node %s: %w", n.Name, err))
+			}
+			out[i].Severity = tether.SeverityError
+			out[i].Message = fmt.Sprintf("no node relayed a packet (%v): check that the relay runs and that its host name and port are reachable from here", errors.Join(errs...))
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+func nodeURL(n *tailcfg.DERPNode, plainHTTP bool) string {
+	scheme, port := "https", 443
+	if plainHTTP {
+		scheme, port = "http", 80
+	}
+	if n.DERPPort != 0 {
+		port = n.DERPPort
+	}
+	host := n.HostName
+	if ip, err := netip.ParseAddr(n.IPv4); err == nil {
+		host = ip.String()
+	}
+	return fmt.Sprintf("%s://%s/derp", scheme, net.JoinHostPort(host, strconv.Itoa(port)))
+}
+
+// derpRoundTrip connects two clients to a relay and times a packet between
+// them.
+func derpRoundTrip(ctx context.Context, u string) (time.Duration, error) {
+	netMon := netmon.NewStatic()
+	quiet := func(string, ...any) {}
+	a, err := derphttp.NewClient(key.NewNode(), u, quiet, netMon)
+	if err != nil {
+		return 0, err
+	}
+	defer a.Close()
+	b, err := derphttp.NewClient(key.NewNode(), u, quiet, netMon)
+	if err != nil {
+		return 0, err
+	}
+	defer b.Close()
+	if err := a.Connect(ctx); err != nil {
+		return 0, err
+	}
+	if err := b.Connect(ctx); err != nil {
+		return 0, err
+	}
+	go func() {
+		<-ctx.Done()
+		a.Close()
+		b.Close()
+	}()
+	// Retry the packet until b is registered with the relay.
+	got := make(chan error, 1)
+	go func() {
+		for {
+			m, err := b.Recv()
+			if err != nil {
+				got <- err
+				return
+			}
+			if p, ok := m.(derp.ReceivedPacket); ok && p.Source == a.SelfPublicKey() {
+				got <- nil
+				return
+			}
+		}
+	}()
+	start := time.Now()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if err := a.Send(b.SelfPublicKey(), []byte("tether health")); err != nil {
+			return 0, err
+		}
+		select {
+		case err := <-got:
+			if err != nil {
+				return 0, err
+			}
+			return time.Since(start), nil
+		case <-ctx.Done():
+			return 0, errors.New("no packet came through in time")
+		case <-tick.C:
+			start = time.Now()
+		}
+	}
+}

@@ -1,0 +1,176 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/tetherdev/tether"
+	"github.com/tetherdev/tether/agent/reconnectingpty"
+	"github.com/tetherdev/tether/store"
+)
+
+// The web terminal: a browser's WebSocket, relayed by the server over its
+// own tunnel to the agent's reconnecting PTY.
+//
+// Browser to server: text messages, each a JSON object: {"data": "..."} is
+// input as typed or pasted, {"height": H, "width": W} a resize.
+// Server to browser: binary messages of raw terminal output.
+//
+// The browser names its session (query "reconnect"); reconnecting with the
+// same name reattaches to the same shell and replays its recent output.
+
+// terminalDialTimeout bounds reaching the agent before the upgrade.
+const terminalDialTimeout = 30 * time.Second
+
+// terminalKeepalive pings the browser so that proxies do not close an idle
+// terminal.
+const terminalKeepalive = 15 * time.Second
+
+// maxTerminalMessage bounds one message from the browser (a large paste).
+const maxTerminalMessage = 1 << 20
+
+type terminalInput struct {
+	Data   *string `json:"data"`
+	Height uint16  `json:"height"`
+	Width  uint16  `json:"width"`
+}
+
+// errAgentOffline is what browsers see when a workspace's agent is away.
+func errAgentOffline(ws store.Workspace) error {
+	return tether.Errorf(tether.EUNAVAILABLE, "the agent of workspace %s/%s is not connected: start it (`tether agent`) and try again", ws.Owner, ws.Name)
+}
+
+func parseSize(s string, def uint16) (uint16, error) {
+	if s == "" {
+		return def, nil
+	}
+	v, err := strconv.ParseUint(s, 10, 16)
+	if err != nil || v == 0 {
+		return 0, tether.Errorf(tether.EINVALID, "terminal size %q must be a number from 1 to 65535", s)
+	}
+	return uint16(v), nil
+}
+
+func (s *Server) workspacePTY(w http.ResponseWriter, r *http.Request, u store.User) error {
+	ws, err := s.lookupWorkspace(r, u)
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	session := q.Get("reconnect")
+	if session == "" || len(session) > 128 {
+		return tether.Errorf(tether.EINVALID, "query parameter reconnect must name the terminal session (1 to 128 characters)")
+	}
+	height, err := parseSize(q.Get("height"), 24)
+	if err != nil {
+		return err
+	}
+	width, err := parseSize(q.Get("width"), 80)
+	if err != nil {
+		return err
+	}
+	if !s.coord.AgentConnected(ws.ID) {
+		return errAgentOffline(ws)
+	}
+	dctx, cancel := context.WithTimeout(r.Context(), terminalDialTimeout)
+	agentConn, err := s.agentNet.Dial(dctx, ws.ID, tether.AgentPTYPort)
+	cancel()
+	if err != nil {
+		s.logger.Warn("web terminal: reach agent", slog.String("workspace", ws.Owner+"/"+ws.Name), slog.Any("err", err))
+		return errAgentOffline(ws)
+	}
+	// Sessions are per user, so that two people with access to one
+	// workspace never share a shell by accident.
+	pty, err := reconnectingpty.Attach(r.Context(), agentConn, reconnectingpty.Header{
+		ID: u.ID.String() + "/" + session, Height: height, Width: width,
+	})
+	if err != nil {
+		return err
+	}
+	defer pty.Close()
+
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionContextTakeover})
+	if err != nil {
+		return nil // Accept has written the HTTP error.
+	}
+	s.wg.Add(1)
+	defer s.wg.Done()
+	conn.SetReadLimit(maxTerminalMessage)
+	ctx, stop := context.WithCancel(s.ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		stop()
+		conn.CloseNow()
+		pty.Close()
+		wg.Wait()
+	}()
+	wg.Add(2)
+	go func() {
+		// Output: terminal → browser, until the PTY side ends.
+		defer wg.Done()
+		defer stop()
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := pty.Read(buf)
+			if n > 0 {
+				if werr := conn.Write(ctx, websocket.MessageBinary, buf[:n]); werr != nil {
+					return
+				}
+			}
+			if err != nil {
+				conn.Close(websocket.StatusNormalClosure, "the terminal session ended")
+				return
+			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(terminalKeepalive)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				pctx, cancel := context.WithTimeout(ctx, terminalKeepalive)
+				err := conn.Ping(pctx)
+				cancel()
+				if err != nil {
+					stop()
+					return
+				}
+			}
+		}
+	}()
+	// Input: browser → terminal.
+	for {
+		typ, msg, err := conn.Read(ctx)
+		if err != nil {
+			break
+		}
+		var in terminalInput
+		if typ != websocket.MessageText || json.Unmarshal(msg, &in) != nil {
+			conn.Close(websocket.StatusUnsupportedData, `send JSON text messages: {"data": "..."} or {"height": H, "width": W}`)
+			break
+		}
+		if in.Data != nil {
+			if _, err := pty.Write([]byte(*in.Data)); err != nil {
+				break
+			}
+		}
+		if in.Height > 0 && in.Width > 0 {
+			if err := pty.Resize(in.Height, in.Width); err != nil && !errors.Is(err, context.Canceled) {
+				break
+			}
+		}
+	}
+	conn.CloseNow()
+	return nil
+}

@@ -97,6 +97,9 @@ const derpGrace = 2 * time.Second
 func (c *Conn) AwaitReachable(ctx context.Context, ip netip.Addr) error {
 	// One channel for all attempts, so that a late pong to an earlier
 	// ping counts as well.
+	if ip == c.addr {
+		return nil
+	}
 	pongs := make(chan *ipnstate.PingResult, 1)
 	interval := firstPingInterval
 	for {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"tailscale.com/net/netmon"
+	"tailscale.com/tailcfg"
 
 	"github.com/tetherdev/tether"
 )
@@ -435,7 +436,7 @@ func TestClose(t *testing.T) {
 }
 
 // pingUntil pings ip from c until ok accepts a result.
-func pingUntil(t *testing.T, ctx context.Context, c *Conn, ip netip.Addr, ok func(PingResult) bool) PingResult {
+func pingUntil(t testing.TB, ctx context.Context, c *Conn, ip netip.Addr, ok func(PingResult) bool) PingResult {
 	t.Helper()
 	var last PingResult
 	for ctx.Err() == nil {
@@ -458,7 +459,7 @@ func pingUntil(t *testing.T, ctx context.Context, c *Conn, ip netip.Addr, ok fun
 }
 
 // awaitNode returns c's node once it is ready.
-func awaitNode(t *testing.T, ctx context.Context, c *Conn) *tether.Node {
+func awaitNode(t testing.TB, ctx context.Context, c *Conn) *tether.Node {
 	t.Helper()
 	for {
 		if n := c.Node(); n != nil {
@@ -478,4 +479,23 @@ func isLocalAddr(ip netip.Addr) bool {
 		return false
 	}
 	return slices.Contains(regular, ip) || slices.Contains(loopback, ip)
+}
+
+// TestDialSelf checks that a Conn reaches its own listeners, as a process
+// that is both ends of a tunnel (the dev server) may.
+func TestDialSelf(t *testing.T) {
+	c := newConn(t, "c", Options{DERPMap: &tailcfg.DERPMap{}})
+	ln, err := c.Listen("tcp", 22)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveEcho(t, ln)
+	conn, err := c.DialContext(testContext(t), "tcp", netip.AddrPortFrom(c.Addr(), 22))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := echoOnce(conn, "self", time.Now().Add(3*time.Second)); err != nil {
+		t.Fatal(err)
+	}
 }

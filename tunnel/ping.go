@@ -32,6 +32,11 @@ func (c *Conn) Ping(ctx context.Context, ip netip.Addr) (PingResult, error) {
 	if _, ok := c.lookupPeer(ip); !ok {
 		return PingResult{}, fmt.Errorf("ping %s: %w", ip, ErrUnknownPeer)
 	}
+	// Disco pings only probe paths; a packet through WireGuard makes
+	// magicsock also ask the peer to punch towards us (call-me-maybe), without
+	// which a path that needs both sides to punch, as between two NATs, shows
+	// up only at magicsock's next heartbeat, seconds later.
+	c.engine.Ping(ip, tailcfg.PingICMP, 0, func(*ipnstate.PingResult) {})
 	ch := make(chan *ipnstate.PingResult, 1)
 	c.sendPing(ip, ch)
 	select {

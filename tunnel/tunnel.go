@@ -26,6 +26,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -57,6 +58,9 @@ import (
 // ErrUnknownPeer is returned for an address that belongs to no upserted peer.
 var ErrUnknownPeer = errors.New("no such peer")
 
+// derpHTTPKnob is the library's process-wide switch to plain-HTTP relays.
+const derpHTTPKnob = "TS_DEBUG_USE_DERP_HTTP"
+
 // errClosed is returned by a closed Conn.
 var errClosed = fmt.Errorf("tunnel closed: %w", net.ErrClosed)
 
@@ -83,8 +87,10 @@ type Options struct {
 	// HTTPS, for development servers at http:// access URLs. The library
 	// offers only a process-wide switch (TS_DEBUG_USE_DERP_HTTP), so this
 	// affects every Conn in the process and stays on until the process
-	// exits. A self-signed HTTPS relay is better pinned with
-	// DERPNode.CertName = "sha256-raw:<hex SHA-256 of the DER certificate>".
+	// exits; set it on the first Conn a process starts. (Running the
+	// process with TS_DEBUG_USE_DERP_HTTP=1 does the same.) A self-signed
+	// HTTPS relay is better pinned with DERPNode.CertName =
+	// "sha256-raw:<hex SHA-256 of the DER certificate>".
 	DERPPlainHTTP bool
 }
 
@@ -163,9 +169,11 @@ func New(ctx context.Context, opts Options) (_ *Conn, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if opts.DERPPlainHTTP {
-		// Read by derphttp at every connect, so setting it now is enough.
-		envknob.Setenv("TS_DEBUG_USE_DERP_HTTP", "true")
+	if opts.DERPPlainHTTP && os.Getenv(derpHTTPKnob) != "true" {
+		// derphttp reads the knob at every connect, so setting it now is
+		// enough. envknob writes it without synchronization, racing with
+		// relay dials in progress: set it once, before any Conn dials.
+		envknob.Setenv(derpHTTPKnob, "true")
 	}
 
 	addr := tether.TunnelIP(opts.ID)

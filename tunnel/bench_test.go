@@ -3,12 +3,15 @@ package tunnel
 import (
 	"io"
 	"net/netip"
+	"os"
 	"testing"
 )
 
 // BenchmarkThroughput moves bulk TCP data between two Conns in one
-// process, over a direct path and through the relay. Both peers share the
-// machine's cores, so the figures are a floor for two machines.
+// process, over a direct path and through the relay. Both peers (and the
+// relay) share the machine's cores, so the figures are a floor for two
+// machines. With TS_DEBUG_USE_DERP_HTTP=1 in the environment the relay
+// speaks plain HTTP instead of TLS.
 func BenchmarkThroughput(b *testing.B) {
 	for _, bc := range []struct {
 		name  string
@@ -18,8 +21,9 @@ func BenchmarkThroughput(b *testing.B) {
 		{"derp", true},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			opts := Options{BlockEndpoints: bc.block}
-			client, server := pair(b, newDERP(b, derpOptions{}), opts, opts)
+			plain := os.Getenv(derpHTTPKnob) != ""
+			opts := Options{BlockEndpoints: bc.block, DERPPlainHTTP: plain}
+			client, server := pair(b, newDERP(b, derpOptions{plainHTTP: plain}), opts, opts)
 			ctx := testContext(b)
 
 			ln, err := server.Listen("tcp", 5201)
@@ -34,7 +38,16 @@ func BenchmarkThroughput(b *testing.B) {
 					return
 				}
 				defer conn.Close()
-				n, _ := io.Copy(io.Discard, conn)
+				// Large reads: io.Discard would read 8 KiB at a time.
+				var n int64
+				buf := make([]byte, 1<<20)
+				for {
+					m, err := conn.Read(buf)
+					n += int64(m)
+					if err != nil {
+						break
+					}
+				}
 				conn.Write([]byte{1}) // done
 				received <- n
 			}()

@@ -23,9 +23,9 @@ const nodeSettle = 10 * time.Millisecond
 
 // SetNodeCallback sets the function that receives our node whenever it
 // changes: keys, home DERP region or endpoints (latency alone does not
-// count). It is called at once with the current node if that is ready. Calls
-// come from one goroutine, in order; fn must not block for long, nor call
-// SetNodeCallback or Close.
+// count). It also receives the current node right away if that is ready.
+// Calls come from one goroutine, in order; fn must not block for long, and
+// must not call Close (which waits for it).
 func (c *Conn) SetNodeCallback(fn func(*tether.Node)) {
 	c.mu.Lock()
 	c.nodeCB = fn
@@ -141,7 +141,6 @@ func (c *Conn) onNetInfo(ni *tailcfg.NetInfo) {
 		}
 	}
 	c.mu.Lock()
-	c.netInfo = ni
 	c.homeDERP = ni.PreferredDERP
 	c.derpLatency = lat
 	c.mu.Unlock()

@@ -100,11 +100,11 @@ const derpGrace = 2 * time.Second
 // handshake through our home relay, and the relay drops packets for peers
 // not yet connected to it.
 func (c *Conn) AwaitReachable(ctx context.Context, ip netip.Addr) error {
-	// One channel for all attempts, so that a late pong to an earlier
-	// ping counts as well.
 	if ip == c.addr {
 		return nil
 	}
+	// One channel for all attempts, so that a late pong to an earlier
+	// ping counts as well.
 	pongs := make(chan *ipnstate.PingResult, 1)
 	interval := firstPingInterval
 	for {

@@ -18,6 +18,7 @@ import (
 	"github.com/tetherdev/tether/client"
 	"github.com/tetherdev/tether/coordinator/coordclient"
 	"github.com/tetherdev/tether/tunnel"
+	"tailscale.com/tailcfg"
 )
 
 // tunnelFlags are the flags of every command that opens a tunnel.
@@ -36,6 +37,7 @@ type workspaceTunnel struct {
 	conn      *tunnel.Conn
 	agentIP   netip.Addr
 	workspace tether.Workspace
+	derpMap   *tailcfg.DERPMap // as the server gave it, for diagnosis
 	stop      func()
 }
 
@@ -147,7 +149,7 @@ func (r *root) dialWorkspace(ctx context.Context, arg string, f tunnelFlags) (*w
 		}
 		return nil, err
 	}
-	return &workspaceTunnel{conn: conn, agentIP: agentIP, workspace: ws, stop: stop}, nil
+	return &workspaceTunnel{conn: conn, agentIP: agentIP, workspace: ws, derpMap: info.DERPMap, stop: stop}, nil
 }
 
 // dial opens a TCP connection to a port of the agent.

@@ -52,6 +52,10 @@ func (r *root) netcheckCommand() *cobra.Command {
 				}
 			}
 			nc := st.Netcheck
+			varies := nc.MappingVariesByDestIP
+			if varies == "" && nc.UDP {
+				varies = mappingVaries(probeMapping(ctx, info.DERPMap))
+			}
 			if format == "json" {
 				latency := map[string]float64{}
 				for id, d := range nc.DERPLatency {
@@ -63,7 +67,7 @@ func (r *root) netcheckCommand() *cobra.Command {
 					"ipv6":                      nc.IPv6,
 					"global_v4":                 addrOrEmpty(nc.GlobalV4.String(), nc.GlobalV4.IsValid()),
 					"global_v6":                 addrOrEmpty(nc.GlobalV6.String(), nc.GlobalV6.IsValid()),
-					"mapping_varies_by_dest_ip": nc.MappingVariesByDestIP,
+					"mapping_varies_by_dest_ip": varies,
 					"preferred_derp":            regionCode(info.DERPMap.Regions, nc.PreferredDERP),
 					"derp_latency_ms":           latency,
 					"endpoints":                 st.Endpoints,
@@ -84,7 +88,7 @@ func (r *root) netcheckCommand() *cobra.Command {
 			}
 			fmt.Fprintln(w)
 			mapping := "unknown (needs two STUN servers at different addresses)"
-			switch nc.MappingVariesByDestIP {
+			switch varies {
 			case "true":
 				mapping = "yes: hard NAT, direct connections are unlikely"
 			case "false":

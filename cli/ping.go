@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -111,6 +113,10 @@ func roundLatency(d time.Duration) time.Duration {
 	return d.Round(10 * time.Microsecond)
 }
 
+// netcheckWait bounds how long relayReasons waits for the first network
+// check, which takes seconds where UDP is blocked (STUN never answers).
+const netcheckWait = 5 * time.Second
+
 // relayReasons explains, as far as this side can tell, why the connection
 // is relayed.
 func (r *root) relayReasons(ctx context.Context, t *workspaceTunnel, tf tunnelFlags) string {
@@ -121,14 +127,14 @@ func (r *root) relayReasons(ctx context.Context, t *workspaceTunnel, tf tunnelFl
 		reasons = append(reasons, "you passed --disable-direct")
 	case st.BlockEndpoints:
 		reasons = append(reasons, "the server blocks direct connections (--block-direct-connections)")
+	case !hasSTUN(t.derpMap):
+		reasons = append(reasons, "the deployment has no STUN servers (--stun-addresses disable), so neither side",
+			"learns its public address; only peers on the same network can connect directly")
 	}
-	if nc := st.Netcheck; nc != nil && len(reasons) == 0 {
-		switch {
-		case !nc.UDP:
-			reasons = append(reasons, "no STUN server answered: UDP out is blocked here, or the deployment has no STUN servers (tether netcheck)")
-		case nc.MappingVariesByDestIP == "true":
-			reasons = append(reasons, "this side is behind a hard NAT that changes ports per destination")
-		}
+	if len(reasons) == 0 {
+		reasons = natReasons(awaitNetcheck(ctx, t.conn), func() map[netip.AddrPort]netip.AddrPort {
+			return probeMapping(ctx, t.derpMap)
+		})
 	}
 	if len(reasons) == 0 {
 		reasons = append(reasons,
@@ -136,4 +142,54 @@ func (r *root) relayReasons(ctx context.Context, t *workspaceTunnel, tf tunnelFl
 			"or both sides are behind NATs that prevent hole punching; run `tether netcheck` on each side")
 	}
 	return "✘ still relayed through DERP: " + strings.Join(reasons, "\n  ")
+}
+
+// natReasons explains a relay by this side's network check, probing the
+// NAT's mapping itself where the check could not tell.
+func natReasons(nc *tunnel.Netcheck, probe func() map[netip.AddrPort]netip.AddrPort) []string {
+	switch {
+	case nc == nil:
+		return nil
+	case !nc.UDP:
+		return []string{"no STUN server answered: UDP is blocked on this network (tether netcheck),",
+			"so direct connections cannot work from here"}
+	case nc.MappingVariesByDestIP == "true":
+		return hardNATReason(nil)
+	case nc.MappingVariesByDestIP == "":
+		if seen := probe(); mappingVaries(seen) == "true" {
+			return hardNATReason(seen)
+		}
+	}
+	return nil
+}
+
+func hardNATReason(seen map[netip.AddrPort]netip.AddrPort) []string {
+	saw := ""
+	if len(seen) > 0 {
+		var addrs []string
+		for _, a := range seen {
+			addrs = append(addrs, a.String())
+		}
+		slices.Sort(addrs)
+		saw = " (STUN servers saw " + strings.Join(addrs, ", ") + ")"
+	}
+	return []string{"this side is behind a hard NAT that maps each destination to a new port" + saw + ",",
+		"which only workspaces with a public address can reach directly"}
+}
+
+// awaitNetcheck returns the tunnel's first network check, waiting for it
+// for at most netcheckWait; nil if there is none by then.
+func awaitNetcheck(ctx context.Context, c *tunnel.Conn) *tunnel.Netcheck {
+	ctx, cancel := context.WithTimeout(ctx, netcheckWait)
+	defer cancel()
+	for {
+		if nc := c.Status(ctx).Netcheck; nc != nil {
+			return nc
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }

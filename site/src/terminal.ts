@@ -112,6 +112,10 @@ export function startTerminal(root: HTMLElement, owner: string, workspace: strin
     cursorBlink: true,
     fontFamily: 'ui-monospace, "SF Mono", "Cascadia Mono", Menlo, Consolas, "DejaVu Sans Mono", "Liberation Mono", monospace',
     fontSize: 14,
+    // The DOM renderer clips each row to its line height; at 1.0 common
+    // monospace fonts (DejaVu Sans Mono) lose the underscore, which sits
+    // below the descent. 1.2 leaves room for it.
+    lineHeight: 1.2,
     scrollback: 10_000,
     theme: dark.matches ? darkTheme : lightTheme,
   });

@@ -1,0 +1,330 @@
+// Command bench measures Tether's data plane and coordinator, each figure
+// against a baseline measured in the same run, and prints one table with
+// the ratio and whether the goal of issue 6 is met.
+//
+//	go run ./bench            # everything, a few minutes on 2 cores
+//	go run ./bench -quick     # shorter windows and fewer runs
+//	go run ./bench -parts speedtest,portforward -duration 5s
+//
+// It starts a real `tether server`, agent and CLI on loopback (the binary
+// is built from this checkout unless -tether names one), two bare
+// tunnel.Conn peers in this process for the library ceiling, and, as root,
+// a NAT lab of network namespaces (internal/natlab) for the upgrade and
+// loss figures. The NAT part is a benchmark of this package's tests
+// (BenchmarkNAT), because natlab is a test library; the command builds the
+// test binary and runs it.
+//
+// Results go to bench/results/<time>.json (every figure, the table, the
+// commit) and <time>.txt in Go's benchmark format, so that two runs compare
+// with `benchstat old.txt new.txt`.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// config is what the flags chose.
+type config struct {
+	quick         bool
+	parts         map[string]bool
+	duration      time.Duration // one throughput window
+	warm          time.Duration // traffic before a measured window
+	rttWarm       time.Duration
+	rttCount      int
+	sshRuns       int
+	speedRuns     int
+	firstByteRuns int
+	natRuns       int
+	coordSizes    []int
+	coordFanout   int
+	coordUpdates  int
+	coordRate     int
+	tether        string // the binary; built when empty
+	resultsDir    string
+	verbose       bool
+
+	log *slog.Logger // the library's and the tunnels' logs (Debug with -v)
+}
+
+// logf reports progress on stderr; stdout has the table only.
+func (c *config) logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
+}
+
+// allParts, in the order they run.
+var allParts = []string{"tcp", "library", "firstbyte", "speedtest", "portforward", "ssh", "nat", "coord"}
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == coordServerArg {
+		os.Exit(coordServerMain())
+	}
+	os.Exit(run())
+}
+
+func parseFlags() (*config, error) {
+	cfg := &config{}
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: go run ./bench [flags]\n\nParts: %s\n\nFlags:\n", strings.Join(allParts, ", "))
+		fs.PrintDefaults()
+	}
+	parts := fs.String("parts", "all", "comma-separated parts to run")
+	fs.BoolVar(&cfg.quick, "quick", false, "short windows and few runs (under a minute); explicit flags still win")
+	fs.DurationVar(&cfg.duration, "duration", 3*time.Second, "length of each throughput window")
+	fs.DurationVar(&cfg.warm, "warm", time.Second, "traffic before each throughput window (the path settles)")
+	fs.IntVar(&cfg.rttCount, "rtt-count", 2000, "round trips per latency figure")
+	fs.IntVar(&cfg.sshRuns, "ssh-runs", 30, "runs of `tether ssh WS -- true`")
+	fs.IntVar(&cfg.speedRuns, "speedtest-runs", 1, "runs of `tether speedtest` per path (the median counts)")
+	fs.IntVar(&cfg.firstByteRuns, "first-byte-runs", 10, "fresh tunnel pairs timed to their first byte")
+	fs.IntVar(&cfg.natRuns, "nat-runs", 3, "relay-to-direct upgrades timed in the NAT lab")
+	sizes := fs.String("coord-sizes", "100,1000,5000", "peers (agents and clients) per coordinator scale test")
+	fs.IntVar(&cfg.coordFanout, "coord-fanout", 4, "clients per agent in the coordinator test")
+	fs.IntVar(&cfg.coordUpdates, "coord-updates", 2000, "agent node updates per coordinator size")
+	fs.IntVar(&cfg.coordRate, "coord-rate", 500, "agent node updates per second")
+	fs.StringVar(&cfg.tether, "tether", "", "tether binary to measure (default: build ./cmd/tether of this checkout)")
+	fs.StringVar(&cfg.resultsDir, "results", "", "directory for the JSON and benchstat files (default: bench/results)")
+	fs.BoolVar(&cfg.verbose, "v", false, "debug logs of the in-process tunnels on stderr")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if cfg.quick {
+		quick := map[string]func(){
+			"duration":        func() { cfg.duration = time.Second },
+			"warm":            func() { cfg.warm = 500 * time.Millisecond },
+			"rtt-count":       func() { cfg.rttCount = 500 },
+			"ssh-runs":        func() { cfg.sshRuns = 10 },
+			"first-byte-runs": func() { cfg.firstByteRuns = 3 },
+			"nat-runs":        func() { cfg.natRuns = 1 },
+			"coord-sizes":     func() { *sizes = "100,5000" },
+			"coord-updates":   func() { cfg.coordUpdates = 500 },
+		}
+		for name, apply := range quick {
+			if !set[name] {
+				apply()
+			}
+		}
+	}
+	cfg.rttWarm = cfg.warm / 2
+
+	cfg.parts = map[string]bool{}
+	for _, p := range strings.Split(*parts, ",") {
+		p = strings.TrimSpace(p)
+		switch {
+		case p == "all":
+			for _, a := range allParts {
+				cfg.parts[a] = true
+			}
+		case slices.Contains(allParts, p):
+			cfg.parts[p] = true
+		default:
+			return nil, fmt.Errorf("unknown part %q; parts are %s", p, strings.Join(allParts, ", "))
+		}
+	}
+	for _, s := range strings.Split(*sizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < cfg.coordFanout+1 {
+			return nil, fmt.Errorf("-coord-sizes: %q is not a size of at least %d", s, cfg.coordFanout+1)
+		}
+		cfg.coordSizes = append(cfg.coordSizes, n)
+	}
+	switch {
+	case cfg.duration < 100*time.Millisecond:
+		return nil, fmt.Errorf("-duration %s is too short", cfg.duration)
+	case cfg.coordFanout < 1 || cfg.coordRate < 1 || cfg.coordUpdates < 1:
+		return nil, fmt.Errorf("-coord-fanout, -coord-rate and -coord-updates must be positive")
+	case cfg.rttCount < 1 || cfg.sshRuns < 1 || cfg.speedRuns < 1 || cfg.firstByteRuns < 1 || cfg.natRuns < 1:
+		return nil, fmt.Errorf("counts and runs must be positive")
+	}
+	level := slog.LevelInfo
+	if cfg.verbose {
+		level = slog.LevelDebug
+	}
+	cfg.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	return cfg, nil
+}
+
+func run() int {
+	cfg, err := parseFlags()
+	if err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	root, err := moduleRoot()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 2
+	}
+	if cfg.resultsDir == "" {
+		cfg.resultsDir = filepath.Join(root, "bench", "results")
+	}
+	tmp, err := os.MkdirTemp("", "tether-bench-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	defer os.RemoveAll(tmp)
+
+	started := time.Now()
+	loadBefore := loadAvg()
+	res := newResults()
+	// Builds first, together, so that no measurement shares the CPUs with
+	// a compiler of ours.
+	var natTest string
+	buildErrs := make(chan error, 2)
+	builds := 0
+	needBinary := cfg.parts["speedtest"] || cfg.parts["portforward"] || cfg.parts["ssh"] || cfg.parts["nat"]
+	if needBinary && cfg.tether == "" {
+		cfg.logf("building tether from %s", root)
+		builds++
+		go func() {
+			var err error
+			cfg.tether, err = buildTether(ctx, root, tmp)
+			buildErrs <- err
+		}()
+	}
+	if cfg.parts["nat"] && os.Geteuid() == 0 {
+		cfg.logf("building the NAT benchmark")
+		natTest = filepath.Join(tmp, "bench.test")
+		builds++
+		go func() { buildErrs <- buildNATTest(ctx, root, natTest) }()
+	}
+	for range builds {
+		if err := <-buildErrs; err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+	}
+	measureStart := time.Now()
+
+	step := func(part string, fn func() error) {
+		if !cfg.parts[part] || ctx.Err() != nil {
+			return
+		}
+		t0 := time.Now()
+		cfg.logf("%s…", part)
+		if err := fn(); err != nil {
+			res.failed[part] = err.Error()
+			cfg.logf("%s FAILED: %v", part, err)
+			return
+		}
+		cfg.logf("%s done in %.1f s", part, time.Since(t0).Seconds())
+	}
+	step("tcp", func() error { return runPlainTCP(ctx, cfg, res) })
+	step("library", func() error { return runLibrary(ctx, cfg, res) })
+	step("firstbyte", func() error { return runFirstByte(ctx, cfg, res) })
+
+	if cfg.parts["speedtest"] || cfg.parts["portforward"] || cfg.parts["ssh"] {
+		cfg.logf("starting server, agent and CLI on loopback")
+		e, err := startE2E(ctx, cfg, res, tmp)
+		if err != nil {
+			for _, p := range []string{"speedtest", "portforward", "ssh"} {
+				if cfg.parts[p] {
+					res.failed[p] = "start deployment: " + err.Error()
+				}
+			}
+			cfg.logf("deployment FAILED: %v", err)
+		} else {
+			step("speedtest", func() error {
+				if err := e.speedtest(ctx, "speedtest/direct", cfg.speedRuns); err != nil {
+					return err
+				}
+				return e.speedtest(ctx, "speedtest/derp", cfg.speedRuns, "--disable-direct")
+			})
+			step("portforward", func() error {
+				if err := e.portForward(ctx, "port-forward/direct"); err != nil {
+					return err
+				}
+				return e.portForward(ctx, "port-forward/derp", "--disable-direct")
+			})
+			step("ssh", func() error { return e.ssh(ctx, cfg.sshRuns) })
+			e.close()
+		}
+	}
+	step("nat", func() error { return runNAT(ctx, cfg, res, root, natTest) })
+	step("coord", func() error { return runCoord(ctx, cfg, res) })
+
+	rows := res.rows(comparisons(cfg), cfg.parts)
+	printTable(os.Stdout, rows)
+	for _, p := range allParts {
+		if why, ok := res.skipped[p]; ok {
+			fmt.Printf("skipped %s: %s\n", p, why)
+		}
+	}
+	for _, p := range allParts {
+		if why, ok := res.failed[p]; ok {
+			fmt.Printf("FAILED %s: %s\n", p, firstLine(why))
+		}
+	}
+	loadAfter := loadAvg()
+	fmt.Printf("load average %s before, %s after; measured in %.0f s (build %.0f s); %d CPUs\n",
+		loadBefore, loadAfter, time.Since(measureStart).Seconds(), measureStart.Sub(started).Seconds(), runtime.NumCPU())
+
+	commit, dirty := gitCommit(root)
+	rec := record{
+		Time: started, Commit: commit, Dirty: dirty, Go: runtime.Version(), CPUs: runtime.NumCPU(),
+		Args: os.Args[1:], Measures: res.sortedMeasures(), Rows: rows,
+		Skipped: res.skipped, Failed: res.failed,
+		LoadAvg: [2]string{loadBefore, loadAfter},
+	}
+	jsonPath, txtPath, err := save(cfg.resultsDir, rec)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	fmt.Printf("results: %s (benchstat: %s)\n", jsonPath, txtPath)
+	if len(res.failed) > 0 || ctx.Err() != nil {
+		return 1
+	}
+	return 0
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
+
+// loadAvg is the 1-minute load average, to judge how noisy a run was.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "?"
+	}
+	return f[0]
+}
+
+func gitCommit(root string) (commit string, dirty bool) {
+	out, err := exec.Command("git", "-C", root, "rev-parse", "HEAD").Output()
+	if err != nil {
+		return "unknown", false
+	}
+	st, _ := exec.Command("git", "-C", root, "status", "--porcelain", "--untracked-files=no").Output()
+	return strings.TrimSpace(string(out)), len(strings.TrimSpace(string(st))) > 0
+}

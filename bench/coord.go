@@ -1,0 +1,497 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/google/uuid"
+	"tailscale.com/types/key"
+
+	"github.com/tetherdev/tether"
+	"github.com/tetherdev/tether/coordinator"
+)
+
+// The coordinator scale test. The coordinator (coordinator.Coordinator
+// behind coordinator.NewWebSocket, as the server mounts it, without the HTTP
+// authentication in front) runs in a child process of its own, so that its
+// heap and CPU time are its own; this process plays N peers over real
+// WebSockets on loopback.
+//
+// Topology: agents, each with fanout clients bound to it. An update is an
+// agent's new node; the coordinator forwards it to the agent's clients, and
+// its fan-out latency is the time from the agent writing it to a client
+// reading it (both clocks are this machine's wall clock).
+
+// coordIdleWindow is how long the idle coordinator's CPU time is sampled.
+const coordIdleWindow = time.Second
+
+// coordServerArg, as the first argument, makes the bench binary the child.
+const coordServerArg = "internal-coord-server"
+
+// coordStats is what the child reports of itself.
+type coordStats struct {
+	HeapAlloc  uint64        `json:"heap_alloc"`
+	StackInuse uint64        `json:"stack_inuse"`
+	Sys        uint64        `json:"sys"`
+	Goroutines int           `json:"goroutines"`
+	CPU        time.Duration `json:"cpu"` // user + system time so far
+}
+
+// coordServerMain is the child: it serves the coordinator on loopback,
+// prints its address, and exits when its stdin closes.
+func coordServerMain() int {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := coordinator.New(coordinator.Options{})
+	var wg sync.WaitGroup
+	mux := http.NewServeMux()
+	mux.HandleFunc("/coordinate", func(w http.ResponseWriter, r *http.Request) {
+		agentID, err := uuid.Parse(r.URL.Query().Get("agent"))
+		if err != nil {
+			http.Error(w, "bad agent", http.StatusBadRequest)
+			return
+		}
+		conn, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		wg.Add(1)
+		defer wg.Done()
+		if cs := r.URL.Query().Get("client"); cs != "" {
+			clientID, err := uuid.Parse(cs)
+			if err != nil {
+				conn.Close(websocket.StatusPolicyViolation, "bad client")
+				return
+			}
+			ws := coordinator.NewWebSocket(conn, clientID, coordinator.WebSocketOptions{})
+			ws.Close(c.ServeClient(ctx, clientID, agentID, ws))
+			return
+		}
+		ws := coordinator.NewWebSocket(conn, agentID, coordinator.WebSocketOptions{})
+		ws.Close(c.ServeAgent(ctx, agentID, ws))
+	})
+	mux.HandleFunc("/stats", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("gc") == "1" {
+			// Twice: the first GC's finalizers may free more.
+			runtime.GC()
+			runtime.GC()
+		}
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		var ru syscall.Rusage
+		syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		json.NewEncoder(w).Encode(coordStats{
+			HeapAlloc:  ms.HeapAlloc,
+			StackInuse: ms.StackInuse,
+			Sys:        ms.Sys,
+			Goroutines: runtime.NumGoroutine(),
+			CPU:        time.Duration(ru.Utime.Nano() + ru.Stime.Nano()),
+		})
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	fmt.Printf("listening %s\n", ln.Addr())
+	io.Copy(io.Discard, os.Stdin)
+	cancel()
+	wg.Wait()
+	srv.Close()
+	return 0
+}
+
+// coordChild is the running child.
+type coordChild struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	addr  string
+	done  chan struct{}
+}
+
+func startCoordChild(ctx context.Context) (*coordChild, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(exe, coordServerArg)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	ch := &coordChild{cmd: cmd, stdin: stdin, done: make(chan struct{})}
+	line := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		if sc.Scan() {
+			line <- sc.Text()
+		}
+		io.Copy(io.Discard, stdout)
+		cmd.Wait()
+		close(ch.done)
+	}()
+	select {
+	case l := <-line:
+		addr, ok := strings.CutPrefix(l, "listening ")
+		if !ok {
+			ch.close()
+			return nil, fmt.Errorf("coordinator child printed %q", l)
+		}
+		ch.addr = addr
+		return ch, nil
+	case <-ch.done:
+		return nil, errors.New("coordinator child exited before listening")
+	case <-time.After(startTimeout):
+		ch.close()
+		return nil, errors.New("coordinator child did not start")
+	}
+}
+
+func (ch *coordChild) stats(ctx context.Context, gc bool) (coordStats, error) {
+	u := "http://" + ch.addr + "/stats"
+	if gc {
+		u += "?gc=1"
+	}
+	req, err := http.NewRequestWithContext(ctx, "GET", u, nil)
+	if err != nil {
+		return coordStats{}, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return coordStats{}, err
+	}
+	defer resp.Body.Close()
+	var s coordStats
+	return s, json.NewDecoder(resp.Body).Decode(&s)
+}
+
+func (ch *coordChild) close() {
+	ch.stdin.Close()
+	select {
+	case <-ch.done:
+	case <-time.After(10 * time.Second):
+		ch.cmd.Process.Kill()
+		<-ch.done
+	}
+}
+
+// simPeer is one simulated agent or client.
+type simPeer struct {
+	id    uuid.UUID
+	agent *simPeer // nil for an agent
+	conn  *websocket.Conn
+	node  tether.Node
+	// seen counts the counterpart nodes it has received before the
+	// measured phase: 1 for a client, fanout for an agent.
+	seen atomic.Int32
+}
+
+// coordRun is one scale test with one child.
+type coordRun struct {
+	cfg     *config
+	child   *coordChild
+	fanout  int
+	agents  []*simPeer
+	clients []*simPeer
+
+	phaseStart atomic.Int64 // unix nanos; updates with AsOf after it are measured
+	delivered  atomic.Int64
+	mu         sync.Mutex
+	latencies  []time.Duration // guarded by mu
+	readers    sync.WaitGroup
+}
+
+func newSimNode(id uuid.UUID, port int) tether.Node {
+	return tether.Node{
+		Key:           key.NewNode().Public(),
+		DiscoKey:      key.NewDisco().Public(),
+		Addresses:     []netip.Prefix{netip.PrefixFrom(tether.TunnelIP(id), 128)},
+		PreferredDERP: 999,
+		DERPLatency:   map[string]float64{"999-v4": 0.0012},
+		// Realistic size: a LAN, a STUN-mapped and an IPv6 endpoint.
+		Endpoints: []netip.AddrPort{
+			netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port)),
+			netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), uint16(port)),
+			netip.AddrPortFrom(netip.MustParseAddr("::1"), uint16(port)),
+		},
+		AsOf: time.Now(),
+	}
+}
+
+// runCoord runs the scale test for each size in cfg.coordSizes.
+func runCoord(ctx context.Context, cfg *config, res *results) error {
+	for _, n := range cfg.coordSizes {
+		cfg.logf("coordinator: %d peers", n)
+		if err := coordSize(ctx, cfg, res, n); err != nil {
+			return fmt.Errorf("%d peers: %w", n, err)
+		}
+	}
+	return nil
+}
+
+func coordSize(ctx context.Context, cfg *config, res *results, n int) error {
+	fanout := cfg.coordFanout
+	numAgents := max(1, n/(fanout+1))
+	child, err := startCoordChild(ctx)
+	if err != nil {
+		return err
+	}
+	r := &coordRun{cfg: cfg, child: child, fanout: fanout}
+	defer r.close()
+	r.phaseStart.Store(1 << 62) // nothing is measured until the phase starts
+
+	base, err := child.stats(ctx, true)
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	for i := range numAgents {
+		a := &simPeer{id: uuid.New()}
+		a.node = newSimNode(a.id, 10000+i%50000)
+		r.agents = append(r.agents, a)
+		for j := range fanout {
+			c := &simPeer{id: uuid.New(), agent: a}
+			c.node = newSimNode(c.id, 20000+(i*fanout+j)%40000)
+			r.clients = append(r.clients, c)
+		}
+	}
+	// Agents first, so that each client is introduced at once.
+	if err := r.connectAll(ctx, r.agents); err != nil {
+		return err
+	}
+	if err := r.connectAll(ctx, r.clients); err != nil {
+		return err
+	}
+	if err := r.awaitIntroduced(ctx); err != nil {
+		return err
+	}
+	total := len(r.agents) + len(r.clients)
+	connectTime := time.Since(t0)
+
+	idle, err := child.stats(ctx, true)
+	if err != nil {
+		return err
+	}
+	heapPer := float64(int64(idle.HeapAlloc)-int64(base.HeapAlloc)) / float64(total) / 1024
+	stackPer := float64(int64(idle.StackInuse)-int64(base.StackInuse)) / float64(total) / 1024
+	prefix := fmt.Sprintf("coord/n=%d/", total)
+	topo := fmt.Sprintf("%d agents × %d clients, connected in %.1f s", len(r.agents), fanout, connectTime.Seconds())
+	res.lower(prefix+"heap-per-peer", heapPer, "KiB", topo)
+	res.lower(prefix+"heap+stack-per-peer", heapPer+stackPer, "KiB",
+		fmt.Sprintf("%d goroutines in the coordinator", idle.Goroutines))
+
+	// The coordinator's idle cost (heartbeats, GC), to take out of the
+	// update phase's CPU time.
+	idleFrom, err := child.stats(ctx, false)
+	if err != nil {
+		return err
+	}
+	t1 := time.Now()
+	time.Sleep(coordIdleWindow)
+	idleTo, err := child.stats(ctx, false)
+	if err != nil {
+		return err
+	}
+	idleRate := float64(idleTo.CPU-idleFrom.CPU) / float64(time.Since(t1))
+
+	// The measured phase: updates at a steady rate, round-robin over agents.
+	updates := cfg.coordUpdates
+	before, err := child.stats(ctx, false)
+	if err != nil {
+		return err
+	}
+	phaseStart := time.Now()
+	r.phaseStart.Store(phaseStart.UnixNano())
+	interval := time.Second / time.Duration(cfg.coordRate)
+	tick := time.NewTicker(interval)
+	for i := range updates {
+		a := r.agents[i%len(r.agents)]
+		a.node.Endpoints[0] = netip.AddrPortFrom(a.node.Endpoints[0].Addr(), uint16(30000+i%30000))
+		a.node.AsOf = time.Now()
+		b, err := json.Marshal(tether.CoordinateRequest{Node: &a.node})
+		if err != nil {
+			tick.Stop()
+			return err
+		}
+		if err := a.conn.Write(ctx, websocket.MessageText, b); err != nil {
+			tick.Stop()
+			return fmt.Errorf("agent write: %w", err)
+		}
+		<-tick.C
+	}
+	tick.Stop()
+	want := int64(updates * fanout)
+	deadline := time.Now().Add(30 * time.Second)
+	for r.delivered.Load() < want && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	after, err := child.stats(ctx, false)
+	if err != nil {
+		return err
+	}
+	got := r.delivered.Load()
+	r.mu.Lock()
+	s := summarize(r.latencies)
+	r.mu.Unlock()
+	note := fmt.Sprintf("%d updates at %d/s, %d of %d deliveries", updates, cfg.coordRate, got, want)
+	if got < want {
+		note += " (MISSING deliveries after 30 s)"
+	}
+	res.lower(prefix+"fanout-p50", millis(s.P50), "ms", note)
+	res.lower(prefix+"fanout-p99", millis(s.P99), "ms", note)
+	phase := time.Since(phaseStart)
+	idleCPU := time.Duration(idleRate * float64(phase))
+	cpu := max(after.CPU-before.CPU-idleCPU, 0)
+	res.lower(prefix+"cpu-per-update", micros(cpu)/float64(updates), "µs",
+		fmt.Sprintf("%.1f µs per delivery; idle cost %.1f%% of a core, taken out",
+			micros(cpu)/float64(max(got, 1)), idleRate*100))
+	return nil
+}
+
+// connectAll dials the peers' WebSockets, a few at a time, sends each one's
+// node and starts its reader.
+func (r *coordRun) connectAll(ctx context.Context, peers []*simPeer) error {
+	const parallel = 32
+	sem := make(chan struct{}, parallel)
+	var (
+		wg      sync.WaitGroup
+		errOnce sync.Once
+		first   error
+	)
+	for _, p := range peers {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := r.connect(ctx, p); err != nil {
+				errOnce.Do(func() { first = err })
+			}
+		}()
+	}
+	wg.Wait()
+	return first
+}
+
+func (r *coordRun) connect(ctx context.Context, p *simPeer) error {
+	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	q := "agent=" + p.id.String()
+	if p.agent != nil {
+		q = "agent=" + p.agent.id.String() + "&client=" + p.id.String()
+	}
+	conn, _, err := websocket.Dial(ctx, "ws://"+r.child.addr+"/coordinate?"+q, nil)
+	if err != nil {
+		return fmt.Errorf("dial: %w", err)
+	}
+	conn.SetReadLimit(tether.MaxCoordinateMessage)
+	p.conn = conn
+	b, err := json.Marshal(tether.CoordinateRequest{Node: &p.node})
+	if err != nil {
+		return err
+	}
+	if err := conn.Write(ctx, websocket.MessageText, b); err != nil {
+		return fmt.Errorf("write node: %w", err)
+	}
+	r.readers.Add(1)
+	go r.read(p)
+	return nil
+}
+
+// read handles what the coordinator sends a peer until its socket closes.
+func (r *coordRun) read(p *simPeer) {
+	defer r.readers.Done()
+	for {
+		_, b, err := p.conn.Read(context.Background())
+		if err != nil {
+			return
+		}
+		now := time.Now()
+		var resp tether.CoordinateResponse
+		if err := json.Unmarshal(b, &resp); err != nil {
+			continue
+		}
+		for _, u := range resp.Peers {
+			if u.Kind != tether.PeerNode || u.Node == nil {
+				continue
+			}
+			if u.Node.AsOf.UnixNano() >= r.phaseStart.Load() {
+				r.delivered.Add(1)
+				r.mu.Lock()
+				r.latencies = append(r.latencies, now.Sub(u.Node.AsOf))
+				r.mu.Unlock()
+				continue
+			}
+			p.seen.Add(1)
+		}
+	}
+}
+
+// awaitIntroduced waits until every client has its agent's node and every
+// agent its clients' nodes: the idle state whose memory is measured.
+func (r *coordRun) awaitIntroduced(ctx context.Context) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		missing := 0
+		for _, a := range r.agents {
+			if int(a.seen.Load()) < r.fanout {
+				missing++
+			}
+		}
+		for _, c := range r.clients {
+			if c.seen.Load() < 1 {
+				missing++
+			}
+		}
+		if missing == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("%d peers still lack their counterparts' nodes", missing)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (r *coordRun) close() {
+	var wg sync.WaitGroup
+	for _, p := range append(r.agents, r.clients...) {
+		if p.conn == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.conn.CloseNow()
+		}()
+	}
+	wg.Wait()
+	r.readers.Wait()
+	r.child.close()
+}

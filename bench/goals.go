@@ -1,0 +1,106 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+)
+
+// The goals of issue 6. They are for the report: the bench measures and
+// says PASS or MISS, it never adjusts a figure to meet one.
+const (
+	goalDirectVsLibrary = 0.95  // direct speedtest and port-forward, of the library ceiling
+	goalDirectVsTCP     = 0.16  // the same, of plain loopback TCP
+	goalDERPVsDirect    = 0.25  // DERP, of direct
+	goalDERPMBps        = 70.0  // DERP, absolute
+	goalLossVsLossless  = 0.25  // 0.5% loss on each side, of lossless
+	goalRTTOverheadUS   = 80.0  // forwarded p50 round trip over plain TCP
+	goalSSHP50ms        = 250.0 // `tether ssh WS -- true`
+	goalSSHP99ms        = 600.0
+	goalFirstByteMaxMS  = 2000.0 // a fresh pair never waits out WireGuard's 5 s retry
+	goalCoordPeers      = 5000   // the size the coordinator goals apply to
+	goalFanoutP99ms     = 100.0
+	goalHeapPerPeerKiB  = 64.0
+)
+
+func atLeast(x float64) func(v, base float64) bool {
+	return func(v, base float64) bool { return base > 0 && v/base >= x }
+}
+
+func above(x float64) func(v, _ float64) bool  { return func(v, _ float64) bool { return v > x } }
+func atMost(x float64) func(v, _ float64) bool { return func(v, _ float64) bool { return v <= x } }
+
+// partOf names the part that measures a measure, so that the rows of parts
+// not run are left out of the table.
+func partOf(measure string) string {
+	first, _, _ := strings.Cut(measure, "/")
+	switch {
+	case strings.HasPrefix(measure, "library/first-byte"):
+		return "firstbyte"
+	case first == "port-forward":
+		return "portforward"
+	}
+	return first
+}
+
+// comparisons are the table's rows, in order.
+func comparisons(cfg *config) []comparison {
+	cs := []comparison{
+		{Label: "plain TCP loopback", Measure: "tcp/throughput"},
+		{Label: "library ceiling direct", Measure: "library/direct", Baseline: "tcp/throughput"},
+		{Label: "library ceiling DERP", Measure: "library/derp", Baseline: "library/direct"},
+		{Label: "speedtest direct", Measure: "speedtest/direct", Baseline: "library/direct",
+			Goal: atLeast(goalDirectVsLibrary), GoalText: fmt.Sprintf("≥ %.2f×", goalDirectVsLibrary)},
+		{Label: "speedtest direct", Measure: "speedtest/direct", Baseline: "tcp/throughput",
+			Goal: atLeast(goalDirectVsTCP), GoalText: fmt.Sprintf("≥ %.2f×", goalDirectVsTCP)},
+		{Label: "speedtest DERP", Measure: "speedtest/derp", Baseline: "speedtest/direct",
+			Goal: atLeast(goalDERPVsDirect), GoalText: fmt.Sprintf("≥ %.2f×", goalDERPVsDirect)},
+		{Label: "speedtest DERP", Measure: "speedtest/derp",
+			Goal: above(goalDERPMBps), GoalText: fmt.Sprintf("> %.0f MB/s", goalDERPMBps)},
+		{Label: "port-forward direct", Measure: "port-forward/direct", Baseline: "library/direct",
+			Goal: atLeast(goalDirectVsLibrary), GoalText: fmt.Sprintf("≥ %.2f×", goalDirectVsLibrary)},
+		{Label: "port-forward direct", Measure: "port-forward/direct", Baseline: "tcp/throughput",
+			Goal: atLeast(goalDirectVsTCP), GoalText: fmt.Sprintf("≥ %.2f×", goalDirectVsTCP)},
+		{Label: "port-forward DERP", Measure: "port-forward/derp", Baseline: "port-forward/direct",
+			Goal: atLeast(goalDERPVsDirect), GoalText: fmt.Sprintf("≥ %.2f×", goalDERPVsDirect)},
+		{Label: "port-forward DERP", Measure: "port-forward/derp",
+			Goal: above(goalDERPMBps), GoalText: fmt.Sprintf("> %.0f MB/s", goalDERPMBps)},
+		{Label: "RTT p50 plain TCP", Measure: "tcp/rtt-p50"},
+		{Label: "RTT p50 forwarded direct", Measure: "port-forward/direct/rtt-p50", Baseline: "tcp/rtt-p50",
+			Goal:     func(v, base float64) bool { return v <= base+goalRTTOverheadUS },
+			GoalText: fmt.Sprintf("≤ base + %.0f µs", goalRTTOverheadUS)},
+		{Label: "RTT p99 forwarded direct", Measure: "port-forward/direct/rtt-p99", Baseline: "tcp/rtt-p99"},
+		{Label: "RTT p50 forwarded DERP", Measure: "port-forward/derp/rtt-p50", Baseline: "tcp/rtt-p50"},
+		{Label: "ssh -- true p50", Measure: "ssh/true-p50",
+			Goal: atMost(goalSSHP50ms), GoalText: fmt.Sprintf("≤ %.0f ms", goalSSHP50ms)},
+		{Label: "ssh -- true p99", Measure: "ssh/true-p99",
+			Goal: atMost(goalSSHP99ms), GoalText: fmt.Sprintf("≤ %.0f ms", goalSSHP99ms)},
+		{Label: "fresh tunnel pair first byte p50", Measure: "library/first-byte-p50"},
+		{Label: "fresh tunnel pair first byte max", Measure: "library/first-byte-max",
+			Goal: atMost(goalFirstByteMaxMS), GoalText: fmt.Sprintf("≤ %.0f ms (no 5 s stall)", goalFirstByteMaxMS)},
+		{Label: "NAT easy↔easy first pong", Measure: "nat/first-pong-p50"},
+		{Label: "NAT easy↔easy relay→direct", Measure: "nat/upgrade-p50"},
+		{Label: "NAT speedtest lossless", Measure: "nat/lossless"},
+		{Label: "NAT speedtest 0.5% loss each side", Measure: "nat/lossy", Baseline: "nat/lossless",
+			Goal: atLeast(goalLossVsLossless), GoalText: fmt.Sprintf("≥ %.2f×", goalLossVsLossless)},
+	}
+	for _, n := range cfg.coordSizes {
+		total := (n / (cfg.coordFanout + 1)) * (cfg.coordFanout + 1)
+		total = max(total, cfg.coordFanout+1)
+		p := fmt.Sprintf("coord/n=%d/", total)
+		label := fmt.Sprintf("coordinator %d peers", total)
+		heap := comparison{Label: label + " heap/peer", Measure: p + "heap-per-peer"}
+		fanout := comparison{Label: label + " fan-out p99", Measure: p + "fanout-p99"}
+		if total >= goalCoordPeers {
+			heap.Goal, heap.GoalText = atMost(goalHeapPerPeerKiB), fmt.Sprintf("≤ %.0f KiB", goalHeapPerPeerKiB)
+			fanout.Goal, fanout.GoalText = atMost(goalFanoutP99ms), fmt.Sprintf("≤ %.0f ms", goalFanoutP99ms)
+		}
+		cs = append(cs,
+			heap,
+			comparison{Label: label + " heap+stacks/peer", Measure: p + "heap+stack-per-peer"},
+			comparison{Label: label + " fan-out p50", Measure: p + "fanout-p50"},
+			fanout,
+			comparison{Label: label + " CPU/update", Measure: p + "cpu-per-update"},
+		)
+	}
+	return cs
+}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
 	"tailscale.com/net/netmon"
 	"tailscale.com/tailcfg"
 
@@ -396,8 +397,15 @@ func TestForward(t *testing.T) {
 	}
 }
 
-// TestClose checks that Close ends what the Conn handed out.
+// TestClose checks that Close ends what the Conn handed out, and leaves
+// no goroutine behind.
 func TestClose(t *testing.T) {
+	// Registered first, so it runs after every other cleanup.
+	t.Cleanup(func() {
+		if err := goleak.Find(); err != nil {
+			t.Error(err)
+		}
+	})
 	a, b := pair(t, newDERP(t, derpOptions{}), Options{}, Options{})
 	ctx := testContext(t)
 	ln, err := b.Listen("tcp", 22)

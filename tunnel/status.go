@@ -55,7 +55,9 @@ type PeerStatus struct {
 	Addr netip.Addr
 	Key  key.NodePublic
 	// Direct is true when packets go straight to Endpoint; otherwise they
-	// go through the relay of DERPRegionID (the peer's home region).
+	// go through the relay of DERPRegionID (the peer's home region). It
+	// describes the path of what we last sent: before any traffic, or after
+	// a long idle time, it says relay.
 	Direct         bool
 	Endpoint       string
 	DERPRegionID   int

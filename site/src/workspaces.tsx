@@ -147,7 +147,9 @@ const healthTone: Record<string, Tone> = {
 function AppItem({ ws, app, wildcard }: { ws: Workspace; app: App; wildcard?: string }) {
   const link = appLink(ws, app, wildcard);
   const share = app.share && app.share !== "owner" ? ` · shared: ${app.share}` : "";
-  const health = app.health ? (
+  // "disabled" means the app has no health check: nothing to report, and a
+  // grey "Disabled" badge would read as "this app is switched off".
+  const health = app.health && app.health !== "disabled" ? (
     <Badge tone={healthTone[app.health] ?? "neutral"} title={`Health: ${app.health}`}>
       {capitalize(app.health)}
     </Badge>

@@ -15,8 +15,13 @@
 // test binary and runs it.
 //
 // Results go to bench/results/<time>.json (every figure, the table, the
-// commit) and <time>.txt in Go's benchmark format, so that two runs compare
-// with `benchstat old.txt new.txt`.
+// commit, the load average) and <time>.txt in Go's benchmark format. Two
+// runs compare with `go run ./bench -compare old.json,new.json`, or with
+// `benchstat old.txt new.txt` (concatenate several runs' .txt files per
+// side for confidence intervals).
+//
+// Other processes on the machine change every figure: the table ends with
+// the load average before and after, and the JSON keeps it.
 package main
 
 import (
@@ -55,6 +60,7 @@ type config struct {
 	tether        string // the binary; built when empty
 	resultsDir    string
 	verbose       bool
+	compare       string // two saved runs to compare instead of measuring
 
 	log *slog.Logger // the library's and the tunnels' logs (Debug with -v)
 }
@@ -97,6 +103,7 @@ func parseFlags() (*config, error) {
 	fs.StringVar(&cfg.tether, "tether", "", "tether binary to measure (default: build ./cmd/tether of this checkout)")
 	fs.StringVar(&cfg.resultsDir, "results", "", "directory for the JSON and benchstat files (default: bench/results)")
 	fs.BoolVar(&cfg.verbose, "v", false, "debug logs of the in-process tunnels on stderr")
+	fs.StringVar(&cfg.compare, "compare", "", "OLD.json,NEW.json: print two saved runs side by side and exit")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return nil, err
 	}
@@ -170,6 +177,9 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 2
 	}
+	if cfg.compare != "" {
+		return runCompare(cfg.compare)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -189,6 +199,10 @@ func run() int {
 	defer os.RemoveAll(tmp)
 
 	started := time.Now()
+	binary := "built"
+	if cfg.tether != "" {
+		binary = cfg.tether
+	}
 	loadBefore := loadAvg()
 	res := newResults()
 	// Builds first, together, so that no measurement shares the CPUs with
@@ -285,7 +299,7 @@ func run() int {
 
 	commit, dirty := gitCommit(root)
 	rec := record{
-		Time: started, Commit: commit, Dirty: dirty, Go: runtime.Version(), CPUs: runtime.NumCPU(),
+		Time: started, Commit: commit, Dirty: dirty, Binary: binary, Go: runtime.Version(), CPUs: runtime.NumCPU(),
 		Args: os.Args[1:], Measures: res.sortedMeasures(), Rows: rows,
 		Skipped: res.skipped, Failed: res.failed,
 		LoadAvg: [2]string{loadBefore, loadAfter},
@@ -299,6 +313,26 @@ func run() int {
 	if len(res.failed) > 0 || ctx.Err() != nil {
 		return 1
 	}
+	return 0
+}
+
+func runCompare(arg string) int {
+	oldPath, newPath, ok := strings.Cut(arg, ",")
+	if !ok {
+		fmt.Fprintln(os.Stderr, "bench: -compare wants OLD.json,NEW.json")
+		return 2
+	}
+	old, err := loadRecord(oldPath)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	cur, err := loadRecord(newPath)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	compareRecords(os.Stdout, old, cur)
 	return 0
 }
 

@@ -79,8 +79,8 @@ func comparisons(cfg *config) []comparison {
 			Goal: atMost(goalFirstByteMaxMS), GoalText: fmt.Sprintf("≤ %.0f ms (no 5 s stall)", goalFirstByteMaxMS)},
 		{Label: "NAT easy↔easy first pong", Measure: "nat/first-pong-p50"},
 		{Label: "NAT easy↔easy relay→direct", Measure: "nat/upgrade-p50"},
-		{Label: "NAT speedtest lossless", Measure: "nat/lossless"},
-		{Label: "NAT speedtest 0.5% loss each side", Measure: "nat/lossy", Baseline: "nat/lossless",
+		{Label: "NAT port-forward lossless", Measure: "nat/lossless"},
+		{Label: "NAT port-forward 0.5% loss each side", Measure: "nat/lossy", Baseline: "nat/lossless",
 			Goal: atLeast(goalLossVsLossless), GoalText: fmt.Sprintf("≥ %.2f×", goalLossVsLossless)},
 	}
 	for _, n := range cfg.coordSizes {

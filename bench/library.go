@@ -205,7 +205,7 @@ func libraryTransfer(ctx context.Context, cfg *config, res *results, r *relay, n
 	}
 	path := "direct"
 	if relayOnly {
-		path = "DERP (both peers block endpoints)"
+		path = "DERP over plain HTTP (both peers block endpoints)"
 	}
 	res.higher(name, mbps, "MB/s", "down, one connection, "+path)
 	return nil

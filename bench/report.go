@@ -167,7 +167,7 @@ func formatValue(v float64, unit string) string {
 type record struct {
 	Time     time.Time         `json:"time"`
 	Commit   string            `json:"commit"`
-	Dirty    bool              `json:"dirty"` // the checkout had uncommitted changes to tracked files
+	Dirty    bool              `json:"dirty"`  // the checkout had uncommitted changes to tracked files
 	Binary   string            `json:"binary"` // "built" from the checkout, or the -tether path given
 	Go       string            `json:"go"`
 	CPUs     int               `json:"cpus"`

@@ -3,11 +3,11 @@ package reconnectingpty
 import (
 	"bufio"
 	"fmt"
+	"github.com/tetherdev/tether/agent/usershell"
 	"log/slog"
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -57,33 +57,19 @@ type client struct {
 
 // startSessionLocked starts a new session for h and registers it.
 func (s *Server) startSessionLocked(h Header, logger *slog.Logger) (*session, error) {
-	u, err := currentUser()
+	u, err := usershell.Current()
 	if err != nil {
 		return nil, err
 	}
-	var cmd *exec.Cmd
-	if h.Command == "" {
-		cmd = exec.Command(u.shell)
-		// A leading "-" in argv[0] is how a shell knows it is a login shell.
-		cmd.Args = []string{"-" + filepath.Base(u.shell)}
-	} else {
-		cmd = exec.Command(u.shell, "-c", h.Command)
-		cmd.Args[0] = filepath.Base(u.shell)
-	}
-	cmd.Dir = u.home
-	if st, err := os.Stat(u.home); err != nil || !st.IsDir() {
-		cmd.Dir = "/"
-	}
-	env := setenv(os.Environ(),
-		"USER="+u.name, "LOGNAME="+u.name, "HOME="+u.home, "SHELL="+u.shell,
-		"TERM=xterm-256color", "TETHER=true")
-	cmd.Env = setenv(env, s.env...)
+	cmd := u.Command(h.Command)
+	env := usershell.Setenv(u.Environ(), "TERM=xterm-256color", "TETHER=true")
+	cmd.Env = usershell.Setenv(env, s.env...)
 
-	size := winsize{rows: 24, cols: 80}
+	size := usershell.Size{Rows: 24, Cols: 80}
 	if h.Height > 0 && h.Width > 0 {
-		size = winsize{rows: h.Height, cols: h.Width}
+		size = usershell.Size{Rows: h.Height, Cols: h.Width}
 	}
-	ptmx, tty, err := openPTY(size)
+	ptmx, tty, err := usershell.OpenPTY(size)
 	if err != nil {
 		return nil, err
 	}
@@ -241,7 +227,7 @@ func (sess *session) attach(c net.Conn, height, width uint16) (*client, bool) {
 		return nil, false
 	}
 	if height > 0 && width > 0 {
-		if err := setWinsize(sess.ptmx, winsize{rows: height, cols: width}); err != nil {
+		if err := usershell.SetSize(sess.ptmx, usershell.Size{Rows: height, Cols: width}); err != nil {
 			sess.logger.Debug("resize on attach", "err", err)
 		}
 	}
@@ -307,7 +293,7 @@ func (sess *session) readInput(br *bufio.Reader) error {
 			if !ok {
 				return fmt.Errorf("malformed resize frame")
 			}
-			if err := setWinsize(sess.ptmx, winsize{rows: h, cols: w}); err != nil {
+			if err := usershell.SetSize(sess.ptmx, usershell.Size{Rows: h, Cols: w}); err != nil {
 				sess.logger.Debug("resize", "err", err)
 			}
 		}

@@ -3,12 +3,12 @@ package sshd
 import (
 	"errors"
 	"fmt"
+	"github.com/tetherdev/tether/agent/usershell"
 	"io"
 	"log/slog"
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -69,7 +69,7 @@ type session struct {
 	env       []string
 	term      string
 	ptyOK     bool // a pty-req was accepted
-	size      winsize
+	size      usershell.Size
 	agentSock string
 
 	// Set when the program starts, on the request goroutine.
@@ -79,8 +79,6 @@ type session struct {
 	exited  chan struct{} // closed when the program has ended and been reaped
 	wg      sync.WaitGroup
 }
-
-type winsize struct{ rows, cols uint16 }
 
 func (c *conn) handleSession(nc ssh.NewChannel) {
 	ch, reqs, err := nc.Accept()
@@ -125,7 +123,7 @@ func (s *session) handleRequest(req *ssh.Request) bool {
 		}
 		s.size = clampSize(m.Rows, m.Columns)
 		if s.ptmx != nil {
-			if err := setWinsize(s.ptmx, s.size); err != nil {
+			if err := usershell.SetSize(s.ptmx, s.size); err != nil {
 				s.logger.Debug("resize pty", "err", err)
 			}
 		}
@@ -192,23 +190,11 @@ func (s *session) handleRequest(req *ssh.Request) bool {
 // start runs the user's shell: a login shell when command is empty,
 // "SHELL -c command" otherwise.
 func (s *session) start(command string) error {
-	u, err := currentUser()
+	u, err := usershell.Current()
 	if err != nil {
 		return err
 	}
-	var cmd *exec.Cmd
-	if command == "" {
-		cmd = exec.Command(u.shell)
-		// A leading "-" in argv[0] is how a shell knows it is a login shell.
-		cmd.Args = []string{"-" + filepath.Base(u.shell)}
-	} else {
-		cmd = exec.Command(u.shell, "-c", command)
-		cmd.Args[0] = filepath.Base(u.shell)
-	}
-	cmd.Dir = u.home
-	if st, err := os.Stat(u.home); err != nil || !st.IsDir() {
-		cmd.Dir = "/"
-	}
+	cmd := u.Command(command)
 
 	if s.ptyOK {
 		return s.startPTY(cmd, u)
@@ -216,8 +202,8 @@ func (s *session) start(command string) error {
 	return s.startPipes(cmd, u)
 }
 
-func (s *session) startPTY(cmd *exec.Cmd, u *userInfo) error {
-	ptmx, tty, err := openPTY(s.size)
+func (s *session) startPTY(cmd *exec.Cmd, u *usershell.User) error {
+	ptmx, tty, err := usershell.OpenPTY(s.size)
 	if err != nil {
 		return err
 	}
@@ -255,7 +241,7 @@ func (s *session) startPTY(cmd *exec.Cmd, u *userInfo) error {
 	return nil
 }
 
-func (s *session) startPipes(cmd *exec.Cmd, u *userInfo) error {
+func (s *session) startPipes(cmd *exec.Cmd, u *usershell.User) error {
 	cmd.Env = s.environ(u, "")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	// Pipes of our own rather than exec's: Wait would cut exec's copies
@@ -316,11 +302,11 @@ func (s *session) startPipes(cmd *exec.Cmd, u *userInfo) error {
 
 // startSFTP serves SFTP on the channel, rooted at the user's home.
 func (s *session) startSFTP() error {
-	u, err := currentUser()
+	u, err := usershell.Current()
 	if err != nil {
 		return err
 	}
-	srv, err := sftp.NewServer(s.ch, sftp.WithServerWorkingDirectory(u.home))
+	srv, err := sftp.NewServer(s.ch, sftp.WithServerWorkingDirectory(u.Home))
 	if err != nil {
 		return fmt.Errorf("sftp server: %w", err)
 	}
@@ -401,29 +387,27 @@ func (s *session) hangUp() {
 
 // environ builds the program's environment; see the package comment for
 // the order. tty is the PTY's name, or "" without one.
-func (s *session) environ(u *userInfo, tty string) []string {
-	env := os.Environ()
-	env = setenv(env, "USER="+u.name, "LOGNAME="+u.name, "HOME="+u.home, "SHELL="+u.shell)
-	env = setenv(env, s.env...)
+func (s *session) environ(u *usershell.User, tty string) []string {
+	env := usershell.Setenv(u.Environ(), s.env...)
 	if s.ptyOK {
 		term := s.term
 		if term == "" {
 			term = "xterm-256color"
 		}
-		env = setenv(env, "TERM="+term, "SSH_TTY="+tty)
+		env = usershell.Setenv(env, "TERM="+term, "SSH_TTY="+tty)
 	}
 	sconn := s.conn.sconn
 	rhost, rport := splitAddr(sconn.RemoteAddr())
 	lhost, lport := splitAddr(sconn.LocalAddr())
-	env = setenv(env,
+	env = usershell.Setenv(env,
 		"SSH_CONNECTION="+rhost+" "+rport+" "+lhost+" "+lport,
 		"SSH_CLIENT="+rhost+" "+rport+" "+lport,
 		"TETHER=true",
 	)
 	if s.agentSock != "" {
-		env = setenv(env, "SSH_AUTH_SOCK="+s.agentSock)
+		env = usershell.Setenv(env, "SSH_AUTH_SOCK="+s.agentSock)
 	}
-	return setenv(env, s.conn.server.env...)
+	return usershell.Setenv(env, s.conn.server.env...)
 }
 
 func splitAddr(a net.Addr) (host, port string) {
@@ -435,6 +419,6 @@ func splitAddr(a net.Addr) (host, port string) {
 }
 
 // clampSize turns an SSH window size into a PTY's, where 0 means unknown.
-func clampSize(rows, cols uint32) winsize {
-	return winsize{rows: uint16(min(rows, 0xffff)), cols: uint16(min(cols, 0xffff))}
+func clampSize(rows, cols uint32) usershell.Size {
+	return usershell.Size{Rows: uint16(min(rows, 0xffff)), Cols: uint16(min(cols, 0xffff))}
 }

@@ -3,13 +3,12 @@ package agent
 import (
 	"context"
 	"errors"
-	"io"
+	"github.com/tetherdev/tether/internal/join"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -38,7 +37,7 @@ func (a *Agent) forwardTCP(conn net.Conn, dst netip.AddrPort) {
 		return
 	}
 	defer local.Close()
-	pipe(conn, local)
+	join.Conns(conn, local)
 }
 
 // dialLoopback dials port on IPv4 loopback, then IPv6 loopback.
@@ -53,25 +52,6 @@ func dialLoopback(ctx context.Context, network string, port uint16) (net.Conn, e
 		return c6, nil
 	}
 	return nil, err
-}
-
-// pipe copies between a and b in both directions, passing half-closes on
-// so that protocols which end their request with EOF still get a reply.
-func pipe(a, b net.Conn) {
-	var wg sync.WaitGroup
-	wg.Add(2)
-	cp := func(dst, src net.Conn) {
-		defer wg.Done()
-		io.Copy(dst, src)
-		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
-			cw.CloseWrite()
-		} else {
-			dst.Close()
-		}
-	}
-	go cp(a, b)
-	go cp(b, a)
-	wg.Wait()
 }
 
 // forwardUDP relays one UDP flow (datagrams from one peer address and port)

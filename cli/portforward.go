@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/tetherdev/tether/internal/join"
 	"io"
 	"log/slog"
 	"net"
@@ -158,28 +159,9 @@ func (r *root) serveTCPForward(ctx context.Context, t *workspaceTunnel, ln net.L
 				return
 			}
 			defer remote.Close()
-			pipeConns(c, remote)
+			join.Conns(c, remote)
 		}()
 	}
-}
-
-// pipeConns copies both ways until both directions end, passing
-// half-closes on.
-func pipeConns(a, b net.Conn) {
-	var wg sync.WaitGroup
-	wg.Add(2)
-	cp := func(dst, src net.Conn) {
-		defer wg.Done()
-		io.Copy(dst, src)
-		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
-			cw.CloseWrite()
-		} else {
-			dst.Close()
-		}
-	}
-	go cp(a, b)
-	go cp(b, a)
-	wg.Wait()
 }
 
 // udpFlowIdle ends a forwarded UDP flow that has been quiet this long.

@@ -57,6 +57,7 @@ type config struct {
 	coordFanout   int
 	coordUpdates  int
 	coordRate     int
+	coordProfile  string
 	tether        string // the binary; built when empty
 	resultsDir    string
 	verbose       bool
@@ -100,6 +101,7 @@ func parseFlags() (*config, error) {
 	fs.IntVar(&cfg.coordFanout, "coord-fanout", 4, "clients per agent in the coordinator test")
 	fs.IntVar(&cfg.coordUpdates, "coord-updates", 2000, "agent node updates per coordinator size")
 	fs.IntVar(&cfg.coordRate, "coord-rate", 500, "agent node updates per second")
+	fs.StringVar(&cfg.coordProfile, "coord-profile", "", "write a CPU profile of the coordinator's update phase (largest size) to this file")
 	fs.StringVar(&cfg.tether, "tether", "", "tether binary to measure (default: build ./cmd/tether of this checkout)")
 	fs.StringVar(&cfg.resultsDir, "results", "", "directory for the JSON and benchstat files (default: bench/results)")
 	fs.BoolVar(&cfg.verbose, "v", false, "debug logs of the in-process tunnels on stderr")

@@ -10,9 +10,11 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -104,6 +106,27 @@ func coordServerMain() int {
 			CPU:        time.Duration(ru.Utime.Nano() + ru.Stime.Nano()),
 		})
 	})
+	// A CPU profile of the update phase, for -coord-profile.
+	var profile *os.File
+	mux.HandleFunc("/profile", func(w http.ResponseWriter, r *http.Request) {
+		if path := r.URL.Query().Get("start"); path != "" {
+			f, err := os.Create(path)
+			if err == nil {
+				err = pprof.StartCPUProfile(f)
+			}
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			profile = f
+			return
+		}
+		if profile != nil {
+			pprof.StopCPUProfile()
+			profile.Close()
+			profile = nil
+		}
+	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -189,6 +212,28 @@ func (ch *coordChild) stats(ctx context.Context, gc bool) (coordStats, error) {
 	defer resp.Body.Close()
 	var s coordStats
 	return s, json.NewDecoder(resp.Body).Decode(&s)
+}
+
+// profile starts (path non-empty) or stops the child's CPU profile.
+func (ch *coordChild) profile(ctx context.Context, path string) error {
+	u := "http://" + ch.addr + "/profile"
+	if path != "" {
+		u += "?start=" + url.QueryEscape(path)
+	}
+	req, err := http.NewRequestWithContext(ctx, "GET", u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("profile: %s", b)
+	}
+	return nil
 }
 
 func (ch *coordChild) close() {
@@ -326,52 +371,120 @@ func coordSize(ctx context.Context, cfg *config, res *results, n int) error {
 	if err != nil {
 		return err
 	}
-	phaseStart := time.Now()
-	r.phaseStart.Store(phaseStart.UnixNano())
-	interval := time.Second / time.Duration(cfg.coordRate)
-	tick := time.NewTicker(interval)
-	for i := range updates {
-		a := r.agents[i%len(r.agents)]
-		a.node.Endpoints[0] = netip.AddrPortFrom(a.node.Endpoints[0].Addr(), uint16(30000+i%30000))
-		a.node.AsOf = time.Now()
-		b, err := json.Marshal(tether.CoordinateRequest{Node: &a.node})
-		if err != nil {
-			tick.Stop()
+	profiling := cfg.coordProfile != "" && n == cfg.coordSizes[len(cfg.coordSizes)-1]
+	if profiling {
+		if err := child.profile(ctx, cfg.coordProfile); err != nil {
 			return err
 		}
-		if err := a.conn.Write(ctx, websocket.MessageText, b); err != nil {
+	}
+	phaseStart := time.Now()
+	r.startPhase(phaseStart)
+	tick := time.NewTicker(time.Second / time.Duration(cfg.coordRate))
+	for i := range updates {
+		if err := r.sendUpdate(ctx, r.agents[i%len(r.agents)], i); err != nil {
 			tick.Stop()
-			return fmt.Errorf("agent write: %w", err)
+			return err
 		}
 		<-tick.C
 	}
 	tick.Stop()
-	want := int64(updates * fanout)
-	deadline := time.Now().Add(30 * time.Second)
-	for r.delivered.Load() < want && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
+	s, got, want := r.collect(int64(updates * fanout))
+	phase := time.Since(phaseStart)
+	if profiling {
+		if err := child.profile(ctx, ""); err != nil {
+			return err
+		}
+		cfg.logf("coordinator CPU profile of the update phase: %s", cfg.coordProfile)
 	}
 	after, err := child.stats(ctx, false)
 	if err != nil {
 		return err
 	}
-	got := r.delivered.Load()
-	r.mu.Lock()
-	s := summarize(r.latencies)
-	r.mu.Unlock()
 	note := fmt.Sprintf("%d updates at %d/s, %d of %d deliveries", updates, cfg.coordRate, got, want)
 	if got < want {
 		note += " (MISSING deliveries after 30 s)"
 	}
 	res.lower(prefix+"fanout-p50", millis(s.P50), "ms", note)
 	res.lower(prefix+"fanout-p99", millis(s.P99), "ms", note)
-	phase := time.Since(phaseStart)
 	idleCPU := time.Duration(idleRate * float64(phase))
 	cpu := max(after.CPU-before.CPU-idleCPU, 0)
 	res.lower(prefix+"cpu-per-update", micros(cpu)/float64(updates), "µs",
 		fmt.Sprintf("%.1f µs per delivery; idle cost %.1f%% of a core, taken out",
 			micros(cpu)/float64(max(got, 1)), idleRate*100))
+
+	// A storm: every agent updates at once, as after a network change
+	// that moves many workspaces.
+	r.startPhase(time.Now())
+	if err := r.burst(ctx, updates); err != nil {
+		return err
+	}
+	s, got, want = r.collect(int64(len(r.agents) * fanout))
+	note = fmt.Sprintf("all %d agents at once, %d of %d deliveries", len(r.agents), got, want)
+	if got < want {
+		note += " (MISSING deliveries after 30 s)"
+	}
+	res.lower(prefix+"burst-p99", millis(s.P99), "ms", note)
 	return nil
+}
+
+// startPhase starts measuring: updates produced from now on count.
+func (r *coordRun) startPhase(t time.Time) {
+	r.mu.Lock()
+	r.latencies = nil
+	r.mu.Unlock()
+	r.delivered.Store(0)
+	r.phaseStart.Store(t.UnixNano())
+}
+
+// sendUpdate sends agent a's node with a changed endpoint, stamped now.
+func (r *coordRun) sendUpdate(ctx context.Context, a *simPeer, seq int) error {
+	a.node.Endpoints[0] = netip.AddrPortFrom(a.node.Endpoints[0].Addr(), uint16(30000+seq%30000))
+	a.node.AsOf = time.Now()
+	b, err := json.Marshal(tether.CoordinateRequest{Node: &a.node})
+	if err != nil {
+		return err
+	}
+	if err := a.conn.Write(ctx, websocket.MessageText, b); err != nil {
+		return fmt.Errorf("agent write: %w", err)
+	}
+	return nil
+}
+
+// burst sends one update from every agent as fast as a few writers can.
+func (r *coordRun) burst(ctx context.Context, seq int) error {
+	const writers = 8
+	errs := make(chan error, writers)
+	for w := range writers {
+		go func() {
+			for i := w; i < len(r.agents); i += writers {
+				if err := r.sendUpdate(ctx, r.agents[i], seq+i); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	var first error
+	for range writers {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// collect waits until want measured deliveries have arrived, or 30 s, and
+// returns their latencies and how many came.
+func (r *coordRun) collect(want int64) (s dist, got, wanted int64) {
+	deadline := time.Now().Add(30 * time.Second)
+	for r.delivered.Load() < want && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	r.mu.Lock()
+	s = summarize(r.latencies)
+	r.mu.Unlock()
+	return s, r.delivered.Load(), want
 }
 
 // connectAll dials the peers' WebSockets, a few at a time, sends each one's

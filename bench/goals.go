@@ -100,6 +100,7 @@ func comparisons(cfg *config) []comparison {
 			comparison{Label: label + " fan-out p50", Measure: p + "fanout-p50"},
 			fanout,
 			comparison{Label: label + " CPU/update", Measure: p + "cpu-per-update"},
+			comparison{Label: label + " all agents at once p99", Measure: p + "burst-p99"},
 		)
 	}
 	return cs

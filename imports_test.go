@@ -1,0 +1,68 @@
+package tether_test
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestImportDirection keeps the architecture's layers apart: what runs in
+// a workspace or on a laptop never links the server or its store, and no
+// binary links the testing package.
+func TestImportDirection(t *testing.T) {
+	const mod = "github.com/tetherdev/tether"
+	tests := []struct {
+		pkg       string
+		forbidden []string
+	}{
+		{mod + "/agent", []string{mod + "/server", mod + "/store", mod + "/serve"}},
+		{mod + "/cli", []string{mod + "/server", mod + "/store", mod + "/serve"}},
+		{mod + "/client", []string{mod + "/server", mod + "/store", mod + "/coordinator"}},
+		{mod + "/tunnel", []string{mod + "/server", mod + "/store", mod + "/agent", mod + "/cli"}},
+		{mod + "/coordinator/coordclient", []string{mod + "/server", mod + "/store"}},
+		{mod, []string{mod + "/"}}, // the shared types are a leaf
+		{mod + "/cmd/tether", []string{"testing", mod + "/internal/natlab"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.pkg, func(t *testing.T) {
+			out, err := exec.Command("go", "list", "-deps", tc.pkg).Output()
+			if err != nil {
+				t.Fatalf("go list %s: %v", tc.pkg, err)
+			}
+			for _, dep := range strings.Fields(string(out)) {
+				for _, f := range tc.forbidden {
+					if forbids(f, dep) {
+						t.Errorf("%s imports %s", tc.pkg, dep)
+					}
+				}
+			}
+		})
+	}
+}
+
+// forbids reports whether the rule f covers package dep: f itself and its
+// subpackages, or, when f ends in "/", everything under it.
+func forbids(f, dep string) bool {
+	if strings.HasSuffix(f, "/") {
+		return strings.HasPrefix(dep, f)
+	}
+	return dep == f || strings.HasPrefix(dep, f+"/")
+}
+
+func TestForbids(t *testing.T) {
+	for _, tc := range []struct {
+		f, dep string
+		want   bool
+	}{
+		{"a/server", "a/server", true},
+		{"a/server", "a/server/agentnet", true},
+		{"a/server", "a/serve", false},
+		{"a/", "a/store", true},
+		{"testing", "testing/iotest", true},
+		{"testing", "testingx", false},
+	} {
+		if got := forbids(tc.f, tc.dep); got != tc.want {
+			t.Errorf("forbids(%q, %q) = %v", tc.f, tc.dep, got)
+		}
+	}
+}

@@ -75,8 +75,13 @@ func (c *config) logf(format string, args ...any) {
 var allParts = []string{"tcp", "library", "firstbyte", "speedtest", "portforward", "ssh", "nat", "coord"}
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == coordServerArg {
-		os.Exit(coordServerMain())
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case coordServerArg:
+			os.Exit(coordServerMain())
+		case peerProcArg:
+			os.Exit(peerProcMain())
+		}
 	}
 	os.Exit(run())
 }
@@ -250,7 +255,12 @@ func run() int {
 		cfg.logf("%s done in %.1f s", part, time.Since(t0).Seconds())
 	}
 	step("tcp", func() error { return runPlainTCP(ctx, cfg, res) })
-	step("library", func() error { return runLibrary(ctx, cfg, res) })
+	step("library", func() error {
+		if err := runLibrary(ctx, cfg, res); err != nil {
+			return err
+		}
+		return runLibraryProcs(ctx, cfg, res)
+	})
 	step("firstbyte", func() error { return runFirstByte(ctx, cfg, res) })
 
 	if cfg.parts["speedtest"] || cfg.parts["portforward"] || cfg.parts["ssh"] {

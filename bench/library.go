@@ -128,12 +128,17 @@ func (p *pair) close() {
 
 // awaitPath pings from a to b until the pong's path is the wanted one.
 func (p *pair) awaitPath(ctx context.Context, direct bool) error {
+	return awaitPath(ctx, p.a, p.b.Addr(), direct)
+}
+
+// awaitPath pings peer from c until the pong's path is the wanted one.
+func awaitPath(ctx context.Context, c *tunnel.Conn, peer netip.Addr, direct bool) error {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	var last tunnel.PingResult
 	for {
 		pctx, pcancel := context.WithTimeout(ctx, time.Second)
-		r, err := p.a.Ping(pctx, p.b.Addr())
+		r, err := c.Ping(pctx, peer)
 		pcancel()
 		if err == nil {
 			if r.Direct == direct {

@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"cmp"
 	"maps"
 	"net/netip"
 	"slices"
@@ -138,6 +139,14 @@ func (c *Conn) onNetInfo(ni *tailcfg.NetInfo) {
 		}
 		if old, ok := lat[region]; !ok || v < old {
 			lat[region] = v
+		}
+	}
+	if len(lat) > tether.MaxNodeDERPRegions {
+		// The coordinator refuses bigger nodes; keep the closest regions.
+		regions := slices.Collect(maps.Keys(lat))
+		slices.SortFunc(regions, func(a, b string) int { return cmp.Compare(lat[a], lat[b]) })
+		for _, r := range regions[tether.MaxNodeDERPRegions:] {
+			delete(lat, r)
 		}
 	}
 	c.mu.Lock()

@@ -64,8 +64,9 @@ func startProc(run commander, name string, env []string, bin string, args ...str
 	p.cmd = run(context.Background(), bin, args...)
 	p.cmd.Env = append(baseEnv(), env...)
 	// Its own process group, so that stop reaches what it starts (the
-	// agent's shells).
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// agent's shells); and killed with the bench, so that an interrupted
+	// run leaves no server behind.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {
 		return nil, err

@@ -2,10 +2,13 @@ package tunnel
 
 import (
 	"context"
+	"maps"
 	"net/netip"
 	"slices"
 	"testing"
 	"time"
+
+	"tailscale.com/tailcfg"
 
 	"github.com/tetherdev/tether"
 )
@@ -134,5 +137,20 @@ func TestSetBlockEndpoints(t *testing.T) {
 	w.next(t, ctx, "without endpoints", func(n *tether.Node) bool { return len(n.Endpoints) == 0 })
 	if st := a.Status(ctx); !st.BlockEndpoints || len(st.Endpoints) != 0 {
 		t.Errorf("status = %+v; want blocked, no endpoints", st)
+	}
+}
+
+// TestNetInfoLatency checks how magicsock's per-family latencies become the
+// node's per-region ones.
+func TestNetInfoLatency(t *testing.T) {
+	c := newConn(t, "c", Options{DERPMap: &tailcfg.DERPMap{}})
+	c.onNetInfo(&tailcfg.NetInfo{
+		PreferredDERP: 2,
+		DERPLatency:   map[string]float64{"1-v4": 0.030, "1-v6": 0.020, "2-v4": 0.010, "bogus": 1},
+	})
+	n := c.Node()
+	want := map[string]float64{"1": 0.020, "2": 0.010}
+	if n.PreferredDERP != 2 || !maps.Equal(n.DERPLatency, want) {
+		t.Errorf("node has home %d, latency %v; want 2, %v", n.PreferredDERP, n.DERPLatency, want)
 	}
 }

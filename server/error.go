@@ -58,6 +58,10 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="tether"`)
 	}
+	if wantsHTML(r) {
+		s.writeErrorPage(w, status, resp)
+		return
+	}
 	writeJSON(w, status, resp)
 }
 

@@ -168,11 +168,13 @@ apps:
 	q.signIn(srv.url, "bob", "bob-password")
 	for _, name := range []string{"site", "sub"} {
 		q.navigate(want[name])
-		body := q.waitText("the refusal of app "+name, bodyText, func(s string) bool { return s != "" })
-		if strings.Contains(body, appMarker) {
+		refusal := q.waitText("the refusal of app "+name,
+			`(() => { const m = document.querySelector("main.error-page"); return m ? m.dataset.status + " " + m.innerText : document.body?.innerText; })()`,
+			func(s string) bool { return s != "" })
+		if strings.Contains(refusal, appMarker) {
 			t.Errorf("bob, a member, was shown alice's owner-only app %s", name)
-		} else if !strings.Contains(body, "not found") {
-			t.Errorf("bob opening alice's app %s sees %q, want a not found page", name, truncate(body, 300))
+		} else if !strings.HasPrefix(refusal, "404 ") || !strings.Contains(refusal, "not found") {
+			t.Errorf("bob opening alice's app %s sees %q, want a not found page", name, truncate(refusal, 300))
 		}
 	}
 	if after, _ := app.received(); after != before {

@@ -103,9 +103,10 @@ func TestLoopback(t *testing.T) {
 			if r.Direction != tt.cfg.Direction {
 				t.Errorf("direction %q, want %q", r.Direction, tt.cfg.Direction)
 			}
-			// Loopback moves far more than 10 MB/s.
-			if r.Throughput() < 10e6 {
-				t.Errorf("throughput %.0f B/s, want loopback speed", r.Throughput())
+			// How fast is the benchmark's business; here only that bytes
+			// arrived and were counted.
+			if r.Bytes == 0 || r.Throughput() <= 0 {
+				t.Errorf("%d bytes at %.0f B/s, want some", r.Bytes, r.Throughput())
 			}
 			if r.Duration <= 0 || r.Duration > tt.cfg.Duration {
 				t.Errorf("duration %v, want within (0, %v]", r.Duration, tt.cfg.Duration)
@@ -116,10 +117,9 @@ func TestLoopback(t *testing.T) {
 			}
 			var sum int64
 			for i, iv := range r.Intervals {
+				// An interval may be empty on a loaded machine (the
+				// sender was not scheduled), so only their sum is checked.
 				sum += iv.Bytes
-				if iv.Bytes == 0 {
-					t.Errorf("interval %d is empty", i)
-				}
 				if i > 0 && iv.Start != r.Intervals[i-1].End {
 					t.Errorf("interval %d starts at %v, previous ends at %v", i, iv.Start, r.Intervals[i-1].End)
 				}

@@ -15,11 +15,25 @@ func (c *Conn) SetDERPMap(dm *tailcfg.DERPMap) {
 	c.derpMap = dm
 	_, homeKept := dm.Regions[c.homeDERP]
 	c.mu.Unlock()
-	c.magic.SetDERPMap(dm)
+	c.magic.SetDERPMap(c.relays.Map(dm))
 	if !homeKept {
 		c.setProvisionalHome(dm)
 	}
 	c.pokeNode()
+}
+
+// reapplyDERPMap hands magicsock the map again when package derpws changes
+// how a relay is reached (an HTTPS relay reached over WebSocket is pinned to
+// its local bridge). magicsock reconnects the changed regions and forgets
+// its home if that was one of them, so put the home back.
+func (c *Conn) reapplyDERPMap() {
+	c.mu.Lock()
+	dm, home := c.derpMap, c.homeDERP
+	c.mu.Unlock()
+	c.magic.SetDERPMap(c.relays.Map(dm))
+	if home != 0 {
+		c.magic.ForceSetNearestDERP(home)
+	}
 }
 
 // setProvisionalHome picks a home DERP region at once when waiting for the

@@ -53,6 +53,7 @@ import (
 	"tailscale.com/wgengine/wgcfg"
 
 	"github.com/tetherdev/tether"
+	"github.com/tetherdev/tether/derpws"
 )
 
 // ErrUnknownPeer is returned for an address that belongs to no upserted peer.
@@ -92,6 +93,11 @@ type Options struct {
 	// HTTPS relay is better pinned with DERPNode.CertName =
 	// "sha256-raw:<hex SHA-256 of the DER certificate>".
 	DERPPlainHTTP bool
+	// DERPForceWebSockets reaches every relay over WebSocket from the first
+	// connection (ConnectionInfo.DERPForceWebSockets). Without it a relay
+	// is reached over WebSocket only once a proxy is found to refuse DERP's
+	// own upgrade (package derpws).
+	DERPForceWebSockets bool
 }
 
 // Conn is one userspace WireGuard peer. Its methods are safe for concurrent
@@ -116,6 +122,7 @@ type Conn struct {
 	tundev    *tstun.Wrapper  // set by the engine through setSubsystem
 	dns       *dns.Manager    // set by the engine through setSubsystem
 	stack     *netstack.Impl
+	relays    *derpws.Relays // how each relay is dialed: DERP or WebSocket
 
 	// peers is an immutable snapshot, replaced on every change, because the
 	// engine looks peers up on its packet paths.
@@ -194,6 +201,7 @@ func New(ctx context.Context, opts Options) (_ *Conn, err error) {
 		nextNodeID:     1,
 	}
 	c.peers.Store(&peerTable{})
+	c.relays = derpws.Register(derpws.Options{Logger: log.With("component", "derpws"), Force: opts.DERPForceWebSockets, OnChange: c.reapplyDERPMap})
 	defer func() {
 		if err != nil {
 			c.teardown()
@@ -266,7 +274,7 @@ func New(ctx context.Context, opts Options) (_ *Conn, err error) {
 
 	// The DERP map goes first so that setting the key (which starts STUN
 	// and the home DERP connection) has somewhere to go.
-	c.magic.SetDERPMap(c.derpMap)
+	c.magic.SetDERPMap(c.relays.Map(c.derpMap))
 	err = c.engine.Reconfig(
 		&wgcfg.Config{PrivateKey: c.key, Addresses: []netip.Prefix{c.prefix}},
 		&router.Config{LocalAddrs: []netip.Prefix{c.prefix}},
@@ -328,6 +336,7 @@ func (c *Conn) Close() error {
 // engine closes magicsock, WireGuard, the wrapper and the network monitor
 // it made; netstack, the dialer and the bus are ours to close.
 func (c *Conn) teardown() {
+	c.relays.Close() // first: it may call reapplyDERPMap until it returns
 	if c.stack != nil {
 		c.stack.Close()
 	}

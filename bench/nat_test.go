@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
+	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,8 +74,16 @@ func BenchmarkNAT(b *testing.B) {
 	}
 	b.Cleanup(dep.close)
 
+	// One source on the agent's loopback serves every port forward.
+	ln, err := agent.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	src := serve(ln, source)
+	b.Cleanup(src.close)
+
 	b.Run("upgrade", func(b *testing.B) {
-		var firsts, ups []time.Duration
+		var firsts, ups, dataUps []time.Duration
 		for range runs {
 			first, up, err := timeUpgrade(ctx, dep)
 			if err != nil {
@@ -81,78 +92,135 @@ func BenchmarkNAT(b *testing.B) {
 			firsts = append(firsts, first)
 			ups = append(ups, up)
 		}
-		f, u := summarize(firsts), summarize(ups)
-		b.ReportMetric(millis(f.P50), "first-pong-p50-ms")
-		b.ReportMetric(millis(u.P50), "upgrade-p50-ms")
-		b.ReportMetric(millis(u.Max), "upgrade-max-ms")
-		note := fmt.Sprintf("tether ping -i %s, %d runs; max %.0f ms", upgradePingInterval, u.N, millis(u.Max))
-		b.Logf("%s nat/upgrade-p50 %s", natNote, note)
-		b.Logf("%s nat/first-pong-p50 CLI start to first pong, %d runs", natNote, f.N)
+		// With data flowing instead of pings: a fresh port forward each
+		// time, downloading until the library switches paths.
+		for range runs {
+			f, err := startForward(ctx, dep, cli, src.port())
+			if err != nil {
+				b.Fatal(err)
+			}
+			dataUps = append(dataUps, f.upgrade)
+			f.close()
+		}
+		fs, us, ds := summarize(firsts), summarize(ups), summarize(dataUps)
+		b.ReportMetric(millis(fs.P50), "first-pong-p50-ms")
+		b.ReportMetric(millis(us.P50), "upgrade-p50-ms")
+		b.ReportMetric(millis(us.Max), "upgrade-max-ms")
+		b.ReportMetric(millis(ds.P50), "upgrade-data-p50-ms")
+		b.ReportMetric(millis(ds.Max), "upgrade-data-max-ms")
+		b.Logf("%s nat/first-pong-p50 CLI start to first pong, %d runs", natNote, fs.N)
+		b.Logf("%s nat/upgrade-p50 tether ping -i %s: first pong to first direct pong, %d runs; max %.0f ms",
+			natNote, upgradePingInterval, us.N, millis(us.Max))
+		b.Logf("%s nat/upgrade-data-p50 port-forward download: first byte to the library's direct path (its log's clock), %d runs; each: %s",
+			natNote, ds.N, msList(dataUps))
 	})
 
 	b.Run("loss", func(b *testing.B) {
-		lossless, lossy, direct, note, err := lossTransfer(ctx, dep, agent, cli, duration)
+		lossless, lossy, note, err := lossTransfer(ctx, dep, agent, cli, src.port(), duration)
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.Logf("%s nat/lossless %s", natNote, note)
 		b.Logf("%s nat/lossy 0.5%% loss at each router, same connection; %s", natNote, note)
-		b.Logf("%s nat/upgrade-data port-forward: from its first connection to the library's direct path, data flowing (±50 ms)", natNote)
-		b.ReportMetric(millis(direct), "upgrade-data-ms")
 		b.ReportMetric(lossless, "lossless-MB/s")
 		b.ReportMetric(lossy, "lossy-MB/s")
 	})
 }
 
-// natForwardPort is the CLI's local port for the loss test, in its own
+func msList(ds []time.Duration) string {
+	s := make([]string, len(ds))
+	for i, d := range ds {
+		s[i] = fmt.Sprintf("%.0f ms", millis(d))
+	}
+	return strings.Join(s, ", ")
+}
+
+// natForwardPort is the CLI's local port for port forwards, in its own
 // namespace, where nothing else listens.
 const natForwardPort = 15201
 
-// lossTransfer measures downloads through `tether port-forward` from a
-// source on the agent's loopback to the CLI's host: once the tunnel is
-// direct, without loss and then, on the same connection and path, with 0.5%
-// loss at both routers.
-func lossTransfer(ctx context.Context, dep *deployment, agent, cli *natlab.Host, d time.Duration) (lossless, lossy float64, direct time.Duration, note string, err error) {
-	ln, err := agent.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, 0, 0, "", err
-	}
-	src := serve(ln, source)
-	defer src.close()
+// forward is a `tether port-forward` on the CLI's host to the source on
+// the agent's, with a download running and the path direct.
+type forward struct {
+	pf      *proc
+	conn    net.Conn
+	upgrade time.Duration // first byte to the direct path (0 if it came first)
+	took    time.Duration // first byte until this side saw the direct path
+}
+
+func (f *forward) close() {
+	f.conn.Close()
+	f.pf.stop()
+}
+
+// startForward starts a port forward, downloads through it until the
+// library's log says the path is direct, and returns it still open.
+func startForward(ctx context.Context, dep *deployment, cli *natlab.Host, srcPort int) (_ *forward, err error) {
 	pf, err := dep.startCLI("port-forward", "port-forward", dep.Workspace,
-		"--tcp", fmt.Sprintf("%d:%d", natForwardPort, src.port()), "--log-level", "debug")
+		"--tcp", fmt.Sprintf("%d:%d", natForwardPort, srcPort), "--log-level", "debug")
 	if err != nil {
-		return 0, 0, 0, "", err
+		return nil, err
 	}
-	defer pf.stop()
+	defer func() {
+		if err != nil {
+			pf.stop()
+		}
+	}()
 	if _, err := pf.waitLine(ctx, pressCtrlC); err != nil {
-		return 0, 0, 0, "", err
+		return nil, err
 	}
 	conn, err := cli.DialContext(ctx, "tcp", fmt.Sprintf("127.0.0.1:%d", natForwardPort))
 	if err != nil {
-		return 0, 0, 0, "", err
+		return nil, err
 	}
-	defer conn.Close()
-
-	// Data until the library says the path is direct (about 3 s between
-	// two easy NATs), so that loss is measured on the path it is about.
-	t0 := time.Now()
+	f := &forward{pf: pf, conn: conn}
+	defer func() {
+		if err != nil {
+			conn.Close()
+		}
+	}()
+	conn.SetReadDeadline(time.Now().Add(firstByteTimeout))
+	if _, err := conn.Read(make([]byte, 1)); err != nil {
+		return nil, fmt.Errorf("first byte: %w\nport-forward's log:\n%s", err, tail(pf.output()))
+	}
+	firstByteAt := time.Now()
 	for !nowUsing.MatchString(pf.output()) {
-		if time.Since(t0) > 20*time.Second {
-			return 0, 0, 0, "", fmt.Errorf("the port forward never went direct:\n%s", tail(pf.output()))
+		if time.Since(firstByteAt) > 20*time.Second {
+			return nil, fmt.Errorf("the port forward never went direct:\n%s", tail(pf.output()))
 		}
 		if err := drain(conn, 50*time.Millisecond); err != nil {
-			return 0, 0, 0, "", fmt.Errorf("warm-up: %w", err)
+			return nil, fmt.Errorf("download, %.1f s after the first byte: %w\nport-forward's log:\n%s",
+				time.Since(firstByteAt).Seconds(), err, tail(pf.output()))
 		}
 	}
-	direct = time.Since(t0)
-	if err := drain(conn, time.Second); err != nil {
-		return 0, 0, 0, "", fmt.Errorf("warm-up: %w", err)
+	f.took = time.Since(firstByteAt)
+	if m := nowUsingAt.FindStringSubmatch(pf.output()); m != nil {
+		if at, err := time.Parse(time.RFC3339Nano, m[1]); err == nil {
+			f.upgrade = max(at.Sub(firstByteAt), 0)
+		}
 	}
-	before := len(nowUsing.FindAllString(pf.output(), -1))
-	bps, err := receive(conn, d)
+	return f, nil
+}
+
+// lossTransfer measures downloads through a port forward once its path is
+// direct: without loss, and then, on the same connection and path, with
+// 0.5% loss at both routers.
+func lossTransfer(ctx context.Context, dep *deployment, agent, cli *natlab.Host, srcPort int, d time.Duration) (lossless, lossy float64, note string, err error) {
+	f, err := startForward(ctx, dep, cli, srcPort)
 	if err != nil {
-		return 0, 0, 0, "", fmt.Errorf("lossless: %w", err)
+		return 0, 0, "", err
+	}
+	defer f.close()
+	fail := func(what string, err error) (float64, float64, string, error) {
+		return 0, 0, "", fmt.Errorf("%s: %w\nport-forward's log:\n%s", what, err, tail(f.pf.output()))
+	}
+	if err := drain(f.conn, time.Second); err != nil {
+		return fail("warm-up", err)
+	}
+	before := len(nowUsing.FindAllString(f.pf.output(), -1))
+	bps, err := receive(f.conn, d)
+	if err != nil {
+		return fail("lossless", err)
 	}
 	lossless = bps / 1e6
 	setLoss := func(permille int) error {
@@ -164,23 +232,26 @@ func lossTransfer(ctx context.Context, dep *deployment, agent, cli *natlab.Host,
 		return nil
 	}
 	if err := setLoss(5); err != nil {
-		return 0, 0, 0, "", err
+		return 0, 0, "", err
 	}
 	defer setLoss(0)
 	// A second of loss first, for the congestion window to settle.
-	if err := drain(conn, time.Second); err != nil {
-		return 0, 0, 0, "", fmt.Errorf("lossy warm-up: %w", err)
+	if err := drain(f.conn, time.Second); err != nil {
+		return fail("lossy warm-up", err)
 	}
-	bps, err = receive(conn, d)
+	bps, err = receive(f.conn, d)
 	if err != nil {
-		return 0, 0, 0, "", fmt.Errorf("lossy: %w", err)
+		return fail("lossy", err)
 	}
 	lossy = bps / 1e6
-	changes := len(nowUsing.FindAllString(pf.output(), -1)) - before
-	note = fmt.Sprintf("port-forward down, one connection; direct after %.1f s of data (%s), %d path changes while measuring",
-		direct.Seconds(), magicsockPath(pf.output()), changes)
-	return lossless, lossy, direct, note, nil
+	changes := len(nowUsing.FindAllString(f.pf.output(), -1)) - before
+	note = fmt.Sprintf("port-forward down, one connection; direct %.1f s after its first byte (%s), %d path changes while measuring",
+		f.took.Seconds(), magicsockPath(f.pf.output()), changes)
+	return lossless, lossy, note, nil
 }
+
+// nowUsingAt finds the time of the library's first "now using" log line.
+var nowUsingAt = regexp.MustCompile(`time=(\S+) level=DEBUG msg="magicsock: disco: node \S+ \S+ now using`)
 
 // upgradePingInterval is the resolution of the upgrade time.
 const upgradePingInterval = 25 * time.Millisecond

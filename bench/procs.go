@@ -64,9 +64,11 @@ func startProc(run commander, name string, env []string, bin string, args ...str
 	p.cmd = run(context.Background(), bin, args...)
 	p.cmd.Env = append(baseEnv(), env...)
 	// Its own process group, so that stop reaches what it starts (the
-	// agent's shells); and killed with the bench, so that an interrupted
-	// run leaves no server behind.
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// agent's shells). Not Pdeathsig: it fires when the forking OS thread
+	// exits, and natlab ends the threads it locks into namespaces, which
+	// killed the lab's server mid-run. An interrupt (ctx) stops these
+	// processes instead.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {
 		return nil, err

@@ -98,11 +98,12 @@ const terminalReady = `(() => {
 // underscoreRow is the terminal's drawn row that holds "____" alone.
 const underscoreRow = `[...document.querySelectorAll(".xterm-rows > div")].find((d) => d.textContent.trim() === "____")`
 
-// checkWebTerminal runs a command in the web terminal of owner/ws, reloads
-// the page, and checks that the same shell comes back with its output.
-func checkWebTerminal(t *testing.T, p *tab, serverURL, owner, ws string) {
+// checkWebTerminal opens the web terminal at terminalURL, runs commands,
+// reloads the page, and checks that the same shell comes back with its
+// output.
+func checkWebTerminal(t *testing.T, p *tab, terminalURL string) {
 	t.Helper()
-	p.navigate(serverURL + "/@" + owner + "/" + ws + "/terminal")
+	p.navigate(terminalURL)
 	p.waitText("the terminal to connect and the shell to start", terminalReady, func(s string) bool { return s != "" })
 	session := p.location().Query().Get("session")
 	if session == "" {
@@ -163,11 +164,16 @@ func TestBrowserTerminal(t *testing.T) {
 	p := b.tab("alice")
 	p.signIn(env.srv.url, "alice", "correct-horse")
 	p.waitText("the workspace row, connected", statusBadge("alice/dev"), func(s string) bool { return s == "Connected" })
-	checkWebTerminal(t, p, env.srv.url, "alice", "dev")
+	// The row's Terminal button is how people get there.
+	href := p.text(`document.querySelector('tr.ws-row[data-workspace="alice/dev"] td.actions a')?.href`)
+	if want := env.srv.url + "/@alice/dev/terminal"; href != want {
+		t.Errorf("the dashboard's Terminal button goes to %q, want %q", href, want)
+	}
+	checkWebTerminal(t, p, env.srv.url+"/@alice/dev/terminal")
 }
 
-// TestBrowserOnlyWebTerminal: a --browser-only server refuses the CLI's tunnels and
-// still serves the web terminal.
+// TestBrowserOnlyWebTerminal: a --browser-only server refuses the CLI's
+// tunnels and still serves the web terminal.
 func TestBrowserOnlyWebTerminal(t *testing.T) {
 	b := newBrowser(t)
 	env := browserWorkspace(t, "--browser-only")
@@ -176,5 +182,5 @@ func TestBrowserOnlyWebTerminal(t *testing.T) {
 	}
 	p := b.tab("alice")
 	p.signIn(env.srv.url, "alice", "correct-horse")
-	checkWebTerminal(t, p, env.srv.url, "alice", "dev")
+	checkWebTerminal(t, p, env.srv.url+"/@alice/dev/terminal")
 }

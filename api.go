@@ -156,6 +156,9 @@ type Workspace struct {
 	AgentIP      string         `json:"agent_ip"`
 	Apps         []WorkspaceApp `json:"apps"`
 	CreatedAt    time.Time      `json:"created_at"`
+	// Connection is how the agent's active tunnels go; nil when it has
+	// none (or is disconnected).
+	Connection *WorkspaceConnection `json:"connection,omitempty"`
 }
 
 // App health, as the agent's health checks find it.
@@ -348,4 +351,25 @@ type HealthReport struct {
 	Checks      []HealthCheck      `json:"checks"`
 	DERPRegions []DERPRegionHealth `json:"derp_regions"`
 	CheckedAt   time.Time          `json:"checked_at"`
+}
+
+// Connection paths, as `tether list` and the dashboard show them.
+const (
+	PathDirect = "direct"
+	PathDERP   = "derp"
+)
+
+// WorkspaceConnection summarizes the tunnels the agent has with its
+// clients right now: direct if any of them is, else relayed.
+type WorkspaceConnection struct {
+	Path       string `json:"path"`                  // PathDirect or PathDERP
+	DERPRegion string `json:"derp_region,omitempty"` // the relay's region code, when relayed
+	Endpoint   string `json:"endpoint,omitempty"`    // the peer's address, when direct
+	Peers      int    `json:"peers"`                 // active tunnels
+}
+
+// AgentConnectionsReport is an agent telling the server about its active
+// tunnels; nil Connection means none.
+type AgentConnectionsReport struct {
+	Connection *WorkspaceConnection `json:"connection"`
 }

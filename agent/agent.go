@@ -86,11 +86,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	log := a.logger.With(slog.String("workspace", manifest.Owner+"/"+manifest.WorkspaceName))
 	conn, err := tunnel.New(ctx, tunnel.Options{
-		Logger:         log.With(slog.String("component", "tunnel")),
-		ID:             manifest.WorkspaceID,
-		DERPMap:        manifest.Connection.DERPMap,
-		BlockEndpoints: manifest.Connection.DisableDirect,
-		DERPPlainHTTP:  a.client.URL.Scheme == "http",
+		Logger:              log.With(slog.String("component", "tunnel")),
+		ID:                  manifest.WorkspaceID,
+		DERPMap:             manifest.Connection.DERPMap,
+		BlockEndpoints:      manifest.Connection.DisableDirect,
+		DERPPlainHTTP:       a.client.URL.Scheme == "http",
+		DERPForceWebSockets: manifest.Connection.DERPForceWebSockets,
 	})
 	if err != nil {
 		return fmt.Errorf("start tunnel: %w", err)
@@ -188,10 +189,14 @@ func (a *Agent) serve(ctx context.Context, conn *tunnel.Conn, m tether.AgentMani
 			}
 		}()
 	}
-	a.wg.Add(1)
+	a.wg.Add(2)
 	go func() {
 		defer a.wg.Done()
 		a.watchApps(ctx, m.Apps, log.With(slog.String("component", "apps")))
+	}()
+	go func() {
+		defer a.wg.Done()
+		a.reportConnections(ctx, conn, log)
 	}()
 	conn.SetForwardTCP(a.track(a.forwardTCP))
 	conn.SetForwardUDP(a.track(a.forwardUDP))

@@ -90,11 +90,12 @@ func (r *root) dialWorkspace(ctx context.Context, arg string, f tunnelFlags) (*w
 		return nil, err
 	}
 	conn, err := tunnel.New(ctx, tunnel.Options{
-		Logger:         logger.With(slog.String("component", "tunnel")),
-		ID:             uuid.New(),
-		DERPMap:        info.DERPMap,
-		BlockEndpoints: info.DisableDirect || f.disableDirect,
-		DERPPlainHTTP:  c.URL.Scheme == "http",
+		Logger:              logger.With(slog.String("component", "tunnel")),
+		ID:                  uuid.New(),
+		DERPMap:             info.DERPMap,
+		BlockEndpoints:      info.DisableDirect || f.disableDirect,
+		DERPPlainHTTP:       c.URL.Scheme == "http",
+		DERPForceWebSockets: info.DERPForceWebSockets,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start tunnel: %w", err)

@@ -32,7 +32,7 @@ func (r *root) netcheckCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			conn, err := tunnel.New(ctx, tunnel.Options{ID: uuid.New(), DERPMap: info.DERPMap, DERPPlainHTTP: c.URL.Scheme == "http"})
+			conn, err := tunnel.New(ctx, tunnel.Options{ID: uuid.New(), DERPMap: info.DERPMap, DERPPlainHTTP: c.URL.Scheme == "http", DERPForceWebSockets: info.DERPForceWebSockets})
 			if err != nil {
 				return fmt.Errorf("start tunnel: %w", err)
 			}

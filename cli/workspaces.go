@@ -92,9 +92,9 @@ func (r *root) listCommand() *cobra.Command {
 				if tpl == "" {
 					tpl = "-"
 				}
-				rows = append(rows, []string{w.Owner + "/" + w.Name, tpl, w.AgentStatus, ago(w.LastSeen, now)})
+				rows = append(rows, []string{w.Owner + "/" + w.Name, tpl, w.AgentStatus, ago(w.LastSeen, now), describePath(w.Connection)})
 			}
-			return table(r.env.Stdout, "WORKSPACE\tTEMPLATE\tAGENT\tLAST SEEN", rows)
+			return table(r.env.Stdout, "WORKSPACE\tTEMPLATE\tAGENT\tLAST SEEN\tPATH", rows)
 		},
 	}
 	outputFlag(cmd, &format)
@@ -138,4 +138,15 @@ func (r *root) deleteCommand() *cobra.Command {
 	}
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
 	return cmd
+}
+
+// describePath renders a workspace's tunnels for `tether list`.
+func describePath(c *tether.WorkspaceConnection) string {
+	switch {
+	case c == nil:
+		return "-"
+	case c.Path == tether.PathDirect:
+		return fmt.Sprintf("direct (%d active)", c.Peers)
+	}
+	return fmt.Sprintf("relayed via %s (%d active)", c.DERPRegion, c.Peers)
 }

@@ -111,3 +111,8 @@ func CoordinatePath(owner, name string) string {
 func (c *Client) ReportAppHealth(ctx context.Context, r tether.AppHealthReport) error {
 	return c.do(ctx, http.MethodPost, "/api/v2/agent/app-health", r, nil)
 }
+
+// ReportConnections sends a summary of the agent's active tunnels.
+func (c *Client) ReportConnections(ctx context.Context, r tether.AgentConnectionsReport) error {
+	return c.do(ctx, http.MethodPost, "/api/v2/agent/connections", r, nil)
+}

@@ -80,6 +80,7 @@ func (s *Server) agentConnect(w http.ResponseWriter, r *http.Request, ws store.W
 	}
 	s.mu.Unlock()
 	if current {
+		s.connections.set(ws.ID, nil)
 		// Record with a fresh context: the request's may be gone already.
 		rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := s.store.AgentDisconnected(rctx, ws.ID, s.now()); err != nil {

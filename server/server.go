@@ -56,19 +56,20 @@ type Options struct {
 
 // Server serves the API. Create it with New, serve Handler, and Close it.
 type Server struct {
-	logger    *slog.Logger
-	store     store.Store
-	accessURL *url.URL
-	version   string
-	now       func() time.Time
-	mux       *http.ServeMux
-	coord     *coordinator.Coordinator
-	connInfo  tether.ConnectionInfo
-	agentNet  *agentnet.Net
-	wildcard  *wildcard // nil without subdomain apps
-	appTokens appTokens
-	appHealth appHealth
-	health    healthCache
+	logger      *slog.Logger
+	store       store.Store
+	accessURL   *url.URL
+	version     string
+	now         func() time.Time
+	mux         *http.ServeMux
+	coord       *coordinator.Coordinator
+	connInfo    tether.ConnectionInfo
+	agentNet    *agentnet.Net
+	wildcard    *wildcard // nil without subdomain apps
+	appTokens   appTokens
+	appHealth   appHealth
+	connections connections
+	health      healthCache
 
 	ctx    context.Context // canceled by Close; parent of long-lived work
 	cancel context.CancelFunc
@@ -124,11 +125,12 @@ func New(opts Options) (*Server, error) {
 		DERPMap: opts.DERPMap,
 	})
 	s.agentNet, err = agentnet.New(agentnet.Options{
-		Logger:         logger.With(slog.String("component", "agentnet")),
-		Coordinator:    s.coord,
-		DERPMap:        opts.DERPMap,
-		BlockEndpoints: opts.BlockDirect,
-		DERPPlainHTTP:  opts.AccessURL.Scheme == "http",
+		Logger:              logger.With(slog.String("component", "agentnet")),
+		Coordinator:         s.coord,
+		DERPMap:             opts.DERPMap,
+		BlockEndpoints:      opts.BlockDirect,
+		DERPPlainHTTP:       opts.AccessURL.Scheme == "http",
+		DERPForceWebSockets: opts.DERPForceWebSockets,
 	})
 	if err != nil {
 		cancel()
@@ -184,6 +186,7 @@ func (s *Server) routes(derp, site http.Handler) {
 	m.HandleFunc("GET /api/v2/workspaces/{owner}/{name}/pty", s.user(s.workspacePTY))
 	m.HandleFunc("GET /api/v2/applications/auth-redirect", s.public(s.appAuthRedirect))
 	m.HandleFunc("POST /api/v2/agent/app-health", s.agent(s.postAppHealth))
+	m.HandleFunc("POST /api/v2/agent/connections", s.agent(s.postConnections))
 	m.HandleFunc("GET /api/v2/debug/health", s.user(s.getHealth))
 	m.HandleFunc("GET "+healthcheck.WebSocketEchoPath, healthcheck.Echo)
 	m.HandleFunc("GET /api/v2/connection-info", s.public(s.getConnectionInfo))

@@ -36,6 +36,7 @@ func (s *Server) workspaceView(ws store.Workspace, apps []tether.App) tether.Wor
 		s.now().Sub(ws.AgentLastSeenAt) < agentStaleAfter
 	if connected {
 		v.AgentStatus = tether.AgentConnected
+		v.Connection = s.connections.get(ws.ID)
 		now := s.now()
 		v.LastSeen = &now
 	}
@@ -169,6 +170,7 @@ func (s *Server) deleteWorkspace(w http.ResponseWriter, r *http.Request, u store
 	}
 	s.disconnectAgent(ws.ID, "workspace deleted")
 	s.appHealth.forget(ws.ID)
+	s.connections.set(ws.ID, nil)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

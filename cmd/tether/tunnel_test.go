@@ -453,3 +453,30 @@ func TestSpeedtest(t *testing.T) {
 		t.Errorf("text speedtest:\n%s", out)
 	}
 }
+
+func TestListShowsConnectionPath(t *testing.T) {
+	env := startWorkspace(t)
+	u := env.user
+	if out := u.must("list"); !strings.Contains(out, "PATH") {
+		t.Fatalf("list has no PATH column:\n%s", out)
+	}
+	session := start(t, "ssh session", u.env, "ssh", "dev", "--", "sleep 60")
+	defer session.kill()
+	var got string
+	waitFor(t, statusTimeout, "list to show the session's direct path", func() bool {
+		var ws []struct {
+			Connection *struct {
+				Path  string `json:"path"`
+				Peers int    `json:"peers"`
+			} `json:"connection"`
+		}
+		json.Unmarshal([]byte(u.must("list", "--output", "json")), &ws)
+		if len(ws) == 1 && ws[0].Connection != nil {
+			got = ws[0].Connection.Path
+		}
+		return got == "direct"
+	})
+	if out := u.must("list"); !strings.Contains(out, "direct (1 active)") {
+		t.Errorf("list:\n%s", out)
+	}
+}

@@ -37,6 +37,8 @@ type Options struct {
 	BlockEndpoints bool
 	// DERPPlainHTTP reaches relays over plain HTTP (http:// access URLs).
 	DERPPlainHTTP bool
+	// DERPForceWebSockets reaches relays over WebSocket only.
+	DERPForceWebSockets bool
 	// IdleTimeout closes a peer that has carried no connection this long.
 	// Zero means DefaultIdleTimeout.
 	IdleTimeout time.Duration
@@ -141,11 +143,12 @@ func (n *Net) open(p *peer) {
 	defer close(p.done)
 	log := n.logger.With(slog.String("agent", p.agentID.String()))
 	conn, err := tunnel.New(n.ctx, tunnel.Options{
-		Logger:         log.With(slog.String("component", "tunnel")),
-		ID:             uuid.New(),
-		DERPMap:        n.opts.DERPMap,
-		BlockEndpoints: n.opts.BlockEndpoints,
-		DERPPlainHTTP:  n.opts.DERPPlainHTTP,
+		Logger:              log.With(slog.String("component", "tunnel")),
+		ID:                  uuid.New(),
+		DERPMap:             n.opts.DERPMap,
+		BlockEndpoints:      n.opts.BlockEndpoints,
+		DERPPlainHTTP:       n.opts.DERPPlainHTTP,
+		DERPForceWebSockets: n.opts.DERPForceWebSockets,
 	})
 	if err != nil {
 		p.err = fmt.Errorf("start tunnel: %w", err)

@@ -50,7 +50,7 @@ type config struct {
 	rttWarm       time.Duration
 	rttCount      int
 	sshRuns       int
-	speedRuns     int
+	runs          int // throughput windows per figure; the median counts
 	firstByteRuns int
 	natRuns       int
 	coordSizes    []int
@@ -99,7 +99,7 @@ func parseFlags() (*config, error) {
 	fs.DurationVar(&cfg.warm, "warm", time.Second, "traffic before each throughput window (the path settles)")
 	fs.IntVar(&cfg.rttCount, "rtt-count", 2000, "round trips per latency figure")
 	fs.IntVar(&cfg.sshRuns, "ssh-runs", 30, "runs of `tether ssh WS -- true`")
-	fs.IntVar(&cfg.speedRuns, "speedtest-runs", 1, "runs of `tether speedtest` per path (the median counts)")
+	fs.IntVar(&cfg.runs, "runs", 1, "throughput windows (speedtest runs) per figure; the median counts (more for a noisy machine)")
 	fs.IntVar(&cfg.firstByteRuns, "first-byte-runs", 10, "fresh tunnel pairs timed to their first byte")
 	fs.IntVar(&cfg.natRuns, "nat-runs", 3, "relay-to-direct upgrades timed in the NAT lab")
 	sizes := fs.String("coord-sizes", "100,1000,5000", "peers (agents and clients) per coordinator scale test")
@@ -164,7 +164,7 @@ func parseFlags() (*config, error) {
 		return nil, fmt.Errorf("-duration %s is too short", cfg.duration)
 	case cfg.coordFanout < 1 || cfg.coordRate < 1 || cfg.coordUpdates < 1:
 		return nil, fmt.Errorf("-coord-fanout, -coord-rate and -coord-updates must be positive")
-	case cfg.rttCount < 1 || cfg.sshRuns < 1 || cfg.speedRuns < 1 || cfg.firstByteRuns < 1 || cfg.natRuns < 1:
+	case cfg.rttCount < 1 || cfg.sshRuns < 1 || cfg.runs < 1 || cfg.firstByteRuns < 1 || cfg.natRuns < 1:
 		return nil, fmt.Errorf("counts and runs must be positive")
 	}
 	level := slog.LevelInfo
@@ -275,10 +275,10 @@ func run() int {
 			cfg.logf("deployment FAILED: %v", err)
 		} else {
 			step("speedtest", func() error {
-				if err := e.speedtest(ctx, "speedtest/direct", cfg.speedRuns); err != nil {
+				if err := e.speedtest(ctx, "speedtest/direct", cfg.runs); err != nil {
 					return err
 				}
-				return e.speedtest(ctx, "speedtest/derp", cfg.speedRuns, "--disable-direct")
+				return e.speedtest(ctx, "speedtest/derp", cfg.runs, "--disable-direct")
 			})
 			step("portforward", func() error {
 				if err := e.portForward(ctx, "port-forward/direct"); err != nil {

@@ -24,11 +24,11 @@ func runPlainTCP(ctx context.Context, cfg *config, res *results) error {
 	}
 	src := serve(ln, source)
 	defer src.close()
-	mbps, err := measureDownload(ctx, dialTCP(ln.Addr().String()), 0, cfg.duration)
+	mbps, rates, err := measureDownload(ctx, dialTCP(ln.Addr().String()), 0, cfg.duration, cfg.runs)
 	if err != nil {
 		return fmt.Errorf("plain TCP transfer: %w", err)
 	}
-	res.higher("tcp/throughput", mbps, "MB/s", "loopback, one connection")
+	res.higher("tcp/throughput", mbps, "MB/s", ratesNote(rates)+"loopback, one connection")
 
 	eln, err := listenLoopback()
 	if err != nil {
@@ -225,11 +225,11 @@ func (e *e2e) portForward(ctx context.Context, name string, extra ...string) err
 
 	// Warm-up: the first connection sets up the tunnel, and data makes the
 	// path go direct where it can.
-	mbps, err := measureDownload(ctx, dialTCP(fmt.Sprintf("127.0.0.1:%d", lsrc)), e.cfg.warm, e.cfg.duration)
+	mbps, rates, err := measureDownload(ctx, dialTCP(fmt.Sprintf("127.0.0.1:%d", lsrc)), e.cfg.warm, e.cfg.duration, e.cfg.runs)
 	if err != nil {
 		return fmt.Errorf("%s transfer: %w\n%s", name, err, tail(pf.output()))
 	}
-	e.res.higher(name, mbps, "MB/s", "down, one connection; "+magicsockPath(pf.output()))
+	e.res.higher(name, mbps, "MB/s", ratesNote(rates)+"down, one connection; "+magicsockPath(pf.output()))
 
 	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", lecho))
 	if err != nil {

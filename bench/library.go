@@ -204,7 +204,7 @@ func libraryTransfer(ctx context.Context, cfg *config, res *results, r *relay, n
 	if err := p.awaitPath(ctx, !relayOnly); err != nil {
 		return err
 	}
-	mbps, err := measureDownload(ctx, dial, cfg.warm, cfg.duration)
+	mbps, rates, err := measureDownload(ctx, dial, cfg.warm, cfg.duration, cfg.runs)
 	if err != nil {
 		return err
 	}
@@ -212,7 +212,7 @@ func libraryTransfer(ctx context.Context, cfg *config, res *results, r *relay, n
 	if relayOnly {
 		path = "DERP over plain HTTP (both peers block endpoints)"
 	}
-	res.higher(name, mbps, "MB/s", "down, one connection, "+path)
+	res.higher(name, mbps, "MB/s", ratesNote(rates)+"down, one connection, "+path)
 	return nil
 }
 

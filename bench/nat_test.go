@@ -111,6 +111,7 @@ func BenchmarkNAT(b *testing.B) {
 		b.Logf("%s nat/first-pong-p50 CLI start to first pong, %d runs", natNote, fs.N)
 		b.Logf("%s nat/upgrade-p50 tether ping -i %s: first pong to first direct pong, %d runs; max %.0f ms",
 			natNote, upgradePingInterval, us.N, millis(us.Max))
+		b.Logf("%s nat/upgrade-data-max the slowest of the same runs", natNote)
 		b.Logf("%s nat/upgrade-data-p50 port-forward download: first byte to the library's direct path (its log's clock), %d runs; each: %s",
 			natNote, ds.N, msList(dataUps))
 	})

@@ -51,6 +51,7 @@ type measureMsg struct {
 	Direct   bool          `json:"direct"` // the path to wait for
 	Warm     time.Duration `json:"warm"`
 	Duration time.Duration `json:"duration"`
+	Runs     int           `json:"runs"` // windows; the median counts
 }
 
 // peerProcMain is the child: it starts a tunnel.Conn, serves the source
@@ -133,7 +134,8 @@ func peerDownload(ctx context.Context, c *tunnel.Conn, peer netip.Addr, m measur
 	if err := awaitPath(ctx, c, peer, m.Direct); err != nil {
 		return 0, err
 	}
-	return measureDownload(ctx, dial, m.Warm, m.Duration)
+	mbps, _, err := measureDownload(ctx, dial, m.Warm, m.Duration, m.Runs)
+	return mbps, err
 }
 
 // peerProc is a running peer process, seen from the parent.
@@ -262,7 +264,7 @@ func procTransfer(ctx context.Context, cfg *config, r *relay, relayOnly bool) (f
 				}
 				if !measuring {
 					measuring = true
-					err := a.enc.Encode(peerMsg{Measure: &measureMsg{Direct: !relayOnly, Warm: cfg.warm, Duration: cfg.duration}})
+					err := a.enc.Encode(peerMsg{Measure: &measureMsg{Direct: !relayOnly, Warm: cfg.warm, Duration: cfg.duration, Runs: cfg.runs}})
 					if err != nil {
 						return 0, err
 					}

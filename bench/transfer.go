@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"time"
 )
@@ -114,27 +115,47 @@ func drain(conn net.Conn, d time.Duration) error {
 	return err
 }
 
-// measureDownload dials, reads for warm (not counted) and then for d, and
-// returns MB/s (10⁶ bytes per second).
-func measureDownload(ctx context.Context, dial func(context.Context) (net.Conn, error), warm, d time.Duration) (float64, error) {
+// measureDownload dials, reads for warm (not counted), and then measures
+// runs windows of d, each on a fresh connection. It returns the median
+// rate in MB/s (10⁶ bytes per second) and every window's.
+func measureDownload(ctx context.Context, dial func(context.Context) (net.Conn, error), warm, d time.Duration, runs int) (float64, []float64, error) {
 	if warm > 0 {
 		c, err := dial(ctx)
 		if err != nil {
-			return 0, fmt.Errorf("dial: %w", err)
+			return 0, nil, fmt.Errorf("dial: %w", err)
 		}
 		err = drain(c, warm)
 		c.Close()
 		if err != nil {
-			return 0, fmt.Errorf("warm-up: %w", err)
+			return 0, nil, fmt.Errorf("warm-up: %w", err)
 		}
 	}
-	c, err := dial(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("dial: %w", err)
+	var rates []float64
+	for range max(runs, 1) {
+		c, err := dial(ctx)
+		if err != nil {
+			return 0, nil, fmt.Errorf("dial: %w", err)
+		}
+		bps, err := receive(c, d)
+		c.Close()
+		if err != nil {
+			return 0, nil, err
+		}
+		rates = append(rates, bps/1e6)
 	}
-	defer c.Close()
-	bps, err := receive(c, d)
-	return bps / 1e6, err
+	return median(rates), rates, nil
+}
+
+// ratesNote lists the windows of a figure when there are several.
+func ratesNote(rates []float64) string {
+	if len(rates) < 2 {
+		return ""
+	}
+	s := make([]string, len(rates))
+	for i, r := range rates {
+		s[i] = fmt.Sprintf("%.0f", r)
+	}
+	return fmt.Sprintf("median of %d windows (%s MB/s); ", len(rates), strings.Join(s, ", "))
 }
 
 // roundTrips sends n messages of size bytes, one at a time, and returns how

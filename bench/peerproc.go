@@ -102,8 +102,9 @@ func peerProcMain() int {
 			peer = tether.TunnelIP(m.PeerID)
 		case m.Measure != nil:
 			// In the background: node updates keep coming meanwhile.
+			target, mm := peer, *m.Measure
 			go func() {
-				mbps, err := peerDownload(ctx, c, peer, *m.Measure)
+				mbps, err := peerDownload(ctx, c, target, mm)
 				if err != nil {
 					send(peerMsg{Error: err.Error()})
 					return

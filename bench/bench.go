@@ -7,12 +7,16 @@
 //	go run ./bench -parts speedtest,portforward -duration 5s
 //
 // It starts a real `tether server`, agent and CLI on loopback (the binary
-// is built from this checkout unless -tether names one), two bare
-// tunnel.Conn peers in this process for the library ceiling, and, as root,
-// a NAT lab of network namespaces (internal/natlab) for the upgrade and
-// loss figures. The NAT part is a benchmark of this package's tests
-// (BenchmarkNAT), because natlab is a test library; the command builds the
-// test binary and runs it.
+// is built from this checkout unless -tether names one); two bare
+// tunnel.Conn peers with a DERP relay for the library ceiling, in this
+// process and again in two processes of their own; as root, a NAT lab of
+// network namespaces (internal/natlab) for the upgrade and loss figures;
+// and a coordinator (coordinator.Coordinator behind its WebSocket adapter)
+// in a child process, with N simulated agents and clients over real
+// WebSockets. The NAT part is a benchmark of this package's tests
+// (BenchmarkNAT), because natlab is a test library and no binary imports
+// testing; the command builds the test binary and runs it. Without root
+// that part is skipped, and the table says so.
 //
 // Results go to bench/results/<time>.json (every figure, the table, the
 // commit, the load average) and <time>.txt in Go's benchmark format. Two

@@ -33,6 +33,13 @@ const terminalDialTimeout = 30 * time.Second
 // terminal.
 const terminalKeepalive = 15 * time.Second
 
+// terminalAgentPoll is how often a terminal checks that the workspace's
+// agent is still connected. An agent that dies sends nothing more through
+// the tunnel, not even a reset, so the relay's connection to its PTY would
+// hang instead of ending; the browser is told at once instead, and
+// reconnects to the same session when the agent is back.
+const terminalAgentPoll = time.Second
+
 // maxTerminalMessage bounds one message from the browser (a large paste).
 const maxTerminalMessage = 1 << 20
 
@@ -134,10 +141,18 @@ func (s *Server) workspacePTY(w http.ResponseWriter, r *http.Request, u store.Us
 		defer wg.Done()
 		t := time.NewTicker(terminalKeepalive)
 		defer t.Stop()
+		agentPoll := time.NewTicker(terminalAgentPoll)
+		defer agentPoll.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
+			case <-agentPoll.C:
+				if !s.coord.AgentConnected(ws.ID) {
+					conn.Close(websocket.StatusGoingAway, "the workspace's agent disconnected")
+					stop()
+					return
+				}
 			case <-t.C:
 				pctx, cancel := context.WithTimeout(ctx, terminalKeepalive)
 				err := conn.Ping(pctx)

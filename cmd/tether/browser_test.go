@@ -143,8 +143,10 @@ func checkWebTerminal(t *testing.T, p *tab, terminalURL string) {
 // browserEnv is a server, its admin alice (signed in with the CLI) and her
 // workspace "dev" with a connected agent.
 type browserEnv struct {
-	srv  *testServer
-	user *user
+	srv             *testServer
+	user            *user
+	agent           *proc
+	token, agentURL string
 }
 
 func browserWorkspace(t *testing.T, serverArgs ...string) *browserEnv {
@@ -152,9 +154,9 @@ func browserWorkspace(t *testing.T, serverArgs ...string) *browserEnv {
 	srv := startServer(t, serverArgs...)
 	u := admin(t, srv)
 	token, agentURL := u.createWorkspace("dev")
-	startAgent(t, agentURL, token)
+	agent := startAgent(t, agentURL, token)
 	waitFor(t, statusTimeout, "agent connected", func() bool { return u.agentStatus("dev") == "connected" })
-	return &browserEnv{srv: srv, user: u}
+	return &browserEnv{srv: srv, user: u, agent: agent, token: token, agentURL: agentURL}
 }
 
 // TestBrowserTerminal uses the web terminal of a connected workspace.
@@ -170,6 +172,23 @@ func TestBrowserTerminal(t *testing.T) {
 		t.Errorf("the dashboard's Terminal button goes to %q, want %q", href, want)
 	}
 	checkWebTerminal(t, p, env.srv.url+"/@alice/dev/terminal")
+
+	// The agent dies: the page says so within seconds (it would otherwise
+	// sit on a dead connection), and when the agent is back the page
+	// reconnects by itself to a working shell.
+	killed := time.Now()
+	env.agent.kill()
+	status := `(() => { const s = document.querySelector(".terminal-status"); return s && !s.hidden ? s.innerText : ""; })()`
+	p.waitContains("the terminal to show the agent gone", status, "Disconnected")
+	if took := time.Since(killed); took > 10*time.Second {
+		t.Errorf("the terminal showed the dead agent after %s, want a few seconds", took)
+	}
+	p.waitContains("the reason, on the terminal", terminalBuffer, "agent disconnected")
+	p.screenshot("terminal-agent-gone")
+	startAgent(t, env.agentURL, env.token)
+	p.waitText("the terminal to reconnect to the new agent", terminalReady, func(s string) bool { return s != "" })
+	p.focusedKeys("echo back-$((1+1))\r")
+	p.waitContains("a command's output after reconnecting", terminalRows, "back-2")
 }
 
 // TestBrowserOnlyWebTerminal: a --browser-only server refuses the CLI's

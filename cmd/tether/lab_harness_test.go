@@ -138,18 +138,11 @@ func startLabServer(t testing.TB, h *natlab.Host, stunAddrs []netip.Addr, extra 
 	return s
 }
 
+// start starts the server (again, after stop: same data and addresses).
 func (s *labServer) start() {
 	s.t.Helper()
 	s.proc = startIn(s.t, s.host, "server", nil, s.args...)
 	s.waitLine(listeningRE)
-}
-
-// restart stops the server gracefully and starts it again with the same
-// data and addresses.
-func (s *labServer) restart() {
-	s.t.Helper()
-	s.stop()
-	s.start()
 }
 
 // labUser is a CLI user on a lab host, with a config directory of their own.
@@ -264,11 +257,13 @@ type labWorkspace struct {
 	client *natlab.Host
 }
 
-// startLabWorkspace starts the server on serverH, logs the admin in from
-// clientH, creates dev and runs its agent on agentH.
-func startLabWorkspace(t *testing.T, lab *natlab.Lab, srv *labServer, agentH, clientH *natlab.Host) *labWorkspace {
+// startLabWorkspace logs the admin in to srv from clientH, creates dev and
+// runs its agent on agentH. env is added to the agent's and the user's
+// environments.
+func startLabWorkspace(t *testing.T, lab *natlab.Lab, srv *labServer, agentH, clientH *natlab.Host, env ...string) *labWorkspace {
 	t.Helper()
 	u := newLabUser(t, clientH)
+	u.env = append(u.env, env...)
 	u.must("login", srv.url, "--first-user-username", "alice", "--first-user-email", "alice@example.com", "--first-user-password", "correct-horse")
 	out := u.must("create", "dev", "--output", "json")
 	var created struct {
@@ -278,7 +273,7 @@ func startLabWorkspace(t *testing.T, lab *natlab.Lab, srv *labServer, agentH, cl
 	if err := json.Unmarshal([]byte(out), &created); err != nil || created.AgentToken == "" {
 		t.Fatalf("create --output json = %s (%v)", out, err)
 	}
-	agent := startIn(t, agentH, "agent", []string{"TETHER_AGENT_TOKEN=" + created.AgentToken}, "agent", "--url", created.AgentURL)
+	agent := startIn(t, agentH, "agent", append([]string{"TETHER_AGENT_TOKEN=" + created.AgentToken}, env...), "agent", "--url", created.AgentURL)
 	waitFor(t, statusTimeout, "agent connected", func() bool { return u.agentStatus() == "connected" })
 	return &labWorkspace{lab: lab, srv: srv, user: u, agent: agent, agentH: agentH, client: clientH}
 }
@@ -382,8 +377,21 @@ func echoServer(t testing.TB, h *natlab.Host) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns = map[net.Conn]bool{}
+	)
+	t.Cleanup(func() {
+		ln.Close()
+		// The agent may be gone without closing its side.
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -392,6 +400,9 @@ func echoServer(t testing.TB, h *natlab.Host) int {
 			if err != nil {
 				return
 			}
+			mu.Lock()
+			conns[c] = true
+			mu.Unlock()
 			wg.Add(1)
 			go func() {
 				defer wg.Done()

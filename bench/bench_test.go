@@ -165,3 +165,29 @@ func TestTransfer(t *testing.T) {
 		t.Errorf("round trips out of range: %+v", s)
 	}
 }
+
+// TestCoalescedUpdates checks the fan-out accounting: an update that a
+// newer one superseded in the coordinator's queue counts as delivered when
+// the newer one arrives, not as lost.
+func TestCoalescedUpdates(t *testing.T) {
+	agent := &simPeer{}
+	client := &simPeer{agent: agent}
+	r := &coordRun{agents: []*simPeer{agent}, clients: []*simPeer{client}}
+	t0 := time.Now().Round(0)
+	r.startPhase(t0)
+	agent.sent = []time.Time{t0, t0.Add(time.Millisecond), t0.Add(2 * time.Millisecond)}
+
+	// The second update arrives first: the first was superseded.
+	r.received(client, t0.Add(time.Millisecond), t0.Add(5*time.Millisecond))
+	if _, msgs, missing := r.collectNow(); msgs != 1 || missing != 1 {
+		t.Fatalf("after the second update: %d messages, %d missing; want 1 and 1", msgs, missing)
+	}
+	r.received(client, t0.Add(2*time.Millisecond), t0.Add(6*time.Millisecond))
+	s, msgs, missing := r.collectNow()
+	if msgs != 2 || missing != 0 || s.N != 3 {
+		t.Fatalf("after the last update: %d messages, %d missing, %d latencies; want 2, 0, 3", msgs, missing, s.N)
+	}
+	if s.Max != 5*time.Millisecond || s.Min != 4*time.Millisecond {
+		t.Errorf("latencies from %v to %v; want 4 ms (the last two) to 5 ms (the superseded first)", s.Min, s.Max)
+	}
+}

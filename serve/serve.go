@@ -48,6 +48,7 @@ type Settings struct {
 	BlockDirectConnections  bool
 	BrowserOnly             bool
 	WildcardAccessURL       string
+	AllowPathAppSharing     bool
 }
 
 // Command returns `tether server`. version is reported by the API.
@@ -86,6 +87,7 @@ func Command(stdout, stderr io.Writer, version string) *cobra.Command {
 	f.BoolVar(&s.BlockDirectConnections, "block-direct-connections", false, "relay all traffic: peers publish no direct endpoints")
 	f.BoolVar(&s.BrowserOnly, "browser-only", false, "refuse CLI tunnels (ssh, port-forward, ping, speedtest); the web terminal and apps keep working")
 	f.StringVar(&s.WildcardAccessURL, "wildcard-access-url", "", "serve subdomain apps at APP--WS--USER.<domain>: a pattern like *.apps.example.com whose hosts resolve to this server")
+	f.BoolVar(&s.AllowPathAppSharing, "dangerous-allow-path-app-sharing", false, "let path-based apps open for users other than their owner (admins included); their scripts run on the dashboard's origin and could act as the visitor")
 	f.BoolVar(&s.Dev, "dev", false, "demo mode: local data, a first admin, a workspace `dev` with its agent on this machine, and CLI credentials")
 	return cmd
 }
@@ -160,6 +162,7 @@ func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version stri
 		DERPForceWebSockets: s.DERPForceWebSockets,
 		BrowserOnly:         s.BrowserOnly,
 		WildcardAccessURL:   s.WildcardAccessURL,
+		AllowPathAppSharing: s.AllowPathAppSharing,
 		Site:                site.Handler(),
 	})
 	if err != nil {

@@ -141,7 +141,25 @@ func (s *Server) servePathApp(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
+	if err := s.pathAppOrigin(caller, t); err != nil {
+		return err
+	}
 	return s.proxyApp(w, r, t)
+}
+
+// pathAppOrigin refuses a path-based app to anyone but its workspace's
+// owner, unless the operator accepted the risk: a path-based app runs on
+// the dashboard's origin, so its scripts could call the API with the
+// session of whoever opens it (an admin's, say). Subdomain apps have an
+// origin of their own and no such limit.
+func (s *Server) pathAppOrigin(caller *store.User, t appTarget) error {
+	if s.allowPathAppSharing || caller != nil && caller.ID == t.ws.OwnerID {
+		return nil
+	}
+	return tether.Errorf(tether.EFORBIDDEN,
+		"app %s is path-based, and path-based apps open only for their workspace's owner: they share the dashboard's origin, so the app could act as you. "+
+			"Ask for it as a subdomain app (subdomain: true in the template, with the server's --wildcard-access-url), "+
+			"or an admin may accept the risk with --dangerous-allow-path-app-sharing", t.app.Name)
 }
 
 func queryString(u *url.URL) string {

@@ -52,24 +52,28 @@ type Options struct {
 	WildcardAccessURL string
 	// Site serves the dashboard; nil serves none.
 	Site http.Handler
+	// AllowPathAppSharing lets path-based apps open for users other than
+	// their workspace's owner (--dangerous-allow-path-app-sharing).
+	AllowPathAppSharing bool
 }
 
 // Server serves the API. Create it with New, serve Handler, and Close it.
 type Server struct {
-	logger      *slog.Logger
-	store       store.Store
-	accessURL   *url.URL
-	version     string
-	now         func() time.Time
-	mux         *http.ServeMux
-	coord       *coordinator.Coordinator
-	connInfo    tether.ConnectionInfo
-	agentNet    *agentnet.Net
-	wildcard    *wildcard // nil without subdomain apps
-	appTokens   appTokens
-	appHealth   appHealth
-	connections connections
-	health      healthCache
+	logger              *slog.Logger
+	store               store.Store
+	accessURL           *url.URL
+	version             string
+	now                 func() time.Time
+	mux                 *http.ServeMux
+	coord               *coordinator.Coordinator
+	connInfo            tether.ConnectionInfo
+	agentNet            *agentnet.Net
+	wildcard            *wildcard // nil without subdomain apps
+	allowPathAppSharing bool
+	appTokens           appTokens
+	appHealth           appHealth
+	connections         connections
+	health              healthCache
 
 	ctx    context.Context // canceled by Close; parent of long-lived work
 	cancel context.CancelFunc
@@ -104,15 +108,16 @@ func New(opts Options) (*Server, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
-		wildcard:  wc,
-		logger:    logger,
-		store:     opts.Store,
-		accessURL: opts.AccessURL,
-		version:   opts.Version,
-		now:       func() time.Time { return now().UTC() },
-		ctx:       ctx,
-		cancel:    cancel,
-		agents:    map[uuid.UUID]*agentConn{},
+		wildcard:            wc,
+		allowPathAppSharing: opts.AllowPathAppSharing,
+		logger:              logger,
+		store:               opts.Store,
+		accessURL:           opts.AccessURL,
+		version:             opts.Version,
+		now:                 func() time.Time { return now().UTC() },
+		ctx:                 ctx,
+		cancel:              cancel,
+		agents:              map[uuid.UUID]*agentConn{},
 		connInfo: tether.ConnectionInfo{
 			DERPMap:             opts.DERPMap,
 			DisableDirect:       opts.BlockDirect,

@@ -88,7 +88,7 @@ func TestBrowserApps(t *testing.T) {
 apps:
   - {name: site, url: %[1]q, share: owner, healthcheck: {url: "%[1]s/healthz", interval: 1s}}
   - {name: sub, url: %[1]q, subdomain: true, share: owner}
-  - {name: pub, url: %[1]q, share: public}
+  - {name: pub, url: %[1]q, subdomain: true, share: public}
 `, app.srv.URL)), 0o644)
 	if err != nil {
 		t.Fatal(err)
@@ -107,7 +107,7 @@ apps:
 	want := map[string]string{
 		"site": srv.url + "/@alice/dev/apps/site/",
 		"sub":  "http://sub--dev--alice.localhost:" + port + "/",
-		"pub":  srv.url + "/@alice/dev/apps/pub/",
+		"pub":  "http://pub--dev--alice.localhost:" + port + "/",
 	}
 	for name, href := range want {
 		if links[name] != href {
@@ -205,5 +205,46 @@ apps:
 	}
 	if !t.Failed() {
 		t.Logf("the app served %d requests, none with Tether's cookies", n)
+	}
+}
+
+// TestPathAppsOpenOnlyForTheirOwner: a path-based app shares the
+// dashboard's origin, so even when shared it opens only for its owner —
+// not for an admin, another member or an anonymous visitor — unless the
+// server accepts the risk with --dangerous-allow-path-app-sharing.
+func TestPathAppsOpenOnlyForTheirOwner(t *testing.T) {
+	app := startTestApp(t)
+	for _, tc := range []struct {
+		name       string
+		serverArgs []string
+		wantCode   int
+	}{
+		{"default", nil, http.StatusForbidden},
+		{"dangerous flag", []string{"--dangerous-allow-path-app-sharing"}, http.StatusOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startServer(t, tc.serverArgs...)
+			adm := admin(t, srv)
+			bob := member(t, srv, adm, "bob")
+			tmpl := filepath.Join(t.TempDir(), "t.yaml")
+			os.WriteFile(tmpl, []byte(fmt.Sprintf("name: shared\napps:\n  - {name: pub, url: %q, share: public}\n", app.srv.URL)), 0o644)
+			adm.must("templates", "push", "-f", tmpl)
+			token, agentURL := bob.createWorkspace("dev", "--template", "shared")
+			startAgent(t, agentURL, token)
+			waitFor(t, statusTimeout, "agent connected", func() bool { return bob.agentStatus("dev") == "connected" })
+			url := srv.url + "/@bob/dev/apps/pub/"
+			if code, body := api(t, "GET", url, bob.token(), nil); code != http.StatusOK {
+				t.Errorf("owner: %d %s", code, body)
+			}
+			for who, token := range map[string]string{"admin": adm.token(), "anonymous": ""} {
+				code, body := api(t, "GET", url, token, nil)
+				if code != tc.wantCode {
+					t.Errorf("%s: %d %s, want %d", who, code, body, tc.wantCode)
+				}
+				if tc.wantCode == http.StatusForbidden && !strings.Contains(string(body), "--dangerous-allow-path-app-sharing") {
+					t.Errorf("%s: the refusal does not say what to do: %s", who, body)
+				}
+			}
+		})
 	}
 }

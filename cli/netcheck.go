@@ -72,11 +72,18 @@ func (r *root) netcheckCommand() *cobra.Command {
 					"derp_latency_ms":           latency,
 					"endpoints":                 st.Endpoints,
 					"direct_blocked":            info.DisableDirect,
+					"stun_configured":           hasSTUN(info.DERPMap),
 				})
 			}
 			w := r.env.Stdout
 			fmt.Fprintln(w, "Network check:")
-			fmt.Fprintf(w, "  UDP:                  %v\n", yesNo(nc.UDP))
+			if hasSTUN(info.DERPMap) {
+				fmt.Fprintf(w, "  UDP:                  %v\n", yesNo(nc.UDP))
+			} else {
+				// Without STUN the check cannot tell: UDP may work
+				// between peers that reach each other's local addresses.
+				fmt.Fprintln(w, "  UDP:                  unknown: the server configures no STUN server (--stun-addresses disable)")
+			}
 			fmt.Fprintf(w, "  IPv4:                 %v", yesNo(nc.IPv4))
 			if nc.GlobalV4.IsValid() {
 				fmt.Fprintf(w, ", STUN sees %s", nc.GlobalV4)

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// Offline deployments turn STUN off. Peers then learn no public address,
+// but they publish their local addresses at once (the tunnel does, without
+// waiting for a network check that would need 3 s to give up on STUN), so
+// peers that reach each other's local addresses still go direct, quickly.
+func TestRelaySTUNDisabled(t *testing.T) {
+	env := startWorkspace(t, "--stun-addresses", "disable")
+	u := env.user
+
+	for code, r := range connectionInfo(t, env.srv, u) {
+		for _, n := range r.Nodes {
+			if n.STUNOnly || n.STUNPort >= 0 {
+				t.Errorf("region %s node %s still offers STUN (port %d)", code, n.Name, n.STUNPort)
+			}
+		}
+	}
+
+	// From a fresh CLI's start to its first direct pong, the CLI needs
+	// the agent's local endpoints and the agent the CLI's.
+	elapsed, lines := u.pingUntil(t, func(l pingLine) bool { return l.Path == "direct" }, "--interval", "50ms")
+	t.Logf("first direct pong %v after the CLI started (pongs: %+v)", elapsed.Round(time.Millisecond), lines)
+	if elapsed > 2500*time.Millisecond {
+		t.Errorf("the path went direct only after %v: are local endpoints waiting for the network check?", elapsed)
+	}
+
+	out := u.must("netcheck")
+	if !strings.Contains(out, "UDP:                  unknown: the server configures no STUN server") {
+		t.Errorf("netcheck does not say UDP/STUN is unavailable:\n%s", out)
+	}
+}
+
+// pingUntil runs `tether ping dev` until a pong satisfies want, and returns
+// the time from the command's start to that pong, and the pongs so far.
+func (u *user) pingUntil(t *testing.T, want func(pingLine) bool, args ...string) (time.Duration, []pingLine) {
+	t.Helper()
+	began := time.Now()
+	p := start(t, "ping", u.env, append([]string{"ping", "dev", "--output", "json", "-n", "600"}, args...)...)
+	defer p.kill()
+	var lines []pingLine
+	deadline := time.After(commandTimeout)
+	for {
+		select {
+		case l := <-p.lines:
+			pl := parsePings(t, l)[0]
+			lines = append(lines, pl)
+			if want(pl) {
+				return time.Since(began), lines
+			}
+		case <-p.done:
+			t.Fatalf("ping ended first: %v\n%s", p.waitEr, p.output())
+		case <-deadline:
+			t.Fatalf("no wanted pong within %s:\n%s", commandTimeout, p.output())
+		}
+	}
+}

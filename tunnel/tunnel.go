@@ -33,6 +33,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"tailscale.com/envknob"
 	"tailscale.com/health"
 	"tailscale.com/net/dns"
@@ -254,6 +256,9 @@ func New(ctx context.Context, opts Options) (_ *Conn, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("tunnel: create netstack: %w", err)
 	}
+	if err := tuneTCP(c.stack); err != nil {
+		return nil, fmt.Errorf("tunnel: %w", err)
+	}
 	c.tundev.Start()
 	c.stack.ProcessLocalIPs = true
 	c.stack.GetTCPHandlerForFlow = c.tcpHandlerForFlow
@@ -292,6 +297,31 @@ func New(ctx context.Context, opts Options) (_ *Conn, err error) {
 	c.logger.Debug("tunnel started", "addr", c.addr, "key", c.key.Public().ShortString(),
 		"disco", c.magic.DiscoPublicKey().ShortString())
 	return c, nil
+}
+
+// tcpMinRTO replaces netstack's minimum retransmission timeout of 200 ms.
+// The timeout is still at least the smoothed RTT plus four deviations, so
+// this matters only on paths faster than ~200 ms, where waiting 200 ms for
+// each lost tail segment throttled a transfer far more than the loss did.
+const tcpMinRTO = 10 * time.Millisecond
+
+// tuneTCP changes the library's TCP settings (Reno, SACK on, RACK off,
+// 200 ms minimum RTO) for loss: with 0.5% loss at each end's router in the
+// NAT lab (go run ./bench -parts nat), a download kept 5–29% of its
+// lossless speed before and 54–61% after (three runs each); lossless
+// speed did not change. RACK (and its tail loss probe) alone did not help,
+// nor did the lower minimum RTO alone: together they do. Reno stays: the
+// library avoids cubic for an overflow in netstack's window arithmetic.
+func tuneTCP(stack *netstack.Impl) error {
+	rack := tcpip.TCPRecovery(tcpip.TCPRACKLossDetection)
+	if err := stack.SetTransportProtocolOption(tcp.ProtocolNumber, &rack); err != nil {
+		return fmt.Errorf("enable TCP RACK: %v", err)
+	}
+	minRTO := tcpip.TCPMinRTOOption(tcpMinRTO)
+	if err := stack.SetTransportProtocolOption(tcp.ProtocolNumber, &minRTO); err != nil {
+		return fmt.Errorf("set TCP minimum RTO: %v", err)
+	}
+	return nil
 }
 
 // setSubsystem receives the pieces the engine builds, which netstack and

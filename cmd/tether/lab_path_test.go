@@ -102,7 +102,7 @@ func TestLabPathChanges(t *testing.T) {
 	waitFor(t, statusTimeout, "the agent to coordinate again", func() bool {
 		return strings.Contains(srv.output(), "agent connected")
 	})
-	t.Logf("FIGURE server restarted: agent coordinating again %s after it listened", time.Since(restart).Round(time.Millisecond))
+	t.Logf("FIGURE server restarted: agent coordinating again %s after the restart began", time.Since(restart).Round(time.Millisecond))
 	s.waitFlowing(t, 1<<20, flowTimeout, "after the server restarted")
 	probe.waitPath("direct", pathMin, directTimeout)
 	if got := ws.user.agentStatus(); got != "connected" {

@@ -7,11 +7,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -399,5 +402,106 @@ func TestSharedHostPassThrough(t *testing.T) {
 	}
 	if b.currentMap().Regions[2].Nodes[0].CertName != pin(passing.Server) {
 		t.Error("the plain relay's node was pinned to the bridge")
+	}
+}
+
+// connectProxy is a user's HTTPS_PROXY: it serves CONNECT, resolving the
+// test's relay host name to loopback, and counts the tunnels it opened.
+type connectProxy struct {
+	*httptest.Server
+	tunnels atomic.Int64
+}
+
+func startConnectProxy(t *testing.T) *connectProxy {
+	t.Helper()
+	p := &connectProxy{}
+	p.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodConnect {
+			http.Error(w, "CONNECT only", http.StatusMethodNotAllowed)
+			return
+		}
+		host, port, _ := net.SplitHostPort(r.Host)
+		if host == userProxyRelayHost {
+			host = "127.0.0.1"
+		}
+		up, err := net.Dial("tcp", net.JoinHostPort(host, port))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		c, brw, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			up.Close()
+			return
+		}
+		p.tunnels.Add(1)
+		fmt.Fprint(c, "HTTP/1.1 200 OK\r\n\r\n")
+		go func() {
+			defer up.Close()
+			defer c.Close()
+			done := make(chan struct{}, 2)
+			go func() { io.Copy(up, brw); done <- struct{}{} }()
+			go func() { io.Copy(c, up); done <- struct{}{} }()
+			<-done
+		}()
+	}))
+	t.Cleanup(func() {
+		p.CloseClientConnections()
+		p.Close()
+	})
+	return p
+}
+
+// userProxyRelayHost names the relay in TestUserProxy: not a loopback
+// address, which HTTPS_PROXY never applies to.
+const userProxyRelayHost = "relay.test"
+
+// HTTPS_PROXY keeps applying to relay connections, on plain DERP and over
+// WebSocket. net/http reads the proxy environment once per process, so the
+// test runs itself again in a child process with HTTPS_PROXY set.
+func TestUserProxy(t *testing.T) {
+	if os.Getenv("DERPWS_TEST_USER_PROXY") == "" {
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		defer cancel()
+		proxy := startConnectProxy(t)
+		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestUserProxy$", "-test.v")
+		cmd.Env = append(os.Environ(), "DERPWS_TEST_USER_PROXY=1", "HTTPS_PROXY="+proxy.URL, "NO_PROXY=", "no_proxy=")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("child: %v\n%s", err, out)
+		}
+		if proxy.tunnels.Load() == 0 {
+			t.Fatalf("the user's proxy opened no tunnel:\n%s", out)
+		}
+		t.Logf("the user's proxy opened %d tunnels", proxy.tunnels.Load())
+		return
+	}
+	tests := []struct {
+		name   string
+		refuse bool
+	}{
+		{"plain DERP through the user's proxy", false},
+		{"WebSocket through the user's proxy", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+			defer cancel()
+			front := startProxy(t, startRelay(t), tt.refuse)
+			dm := mapFor(t, front.Server)
+			n := dm.Regions[1].Nodes[0]
+			n.HostName, n.CertName, n.InsecureForTests = userProxyRelayHost, "", true
+			a, b := newPeer(t, dm, false), newPeer(t, dm, false)
+			if _, err := a.connect(ctx); err != nil {
+				t.Fatalf("peer a: %v", err)
+			}
+			if _, err := b.connect(ctx); err != nil {
+				t.Fatalf("peer b: %v", err)
+			}
+			exchange(t, a, b)
+			if ws := front.passedWS.Load(); (ws > 0) != tt.refuse {
+				t.Errorf("%d WebSocket upgrades reached the relay", ws)
+			}
+		})
 	}
 }

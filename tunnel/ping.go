@@ -73,10 +73,16 @@ func pingResult(res *ipnstate.PingResult) PingResult {
 	}
 }
 
-// Ping pacing while waiting for a peer: quick at first, because the usual
-// wait is for the peer's relay connection, which takes tens of
-// milliseconds; slower later so that a peer that is gone costs little.
+// Ping pacing while waiting for a peer: every quickPingInterval during
+// quickPingPhase, because the usual wait is for the peer to learn our node
+// from the coordinator (it drops our pings until then), which takes
+// milliseconds to tens of them: the first ping, sent as soon as the peer is
+// upserted, was lost in most runs of `tether ssh`, and the pong came within
+// 2 ms of the next. Then from firstPingInterval, doubling, so that a peer
+// that is gone costs little.
 const (
+	quickPingInterval = 10 * time.Millisecond
+	quickPingPhase    = 300 * time.Millisecond
 	firstPingInterval = 50 * time.Millisecond
 	maxPingInterval   = time.Second
 )
@@ -106,7 +112,8 @@ func (c *Conn) AwaitReachable(ctx context.Context, ip netip.Addr) error {
 	// One channel for all attempts, so that a late pong to an earlier
 	// ping counts as well.
 	pongs := make(chan *ipnstate.PingResult, 1)
-	interval := firstPingInterval
+	var quickUntil time.Time // set when the peer is first known
+	interval := quickPingInterval
 	for {
 		changed := c.peerChangeCh()
 		p, ok := c.lookupPeer(ip)
@@ -119,6 +126,9 @@ func (c *Conn) AwaitReachable(ctx context.Context, ip netip.Addr) error {
 			case <-c.closed:
 				return errClosed
 			}
+		}
+		if quickUntil.IsZero() {
+			quickUntil = time.Now().Add(quickPingPhase)
 		}
 		if wp, ok := c.engine.PeerByKey(p.key()); ok {
 			if hs := wp.LastHandshake(); !hs.IsZero() && time.Since(hs) < sessionFresh {
@@ -148,7 +158,13 @@ func (c *Conn) AwaitReachable(ctx context.Context, ip netip.Addr) error {
 			t.Stop()
 			return errClosed
 		}
-		interval = min(interval*2, maxPingInterval)
+		switch {
+		case time.Now().Before(quickUntil):
+		case interval < firstPingInterval:
+			interval = firstPingInterval
+		default:
+			interval = min(interval*2, maxPingInterval)
+		}
 	}
 }
 

@@ -177,6 +177,7 @@ func (c *Conn) onEngineStatus(s *wgengine.Status, err error) {
 // never come when STUN is disabled or UDP is blocked; peers on the same
 // network should not wait for that.
 func (c *Conn) onPortUpdate(pu router.PortUpdate) {
+	ignorePathMTU(pu.EndpointNetwork, pu.UDPPort)
 	c.mu.Lock()
 	switch pu.EndpointNetwork {
 	case "udp4":

@@ -39,27 +39,23 @@ func TestLabLossy(t *testing.T) {
 // the tunnel carries (1232 bytes of payload in a 1280-byte IPv6 packet) must
 // still pass, directly.
 //
-// With UDP GSO (the library's default on Linux) it does not, yet: once an
-// ICMP "fragmentation needed" from the bottleneck lowers the sender's path
-// MTU below the size of its packets, the kernel refuses every GSO batch
+// With UDP GSO (the library's default on Linux) this used to stall: once an
+// ICMP "fragmentation needed" from the bottleneck lowered the sender's path
+// MTU below the size of its packets, the kernel refused every GSO batch
 // (EMSGSIZE; EINVAL before Linux 6.14), and tailscale.com v1.102.5's
-// batching conn retries without GSO only on EIO. The session stalls within
-// seconds; only single sends, which the kernel fragments, still pass.
-// Without GSO everything passes, which the second case checks.
+// batching conn retries without GSO only on EIO. The tunnel now sends IPv4
+// without the don't-fragment bit (tunnel/pmtu_linux.go); both cases, with
+// and without GSO, must pass.
 func TestLabSmallMTU(t *testing.T) {
 	tests := []struct {
-		name     string
-		env      []string
-		knownBug string // skip with this reason until the tunnel handles it
+		name string
+		env  []string
 	}{
-		{"UDP GSO", nil, "UDP GSO batches fail once the path MTU drops below the packet size (see the test's comment)"},
-		{"no UDP GSO", []string{"TS_DEBUG_DISABLE_UDP_GSO=1"}, ""},
+		{"UDP GSO", nil},
+		{"no UDP GSO", []string{"TS_DEBUG_DISABLE_UDP_GSO=1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if tt.knownBug != "" && os.Getenv("TETHER_LAB_KNOWN_BUGS") != "1" {
-				t.Skipf("known bug: %s; TETHER_LAB_KNOWN_BUGS=1 runs it", tt.knownBug)
-			}
 			testSmallMTU(t, tt.env)
 		})
 	}

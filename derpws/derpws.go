@@ -34,6 +34,10 @@
 //     messages, and the relay's end-to-end checks (its key, the client's
 //     sealed hello) happen between the library's client and the relay.
 //
+// The hook learns a relay's host name, not its port, so the bridge also
+// receives the dials of other relays on the same host; it passes those
+// through untouched.
+//
 // Other requests the library sends a relay through the hook (netcheck's
 // HTTPS latency check) are forwarded to the relay over plain HTTP(S). Every
 // other dial keeps the user's proxy settings: the hook returns what
@@ -45,7 +49,9 @@
 //
 //   - Forced (Options.Force): from the first connection, without a probe.
 //   - Otherwise each relay starts on plain DERP, which costs nothing where
-//     it works. The hook sees every dial; when a relay host is dialed more
+//     it works (probing every relay before the engine starts would delay
+//     every tunnel by a round trip to each relay, to help the few behind
+//     such proxies). The hook sees every dial; when a relay host is dialed more
 //     often than its relays would need (a connection failed and the client
 //     is retrying: its backoff starts at 10 ms), the package probes each
 //     relay on that host in the background: a real "Upgrade: DERP" request,
@@ -53,7 +59,9 @@
 //     handshake. A relay whose plain upgrade is refused and whose WebSocket
 //     is accepted switches to WebSocket; the client's next retry goes
 //     through the bridge. Probes repeat, at most every few seconds, while
-//     dials keep failing, so a relay switches back when its proxy is fixed.
+//     dials keep failing. A relay stays on WebSocket while that works; if
+//     its WebSocket dials fail in turn, the probes run again and move it
+//     back to plain DERP if that is answered now.
 //
 // Switching an HTTPS relay changes its node in Map's result (the pin), so
 // the package calls Options.OnChange and the caller hands magicsock the new

@@ -52,7 +52,8 @@ func startRelay(t *testing.T) *httptest.Server {
 // other Upgrade, as reverse proxies configured only for WebSocket do.
 type proxy struct {
 	*httptest.Server
-	refuseDERP   bool
+	refuseDERP   atomic.Bool
+	refuseWS     atomic.Bool
 	refusedDERP  atomic.Int64
 	passedWS     atomic.Int64
 	passedDERP   atomic.Int64
@@ -65,12 +66,16 @@ func startProxy(t *testing.T, relay *httptest.Server, refuseDERP bool) *proxy {
 	rp := httputil.NewSingleHostReverseProxy(target)
 	rp.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
 	rp.ErrorLog = nil
-	p := &proxy{refuseDERP: refuseDERP}
+	p := &proxy{}
+	p.refuseDERP.Store(refuseDERP)
 	p.Server = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch up := strings.ToLower(r.Header.Get("Upgrade")); {
+		case up == "websocket" && p.refuseWS.Load():
+			http.Error(w, "no WebSocket here", http.StatusForbidden)
+			return
 		case up == "websocket":
 			p.passedWS.Add(1)
-		case up != "" && p.refuseDERP:
+		case up != "" && p.refuseDERP.Load():
 			p.refusedDERP.Add(1)
 			r.Header.Del("Upgrade")
 			r.Header.Del("Connection")
@@ -133,16 +138,25 @@ func newPeerIn(t *testing.T, dm *tailcfg.DERPMap, region int, force bool) *peer 
 		p.mu.Unlock()
 	}})
 	p.cur = p.relays.Map(dm)
-	p.client = derphttp.NewRegionClient(p.key, t.Logf, netmon.NewStatic(), func() *tailcfg.DERPRegion {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		return p.cur.Regions[p.region]
-	})
+	p.newClient(t)
 	t.Cleanup(func() {
 		p.client.Close()
 		p.relays.Close()
 	})
 	return p
+}
+
+// newClient replaces the peer's relay client, as magicsock does when a
+// connection breaks.
+func (p *peer) newClient(t *testing.T) {
+	if p.client != nil {
+		p.client.Close()
+	}
+	p.client = derphttp.NewRegionClient(p.key, t.Logf, netmon.NewStatic(), func() *tailcfg.DERPRegion {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.cur.Regions[p.region]
+	})
 }
 
 func (p *peer) currentMap() *tailcfg.DERPMap {
@@ -504,4 +518,41 @@ func TestUserProxy(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A relay on WebSocket goes back to plain DERP when its WebSocket dials
+// start failing and plain DERP is answered again (the proxy was changed).
+func TestBackToPlainDERP(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	relay := startRelay(t)
+	px := startProxy(t, relay, true)
+	dm := mapFor(t, px.Server)
+	a, b := newPeer(t, dm, false), newPeer(t, dm, false)
+	if _, err := a.connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if px.passedWS.Load() == 0 {
+		t.Fatal("no WebSocket fallback")
+	}
+	px.refuseDERP.Store(false)
+	px.refuseWS.Store(true)
+	plainBefore := px.passedDERP.Load()
+	a.newClient(t)
+	start := time.Now()
+	n, err := a.connect(ctx)
+	if err != nil {
+		t.Fatalf("reconnect: %v", err)
+	}
+	t.Logf("back on plain DERP after %d attempts, %v", n, time.Since(start).Round(time.Millisecond))
+	if px.passedDERP.Load() == plainBefore {
+		t.Error("no plain DERP upgrade passed after the proxy changed")
+	}
+	if a.currentMap().Regions[1].Nodes[0].CertName != pin(px.Server) {
+		t.Error("the node is still pinned to the bridge")
+	}
+	if _, err := b.connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	exchange(t, b, a)
 }

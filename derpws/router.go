@@ -162,13 +162,18 @@ func (r *router) remove(h *Relays) {
 	st.stop()
 }
 
-// stop ends the state's probes, deliveries and bridge.
+// stop ends the state's probes, deliveries and bridge. The probes end
+// first (their context is canceled), so none can start a bridge after it.
 func (st *state) stop() {
 	st.cancel()
-	if st.bridge != nil {
-		st.bridge.close()
-	}
 	st.wg.Wait()
+	st.mu.Lock()
+	b := st.bridge
+	st.bridge = nil
+	st.mu.Unlock()
+	if b != nil {
+		b.close()
+	}
 }
 
 // dialKey is the host:port the library's client sends CONNECT for: the
@@ -266,7 +271,7 @@ func (st *state) dropUserLocked(key string, h *Relays) {
 
 // ensureBridgeLocked starts the bridge once a relay uses WebSocket.
 func (st *state) ensureBridgeLocked() {
-	if st.bridge != nil {
+	if st.bridge != nil || st.ctx.Err() != nil {
 		return
 	}
 	need := false

@@ -8,6 +8,7 @@ import (
 
 	"tailscale.com/ipn/ipnstate"
 	"tailscale.com/tailcfg"
+	"tailscale.com/types/key"
 )
 
 // PingResult is the answer to one path-discovery ping.
@@ -98,8 +99,9 @@ const sessionFresh = 100 * time.Second
 const derpGrace = 2 * time.Second
 
 // AwaitReachable waits until the peer at ip is upserted and answers a
-// ping (over any path), and our home relay connection is up, or until ctx
-// ends. A live WireGuard session counts as reachable without a ping.
+// ping (over any path), our home relay connection is up, and a WireGuard
+// session with the peer is up, or until ctx ends. A live WireGuard session
+// counts as reachable without a ping.
 //
 // The relay matters even when the pong came directly: the peer has not
 // validated the direct path back yet, so it answers our WireGuard
@@ -141,7 +143,10 @@ func (c *Conn) AwaitReachable(ctx context.Context, ip netip.Addr) error {
 		case res := <-pongs:
 			t.Stop()
 			if res.Err == "" {
-				return c.awaitHomeDERP(ctx)
+				if err := c.awaitHomeDERP(ctx); err != nil {
+					return err
+				}
+				return c.awaitSession(ctx, ip, p.key(), pingResult(res).Latency)
 			}
 			// "unknown peer" races with UpsertPeer reaching magicsock;
 			// anything else is worth a retry too, after the interval.
@@ -165,6 +170,48 @@ func (c *Conn) AwaitReachable(ctx context.Context, ip netip.Addr) error {
 		default:
 			interval = min(interval*2, maxPingInterval)
 		}
+	}
+}
+
+// How long awaitSession waits for a WireGuard handshake before starting a
+// fresh one: a few round trips of the path the pong took, at least
+// handshakeRetryMin, doubling each time up to handshakeRetryMax.
+// wireguard-go resends a lost initiation only after 5 s (RekeyTimeout),
+// and one is lost whenever magicsock replaces its relay connection just
+// then: it does that right after start when its first network check
+// reports a send error, which on loopback happened in ~3% of
+// \`tether ssh WS -- true\` runs, each then taking 5.3 s.
+const (
+	handshakeRetryRTTs = 4
+	handshakeRetryMin  = 200 * time.Millisecond
+	handshakeRetryMax  = 4 * time.Second
+)
+
+// awaitSession makes sure a WireGuard session with the peer (key k, at ip)
+// is up: it sends a packet through WireGuard, which starts the handshake,
+// and waits for the handshake to complete. When one takes longer than
+// its wait (see handshakeRetryMin; rtt is the pong's latency), it drops the
+// device's peer, which the next packet recreates with a new handshake at
+// once.
+func (c *Conn) awaitSession(ctx context.Context, ip netip.Addr, k key.NodePublic, rtt time.Duration) error {
+	wait := min(max(handshakeRetryRTTs*rtt, handshakeRetryMin), handshakeRetryMax)
+	for {
+		// Any packet to the peer will do; the echo's answer is not needed.
+		c.engine.Ping(ip, tailcfg.PingICMP, 0, func(*ipnstate.PingResult) {})
+		deadline := time.Now().Add(wait)
+		for time.Now().Before(deadline) {
+			if wp, ok := c.engine.PeerByKey(k); ok {
+				if hs := wp.LastHandshake(); !hs.IsZero() && time.Since(hs) < sessionLifetime {
+					return nil
+				}
+			}
+			if err := c.sleepCtx(ctx, 2*time.Millisecond); err != nil {
+				return fmt.Errorf("await %s: no WireGuard handshake: %w", ip, err)
+			}
+		}
+		c.logger.Debug("WireGuard handshake unanswered; starting a fresh one", "peer", ip, "after", wait)
+		c.engine.ResetDevicePeer(k)
+		wait = min(wait*2, handshakeRetryMax)
 	}
 }
 

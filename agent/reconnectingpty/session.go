@@ -15,9 +15,6 @@ import (
 )
 
 const (
-	// killGrace is how long a hung-up session's processes have to exit
-	// after SIGHUP before they get SIGKILL.
-	killGrace = 2 * time.Second
 	// outputGrace is how long a session's output is still read after its
 	// process exits; a background process holding the terminal would
 	// otherwise keep the session alive.
@@ -151,27 +148,14 @@ func (sess *session) wait(cmd *exec.Cmd) {
 }
 
 // supervise hangs up the process when asked: SIGHUP to its process group,
-// as a terminal hang-up does, then SIGKILL after killGrace.
+// as a terminal hang-up does, then SIGKILL after usershell.HangUpGrace.
 func (sess *session) supervise() {
 	select {
 	case <-sess.exited:
 		return
 	case <-sess.hangupCh:
 	}
-	select {
-	case <-sess.exited:
-		// Reaped already: its pid may belong to someone else by now.
-		return
-	default:
-	}
-	syscall.Kill(-sess.proc.Pid, syscall.SIGHUP)
-	t := time.NewTimer(killGrace)
-	defer t.Stop()
-	select {
-	case <-sess.exited:
-	case <-t.C:
-		syscall.Kill(-sess.proc.Pid, syscall.SIGKILL)
-	}
+	usershell.HangUp(sess.proc.Pid, sess.exited)
 }
 
 // hangUp asks supervise to end the process. It does not block.

@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"sync"
 	"syscall"
-	"time"
 
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
@@ -359,7 +358,7 @@ func (s *session) sendExitStatus(code uint32) {
 
 // hangUp ends the program of a session whose channel is gone: SIGHUP to
 // its process group, as a terminal hang-up does, then SIGKILL if it is
-// still running after killGrace. It returns when the program has ended.
+// still running after usershell.HangUpGrace. It returns when the program has ended.
 func (s *session) hangUp() {
 	if !s.started {
 		return
@@ -369,20 +368,8 @@ func (s *session) hangUp() {
 		<-s.exited
 		return
 	}
-	select {
-	case <-s.exited:
-		return
-	default:
-	}
-	syscall.Kill(-s.proc.Pid, syscall.SIGHUP)
-	t := time.NewTimer(killGrace)
-	defer t.Stop()
-	select {
-	case <-s.exited:
-	case <-t.C:
-		syscall.Kill(-s.proc.Pid, syscall.SIGKILL)
-		<-s.exited
-	}
+	usershell.HangUp(s.proc.Pid, s.exited)
+	<-s.exited
 }
 
 // environ builds the program's environment; see the package comment for

@@ -48,9 +48,6 @@ const (
 	// handshakeTimeout bounds the SSH handshake, so that a peer that
 	// connects and says nothing does not hold a goroutine forever.
 	handshakeTimeout = 30 * time.Second
-	// killGrace is how long a session's processes have to exit after
-	// SIGHUP before they get SIGKILL.
-	killGrace = 2 * time.Second
 	// outputGrace is how long the server keeps reading a session's output
 	// after its process exits. A background process that inherited the
 	// output (`sleep 100 &`) would otherwise hold the session open.

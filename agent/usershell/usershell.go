@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
@@ -160,4 +161,28 @@ func SetSize(ptmx *os.File, size Size) error {
 		return fmt.Errorf("resize pty: %w", err)
 	}
 	return nil
+}
+
+// HangUpGrace is how long a hung-up session's processes have to exit before
+// they are killed.
+const HangUpGrace = 2 * time.Second
+
+// HangUp ends the process group led by pid as a terminal hang-up does:
+// SIGHUP, then SIGKILL if exited is not closed within HangUpGrace. It
+// returns once exited is closed or the group was killed; a process already
+// reaped is left alone, since its pid may belong to another by now.
+func HangUp(pid int, exited <-chan struct{}) {
+	select {
+	case <-exited:
+		return
+	default:
+	}
+	syscall.Kill(-pid, syscall.SIGHUP)
+	t := time.NewTimer(HangUpGrace)
+	defer t.Stop()
+	select {
+	case <-exited:
+	case <-t.C:
+		syscall.Kill(-pid, syscall.SIGKILL)
+	}
 }

@@ -17,9 +17,8 @@ import (
 // still there.
 const agentHeartbeat = 10 * time.Second
 
-// agentConn is one connected agent's WebSocket.
+// agentConn is one connected agent's WebSocket: cancel ends it, saying why.
 type agentConn struct {
-	ws     *websocket.Conn
 	cancel context.CancelCauseFunc
 }
 
@@ -53,7 +52,7 @@ func (s *Server) agentConnect(w http.ResponseWriter, r *http.Request, ws store.W
 	defer s.wg.Done()
 	ctx, cancel := context.WithCancelCause(s.ctx)
 	defer cancel(nil)
-	ac := &agentConn{ws: conn, cancel: cancel}
+	ac := &agentConn{cancel: cancel}
 	log := s.logger.With(slog.String("workspace", ws.Owner+"/"+ws.Name))
 
 	s.mu.Lock()

@@ -89,8 +89,14 @@ func (w lockedWriter) Write(b []byte) (int, error) {
 // start runs tether with args and env (added to a clean environment).
 func start(t testing.TB, name string, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, name: name, lines: make(chan string, 1024), done: make(chan struct{})}
-	p.cmd = exec.Command(tetherBin, args...)
+	return startCmd(t, name, exec.Command(tetherBin, args...), env)
+}
+
+// startCmd runs cmd, which runs tether, in its own process group, captures
+// its output, and kills it when the test ends.
+func startCmd(t testing.TB, name string, cmd *exec.Cmd, env []string) *proc {
+	t.Helper()
+	p := &proc{t: t, name: name, cmd: cmd, lines: make(chan string, 1024), done: make(chan struct{})}
 	p.cmd.Env = append(baseEnv(), env...)
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdout, err := p.cmd.StdoutPipe()

@@ -6,7 +6,6 @@ package main
 // namespace-aware variants of harness_test.go's.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -19,7 +18,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -70,43 +68,13 @@ func secondIP(h *natlab.Host) netip.Addr {
 	return netip.AddrFrom4(b)
 }
 
-// startIn runs tether inside a host's namespace, like start.
+// startIn runs tether inside a host's namespace, like start. ip netns exec
+// execs tether, so the pid and process group are tether's own and the
+// harness's kill reaches it.
 func startIn(t testing.TB, h *natlab.Host, name string, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, name: name + "@" + h.Name(), lines: make(chan string, 1024), done: make(chan struct{})}
-	// ip netns exec execs tether, so the pid and process group are
-	// tether's own and the harness's kill reaches it.
-	p.cmd = exec.Command("ip", append([]string{"netns", "exec", h.Namespace(), tetherBin}, args...)...)
-	p.cmd.Env = append(baseEnv(), env...)
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stdout, err := p.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.cmd.Stderr = lockedWriter{p}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", p.name, err)
-	}
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			line := sc.Text()
-			lockedWriter{p}.Write([]byte(line + "\n"))
-			select {
-			case p.lines <- line:
-			default:
-			}
-		}
-		p.waitEr = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.kill()
-		if t.Failed() {
-			t.Logf("output of %s:\n%s", p.name, p.output())
-		}
-	})
-	return p
+	cmd := exec.Command("ip", append([]string{"netns", "exec", h.Namespace(), tetherBin}, args...)...)
+	return startCmd(t, name+"@"+h.Name(), cmd, env)
 }
 
 // labServer is a `tether server` on a lab host.

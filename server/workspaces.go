@@ -87,7 +87,10 @@ func (s *Server) getWorkspaces(w http.ResponseWriter, r *http.Request, u store.U
 // that their existence does not leak.
 func (s *Server) lookupWorkspace(r *http.Request, u store.User) (store.Workspace, error) {
 	ownerName, name := r.PathValue("owner"), r.PathValue("name")
-	notFound := tether.Errorf(tether.ENOTFOUND, "workspace %s/%s not found", ownerName, name)
+	notFound := tether.Errorf(tether.ENOTFOUND, "workspace %s/%s not found: `tether list` shows the ones you can reach", ownerName, name)
+	if ownerName == "me" || ownerName == u.Username {
+		notFound = tether.Errorf(tether.ENOTFOUND, "workspace %s not found: `tether list` shows yours, `tether create %s` makes it", name, name)
+	}
 	owner := u
 	if ownerName != "me" && ownerName != u.Username {
 		if u.Role != tether.RoleAdmin {

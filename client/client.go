@@ -97,7 +97,7 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	c.authorize(req.Header)
 	resp, err := c.httpClient().Do(req)
 	if err != nil {
-		return fmt.Errorf("reach %s: %w", c.URL.Host, unwrapURLError(err))
+		return c.unreachable(ctx, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
@@ -110,6 +110,16 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 		return fmt.Errorf("read response of %s %s: %w", method, path, err)
 	}
 	return nil
+}
+
+// unreachable describes a request that got no answer at all.
+func (c *Client) unreachable(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return &tether.Error{Code: tether.EUNAVAILABLE,
+		Message: fmt.Sprintf("cannot reach the Tether server at %s (is it running, and is that its URL?)", c.URL),
+		Detail:  unwrapURLError(err).Error()}
 }
 
 // unwrapURLError drops url.Error's repetition of the method and URL.
@@ -181,7 +191,7 @@ func (c *Client) DialWebSocket(ctx context.Context, path string, query url.Value
 		if resp != nil && resp.StatusCode >= 300 {
 			return nil, readError(resp)
 		}
-		return nil, fmt.Errorf("connect to %s: %w", c.URL.Host, unwrapURLError(err))
+		return nil, c.unreachable(ctx, err)
 	}
 	return conn, nil
 }

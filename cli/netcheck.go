@@ -52,6 +52,12 @@ func (r *root) netcheckCommand() *cobra.Command {
 				}
 			}
 			nc := st.Netcheck
+			// Without STUN the check elects no region; the tunnel still
+			// chose a home, which is what peers use.
+			preferred := nc.PreferredDERP
+			if preferred == 0 {
+				preferred = st.HomeDERP
+			}
 			varies := nc.MappingVariesByDestIP
 			if varies == "" && nc.UDP {
 				varies = mappingVaries(probeMapping(ctx, info.DERPMap))
@@ -68,7 +74,7 @@ func (r *root) netcheckCommand() *cobra.Command {
 					"global_v4":                 addrOrEmpty(nc.GlobalV4.String(), nc.GlobalV4.IsValid()),
 					"global_v6":                 addrOrEmpty(nc.GlobalV6.String(), nc.GlobalV6.IsValid()),
 					"mapping_varies_by_dest_ip": varies,
-					"preferred_derp":            regionCode(info.DERPMap.Regions, nc.PreferredDERP),
+					"preferred_derp":            regionCode(info.DERPMap.Regions, preferred),
 					"derp_latency_ms":           latency,
 					"endpoints":                 st.Endpoints,
 					"direct_blocked":            info.DisableDirect,
@@ -102,7 +108,7 @@ func (r *root) netcheckCommand() *cobra.Command {
 				mapping = "no: easy NAT or none"
 			}
 			fmt.Fprintf(w, "  Mapping varies by destination: %s\n", mapping)
-			fmt.Fprintf(w, "  Preferred DERP:       %s\n", regionCode(info.DERPMap.Regions, nc.PreferredDERP))
+			fmt.Fprintf(w, "  Preferred DERP:       %s\n", regionCode(info.DERPMap.Regions, preferred))
 			if info.DisableDirect {
 				fmt.Fprintln(w, "  Direct connections:   blocked by the server")
 			}
@@ -115,6 +121,9 @@ func (r *root) netcheckCommand() *cobra.Command {
 			for _, id := range ids {
 				reg := info.DERPMap.Regions[id]
 				lat := "unreachable"
+				if len(nc.DERPLatency) == 0 && !hasSTUN(info.DERPMap) {
+					lat = "not measured (no STUN)"
+				}
 				if d, ok := nc.DERPLatency[id]; ok {
 					lat = roundLatency(d).String()
 				}

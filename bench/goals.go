@@ -7,6 +7,14 @@ import (
 
 // The goals of issue 6. They are for the report: the bench measures and
 // says PASS or MISS, it never adjusts a figure to meet one.
+//
+// Each goal is checked against the baseline the issue names (the library
+// with both peers in one process, plain TCP) and, where the product's
+// figure comes from two processes (CLI and agent), also against the
+// library in two processes: on a machine of two cores, two processes'
+// schedulers waking each other cost far more than one scheduler handing
+// work between its goroutines (the round trip doubles), and that cost is
+// the machine's, not the product's. Both rows are printed.
 const (
 	goalDirectVsLibrary = 0.95  // direct speedtest and port-forward, of the library ceiling
 	goalDirectVsTCP     = 0.16  // the same, of plain loopback TCP
@@ -54,7 +62,8 @@ func comparisons(cfg *config) []comparison {
 			Goal: atLeast(goalDirectVsLibrary), GoalText: fmt.Sprintf("≥ %.2f×", goalDirectVsLibrary)},
 		{Label: "speedtest direct", Measure: "speedtest/direct", Baseline: "tcp/throughput",
 			Goal: atLeast(goalDirectVsTCP), GoalText: fmt.Sprintf("≥ %.2f×", goalDirectVsTCP)},
-		{Label: "speedtest direct", Measure: "speedtest/direct", Baseline: "library/direct-2proc"},
+		{Label: "speedtest direct", Measure: "speedtest/direct", Baseline: "library/direct-2proc",
+			Goal: atLeast(goalDirectVsLibrary), GoalText: fmt.Sprintf("≥ %.2f×", goalDirectVsLibrary)},
 		{Label: "speedtest DERP", Measure: "speedtest/derp", Baseline: "speedtest/direct",
 			Goal: atLeast(goalDERPVsDirect), GoalText: fmt.Sprintf("≥ %.2f×", goalDERPVsDirect)},
 		{Label: "speedtest DERP", Measure: "speedtest/derp",
@@ -63,7 +72,8 @@ func comparisons(cfg *config) []comparison {
 			Goal: atLeast(goalDirectVsLibrary), GoalText: fmt.Sprintf("≥ %.2f×", goalDirectVsLibrary)},
 		{Label: "port-forward direct", Measure: "port-forward/direct", Baseline: "tcp/throughput",
 			Goal: atLeast(goalDirectVsTCP), GoalText: fmt.Sprintf("≥ %.2f×", goalDirectVsTCP)},
-		{Label: "port-forward direct", Measure: "port-forward/direct", Baseline: "library/direct-2proc"},
+		{Label: "port-forward direct", Measure: "port-forward/direct", Baseline: "library/direct-2proc",
+			Goal: atLeast(goalDirectVsLibrary), GoalText: fmt.Sprintf("≥ %.2f×", goalDirectVsLibrary)},
 		{Label: "port-forward DERP", Measure: "port-forward/derp", Baseline: "port-forward/direct",
 			Goal: atLeast(goalDERPVsDirect), GoalText: fmt.Sprintf("≥ %.2f×", goalDERPVsDirect)},
 		{Label: "port-forward DERP", Measure: "port-forward/derp",
@@ -71,11 +81,18 @@ func comparisons(cfg *config) []comparison {
 		{Label: "speedtest DERP", Measure: "speedtest/derp", Baseline: "library/derp-2proc"},
 		{Label: "port-forward DERP", Measure: "port-forward/derp", Baseline: "library/derp-2proc"},
 		{Label: "RTT p50 plain TCP", Measure: "tcp/rtt-p50"},
+		{Label: "RTT p50 library direct", Measure: "library/direct/rtt-p50", Baseline: "tcp/rtt-p50"},
+		{Label: "RTT p50 library 2 processes direct", Measure: "library/direct-2proc/rtt-p50", Baseline: "tcp/rtt-p50"},
+		{Label: "RTT p50 library 2 processes DERP", Measure: "library/derp-2proc/rtt-p50", Baseline: "library/direct-2proc/rtt-p50"},
 		{Label: "RTT p50 forwarded direct", Measure: "port-forward/direct/rtt-p50", Baseline: "tcp/rtt-p50",
+			Goal:     func(v, base float64) bool { return v <= base+goalRTTOverheadUS },
+			GoalText: fmt.Sprintf("≤ base + %.0f µs", goalRTTOverheadUS)},
+		{Label: "RTT p50 forwarded direct", Measure: "port-forward/direct/rtt-p50", Baseline: "library/direct-2proc/rtt-p50",
 			Goal:     func(v, base float64) bool { return v <= base+goalRTTOverheadUS },
 			GoalText: fmt.Sprintf("≤ base + %.0f µs", goalRTTOverheadUS)},
 		{Label: "RTT p99 forwarded direct", Measure: "port-forward/direct/rtt-p99", Baseline: "tcp/rtt-p99"},
 		{Label: "RTT p50 forwarded DERP", Measure: "port-forward/derp/rtt-p50", Baseline: "tcp/rtt-p50"},
+		{Label: "RTT p50 forwarded DERP", Measure: "port-forward/derp/rtt-p50", Baseline: "library/derp-2proc/rtt-p50"},
 		{Label: "ssh -- true p50", Measure: "ssh/true-p50",
 			Goal: atMost(goalSSHP50ms), GoalText: fmt.Sprintf("≤ %.0f ms", goalSSHP50ms)},
 		{Label: "ssh -- true p99", Measure: "ssh/true-p99",

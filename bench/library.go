@@ -187,6 +187,12 @@ func libraryTransfer(ctx context.Context, cfg *config, res *results, r *relay, n
 	}
 	src := serve(ln, source)
 	defer src.close()
+	eln, err := p.b.Listen("tcp", libraryEchoPort)
+	if err != nil {
+		return err
+	}
+	ech := serve(eln, echo)
+	defer ech.close()
 	dial := func(ctx context.Context) (net.Conn, error) {
 		return p.a.DialContext(ctx, "tcp", netip.AddrPortFrom(p.b.Addr(), libraryPort))
 	}
@@ -213,6 +219,20 @@ func libraryTransfer(ctx context.Context, cfg *config, res *results, r *relay, n
 		path = "DERP over plain HTTP (both peers block endpoints)"
 	}
 	res.higher(name, mbps, "MB/s", ratesNote(rates)+"down, one connection, "+path)
+
+	conn, err := p.a.DialContext(ctx, "tcp", netip.AddrPortFrom(p.b.Addr(), libraryEchoPort))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ds, err := roundTrips(conn, cfg.rttCount, rttSize, cfg.rttWarm)
+	if err != nil {
+		return fmt.Errorf("round trips: %w", err)
+	}
+	s := summarize(ds)
+	note := fmt.Sprintf("%d × %d B, %s", s.N, rttSize, path)
+	res.lower(name+"/rtt-p50", micros(s.P50), "µs", note)
+	res.lower(name+"/rtt-p99", micros(s.P99), "µs", note)
 	return nil
 }
 

@@ -32,13 +32,17 @@ import (
 // peerProcArg, as the first argument, makes the bench binary a peer.
 const peerProcArg = "internal-tunnel-peer"
 
+// libraryEchoPort is where each peer process echoes what it receives.
+const libraryEchoPort = libraryPort + 1
+
 // peerMsg is one line between the parent and a peer process.
 type peerMsg struct {
 	// Child to parent.
-	ID    uuid.UUID    `json:"id,omitempty"`
-	Node  *tether.Node `json:"node,omitempty"` // our node changed
-	MBps  float64      `json:"mbps,omitempty"` // a transfer's result
-	Error string       `json:"error,omitempty"`
+	ID    uuid.UUID       `json:"id,omitempty"`
+	Node  *tether.Node    `json:"node,omitempty"` // our node changed
+	MBps  float64         `json:"mbps,omitempty"` // a transfer's result
+	RTTs  []time.Duration `json:"rtts,omitempty"` // round trips' results
+	Error string          `json:"error,omitempty"`
 
 	// Parent to child.
 	DERPMap *tailcfg.DERPMap `json:"derp_map,omitempty"` // first message: start
@@ -52,6 +56,10 @@ type measureMsg struct {
 	Warm     time.Duration `json:"warm"`
 	Duration time.Duration `json:"duration"`
 	Runs     int           `json:"runs"` // windows; the median counts
+
+	// With RoundTrips > 0, time that many small round trips to the peer's
+	// echo port (after a warm-up of Warm) instead of a download.
+	RoundTrips int `json:"round_trips,omitempty"`
 }
 
 // peerProcMain is the child: it starts a tunnel.Conn, serves the source
@@ -87,6 +95,12 @@ func peerProcMain() int {
 	}
 	src := serve(ln, source)
 	defer src.close()
+	eln, err := c.Listen("tcp", libraryEchoPort)
+	if err != nil {
+		return fail(err)
+	}
+	ech := serve(eln, echo)
+	defer ech.close()
 
 	var peer netip.Addr
 	for {
@@ -104,6 +118,15 @@ func peerProcMain() int {
 			// In the background: node updates keep coming meanwhile.
 			target, mm := peer, *m.Measure
 			go func() {
+				if mm.RoundTrips > 0 {
+					ds, err := peerRoundTrips(ctx, c, target, mm)
+					if err != nil {
+						send(peerMsg{Error: err.Error()})
+						return
+					}
+					send(peerMsg{RTTs: ds})
+					return
+				}
 				mbps, err := peerDownload(ctx, c, target, mm)
 				if err != nil {
 					send(peerMsg{Error: err.Error()})
@@ -137,6 +160,25 @@ func peerDownload(ctx context.Context, c *tunnel.Conn, peer netip.Addr, m measur
 	}
 	mbps, _, err := measureDownload(ctx, dial, m.Warm, m.Duration, m.Runs)
 	return mbps, err
+}
+
+// peerRoundTrips times small round trips to the peer's echo port once the
+// path is the one wanted.
+func peerRoundTrips(ctx context.Context, c *tunnel.Conn, peer netip.Addr, m measureMsg) ([]time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	conn, err := c.DialContext(ctx, "tcp", netip.AddrPortFrom(peer, libraryEchoPort))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	if _, err := roundTrips(conn, 10, rttSize, 0); err != nil {
+		return nil, fmt.Errorf("warm-up: %w", err)
+	}
+	if err := awaitPath(ctx, c, peer, m.Direct); err != nil {
+		return nil, err
+	}
+	return roundTrips(conn, m.RoundTrips, rttSize, m.Warm)
 }
 
 // peerProc is a running peer process, seen from the parent.
@@ -213,28 +255,41 @@ func runLibraryProcs(ctx context.Context, cfg *config, res *results) error {
 		{"library/direct-2proc", false},
 		{"library/derp-2proc", true},
 	} {
-		mbps, err := procTransfer(ctx, cfg, r, tc.relayOnly)
-		if err != nil {
-			return fmt.Errorf("%s: %w", tc.name, err)
-		}
 		path := "direct"
 		if tc.relayOnly {
 			path = "DERP over plain HTTP"
 		}
-		res.higher(tc.name, mbps, "MB/s", "down, one connection, "+path+", each peer in its own process")
+		m := measureMsg{Direct: !tc.relayOnly, Warm: cfg.warm, Duration: cfg.duration, Runs: cfg.runs}
+		got, err := procMeasure(ctx, r, tc.relayOnly, m)
+		if err != nil {
+			return fmt.Errorf("%s: %w", tc.name, err)
+		}
+		res.higher(tc.name, got.MBps, "MB/s", "down, one connection, "+path+", each peer in its own process")
+
+		m.RoundTrips, m.Warm = cfg.rttCount, cfg.rttWarm
+		got, err = procMeasure(ctx, r, tc.relayOnly, m)
+		if err != nil {
+			return fmt.Errorf("%s round trips: %w", tc.name, err)
+		}
+		s := summarize(got.RTTs)
+		note := fmt.Sprintf("%d × %d B, %s, each peer in its own process", s.N, rttSize, path)
+		res.lower(tc.name+"/rtt-p50", micros(s.P50), "µs", note)
+		res.lower(tc.name+"/rtt-p99", micros(s.P99), "µs", note)
 	}
 	return nil
 }
 
-func procTransfer(ctx context.Context, cfg *config, r *relay, relayOnly bool) (float64, error) {
+// procMeasure starts two peer processes, introduces them, and has the first
+// measure what m asks; the answer is its result message.
+func procMeasure(ctx context.Context, r *relay, relayOnly bool, m measureMsg) (peerMsg, error) {
 	a, err := startPeerProc(r.dm, relayOnly)
 	if err != nil {
-		return 0, err
+		return peerMsg{}, err
 	}
 	defer a.close()
 	b, err := startPeerProc(r.dm, relayOnly)
 	if err != nil {
-		return 0, err
+		return peerMsg{}, err
 	}
 	defer b.close()
 	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
@@ -244,39 +299,38 @@ func procTransfer(ctx context.Context, cfg *config, r *relay, relayOnly bool) (f
 	measuring := false
 	for {
 		select {
-		case m := <-a.msgs:
+		case msg := <-a.msgs:
 			switch {
-			case m.Error != "":
-				return 0, errors.New(m.Error)
-			case m.Node != nil:
-				if err := b.enc.Encode(peerMsg{PeerID: m.ID, Node: m.Node}); err != nil {
-					return 0, err
+			case msg.Error != "":
+				return peerMsg{}, errors.New(msg.Error)
+			case msg.Node != nil:
+				if err := b.enc.Encode(peerMsg{PeerID: msg.ID, Node: msg.Node}); err != nil {
+					return peerMsg{}, err
 				}
-			case m.MBps != 0:
-				return m.MBps, nil
+			case msg.MBps != 0 || len(msg.RTTs) > 0:
+				return msg, nil
 			}
-		case m := <-b.msgs:
+		case msg := <-b.msgs:
 			switch {
-			case m.Error != "":
-				return 0, errors.New(m.Error)
-			case m.Node != nil:
-				if err := a.enc.Encode(peerMsg{PeerID: m.ID, Node: m.Node}); err != nil {
-					return 0, err
+			case msg.Error != "":
+				return peerMsg{}, errors.New(msg.Error)
+			case msg.Node != nil:
+				if err := a.enc.Encode(peerMsg{PeerID: msg.ID, Node: msg.Node}); err != nil {
+					return peerMsg{}, err
 				}
 				if !measuring {
 					measuring = true
-					err := a.enc.Encode(peerMsg{Measure: &measureMsg{Direct: !relayOnly, Warm: cfg.warm, Duration: cfg.duration, Runs: cfg.runs}})
-					if err != nil {
-						return 0, err
+					if err := a.enc.Encode(peerMsg{Measure: &m}); err != nil {
+						return peerMsg{}, err
 					}
 				}
 			}
 		case <-a.done:
-			return 0, errors.New("peer process a exited")
+			return peerMsg{}, errors.New("peer process a exited")
 		case <-b.done:
-			return 0, errors.New("peer process b exited")
+			return peerMsg{}, errors.New("peer process b exited")
 		case <-ctx.Done():
-			return 0, ctx.Err()
+			return peerMsg{}, ctx.Err()
 		}
 	}
 }

@@ -32,6 +32,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -66,6 +67,7 @@ type config struct {
 	resultsDir    string
 	verbose       bool
 	compare       string // two saved runs to compare instead of measuring
+	timeout       time.Duration
 
 	log *slog.Logger // the library's and the tunnels' logs (Debug with -v)
 }
@@ -79,18 +81,28 @@ func (c *config) logf(format string, args ...any) {
 var allParts = []string{"tcp", "library", "firstbyte", "speedtest", "portforward", "ssh", "nat", "coord"}
 
 func main() {
-	if len(os.Args) > 1 {
-		switch os.Args[1] {
-		case coordServerArg:
-			os.Exit(coordServerMain())
-		case peerProcArg:
-			os.Exit(peerProcMain())
-		}
+	if code, ok := childMode(os.Args[1:]); ok {
+		os.Exit(code)
 	}
-	os.Exit(run())
+	os.Exit(run(os.Args[1:], os.Stdout))
 }
 
-func parseFlags() (*config, error) {
+// childMode runs the bench binary as one of its child processes when the
+// first argument names one; ok is false otherwise.
+func childMode(args []string) (code int, ok bool) {
+	if len(args) == 0 {
+		return 0, false
+	}
+	switch args[0] {
+	case coordServerArg:
+		return coordServerMain(), true
+	case peerProcArg:
+		return peerProcMain(), true
+	}
+	return 0, false
+}
+
+func parseFlags(args []string) (*config, error) {
 	cfg := &config{}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.Usage = func() {
@@ -114,8 +126,9 @@ func parseFlags() (*config, error) {
 	fs.StringVar(&cfg.tether, "tether", "", "tether binary to measure (default: build ./cmd/tether of this checkout)")
 	fs.StringVar(&cfg.resultsDir, "results", "", "directory for the JSON and benchstat files (default: bench/results)")
 	fs.BoolVar(&cfg.verbose, "v", false, "debug logs of the in-process tunnels on stderr")
+	fs.DurationVar(&cfg.timeout, "timeout", 0, "give up measuring after this long (0: no limit); the table shows what was measured by then")
 	fs.StringVar(&cfg.compare, "compare", "", "OLD.json,NEW.json: print two saved runs side by side and exit")
-	if err := fs.Parse(os.Args[1:]); err != nil {
+	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
@@ -179,8 +192,10 @@ func parseFlags() (*config, error) {
 	return cfg, nil
 }
 
-func run() int {
-	cfg, err := parseFlags()
+// run measures what args ask and prints the table to stdout; progress goes
+// to stderr. It returns the process's exit code.
+func run(args []string, stdout io.Writer) int {
+	cfg, err := parseFlags(args)
 	if err != nil {
 		if err == flag.ErrHelp {
 			return 0
@@ -189,10 +204,15 @@ func run() int {
 		return 2
 	}
 	if cfg.compare != "" {
-		return runCompare(cfg.compare)
+		return runCompare(cfg.compare, stdout)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if cfg.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cfg.timeout)
+		defer cancel()
+	}
 
 	root, err := moduleRoot()
 	if err != nil {
@@ -298,25 +318,25 @@ func run() int {
 	step("coord", func() error { return runCoord(ctx, cfg, res) })
 
 	rows := res.rows(comparisons(cfg), cfg.parts)
-	printTable(os.Stdout, rows)
+	printTable(stdout, rows)
 	for _, p := range allParts {
 		if why, ok := res.skipped[p]; ok {
-			fmt.Printf("skipped %s: %s\n", p, why)
+			fmt.Fprintf(stdout, "skipped %s: %s\n", p, why)
 		}
 	}
 	for _, p := range allParts {
 		if why, ok := res.failed[p]; ok {
-			fmt.Printf("FAILED %s: %s\n", p, firstLine(why))
+			fmt.Fprintf(stdout, "FAILED %s: %s\n", p, firstLine(why))
 		}
 	}
 	loadAfter := loadAvg()
-	fmt.Printf("load average %s before, %s after; measured in %.0f s (build %.0f s); %d CPUs\n",
+	fmt.Fprintf(stdout, "load average %s before, %s after; measured in %.0f s (build %.0f s); %d CPUs\n",
 		loadBefore, loadAfter, time.Since(measureStart).Seconds(), measureStart.Sub(started).Seconds(), runtime.NumCPU())
 
 	commit, dirty := gitCommit(root)
 	rec := record{
 		Time: started, Commit: commit, Dirty: dirty, Binary: binary, Go: runtime.Version(), CPUs: runtime.NumCPU(),
-		Args: os.Args[1:], Measures: res.sortedMeasures(), Rows: rows,
+		Args: args, Measures: res.sortedMeasures(), Rows: rows,
 		Skipped: res.skipped, Failed: res.failed,
 		LoadAvg: [2]string{loadBefore, loadAfter},
 	}
@@ -325,14 +345,14 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 1
 	}
-	fmt.Printf("results: %s (benchstat: %s)\n", jsonPath, txtPath)
+	fmt.Fprintf(stdout, "results: %s (benchstat: %s)\n", jsonPath, txtPath)
 	if len(res.failed) > 0 || ctx.Err() != nil {
 		return 1
 	}
 	return 0
 }
 
-func runCompare(arg string) int {
+func runCompare(arg string, stdout io.Writer) int {
 	oldPath, newPath, ok := strings.Cut(arg, ",")
 	if !ok {
 		fmt.Fprintln(os.Stderr, "bench: -compare wants OLD.json,NEW.json")
@@ -348,7 +368,7 @@ func runCompare(arg string) int {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 1
 	}
-	compareRecords(os.Stdout, old, cur)
+	compareRecords(stdout, old, cur)
 	return 0
 }
 

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestSmoke runs the bench command end to end with tiny windows, so that it
+// cannot rot: a real server, agent and CLI, the library pairs in one and in
+// two processes, the coordinator child. It checks that every part measured
+// something and that the results were saved, never how fast anything was.
+// The NAT part is left to its own benchmark (BenchmarkNAT) and to the NAT
+// lab tests of cmd/tether: it needs root and takes a minute.
+func TestSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the product (-short)")
+	}
+	dir := t.TempDir()
+	var out bytes.Buffer
+	code := run([]string{
+		"-parts", "tcp,library,firstbyte,speedtest,portforward,ssh,coord",
+		"-duration", "100ms", "-warm", "100ms", "-runs", "1",
+		"-rtt-count", "20", "-ssh-runs", "2", "-first-byte-runs", "1",
+		"-coord-sizes", "10", "-coord-updates", "20", "-coord-rate", "200",
+		"-timeout", "4m",
+		"-results", dir,
+	}, &out)
+	table := out.String()
+	if code != 0 {
+		t.Fatalf("bench exited with %d:\n%s", code, table)
+	}
+	for _, row := range []string{
+		"plain TCP loopback", "library ceiling direct", "library 2 processes DERP",
+		"RTT p50 library 2 processes direct", "fresh tunnel pair first byte max",
+		"speedtest direct", "speedtest DERP", "port-forward direct", "port-forward DERP",
+		"RTT p50 forwarded direct", "ssh -- true p99", "coordinator 10 peers fan-out p99",
+	} {
+		if !strings.Contains(table, row) {
+			t.Errorf("table lacks %q:\n%s", row, table)
+		}
+	}
+	saved, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	if err != nil || len(saved) != 1 {
+		t.Fatalf("saved results = %v, %v; want one JSON file", saved, err)
+	}
+	rec, err := loadRecord(saved[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.Measures) < 20 || len(rec.Failed) > 0 {
+		t.Errorf("saved %d measures, failed parts %v", len(rec.Measures), rec.Failed)
+	}
+	if _, err := os.Stat(strings.TrimSuffix(saved[0], ".json") + ".txt"); err != nil {
+		t.Errorf("no benchstat file: %v", err)
+	}
+}

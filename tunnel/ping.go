@@ -146,6 +146,9 @@ func (c *Conn) AwaitReachable(ctx context.Context, ip netip.Addr) error {
 				if err := c.awaitHomeDERP(ctx); err != nil {
 					return err
 				}
+				if res.Endpoint == "" {
+					c.pursueDirect(ip, p.key())
+				}
 				return c.awaitSession(ctx, ip, p.key(), pingResult(res).Latency)
 			}
 			// "unknown peer" races with UpsertPeer reaching magicsock;

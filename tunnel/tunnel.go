@@ -158,7 +158,8 @@ type Conn struct {
 	peersChanged   chan struct{} // closed and replaced when the peer set changes
 	forwardTCP     func(net.Conn, netip.AddrPort)
 	forwardUDP     func(net.Conn, netip.AddrPort)
-	closers        map[*tracked]struct{} // listeners and connections to close
+	closers        map[*tracked]struct{}   // listeners and connections to close
+	pursuing       map[key.NodePublic]bool // peers whose direct path pursueDirect seeks
 }
 
 // New starts a Conn. It returns once the engine runs; the node callback

@@ -98,6 +98,8 @@ func childMode(args []string) (code int, ok bool) {
 		return coordServerMain(), true
 	case peerProcArg:
 		return peerProcMain(), true
+	case forwardProcArg:
+		return forwardProcMain(args[1:]), true
 	}
 	return 0, false
 }
@@ -317,6 +319,7 @@ func run(args []string, stdout io.Writer) int {
 	step("nat", func() error { return runNAT(ctx, cfg, res, root, natTest) })
 	step("coord", func() error { return runCoord(ctx, cfg, res) })
 
+	res.deriveRTTOverhead()
 	rows := res.rows(comparisons(cfg), cfg.parts)
 	printTable(stdout, rows)
 	for _, p := range allParts {

@@ -49,6 +49,32 @@ func runPlainTCP(ctx context.Context, cfg *config, res *results) error {
 	note := fmt.Sprintf("%d × %d B", s.N, rttSize)
 	res.lower("tcp/rtt-p50", micros(s.P50), "µs", note)
 	res.lower("tcp/rtt-p99", micros(s.P99), "µs", note)
+
+	// Again through two forwarding processes, as a port forward's
+	// connection runs through the CLI and the agent.
+	agentSide, err := startForwardProc(eln.Addr().String())
+	if err != nil {
+		return err
+	}
+	defer agentSide.close()
+	cliSide, err := startForwardProc(agentSide.addr)
+	if err != nil {
+		return err
+	}
+	defer cliSide.close()
+	fconn, err := net.Dial("tcp", cliSide.addr)
+	if err != nil {
+		return err
+	}
+	defer fconn.Close()
+	ds, err = roundTrips(fconn, cfg.rttCount, rttSize, cfg.rttWarm)
+	if err != nil {
+		return fmt.Errorf("plain TCP round trips through two forwarders: %w", err)
+	}
+	s = summarize(ds)
+	note = fmt.Sprintf("%d × %d B, through two forwarding processes (as a port forward runs through the CLI and the agent)", s.N, rttSize)
+	res.lower("tcp/rtt-forwarded-p50", micros(s.P50), "µs", note)
+	res.lower("tcp/rtt-forwarded-p99", micros(s.P99), "µs", note)
 	return nil
 }
 

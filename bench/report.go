@@ -57,6 +57,25 @@ func (r *results) get(name string) (measure, bool) {
 	return m, ok
 }
 
+// deriveRTTOverhead adds what the product itself adds to a forwarded
+// round trip: the forwarded figure less the library's (two processes, the
+// tunnel alone) and less what the two extra process crossings cost plain
+// TCP (forwarders against a round trip within one process). It adds
+// nothing unless all four were measured.
+func (r *results) deriveRTTOverhead() {
+	fwd, ok1 := r.get("port-forward/direct/rtt-p50")
+	lib, ok2 := r.get("library/direct-2proc/rtt-p50")
+	tcpFwd, ok3 := r.get("tcp/rtt-forwarded-p50")
+	tcp, ok4 := r.get("tcp/rtt-p50")
+	if !ok1 || !ok2 || !ok3 || !ok4 {
+		return
+	}
+	v := fwd.Value - lib.Value - (tcpFwd.Value - tcp.Value)
+	r.lower("port-forward/direct/rtt-overhead-p50", v, "µs", fmt.Sprintf(
+		"forwarded %.0f − library in 2 processes %.0f − (plain TCP through 2 forwarders %.0f − plain TCP %.0f)",
+		fwd.Value, lib.Value, tcpFwd.Value, tcp.Value))
+}
+
 // A comparison is one row of the table: a measure, optionally against a
 // baseline measured in the same run, and optionally judged against a goal.
 type comparison struct {

@@ -333,12 +333,13 @@ func run(args []string, stdout io.Writer) int {
 		}
 	}
 	loadAfter := loadAvg()
-	fmt.Fprintf(stdout, "load average %s before, %s after; measured in %.0f s (build %.0f s); %d CPUs\n",
-		loadBefore, loadAfter, time.Since(measureStart).Seconds(), measureStart.Sub(started).Seconds(), runtime.NumCPU())
+	mach := machine()
+	fmt.Fprintf(stdout, "load average %s before, %s after; measured in %.0f s (build %.0f s); %s\n",
+		loadBefore, loadAfter, time.Since(measureStart).Seconds(), measureStart.Sub(started).Seconds(), mach)
 
 	commit, dirty := gitCommit(root)
 	rec := record{
-		Time: started, Commit: commit, Dirty: dirty, Binary: binary, Go: runtime.Version(), CPUs: runtime.NumCPU(),
+		Time: started, Commit: commit, Dirty: dirty, Binary: binary, Go: runtime.Version(), CPUs: runtime.NumCPU(), Machine: mach,
 		Args: args, Measures: res.sortedMeasures(), Rows: rows,
 		Skipped: res.skipped, Failed: res.failed,
 		LoadAvg: [2]string{loadBefore, loadAfter},

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -190,6 +191,7 @@ type record struct {
 	Binary   string            `json:"binary"` // "built" from the checkout, or the -tether path given
 	Go       string            `json:"go"`
 	CPUs     int               `json:"cpus"`
+	Machine  string            `json:"machine"` // CPU model, memory, kernel
 	Args     []string          `json:"args"`
 	Measures []measure         `json:"measures"`
 	Rows     []row             `json:"rows"`
@@ -229,10 +231,38 @@ func save(dir string, rec record) (jsonPath, txtPath string, err error) {
 	return jsonPath, txtPath, nil
 }
 
+// machine describes the machine the bench runs on: CPU model and count,
+// memory, kernel. Parts it cannot read are left out.
+func machine() string {
+	var parts []string
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				parts = append(parts, strings.TrimSpace(v))
+				break
+			}
+		}
+	}
+	parts = append(parts, fmt.Sprintf("%d CPUs", runtime.NumCPU()))
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kib int64
+		if _, err := fmt.Sscanf(string(b), "MemTotal: %d kB", &kib); err == nil {
+			parts = append(parts, fmt.Sprintf("%.0f GiB", float64(kib)/(1<<20)))
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		parts = append(parts, "Linux "+strings.TrimSpace(string(b)))
+	}
+	return strings.Join(parts, ", ")
+}
+
 // writeBenchfmt writes the measures in Go's benchmark format, one line per
 // measure, so that `benchstat old.txt new.txt` compares two runs.
 func writeBenchfmt(w io.Writer, rec record) {
 	fmt.Fprintf(w, "goos: linux\ngoarch: amd64\npkg: github.com/tetherdev/tether/bench\n")
+	if rec.Machine != "" {
+		fmt.Fprintf(w, "machine: %s\n", rec.Machine)
+	}
 	fmt.Fprintf(w, "commit: %s\n", rec.Commit)
 	ms := append([]measure(nil), rec.Measures...)
 	sort.SliceStable(ms, func(i, j int) bool { return ms[i].Name < ms[j].Name })

@@ -1,0 +1,591 @@
+// Package postgres is the Store for deployments that keep their state in
+// PostgreSQL (github.com/jackc/pgx/v5), migrated at open. It behaves like
+// store/sqlite, the embedded default, and passes the same conformance suite
+// (store/storetest).
+//
+// For now only one Tether server may use a database at a time: Open takes a
+// session-level advisory lock and fails if another server holds it. The lock
+// is per schema, so several Tether deployments can share one database in
+// different schemas (choose one with search_path in the URL).
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/tetherdev/tether"
+	"github.com/tetherdev/tether/store"
+)
+
+// DB is a Store backed by PostgreSQL.
+type DB struct {
+	pool *pgxpool.Pool
+
+	// lockConn holds the single-replica advisory lock (lockKey) for the
+	// DB's lifetime. It is a connection of its own, outside the pool,
+	// because session-level advisory locks belong to the connection that
+	// took them. If it drops, the server releases the lock; Tether does not
+	// notice.
+	lockConn *pgx.Conn
+	lockKey  int64
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ store.Store = (*DB)(nil)
+
+// closeTimeout bounds the round trips that release the lock when closing
+// or when Open gives up, so a dead server cannot hang a shutdown.
+const closeTimeout = 5 * time.Second
+
+// Open connects to the PostgreSQL database at url, takes the single-replica
+// lock and applies pending migrations. The URL has the form
+// postgres://user:password@host:5432/database?sslmode=verify-full, plus an
+// optional search_path parameter to choose the schema; pgx's other
+// parameters and the PG* environment variables also apply.
+//
+// Error messages name the host, database and schema but never the
+// password. Past parsing, pgx's errors carry no connection string (a failed
+// connection names only the user and database), so they are wrapped as
+// they are; masking the password wherever it appears in the text would
+// mangle messages and, by doing so, show which word is the password.
+func Open(ctx context.Context, url string) (*DB, error) {
+	if url == "" {
+		return nil, errors.New("open PostgreSQL store: the database URL is empty; want postgres://user:password@host:5432/database")
+	}
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// pgx masks passwords in parse errors only on a best-effort basis
+		// (its own words), and a URL that does not parse is just the kind
+		// where it can miss one; so say what is wrong without repeating
+		// any of the URL.
+		return nil, errors.New("open PostgreSQL store: the database URL does not parse (not shown, as it may hold a password); " +
+			"want postgres://user:password@host:5432/database?sslmode=disable, with special characters in the password percent-encoded")
+	}
+	// Name the connections so that operators can tell Tether's apart in
+	// pg_stat_activity, for example to find which server holds the lock.
+	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
+		cfg.ConnConfig.RuntimeParams["application_name"] = "tether"
+	}
+	return open(ctx, cfg)
+}
+
+func open(ctx context.Context, cfg *pgxpool.Config) (*DB, error) {
+	where := describe(cfg.ConnConfig)
+	lockConn, err := pgx.ConnectConfig(ctx, cfg.ConnConfig.Copy())
+	if err != nil {
+		return nil, fmt.Errorf("connect to PostgreSQL at %s: %s: %w", where, connectHint(err), err)
+	}
+	// current_schema is where our unqualified table names land: the first
+	// schema on search_path that exists. It is NULL if none does.
+	var schema *string
+	if err := lockConn.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		closeConn(lockConn)
+		return nil, fmt.Errorf("query the current schema of %s: %w", where, err)
+	}
+	if schema == nil {
+		closeConn(lockConn)
+		return nil, fmt.Errorf("open PostgreSQL store at %s: no schema on the search_path exists: create the schema, or fix search_path in the URL", where)
+	}
+	where += " (schema " + *schema + ")"
+
+	// Take the lock before migrating, so that a newer Tether cannot migrate
+	// the schema under an older one that is still running.
+	key := lockKey("replica", *schema)
+	var locked bool
+	if err := lockConn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, key).Scan(&locked); err != nil {
+		closeConn(lockConn)
+		return nil, fmt.Errorf("take the database lock on %s: %w", where, err)
+	}
+	if !locked {
+		closeConn(lockConn)
+		return nil, fmt.Errorf("open PostgreSQL store at %s: another Tether server is already using this database; "+
+			"running several replicas against one database is not supported yet", where)
+	}
+
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		closeConn(lockConn) // closing the session releases its lock
+		return nil, fmt.Errorf("open PostgreSQL store at %s: %w", where, err)
+	}
+	db := &DB{pool: pool, lockConn: lockConn, lockKey: key}
+	if err := db.migrate(ctx, *schema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("migrate %s: %w", where, err)
+	}
+	return db, nil
+}
+
+// Close closes the pool, then releases the single-replica lock. Calling it
+// again returns the first call's result.
+func (db *DB) Close() error {
+	db.closeOnce.Do(func() {
+		// The pool goes first so that our last queries are done before
+		// another server may take over.
+		db.pool.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+		defer cancel()
+		// Unlock explicitly instead of relying on the disconnection: the
+		// server drops a closed session's locks only when its backend
+		// exits, which a server started right after us could beat.
+		if _, err := db.lockConn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, db.lockKey); err != nil {
+			db.closeErr = fmt.Errorf("release the database lock: %w", err)
+		}
+		if err := db.lockConn.Close(ctx); err != nil && db.closeErr == nil {
+			db.closeErr = fmt.Errorf("close the lock connection: %w", err)
+		}
+	})
+	return db.closeErr
+}
+
+// closeConn closes a connection that Open is giving up on.
+func closeConn(c *pgx.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+	defer cancel()
+	c.Close(ctx)
+}
+
+// describe names the server and database for messages: host, port and
+// database, never the password.
+func describe(cc *pgx.ConnConfig) string {
+	return net.JoinHostPort(cc.Host, fmt.Sprint(cc.Port)) + "/" + cc.Database
+}
+
+// connectHint says what to check when connecting fails.
+func connectHint(err error) string {
+	var pgErr *pgconn.PgError
+	var netErr *net.OpError
+	switch {
+	case errors.As(err, &pgErr):
+		switch pgErr.Code {
+		case "28P01", "28000": // invalid_password, invalid_authorization_specification
+			return "check the user name and password in the URL, and the server's pg_hba.conf"
+		case "3D000": // invalid_catalog_name
+			return "the database does not exist: create it, or fix its name in the URL"
+		}
+		return "the server refused the connection"
+	case pgconn.Timeout(err), errors.Is(err, context.DeadlineExceeded):
+		return "timed out: check the host and port in the URL, and that no firewall is in the way"
+	case errors.As(err, &netErr):
+		return "check that PostgreSQL is running and listening at the host and port in the URL"
+	}
+	return "check the URL, including its sslmode"
+}
+
+// lockKey derives a 64-bit advisory lock key for one purpose in one schema.
+// Advisory locks are already scoped to a database, so the key only has to
+// tell schemas and purposes apart.
+func lockKey(purpose, schema string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("tether " + purpose + " " + schema))
+	return int64(h.Sum64())
+}
+
+// migrations are applied in order; tether_schema_migrations has one row per
+// migration that has run, numbered from 1. Append only: never edit a
+// migration that has shipped.
+//
+// Compared with store/sqlite's schema: times are timestamptz (microsecond
+// precision) and NULL where SQLite stores 0 for "never"; email uniqueness
+// folds ASCII case only, like SQLite's NOCASE, because lower() under the C
+// collation touches nothing else (and, unlike a locale's lower(), cannot
+// change with an operating system upgrade and corrupt the index).
+var migrations = []string{
+	// 1: users, sessions, templates, workspaces.
+	`CREATE TABLE users (
+		id uuid PRIMARY KEY,
+		username text NOT NULL UNIQUE,
+		email text NOT NULL,
+		role text NOT NULL,
+		password_hash bytea NOT NULL,
+		created_at timestamptz NOT NULL
+	);
+	CREATE UNIQUE INDEX users_email_nocase ON users (lower(email COLLATE "C"));
+	CREATE TABLE sessions (
+		token_hash text PRIMARY KEY,
+		user_id uuid NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+		created_at timestamptz NOT NULL,
+		expires_at timestamptz NOT NULL
+	);
+	CREATE TABLE templates (
+		id uuid PRIMARY KEY,
+		name text NOT NULL UNIQUE,
+		agent_url text NOT NULL,
+		apps jsonb NOT NULL,
+		created_at timestamptz NOT NULL,
+		updated_at timestamptz NOT NULL
+	);
+	CREATE TABLE workspaces (
+		id uuid PRIMARY KEY,
+		name text NOT NULL,
+		owner_id uuid NOT NULL REFERENCES users(id),
+		template_id uuid REFERENCES templates(id),
+		agent_token_hash text NOT NULL UNIQUE,
+		created_at timestamptz NOT NULL,
+		agent_connected_at timestamptz,
+		agent_disconnected_at timestamptz,
+		agent_last_seen_at timestamptz,
+		agent_version text NOT NULL DEFAULT '',
+		UNIQUE (owner_id, name)
+	);`,
+}
+
+func (db *DB) migrate(ctx context.Context, schema string) error {
+	return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		// The single-replica lock already keeps two servers from migrating
+		// at once; this lock keeps migrations safe on their own, for when
+		// several replicas are allowed. It is released at commit.
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, lockKey("migrate", schema)); err != nil {
+			return fmt.Errorf("take the migration lock: %w", err)
+		}
+		// Named after Tether so as not to mistake another tool's
+		// schema_migrations table for ours.
+		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS tether_schema_migrations (
+			version integer PRIMARY KEY,
+			applied_at timestamptz NOT NULL DEFAULT now()
+		)`); err != nil {
+			return fmt.Errorf("create the migrations table: %w", err)
+		}
+		var version int
+		if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM tether_schema_migrations`).Scan(&version); err != nil {
+			return fmt.Errorf("read the schema version: %w", err)
+		}
+		if version > len(migrations) {
+			return fmt.Errorf("database schema version %d is newer than this tether knows (%d): upgrade tether", version, len(migrations))
+		}
+		for i := version; i < len(migrations); i++ {
+			if _, err := tx.Exec(ctx, migrations[i]); err != nil {
+				return fmt.Errorf("migration %d: %w", i+1, err)
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO tether_schema_migrations (version) VALUES ($1)`, i+1); err != nil {
+				return fmt.Errorf("record migration %d: %w", i+1, err)
+			}
+		}
+		return nil
+	})
+}
+
+// nullTime stores the zero time as NULL, for columns where it means
+// "never".
+func nullTime(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t
+}
+
+// fromNullTime reads a nullable time column: NULL is the zero time.
+func fromNullTime(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
+// mapErr turns driver errors into the store's sentinel errors.
+func mapErr(err error, what string) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("%s: %w", what, store.ErrNotFound)
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" { // unique_violation
+		return fmt.Errorf("%s: %w", what, store.ErrConflict)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+func (db *DB) CountUsers(ctx context.Context) (int, error) {
+	var n int
+	err := db.pool.QueryRow(ctx, `SELECT count(*) FROM users`).Scan(&n)
+	return n, mapErr(err, "count users")
+}
+
+func (db *DB) CreateUser(ctx context.Context, u store.User) error {
+	_, err := db.pool.Exec(ctx,
+		`INSERT INTO users (id, username, email, role, password_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)`,
+		u.ID, u.Username, u.Email, string(u.Role), u.PasswordHash, u.CreatedAt)
+	return mapErr(err, "create user")
+}
+
+func (db *DB) CreateFirstUser(ctx context.Context, u store.User) error {
+	var created bool
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		// Under READ COMMITTED, two concurrent INSERT ... WHERE NOT EXISTS
+		// could both see no users and both insert. EXCLUSIVE mode makes
+		// writers to users wait their turn and still lets readers in.
+		if _, err := tx.Exec(ctx, `LOCK TABLE users IN EXCLUSIVE MODE`); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx,
+			`INSERT INTO users (id, username, email, role, password_hash, created_at)
+			 SELECT $1::uuid, $2::text, $3::text, $4::text, $5::bytea, $6::timestamptz WHERE NOT EXISTS (SELECT 1 FROM users)`,
+			u.ID, u.Username, u.Email, string(u.Role), u.PasswordHash, u.CreatedAt)
+		created = tag.RowsAffected() == 1
+		return err
+	})
+	if err != nil {
+		return mapErr(err, "create first user")
+	}
+	if !created {
+		return fmt.Errorf("create first user: %w", store.ErrConflict)
+	}
+	return nil
+}
+
+const userColumns = `id, username, email, role, password_hash, created_at`
+
+func scanUser(row pgx.Row) (store.User, error) {
+	var u store.User
+	var role string
+	if err := row.Scan(&u.ID, &u.Username, &u.Email, &role, &u.PasswordHash, &u.CreatedAt); err != nil {
+		return u, err
+	}
+	u.Role = tether.Role(role)
+	u.CreatedAt = u.CreatedAt.UTC()
+	return u, nil
+}
+
+func (db *DB) UserByID(ctx context.Context, id uuid.UUID) (store.User, error) {
+	u, err := scanUser(db.pool.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
+	return u, mapErr(err, "user")
+}
+
+func (db *DB) UserByLogin(ctx context.Context, login string) (store.User, error) {
+	// The email comparison is the expression of users_email_nocase, so it
+	// can use that index.
+	u, err := scanUser(db.pool.QueryRow(ctx,
+		`SELECT `+userColumns+` FROM users WHERE username = $1 OR lower(email COLLATE "C") = lower($1::text COLLATE "C")`, login))
+	return u, mapErr(err, "user")
+}
+
+// Lists sort with COLLATE "C", byte by byte, as SQLite does, rather than by
+// the database's locale.
+
+func (db *DB) ListUsers(ctx context.Context) ([]store.User, error) {
+	rows, err := db.pool.Query(ctx, `SELECT `+userColumns+` FROM users ORDER BY username COLLATE "C"`)
+	if err != nil {
+		return nil, mapErr(err, "list users")
+	}
+	defer rows.Close()
+	var users []store.User
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, mapErr(err, "list users")
+		}
+		users = append(users, u)
+	}
+	return users, mapErr(rows.Err(), "list users")
+}
+
+func (db *DB) CreateSession(ctx context.Context, ss store.Session) error {
+	_, err := db.pool.Exec(ctx,
+		`INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)`,
+		ss.TokenHash, ss.UserID, ss.CreatedAt, ss.ExpiresAt)
+	return mapErr(err, "create session")
+}
+
+func (db *DB) SessionByTokenHash(ctx context.Context, hash string) (store.Session, error) {
+	ss := store.Session{TokenHash: hash}
+	err := db.pool.QueryRow(ctx,
+		`SELECT user_id, created_at, expires_at FROM sessions WHERE token_hash = $1`, hash).
+		Scan(&ss.UserID, &ss.CreatedAt, &ss.ExpiresAt)
+	if err != nil {
+		return ss, mapErr(err, "session")
+	}
+	ss.CreatedAt, ss.ExpiresAt = ss.CreatedAt.UTC(), ss.ExpiresAt.UTC()
+	return ss, nil
+}
+
+func (db *DB) DeleteSession(ctx context.Context, hash string) error {
+	_, err := db.pool.Exec(ctx, `DELETE FROM sessions WHERE token_hash = $1`, hash)
+	return mapErr(err, "delete session")
+}
+
+func (db *DB) DeleteExpiredSessions(ctx context.Context, now time.Time) error {
+	_, err := db.pool.Exec(ctx, `DELETE FROM sessions WHERE expires_at < $1`, now)
+	return mapErr(err, "delete expired sessions")
+}
+
+func (db *DB) UpsertTemplate(ctx context.Context, t store.Template) (store.Template, error) {
+	apps, err := json.Marshal(t.Apps)
+	if err != nil {
+		return t, fmt.Errorf("encode apps: %w", err)
+	}
+	got, err := scanTemplate(db.pool.QueryRow(ctx,
+		`INSERT INTO templates (id, name, agent_url, apps, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6)
+		 ON CONFLICT (name) DO UPDATE SET agent_url = excluded.agent_url, apps = excluded.apps, updated_at = excluded.updated_at
+		 RETURNING `+templateColumns,
+		t.ID, t.Name, t.AgentURL, json.RawMessage(apps), t.CreatedAt, t.UpdatedAt))
+	if err != nil {
+		return t, mapErr(err, "upsert template")
+	}
+	return got, nil
+}
+
+const templateColumns = `id, name, agent_url, apps, created_at, updated_at`
+
+func scanTemplate(row pgx.Row) (store.Template, error) {
+	var t store.Template
+	var apps []byte
+	if err := row.Scan(&t.ID, &t.Name, &t.AgentURL, &apps, &t.CreatedAt, &t.UpdatedAt); err != nil {
+		return t, err
+	}
+	t.CreatedAt, t.UpdatedAt = t.CreatedAt.UTC(), t.UpdatedAt.UTC()
+	if err := json.Unmarshal(apps, &t.Apps); err != nil {
+		return t, fmt.Errorf("decode apps of template %s: %w", t.Name, err)
+	}
+	if t.Apps == nil {
+		t.Apps = []tether.App{}
+	}
+	return t, nil
+}
+
+func (db *DB) TemplateByName(ctx context.Context, name string) (store.Template, error) {
+	t, err := scanTemplate(db.pool.QueryRow(ctx, `SELECT `+templateColumns+` FROM templates WHERE name = $1`, name))
+	return t, mapErr(err, "template "+name)
+}
+
+func (db *DB) TemplateByID(ctx context.Context, id uuid.UUID) (store.Template, error) {
+	t, err := scanTemplate(db.pool.QueryRow(ctx, `SELECT `+templateColumns+` FROM templates WHERE id = $1`, id))
+	return t, mapErr(err, "template")
+}
+
+func (db *DB) ListTemplates(ctx context.Context) ([]store.Template, error) {
+	rows, err := db.pool.Query(ctx, `SELECT `+templateColumns+` FROM templates ORDER BY name COLLATE "C"`)
+	if err != nil {
+		return nil, mapErr(err, "list templates")
+	}
+	defer rows.Close()
+	var ts []store.Template
+	for rows.Next() {
+		t, err := scanTemplate(rows)
+		if err != nil {
+			return nil, mapErr(err, "list templates")
+		}
+		ts = append(ts, t)
+	}
+	return ts, mapErr(rows.Err(), "list templates")
+}
+
+func nullUUID(id uuid.UUID) any {
+	if id == uuid.Nil {
+		return nil
+	}
+	return id
+}
+
+func (db *DB) CreateWorkspace(ctx context.Context, w store.Workspace) error {
+	_, err := db.pool.Exec(ctx,
+		`INSERT INTO workspaces (id, name, owner_id, template_id, agent_token_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)`,
+		w.ID, w.Name, w.OwnerID, nullUUID(w.TemplateID), w.AgentTokenHash, w.CreatedAt)
+	return mapErr(err, "create workspace")
+}
+
+const workspaceQuery = `SELECT w.id, w.name, w.owner_id, u.username, w.template_id, coalesce(t.name, ''),
+	w.agent_token_hash, w.created_at, w.agent_connected_at, w.agent_disconnected_at, w.agent_last_seen_at, w.agent_version
+	FROM workspaces w JOIN users u ON u.id = w.owner_id LEFT JOIN templates t ON t.id = w.template_id`
+
+func scanWorkspace(row pgx.Row) (store.Workspace, error) {
+	var w store.Workspace
+	var tmpl *uuid.UUID
+	var conn, disc, seen *time.Time
+	if err := row.Scan(&w.ID, &w.Name, &w.OwnerID, &w.Owner, &tmpl, &w.Template, &w.AgentTokenHash,
+		&w.CreatedAt, &conn, &disc, &seen, &w.AgentVersion); err != nil {
+		return w, err
+	}
+	if tmpl != nil {
+		w.TemplateID = *tmpl
+	}
+	w.CreatedAt = w.CreatedAt.UTC()
+	w.AgentConnectedAt, w.AgentDisconnectedAt, w.AgentLastSeenAt = fromNullTime(conn), fromNullTime(disc), fromNullTime(seen)
+	return w, nil
+}
+
+func (db *DB) WorkspaceByID(ctx context.Context, id uuid.UUID) (store.Workspace, error) {
+	w, err := scanWorkspace(db.pool.QueryRow(ctx, workspaceQuery+` WHERE w.id = $1`, id))
+	return w, mapErr(err, "workspace")
+}
+
+func (db *DB) WorkspaceByOwnerAndName(ctx context.Context, ownerID uuid.UUID, name string) (store.Workspace, error) {
+	w, err := scanWorkspace(db.pool.QueryRow(ctx, workspaceQuery+` WHERE w.owner_id = $1 AND w.name = $2`, ownerID, name))
+	return w, mapErr(err, "workspace "+name)
+}
+
+func (db *DB) WorkspaceByAgentTokenHash(ctx context.Context, hash string) (store.Workspace, error) {
+	w, err := scanWorkspace(db.pool.QueryRow(ctx, workspaceQuery+` WHERE w.agent_token_hash = $1`, hash))
+	return w, mapErr(err, "workspace")
+}
+
+func (db *DB) ListWorkspaces(ctx context.Context, ownerID uuid.UUID) ([]store.Workspace, error) {
+	q, args := workspaceQuery, []any{}
+	if ownerID != uuid.Nil {
+		q += ` WHERE w.owner_id = $1`
+		args = append(args, ownerID)
+	}
+	rows, err := db.pool.Query(ctx, q+` ORDER BY u.username COLLATE "C", w.name COLLATE "C"`, args...)
+	if err != nil {
+		return nil, mapErr(err, "list workspaces")
+	}
+	defer rows.Close()
+	var ws []store.Workspace
+	for rows.Next() {
+		w, err := scanWorkspace(rows)
+		if err != nil {
+			return nil, mapErr(err, "list workspaces")
+		}
+		ws = append(ws, w)
+	}
+	return ws, mapErr(rows.Err(), "list workspaces")
+}
+
+// execOne runs a statement that must touch exactly one row.
+func (db *DB) execOne(ctx context.Context, what, q string, args ...any) error {
+	tag, err := db.pool.Exec(ctx, q, args...)
+	if err != nil {
+		return mapErr(err, what)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("%s: %w", what, store.ErrNotFound)
+	}
+	return nil
+}
+
+func (db *DB) DeleteWorkspace(ctx context.Context, id uuid.UUID) error {
+	return db.execOne(ctx, "delete workspace", `DELETE FROM workspaces WHERE id = $1`, id)
+}
+
+func (db *DB) SetAgentTokenHash(ctx context.Context, id uuid.UUID, hash string) error {
+	return db.execOne(ctx, "set agent token", `UPDATE workspaces SET agent_token_hash = $1 WHERE id = $2`, hash, id)
+}
+
+func (db *DB) AgentConnected(ctx context.Context, id uuid.UUID, t time.Time, version string) error {
+	return db.execOne(ctx, "record agent connection",
+		`UPDATE workspaces SET agent_connected_at = $1, agent_last_seen_at = $1, agent_version = $2 WHERE id = $3`,
+		nullTime(t), version, id)
+}
+
+func (db *DB) AgentSeen(ctx context.Context, id uuid.UUID, t time.Time) error {
+	return db.execOne(ctx, "record agent heartbeat",
+		`UPDATE workspaces SET agent_last_seen_at = $1 WHERE id = $2`, nullTime(t), id)
+}
+
+func (db *DB) AgentDisconnected(ctx context.Context, id uuid.UUID, t time.Time) error {
+	return db.execOne(ctx, "record agent disconnection",
+		`UPDATE workspaces SET agent_disconnected_at = $1, agent_last_seen_at = $1 WHERE id = $2`,
+		nullTime(t), id)
+}

@@ -21,7 +21,6 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/tetherdev/tether/server"
 	"github.com/tetherdev/tether/site"
-	"github.com/tetherdev/tether/store/sqlite"
 )
 
 // Settings are the flags of `tether server`, each also read from its
@@ -30,6 +29,7 @@ type Settings struct {
 	AccessURL   string
 	HTTPAddress string
 	DataDir     string
+	PostgresURL string
 	TLSCertFile string
 	TLSKeyFile  string
 	LogLevel    string
@@ -72,6 +72,7 @@ func Command(stdout, stderr io.Writer, version string) *cobra.Command {
 	f.StringVar(&s.AccessURL, "access-url", "", "external URL where users and agents reach this server (default: http:// + --http-address)")
 	f.StringVar(&s.HTTPAddress, "http-address", "127.0.0.1:3000", "address to listen on for HTTP(S)")
 	f.StringVar(&s.DataDir, "data-dir", "", "directory for the embedded database (default: ~/.local/share/tether, or ./.tether-dev with --dev)")
+	f.StringVar(&s.PostgresURL, "postgres-url", "", "PostgreSQL database to keep state in (postgres://USER:PASSWORD@HOST/DB), instead of the embedded one in --data-dir")
 	f.StringVar(&s.TLSCertFile, "tls-cert-file", "", "PEM certificate to serve HTTPS with (with --tls-key-file)")
 	f.StringVar(&s.TLSKeyFile, "tls-key-file", "", "PEM private key of --tls-cert-file")
 	f.StringVar(&s.LogLevel, "log-level", "info", "debug, info, warn or error")
@@ -136,12 +137,16 @@ func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version stri
 	if s.DataDir == "" {
 		s.DataDir = defaultDataDir(s.Dev)
 	}
-	if err := os.MkdirAll(s.DataDir, 0o700); err != nil {
-		return fmt.Errorf("create --data-dir: %w", err)
+	if s.Dev {
+		// --dev keeps its admin's password in the data directory, whatever
+		// the store.
+		if err := os.MkdirAll(s.DataDir, 0o700); err != nil {
+			return fmt.Errorf("create --data-dir: %w", err)
+		}
 	}
-	db, err := sqlite.Open(ctx, s.DataDir)
+	db, storeDesc, err := openStore(ctx, s)
 	if err != nil {
-		return fmt.Errorf("open store: %w", err)
+		return err
 	}
 	defer db.Close()
 
@@ -187,7 +192,7 @@ func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version stri
 		}
 	}()
 	logger.Info("server started", slog.String("access_url", accessURL.String()),
-		slog.String("listen", ln.Addr().String()), slog.String("data_dir", s.DataDir))
+		slog.String("listen", ln.Addr().String()), slog.String("store", storeDesc))
 
 	if s.Dev {
 		stopDev, err := startDev(ctx, devOptions{

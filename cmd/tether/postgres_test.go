@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
+
+// postgresURL returns a URL of a fresh, empty schema in the test database
+// named by TETHER_TEST_POSTGRES_URL (which .ci/run provides), dropped when
+// the test ends. Without that variable the test is skipped, except in CI.
+func postgresURL(t *testing.T) string {
+	t.Helper()
+	base := os.Getenv("TETHER_TEST_POSTGRES_URL")
+	if base == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("TETHER_TEST_POSTGRES_URL is not set: .ci/run should have started PostgreSQL")
+		}
+		t.Skip("TETHER_TEST_POSTGRES_URL is not set (see .ci/run)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatalf("connect to TETHER_TEST_POSTGRES_URL: %v", err)
+	}
+	defer conn.Close(ctx)
+	schema := "e2e_" + strings.ReplaceAll(uuid.NewString(), "-", "")
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, base)
+		if err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+		}
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// TestPostgresStore runs the server on PostgreSQL: users, workspaces and
+// agent status work as on the embedded store and survive a restart; a
+// second server on the same database is refused with the reason; a bad
+// --postgres-url is a clear error that never shows the password.
+func TestPostgresStore(t *testing.T) {
+	pg := postgresURL(t)
+	srv := startServer(t, "--postgres-url", pg)
+	u := admin(t, srv)
+	token, agentURL := u.createWorkspace("dev")
+	startAgent(t, agentURL, token)
+	waitFor(t, statusTimeout, "agent connected", func() bool { return u.agentStatus("dev") == "connected" })
+	if out := u.must("ssh", "dev", "--", "echo", "on-postgres"); !strings.Contains(out, "on-postgres") {
+		t.Errorf("ssh through a server on PostgreSQL: %q", out)
+	}
+
+	// One server per database: a second one says why it cannot start.
+	second := u.run("server", "--postgres-url", pg, "--http-address", "127.0.0.1:0", "--derp-server-stun-addresses", "disable")
+	if second.code == 0 || !strings.Contains(second.stderr, "already using this database") {
+		t.Errorf("second server on the same database: code %d, stderr %q", second.code, second.stderr)
+	}
+
+	// State lives in PostgreSQL: a restart with a fresh data directory
+	// keeps the user, the session and the workspace.
+	addr := strings.TrimPrefix(srv.url, "http://")
+	srv.stop()
+	srv = startServerAt(t, t.TempDir(), addr, "--postgres-url", pg)
+	waitFor(t, statusTimeout, "agent reconnected", func() bool { return u.agentStatus("dev") == "connected" })
+
+	// A wrong password, and a server that is not there.
+	bu, err := url.Parse(pg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const secret = "not-the-password-4711"
+	bu.User = url.UserPassword(bu.User.Username(), secret)
+	for _, bad := range []string{bu.String(), fmt.Sprintf("postgres://tether:%s@127.0.0.1:1/nothing", secret)} {
+		r := u.run("server", "--postgres-url", bad, "--http-address", "127.0.0.1:0", "--derp-server-stun-addresses", "disable")
+		if r.code == 0 || !strings.Contains(r.stderr, "postgres-url") || strings.Contains(r.stderr+r.stdout, secret) || strings.Contains(r.stderr, "goroutine") {
+			t.Errorf("server with a bad --postgres-url: code %d, stderr %q", r.code, r.stderr)
+		}
+	}
+}

@@ -11,9 +11,11 @@ import (
 
 // bufSize is the size of each direction's copy buffer. The tunnel's
 // userspace TCP does per-call work (locking, segmenting, waking its
-// sender), so fewer, larger writes move bulk data faster than io.Copy's
-// 32 KiB; 256 KiB matches what one write can hand the tunnel's send buffer
-// at once without waiting.
+// sender), so fewer, larger writes move bulk data faster: through a port
+// forward on loopback, 256 KiB moved 4-18% more than 64 KiB in three runs
+// each (go run ./bench -parts portforward), and more again than io.Copy's
+// 32 KiB. The cost is 512 KiB per open connection, idle ones included,
+// taken from and returned to a pool.
 const bufSize = 256 << 10
 
 var bufs = sync.Pool{New: func() any { return new([bufSize]byte) }}

@@ -3,10 +3,16 @@
 // store/sqlite, the embedded default, and passes the same conformance suite
 // (store/storetest).
 //
-// For now only one Tether server may use a database at a time: Open takes a
-// session-level advisory lock and fails if another server holds it. The lock
-// is per schema, so several Tether deployments can share one database in
-// different schemas (choose one with search_path in the URL).
+// Several Tether server replicas may share one database: everything they
+// write goes through single statements or transactions, and migrations take
+// an advisory lock so that replicas starting together apply each one once.
+// (Package replica has what replicas need to know about each other.)
+// Nothing stops a newer replica from migrating the schema under older ones
+// that are still running, so a migration must keep working for the release
+// before it (add, do not rename or drop), or the release notes must say to
+// stop every replica before upgrading.
+// Separate Tether deployments can share one database in different schemas
+// (choose one with search_path in the URL).
 package postgres
 
 import (
@@ -16,7 +22,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"net"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -30,27 +35,13 @@ import (
 // DB is a Store backed by PostgreSQL.
 type DB struct {
 	pool *pgxpool.Pool
-
-	// lockConn holds the single-replica advisory lock (lockKey) for the
-	// DB's lifetime. It is a connection of its own, outside the pool,
-	// because session-level advisory locks belong to the connection that
-	// took them. If it drops, the server releases the lock; Tether does not
-	// notice.
-	lockConn *pgx.Conn
-	lockKey  int64
-
-	closeOnce sync.Once
-	closeErr  error
 }
 
 var _ store.Store = (*DB)(nil)
 
-// closeTimeout bounds the round trips that release the lock when closing
-// or when Open gives up, so a dead server cannot hang a shutdown.
-const closeTimeout = 5 * time.Second
-
-// Open connects to the PostgreSQL database at url, takes the single-replica
-// lock and applies pending migrations. The URL has the form
+// Open connects to the PostgreSQL database at url and applies pending
+// migrations; other replicas may be using the database already. The URL
+// has the form
 // postgres://user:password@host:5432/database?sslmode=verify-full, plus an
 // optional search_path parameter to choose the schema; pgx's other
 // parameters and the PG* environment variables also apply.
@@ -74,7 +65,7 @@ func Open(ctx context.Context, url string) (*DB, error) {
 			"want postgres://user:password@host:5432/database?sslmode=disable, with special characters in the password percent-encoded")
 	}
 	// Name the connections so that operators can tell Tether's apart in
-	// pg_stat_activity, for example to find which server holds the lock.
+	// pg_stat_activity.
 	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "tether"
 	}
@@ -83,77 +74,38 @@ func Open(ctx context.Context, url string) (*DB, error) {
 
 func open(ctx context.Context, cfg *pgxpool.Config) (*DB, error) {
 	where := describe(cfg.ConnConfig)
-	lockConn, err := pgx.ConnectConfig(ctx, cfg.ConnConfig.Copy())
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("connect to PostgreSQL at %s: %s: %w", where, connectHint(err), err)
+		return nil, fmt.Errorf("open PostgreSQL store at %s: %w", where, err)
 	}
+	// The pool connects lazily, so this first query is where a bad host or
+	// password shows up.
+	//
 	// current_schema is where our unqualified table names land: the first
 	// schema on search_path that exists. It is NULL if none does.
 	var schema *string
-	if err := lockConn.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
-		closeConn(lockConn)
-		return nil, fmt.Errorf("query the current schema of %s: %w", where, err)
+	if err := pool.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect to PostgreSQL at %s: %s: %w", where, connectHint(err), err)
 	}
 	if schema == nil {
-		closeConn(lockConn)
+		pool.Close()
 		return nil, fmt.Errorf("open PostgreSQL store at %s: no schema on the search_path exists: create the schema, or fix search_path in the URL", where)
 	}
 	where += " (schema " + *schema + ")"
-
-	// Take the lock before migrating, so that a newer Tether cannot migrate
-	// the schema under an older one that is still running.
-	key := lockKey("replica", *schema)
-	var locked bool
-	if err := lockConn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, key).Scan(&locked); err != nil {
-		closeConn(lockConn)
-		return nil, fmt.Errorf("take the database lock on %s: %w", where, err)
-	}
-	if !locked {
-		closeConn(lockConn)
-		return nil, fmt.Errorf("open PostgreSQL store at %s: another Tether server is already using this database; "+
-			"running several replicas against one database is not supported yet", where)
-	}
-
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		closeConn(lockConn) // closing the session releases its lock
-		return nil, fmt.Errorf("open PostgreSQL store at %s: %w", where, err)
-	}
-	db := &DB{pool: pool, lockConn: lockConn, lockKey: key}
+	db := &DB{pool: pool}
 	if err := db.migrate(ctx, *schema); err != nil {
-		db.Close()
+		pool.Close()
 		return nil, fmt.Errorf("migrate %s: %w", where, err)
 	}
 	return db, nil
 }
 
-// Close closes the pool, then releases the single-replica lock. Calling it
-// again returns the first call's result.
+// Close closes the pool, waiting for queries in progress. It returns nil;
+// calling it again does nothing.
 func (db *DB) Close() error {
-	db.closeOnce.Do(func() {
-		// The pool goes first so that our last queries are done before
-		// another server may take over.
-		db.pool.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
-		defer cancel()
-		// Unlock explicitly instead of relying on the disconnection: the
-		// server drops a closed session's locks only when its backend
-		// exits, which a server started right after us could beat.
-		if _, err := db.lockConn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, db.lockKey); err != nil {
-			db.closeErr = fmt.Errorf("release the database lock: %w", err)
-		}
-		if err := db.lockConn.Close(ctx); err != nil && db.closeErr == nil {
-			db.closeErr = fmt.Errorf("close the lock connection: %w", err)
-		}
-	})
-	return db.closeErr
-}
-
-// closeConn closes a connection that Open is giving up on.
-func closeConn(c *pgx.Conn) {
-	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
-	defer cancel()
-	c.Close(ctx)
+	db.pool.Close()
+	return nil
 }
 
 // describe names the server and database for messages: host, port and
@@ -243,9 +195,10 @@ var migrations = []string{
 
 func (db *DB) migrate(ctx context.Context, schema string) error {
 	return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
-		// The single-replica lock already keeps two servers from migrating
-		// at once; this lock keeps migrations safe on their own, for when
-		// several replicas are allowed. It is released at commit.
+		// Replicas starting together wait here for each other, so each
+		// migration runs once; the lock is released at commit. Under READ
+		// COMMITTED, the statements after it see what the replica before
+		// us committed.
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, lockKey("migrate", schema)); err != nil {
 			return fmt.Errorf("take the migration lock: %w", err)
 		}

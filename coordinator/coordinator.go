@@ -31,19 +31,41 @@
 // # Cost
 //
 // An update costs O(counterparts of the sender): one map lookup and one
-// queue insert per recipient under a single lock. Only PushDERPMap and
-// Snapshot walk every peer. Each connected peer costs the caller's goroutine
-// (which runs Serve and reads) plus one sending goroutine.
+// queue insert per recipient under a single lock. Only PushDERPMap,
+// Snapshot and ReplicaGone walk every peer. Each connected peer costs the
+// caller's goroutine (which runs Serve and reads) plus one sending
+// goroutine. With several replicas, each one also remembers the latest node
+// of every peer of the deployment, and an update costs each replica one
+// event to decode and apply.
 //
 // # Several replicas
 //
-// Every decision about who learns what is made in graph.go, through five
-// events: an agent connects, a client connects, a peer sets its node, a peer
-// leaves, a DERP map is pushed. The rest of the package (streams, queues,
-// serving, the WebSocket adapter) only delivers. A multi-replica coordinator
-// keeps the same delivery half and replaces the graph: it writes each event
-// to PostgreSQL and NOTIFYs, and each replica, on notification, reads the
-// affected edges and pushes the updates into the queues of the peers it holds.
+// With Options.Bus set, several Coordinators (one per server replica) serve
+// one deployment, and an agent may be connected to one replica while its
+// clients are connected to others. Each replica publishes the life of the
+// peers it holds as Events (hello, node, gone; see EventKind), in order,
+// and applies the events of the others (HandleEvent). There is no shared
+// store: every replica remembers, from the events, which replica holds each
+// agent and client and their latest nodes, and treats a remote peer like a
+// local one when deciding who learns what. It then delivers only to the
+// peers it holds, so nodes still flow only along client-agent edges. Hellos
+// make the counterparts repeat their nodes, which is how a replica that
+// started late, or that an agent just moved to, catches up.
+//
+// A peer's newest stream wins wherever it is: a hello from another replica
+// for a peer held here ends the stream here with ErrReplaced, silently, as
+// a second stream on one replica does, and later events from a replica
+// about a peer it no longer holds are stale and ignored. ("Newest" is the
+// order in which hellos arrive: two streams of one peer opened on two
+// replicas within the bus's latency may end each other; the peer
+// reconnects.) When a replica dies (ReplicaGone), the peers it held count
+// as lost. An event that Publish fails to deliver is dropped, and the
+// replicas disagree until the peer's next event or hello.
+//
+// Publishing never holds the lock or blocks a peer: events go into an
+// outbox (which coalesces node events like a queue) drained by one
+// goroutine per Coordinator, stopped by Close. The graph (graph.go) still
+// makes every decision; remote events are just more of its inputs.
 package coordinator
 
 import (
@@ -107,6 +129,15 @@ type Options struct {
 	// DERPMap, when set, is sent to every peer as it connects, until
 	// PushDERPMap replaces it.
 	DERPMap *tailcfg.DERPMap
+	// Replica is this replica's ID, which it publishes its events under
+	// and which the others pass to ReplicaGone when it dies. Required
+	// with a Bus.
+	Replica uuid.UUID
+	// Bus, when set, makes this Coordinator one of several replicas (see
+	// the package comment): it publishes its peers' events there, and
+	// expects the other replicas' events through HandleEvent. Nil means
+	// a single replica. A Coordinator with a Bus must be closed.
+	Bus Bus
 }
 
 // Coordinator is the in-memory coordinator of one server. Its methods are
@@ -115,11 +146,21 @@ type Coordinator struct {
 	logger      *slog.Logger
 	sendTimeout time.Duration
 
+	// With a Bus only: events for the other replicas wait in out until
+	// publishLoop hands them to bus.
+	replica     uuid.UUID
+	bus         Bus
+	out         *outbox
+	stopPublish context.CancelFunc
+	publishDone chan struct{}
+	closeOnce   sync.Once
+
 	mu sync.Mutex
 	g  graph // guarded by mu
 }
 
-// New returns a Coordinator with no peers.
+// New returns a Coordinator with no peers. It panics if opts has a Bus but
+// no Replica, a configuration error that would make its events unusable.
 func New(opts Options) *Coordinator {
 	logger := opts.Logger
 	if logger == nil {
@@ -129,8 +170,19 @@ func New(opts Options) *Coordinator {
 	if st <= 0 {
 		st = DefaultSendTimeout
 	}
-	c := &Coordinator{logger: logger, sendTimeout: st}
+	c := &Coordinator{logger: logger, sendTimeout: st, replica: opts.Replica}
 	c.g.init(opts.DERPMap)
+	if opts.Bus != nil {
+		if opts.Replica == uuid.Nil {
+			panic("coordinator: Options.Bus needs Options.Replica")
+		}
+		c.bus = opts.Bus
+		c.out = newOutbox(opts.Replica)
+		c.g.out = c.out
+		ctx, cancel := context.WithCancel(context.Background())
+		c.stopPublish, c.publishDone = cancel, make(chan struct{})
+		go c.publishLoop(ctx)
+	}
 	return c
 }
 
@@ -162,12 +214,13 @@ func (c *Coordinator) PushDERPMap(m *tailcfg.DERPMap) {
 	c.g.pushDERPMapLocked(m)
 }
 
-// AgentConnected reports whether the agent with the given ID has a stream.
+// AgentConnected reports whether the agent with the given ID has a stream,
+// here or on another replica.
 func (c *Coordinator) AgentConnected(agentID uuid.UUID) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	a := c.g.agents[agentID]
-	return a != nil && a.conn != nil
+	return a != nil && a.held()
 }
 
 // peerConn is one stream of one peer: its queue and a way to end it.

@@ -9,29 +9,51 @@ import (
 	"github.com/tetherdev/tether"
 )
 
-// graph is who is connected, who is bound to whom, and each peer's latest
-// node. Every forwarding decision is made here and nowhere else: this is the
-// seam where a multi-replica coordinator would swap in shared state (see the
-// package comment). Its methods are called with Coordinator.mu held and
-// deliver only by pushing into the queues of connected peers.
+// graph is who is connected, here or on other replicas, who is bound to
+// whom, and each peer's latest node. Every forwarding decision is made here
+// and nowhere else. Its methods are called with Coordinator.mu held; they
+// deliver only by pushing into the queues of local peers (connected to this
+// Coordinator), and tell the other replicas by pushing events into the
+// outbox.
+//
+// A remote peer (connected to another replica, known from its events) is
+// handled like a local one, except that nothing is delivered to it: its own
+// replica does that. Each peer is held by one replica at a time, the one of
+// its newest stream; events about a peer from a replica that no longer
+// holds it are stale and ignored.
 type graph struct {
 	agents  map[uuid.UUID]*agent
-	clients map[uuid.UUID]*client
-	derpMap *tailcfg.DERPMap // sent to peers as they connect
+	clients map[uuid.UUID]*client // local clients
+	derpMap *tailcfg.DERPMap      // sent to peers as they connect
+	out     *outbox               // events for the other replicas; nil with a single replica
 }
 
-// agent is an agent that is connected, or that has clients waiting for it.
+// agent is an agent that is connected here or elsewhere, or that has
+// clients (here or elsewhere) waiting for it.
 type agent struct {
-	conn    *peerConn    // nil while disconnected
-	node    *tether.Node // latest node; nil while disconnected or until the first one
+	conn    *peerConn    // nil unless connected here
+	replica uuid.UUID    // the other replica holding the agent; uuid.Nil if none
+	node    *tether.Node // latest node; nil while held nowhere or until the first one
 	clients map[uuid.UUID]*client
+	// remoteClients are the clients bound to this agent that are
+	// connected to other replicas.
+	remoteClients map[uuid.UUID]*remoteClient
 }
+
+// held reports whether the agent has a stream on some replica.
+func (a *agent) held() bool { return a.conn != nil || a.replica != uuid.Nil }
 
 // client is a connected client. It is forgotten when it leaves: client IDs
-// are not reused.
+// are not reused, except by the same client reconnecting.
 type client struct {
 	conn *peerConn
 	node *tether.Node
+}
+
+// remoteClient is a client connected to another replica.
+type remoteClient struct {
+	replica uuid.UUID
+	node    *tether.Node // nil until the first one
 }
 
 func (g *graph) init(m *tailcfg.DERPMap) {
@@ -40,8 +62,9 @@ func (g *graph) init(m *tailcfg.DERPMap) {
 	g.derpMap = m
 }
 
-// connectLocked adds pc, replacing any stream of the same peer, and queues
-// for it the DERP map and every node it is allowed to see.
+// connectLocked adds pc, replacing any stream of the same peer, here or on
+// another replica, and queues for it the DERP map and every node it is
+// allowed to see.
 func (g *graph) connectLocked(pc *peerConn) error {
 	if pc.isAgent {
 		a := g.agentLocked(pc.id)
@@ -52,13 +75,21 @@ func (g *graph) connectLocked(pc *peerConn) error {
 			// is what its clients hold meanwhile.
 			a.conn.cancel(ErrReplaced)
 		}
-		a.conn = pc
+		// A stream on another replica is older: that replica ends it
+		// when it hears the hello below.
+		a.conn, a.replica = pc, uuid.Nil
 		g.greetLocked(pc)
 		for id, cl := range a.clients {
 			if cl.node != nil {
 				pc.q.push(tether.PeerUpdate{ID: id, Kind: tether.PeerNode, Node: cl.node})
 			}
 		}
+		for id, rc := range a.remoteClients {
+			if rc.node != nil {
+				pc.q.push(tether.PeerUpdate{ID: id, Kind: tether.PeerNode, Node: rc.node})
+			}
+		}
+		g.publishLocked(Event{Kind: EventAgentHello, AgentID: pc.id})
 		return nil
 	}
 
@@ -73,13 +104,22 @@ func (g *graph) connectLocked(pc *peerConn) error {
 		// replace it with its own soon enough.
 	} else {
 		cl = &client{conn: pc}
+		a := g.agentLocked(pc.agentID)
+		if rc := a.remoteClients[pc.id]; rc != nil {
+			// The client moved here; as above, its agent keeps
+			// the node it has, and the other replica ends the
+			// older stream on hearing the hello below.
+			cl.node = rc.node
+			delete(a.remoteClients, pc.id)
+		}
 		g.clients[pc.id] = cl
-		g.agentLocked(pc.agentID).clients[pc.id] = cl
+		a.clients[pc.id] = cl
 	}
 	g.greetLocked(pc)
-	if a := g.agents[pc.agentID]; a.conn != nil && a.node != nil {
+	if a := g.agents[pc.agentID]; a.node != nil {
 		pc.q.push(tether.PeerUpdate{ID: pc.agentID, Kind: tether.PeerNode, Node: a.node})
 	}
+	g.publishLocked(Event{Kind: EventClientHello, AgentID: pc.agentID, ClientID: pc.id})
 	return nil
 }
 
@@ -95,6 +135,7 @@ func (g *graph) setNodeLocked(pc *peerConn, n *tether.Node) {
 		for _, cl := range a.clients {
 			cl.conn.q.push(u)
 		}
+		g.publishLocked(Event{Kind: EventAgentNode, AgentID: pc.id, Node: n})
 		return
 	}
 	cl := g.clients[pc.id]
@@ -105,16 +146,14 @@ func (g *graph) setNodeLocked(pc *peerConn, n *tether.Node) {
 	if a := g.agents[pc.agentID]; a.conn != nil {
 		a.conn.q.push(u)
 	}
+	g.publishLocked(Event{Kind: EventClientNode, AgentID: pc.agentID, ClientID: pc.id, Node: n})
 }
 
 // disconnectLocked removes pc, if it is still current, and tells its
 // counterparts how it left.
 func (g *graph) disconnectLocked(pc *peerConn, graceful bool) {
 	pc.q.close()
-	u := tether.PeerUpdate{ID: pc.id, Kind: tether.PeerLost, Reason: reasonLost}
-	if graceful {
-		u.Kind, u.Reason = tether.PeerDisconnected, reasonDisconnected
-	}
+	u := leftUpdate(pc.id, graceful)
 	if pc.isAgent {
 		a := g.agents[pc.id]
 		if a == nil || a.conn != pc {
@@ -124,9 +163,8 @@ func (g *graph) disconnectLocked(pc *peerConn, graceful bool) {
 		for _, cl := range a.clients {
 			cl.conn.q.push(u)
 		}
-		if len(a.clients) == 0 {
-			delete(g.agents, pc.id)
-		}
+		g.publishLocked(Event{Kind: EventAgentGone, AgentID: pc.id, Graceful: graceful})
+		g.forgetIdleLocked(pc.id)
 		return
 	}
 	cl := g.clients[pc.id]
@@ -138,8 +176,142 @@ func (g *graph) disconnectLocked(pc *peerConn, graceful bool) {
 	delete(a.clients, pc.id)
 	if a.conn != nil {
 		a.conn.q.push(u)
-	} else if len(a.clients) == 0 {
-		delete(g.agents, pc.agentID)
+	}
+	g.publishLocked(Event{Kind: EventClientGone, AgentID: pc.agentID, ClientID: pc.id, Graceful: graceful})
+	g.forgetIdleLocked(pc.agentID)
+}
+
+// remoteAgentHelloLocked: agent id has a new stream on replica r. That
+// stream is the newest, so a stream here ends, and the agent's clients here
+// re-publish their nodes for r to pass on.
+func (g *graph) remoteAgentHelloLocked(r, id uuid.UUID) {
+	a := g.agentLocked(id)
+	if a.conn != nil {
+		// As with a replacement here: the clients hear nothing and
+		// keep the node they have until the new stream sends one.
+		a.conn.cancel(ErrReplaced)
+		a.conn = nil
+	}
+	a.replica = r
+	for cid, cl := range a.clients {
+		if cl.node != nil {
+			g.publishLocked(Event{Kind: EventClientNode, AgentID: id, ClientID: cid, Node: cl.node})
+		}
+	}
+}
+
+// remoteAgentNodeLocked: agent id, on replica r, has node n. A replica that
+// started after the agent's hello learns where it is from its nodes.
+func (g *graph) remoteAgentNodeLocked(r, id uuid.UUID, n *tether.Node) {
+	if a := g.agents[id]; a != nil && (a.conn != nil || a.replica != uuid.Nil && a.replica != r) {
+		return // r's stream was replaced by a newer one
+	}
+	a := g.agentLocked(id)
+	a.replica, a.node = r, n
+	u := tether.PeerUpdate{ID: id, Kind: tether.PeerNode, Node: n}
+	for _, cl := range a.clients {
+		cl.conn.q.push(u)
+	}
+}
+
+// remoteAgentGoneLocked: agent id left replica r.
+func (g *graph) remoteAgentGoneLocked(r, id uuid.UUID, graceful bool) {
+	a := g.agents[id]
+	if a == nil || a.replica != r {
+		return // not held there (any more): a stale goodbye
+	}
+	g.remoteAgentLeftLocked(id, a, graceful)
+}
+
+func (g *graph) remoteAgentLeftLocked(id uuid.UUID, a *agent, graceful bool) {
+	a.replica, a.node = uuid.Nil, nil
+	u := leftUpdate(id, graceful)
+	for _, cl := range a.clients {
+		cl.conn.q.push(u)
+	}
+	g.forgetIdleLocked(id)
+}
+
+// remoteClientHelloLocked: client cid, bound to agent id, has a new stream
+// on replica r. That stream is the newest, so a stream here ends; and if the
+// agent is here, it re-publishes its node for r to pass on.
+func (g *graph) remoteClientHelloLocked(r, id, cid uuid.UUID) {
+	a := g.agentLocked(id)
+	rc := a.remoteClients[cid]
+	if rc == nil {
+		rc = &remoteClient{}
+		a.remoteClients[cid] = rc
+	}
+	rc.replica = r
+	// A stream here bound to another agent is left alone: the binding is
+	// refused here (ErrClientBound), and the two cannot be both right.
+	if cl := g.clients[cid]; cl != nil && cl.conn.agentID == id {
+		// As with a replacement here: the agent hears nothing and
+		// keeps the node it has until the new stream sends one.
+		cl.conn.cancel(ErrReplaced)
+		delete(g.clients, cid)
+		delete(a.clients, cid)
+		rc.node = cl.node
+	}
+	if a.conn != nil && a.node != nil {
+		g.publishLocked(Event{Kind: EventAgentNode, AgentID: id, Node: a.node})
+	}
+}
+
+// remoteClientNodeLocked: client cid, bound to agent id, on replica r, has
+// node n. It is remembered even while the agent is elsewhere, for when the
+// agent comes here.
+func (g *graph) remoteClientNodeLocked(r, id, cid uuid.UUID, n *tether.Node) {
+	if cl := g.clients[cid]; cl != nil && cl.conn.agentID == id {
+		return // the stream here is newer
+	}
+	a := g.agentLocked(id)
+	rc := a.remoteClients[cid]
+	switch {
+	case rc == nil:
+		rc = &remoteClient{replica: r}
+		a.remoteClients[cid] = rc
+	case rc.replica != r:
+		return // r's stream was replaced by a newer one
+	}
+	rc.node = n
+	if a.conn != nil {
+		a.conn.q.push(tether.PeerUpdate{ID: cid, Kind: tether.PeerNode, Node: n})
+	}
+}
+
+// remoteClientGoneLocked: client cid, bound to agent id, left replica r.
+func (g *graph) remoteClientGoneLocked(r, id, cid uuid.UUID, graceful bool) {
+	a := g.agents[id]
+	if a == nil {
+		return
+	}
+	if rc := a.remoteClients[cid]; rc == nil || rc.replica != r {
+		return // not held there (any more): a stale goodbye
+	}
+	g.remoteClientLeftLocked(id, a, cid, graceful)
+}
+
+func (g *graph) remoteClientLeftLocked(id uuid.UUID, a *agent, cid uuid.UUID, graceful bool) {
+	delete(a.remoteClients, cid)
+	if a.conn != nil {
+		a.conn.q.push(leftUpdate(cid, graceful))
+	}
+	g.forgetIdleLocked(id)
+}
+
+// replicaGoneLocked: replica r died, and every peer it held is lost. It
+// walks every agent; replicas die rarely.
+func (g *graph) replicaGoneLocked(r uuid.UUID) {
+	for id, a := range g.agents {
+		for cid, rc := range a.remoteClients {
+			if rc.replica == r {
+				g.remoteClientLeftLocked(id, a, cid, false)
+			}
+		}
+		if a.replica == r {
+			g.remoteAgentLeftLocked(id, a, false)
+		}
 	}
 }
 
@@ -161,10 +333,18 @@ func (g *graph) pushDERPMapLocked(m *tailcfg.DERPMap) {
 func (g *graph) agentLocked(id uuid.UUID) *agent {
 	a := g.agents[id]
 	if a == nil {
-		a = &agent{clients: make(map[uuid.UUID]*client)}
+		a = &agent{clients: make(map[uuid.UUID]*client), remoteClients: make(map[uuid.UUID]*remoteClient)}
 		g.agents[id] = a
 	}
 	return a
+}
+
+// forgetIdleLocked drops the entry of agent id once it is held nowhere and
+// no client waits for it.
+func (g *graph) forgetIdleLocked(id uuid.UUID) {
+	if a := g.agents[id]; a != nil && !a.held() && len(a.clients) == 0 && len(a.remoteClients) == 0 {
+		delete(g.agents, id)
+	}
 }
 
 // greetLocked queues what every newly connected peer gets first.
@@ -172,4 +352,19 @@ func (g *graph) greetLocked(pc *peerConn) {
 	if g.derpMap != nil {
 		pc.q.setDERPMap(g.derpMap)
 	}
+}
+
+// publishLocked queues ev for the other replicas, if there are any.
+func (g *graph) publishLocked(ev Event) {
+	if g.out != nil {
+		g.out.push(ev)
+	}
+}
+
+// leftUpdate is what a peer's counterparts hear when it leaves.
+func leftUpdate(id uuid.UUID, graceful bool) tether.PeerUpdate {
+	if graceful {
+		return tether.PeerUpdate{ID: id, Kind: tether.PeerDisconnected, Reason: reasonDisconnected}
+	}
+	return tether.PeerUpdate{ID: id, Kind: tether.PeerLost, Reason: reasonLost}
 }

@@ -1,0 +1,396 @@
+// Package replica lets several Tether server replicas share one PostgreSQL
+// database. Each replica registers itself in a table and heartbeats there,
+// so that the others know which replicas are alive and where their DERP
+// relays are; all of them read the same DERP mesh key from the database, so
+// that their relays can mesh; and they pass coordinator events to each
+// other over PostgreSQL's LISTEN/NOTIFY (see bus.go).
+//
+// Start creates what it needs in the schema the URL selects (search_path),
+// beside the store's tables:
+//
+//	tether_replicas      one row per replica, upserted at every heartbeat
+//	tether_deployment    settings of the whole deployment: the mesh key
+//	tether_coord_events  events too big for a notification, sent by reference
+//
+// Liveness is judged by the database's clock alone (now() when a row is
+// written and when the live set is read), so replicas whose clocks
+// disagree still agree on who is alive.
+package replica
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tetherdev/tether/coordinator"
+)
+
+// Info is one server replica as the others see it.
+type Info struct {
+	ID uuid.UUID
+	// RelayURL is where other replicas reach its DERP relay, for example
+	// http://10.0.0.5:3000; "" if it has none they can reach.
+	RelayURL   string
+	Hostname   string
+	StartedAt  time.Time // by the database's clock
+	LastSeenAt time.Time // its last heartbeat, by the database's clock
+}
+
+// Options configure Start.
+type Options struct {
+	// URL is the PostgreSQL URL, as given to --postgres-url. Its
+	// search_path chooses the schema, as for store/postgres.
+	URL string
+	// Self describes this replica: ID (required), RelayURL and Hostname.
+	// Start fills in the times.
+	Self Info
+	// Logger receives what goes wrong in the background (lost heartbeats,
+	// a lost listening connection). Nil discards.
+	Logger *slog.Logger
+
+	// The callbacks may be nil. OnPeers and OnGone are called from one
+	// goroutine (first from Start itself, then from the heartbeat), never
+	// concurrently with each other; OnEvent is called from another. None
+	// is called after Close returns, and none may call Close.
+
+	// OnEvent receives each event another replica published, in that
+	// replica's order (see Publish), never concurrently with itself. A slow
+	// OnEvent delays the events behind it.
+	OnEvent func(coordinator.Event)
+	// OnPeers receives the other live replicas, sorted by ID: once during
+	// Start, then whenever the set (or a member's RelayURL or Hostname)
+	// changes.
+	OnPeers func(live []Info)
+	// OnGone receives a replica that left (Close) or whose heartbeat
+	// stopped, once each time it drops out of the live set. It is called
+	// before the OnPeers that no longer lists it. A replica whose
+	// heartbeat only stalled and then resumed comes back through OnPeers
+	// as if it were new.
+	OnGone func(Info)
+
+	// HeartbeatInterval is how often a replica writes its heartbeat and
+	// reads the others'. Zero means DefaultHeartbeatInterval. A replica
+	// not seen for MissedHeartbeats intervals is gone.
+	HeartbeatInterval time.Duration
+}
+
+const (
+	// DefaultHeartbeatInterval is Options.HeartbeatInterval's default.
+	DefaultHeartbeatInterval = 2 * time.Second
+	// MissedHeartbeats is how many intervals a replica may go without a
+	// heartbeat before the others count it gone. Every replica must use
+	// the same interval for this to mean the same thing to all of them.
+	MissedHeartbeats = 4
+)
+
+// Housekeeping, done by every replica at most once per cleanupInterval.
+const (
+	cleanupInterval = time.Minute
+	// forgetAfter is how long the row of a gone replica stays, for
+	// operators to see in the table what left recently.
+	forgetAfter = time.Hour
+	// eventRetention is how long a big event stays in
+	// tether_coord_events: long enough for every listener to read it,
+	// even one that is minutes behind.
+	eventRetention = 5 * time.Minute
+)
+
+// closeTimeout bounds the round trips of Close and of a failed Start, so
+// that an unreachable database cannot hang a shutdown.
+const closeTimeout = 5 * time.Second
+
+// meshKeyName is the mesh key's row in tether_deployment.
+const meshKeyName = "derp_mesh_key"
+
+// ErrClosed is returned by Publish after Close.
+var ErrClosed = errors.New("replica manager is closed")
+
+// Manager is this replica's membership in the deployment. Its methods are
+// safe for concurrent use.
+type Manager struct {
+	self     Info // StartedAt as registered
+	interval time.Duration
+	onEvent  func(coordinator.Event)
+	onPeers  func([]Info)
+	onGone   func(Info)
+	logger   *slog.Logger
+
+	pool       *pgxpool.Pool
+	listenConf *pgx.ConnConfig // for the listener's reconnections
+	channel    string          // the notification channel of our schema
+	where      string          // host, port, database and schema, for messages
+	meshKey    string
+
+	// ctx ends at Close and stops every goroutine; hbCancel stops only
+	// the heartbeat (for tests that play a replica that hangs).
+	ctx        context.Context
+	cancel     context.CancelFunc
+	hbCancel   context.CancelFunc
+	hbDone     chan struct{}
+	listenDone chan struct{}
+
+	// listenerPID is the backend process of the listening connection,
+	// for tests that break it.
+	listenerPID atomic.Uint32
+
+	mu    sync.Mutex
+	peers []Info // the other live replicas, sorted by ID
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ coordinator.Bus = (*Manager)(nil)
+
+// Start registers this replica in the database at o.URL, creating the
+// tables and the mesh key if it is the first, starts listening for the
+// other replicas' events and calls o.OnPeers with the replicas alive now.
+// ctx bounds only the start; the Manager runs until Close.
+//
+// Errors name the host, database and schema but never the password.
+func Start(ctx context.Context, o Options) (*Manager, error) {
+	switch {
+	case o.URL == "":
+		return nil, errors.New("start replica: the database URL is empty; want postgres://user:password@host:5432/database")
+	case o.Self.ID == uuid.Nil:
+		return nil, errors.New("start replica: Self.ID is required")
+	case o.HeartbeatInterval < 0:
+		return nil, fmt.Errorf("start replica: negative heartbeat interval %v", o.HeartbeatInterval)
+	}
+	cfg, err := pgxpool.ParseConfig(o.URL)
+	if err != nil {
+		// As in store/postgres: pgx masks passwords in parse errors only
+		// on a best-effort basis, so repeat none of the URL.
+		return nil, errors.New("start replica: the database URL does not parse (not shown, as it may hold a password); " +
+			"want postgres://user:password@host:5432/database?sslmode=disable, with special characters in the password percent-encoded")
+	}
+	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
+		cfg.ConnConfig.RuntimeParams["application_name"] = "tether"
+	}
+	m := &Manager{
+		self:     o.Self,
+		interval: o.HeartbeatInterval,
+		onEvent:  o.OnEvent,
+		onPeers:  o.OnPeers,
+		onGone:   o.OnGone,
+		logger:   o.Logger,
+		where:    describe(cfg.ConnConfig),
+		// The listener keeps the pool's settings, application_name
+		// included, on a connection of its own: LISTEN belongs to a
+		// session, and the pool would hand that session to anyone.
+		listenConf: cfg.ConnConfig.Copy(),
+	}
+	if m.interval == 0 {
+		m.interval = DefaultHeartbeatInterval
+	}
+	if m.logger == nil {
+		m.logger = slog.New(slog.DiscardHandler)
+	}
+	m.pool, err = pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("start replica at %s: %w", m.where, err)
+	}
+	if err := m.setUp(ctx); err != nil {
+		m.pool.Close()
+		return nil, err
+	}
+
+	m.ctx, m.cancel = context.WithCancel(context.Background())
+	conn, err := m.listen(ctx)
+	if err != nil {
+		m.cancel()
+		m.pool.Close()
+		return nil, fmt.Errorf("listen for other replicas' events at %s: %w", m.where, err)
+	}
+	if err := m.register(ctx); err != nil {
+		m.cancel()
+		closeConn(conn)
+		m.pool.Close()
+		return nil, err
+	}
+	// The first read of the live set decides what Start reports; the
+	// heartbeat reports changes from there.
+	m.refreshPeers(ctx)
+
+	var hbCtx context.Context
+	hbCtx, m.hbCancel = context.WithCancel(m.ctx)
+	m.hbDone = make(chan struct{})
+	m.listenDone = make(chan struct{})
+	go m.heartbeatLoop(hbCtx)
+	go m.listenLoop(conn)
+	m.logger.Info("replica registered", slog.String("replica", m.self.ID.String()),
+		slog.String("database", m.where), slog.Int("other_replicas", len(m.Peers())))
+	return m, nil
+}
+
+// setUp connects, creates the tables and reads (or creates) the mesh key.
+func (m *Manager) setUp(ctx context.Context) error {
+	// The pool connects lazily, so this first query is where a bad host or
+	// password shows up.
+	//
+	// current_schema is where our unqualified table names land: the first
+	// schema on search_path that exists. It is NULL if none does.
+	var schema *string
+	if err := m.pool.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		return fmt.Errorf("connect to PostgreSQL at %s: %s: %w", m.where, connectHint(err), err)
+	}
+	if schema == nil {
+		return fmt.Errorf("start replica at %s: no schema on the search_path exists: create the schema, or fix search_path in the URL", m.where)
+	}
+	m.where += " (schema " + *schema + ")"
+	m.channel = channelName(*schema)
+
+	key := make([]byte, 32)
+	rand.Read(key) // never fails (crypto/rand's promise since Go 1.24)
+	err := pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
+		// CREATE TABLE IF NOT EXISTS is not safe against itself: two
+		// replicas starting together could both try to create a table.
+		// The lock, released at commit, makes them take turns.
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, lockKey("replica tables", *schema)); err != nil {
+			return fmt.Errorf("take the lock: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `
+			CREATE TABLE IF NOT EXISTS tether_replicas (
+				id uuid PRIMARY KEY,
+				relay_url text NOT NULL,
+				hostname text NOT NULL,
+				started_at timestamptz NOT NULL,
+				last_seen_at timestamptz NOT NULL
+			);
+			CREATE TABLE IF NOT EXISTS tether_deployment (
+				key text PRIMARY KEY,
+				value text NOT NULL
+			);
+			CREATE TABLE IF NOT EXISTS tether_coord_events (
+				id bigserial PRIMARY KEY,
+				payload jsonb NOT NULL,
+				created_at timestamptz NOT NULL DEFAULT now()
+			);
+			CREATE INDEX IF NOT EXISTS tether_coord_events_created_at ON tether_coord_events (created_at)`); err != nil {
+			return fmt.Errorf("create the tables: %w", err)
+		}
+		// Whoever comes first sets the key; everyone reads the winner's.
+		if _, err := tx.Exec(ctx, `INSERT INTO tether_deployment (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING`,
+			meshKeyName, hex.EncodeToString(key)); err != nil {
+			return fmt.Errorf("store a new mesh key: %w", err)
+		}
+		if err := tx.QueryRow(ctx, `SELECT value FROM tether_deployment WHERE key = $1`, meshKeyName).Scan(&m.meshKey); err != nil {
+			return fmt.Errorf("read the mesh key: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("set up the replica tables at %s: %w", m.where, err)
+	}
+	if b, err := hex.DecodeString(m.meshKey); err != nil || len(b) != 32 {
+		// Not shown: it is a secret, even when malformed.
+		return fmt.Errorf("start replica at %s: the %s in tether_deployment is not 64 hex characters; delete that row to have a new one made",
+			m.where, meshKeyName)
+	}
+	return nil
+}
+
+// MeshKey returns the deployment's DERP mesh key, the same for every
+// replica: 64 hex characters (32 random bytes), made by the first replica
+// that started on the database.
+func (m *Manager) MeshKey() string { return m.meshKey }
+
+// Peers returns the other live replicas as of the last heartbeat, sorted
+// by ID.
+func (m *Manager) Peers() []Info {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]Info(nil), m.peers...)
+}
+
+// Close stops every goroutine and deletes this replica's row, so that the
+// others count it gone at their next heartbeat rather than after
+// MissedHeartbeats. Calling it again returns the first call's result.
+func (m *Manager) Close() error {
+	m.closeOnce.Do(func() {
+		m.cancel()
+		// The heartbeat must have stopped before the row goes, or it could
+		// write the row back.
+		<-m.hbDone
+		<-m.listenDone
+		ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+		defer cancel()
+		if _, err := m.pool.Exec(ctx, `DELETE FROM tether_replicas WHERE id = $1`, m.self.ID); err != nil {
+			m.closeErr = fmt.Errorf("remove replica %s from %s: %w", m.self.ID, m.where, err)
+		}
+		m.pool.Close()
+	})
+	return m.closeErr
+}
+
+// channelName is the notification channel of the deployment in schema.
+// Channels are per database, not per schema, so a deployment's channel
+// names its schema to keep deployments that share a database apart. A
+// channel name is an identifier, cut at 63 bytes; a schema name too long
+// for that is replaced by its hash.
+func channelName(schema string) string {
+	const prefix = "tether_coord."
+	if len(prefix)+len(schema) <= 63 {
+		return prefix + schema
+	}
+	h := fnv.New64a()
+	h.Write([]byte(schema))
+	return fmt.Sprintf("%s%016x", prefix, h.Sum64())
+}
+
+// lockKey derives a 64-bit advisory lock key for one purpose in one schema,
+// as store/postgres does for its migrations.
+func lockKey(purpose, schema string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("tether " + purpose + " " + schema))
+	return int64(h.Sum64())
+}
+
+// describe names the server and database for messages: host, port and
+// database, never the password.
+func describe(cc *pgx.ConnConfig) string {
+	return net.JoinHostPort(cc.Host, fmt.Sprint(cc.Port)) + "/" + cc.Database
+}
+
+// connectHint says what to check when connecting fails. Past parsing,
+// pgx's errors carry no connection string (a failed connection names only
+// the user and database), so they can be shown as they are.
+func connectHint(err error) string {
+	var pgErr *pgconn.PgError
+	var netErr *net.OpError
+	switch {
+	case errors.As(err, &pgErr):
+		switch pgErr.Code {
+		case "28P01", "28000": // invalid_password, invalid_authorization_specification
+			return "check the user name and password in the URL, and the server's pg_hba.conf"
+		case "3D000": // invalid_catalog_name
+			return "the database does not exist: create it, or fix its name in the URL"
+		}
+		return "the server refused the connection"
+	case pgconn.Timeout(err), errors.Is(err, context.DeadlineExceeded):
+		return "timed out: check the host and port in the URL, and that no firewall is in the way"
+	case errors.As(err, &netErr):
+		return "check that PostgreSQL is running and listening at the host and port in the URL"
+	}
+	return "check the URL, including its sslmode"
+}
+
+// closeConn closes a connection that is broken or no longer wanted.
+func closeConn(c *pgx.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+	defer cancel()
+	c.Close(ctx)
+}

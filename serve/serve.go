@@ -30,11 +30,13 @@ type Settings struct {
 	HTTPAddress string
 	DataDir     string
 	PostgresURL string
-	TLSCertFile string
-	TLSKeyFile  string
-	LogLevel    string
-	Dev         bool
-	ConfigDir   string // where --dev writes CLI credentials
+	// DERPServerRelayURL is where other replicas reach this one's relay.
+	DERPServerRelayURL string
+	TLSCertFile        string
+	TLSKeyFile         string
+	LogLevel           string
+	Dev                bool
+	ConfigDir          string // where --dev writes CLI credentials
 
 	DERPServerEnable        bool
 	DERPServerRegionID      int
@@ -73,6 +75,7 @@ func Command(stdout, stderr io.Writer, version string) *cobra.Command {
 	f.StringVar(&s.HTTPAddress, "http-address", "127.0.0.1:3000", "address to listen on for HTTP(S)")
 	f.StringVar(&s.DataDir, "data-dir", "", "directory for the embedded database (default: ~/.local/share/tether, or ./.tether-dev with --dev)")
 	f.StringVar(&s.PostgresURL, "postgres-url", "", "PostgreSQL database to keep state in (postgres://USER:PASSWORD@HOST/DB), instead of the embedded one in --data-dir")
+	f.StringVar(&s.DERPServerRelayURL, "derp-server-relay-url", "", "with --postgres-url: URL where the other replicas reach this replica's relay (default: http:// + --http-address when that names a host)")
 	f.StringVar(&s.TLSCertFile, "tls-cert-file", "", "PEM certificate to serve HTTPS with (with --tls-key-file)")
 	f.StringVar(&s.TLSKeyFile, "tls-key-file", "", "PEM private key of --tls-cert-file")
 	f.StringVar(&s.LogLevel, "log-level", "info", "debug, info, warn or error")
@@ -156,7 +159,21 @@ func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version stri
 	}
 	defer relay.Close()
 
-	srv, err := server.New(server.Options{
+	var replicas *cluster
+	if s.PostgresURL != "" {
+		relayURL := ""
+		if relay.derp != nil {
+			if relayURL, err = relayURLFor(s, ln.Addr(), tlsConfig != nil, logger); err != nil {
+				return err
+			}
+		}
+		replicas, err = startCluster(ctx, s, relay, relayURL, logger.With(slog.String("component", "replica")))
+		if err != nil {
+			return err
+		}
+		defer replicas.close()
+	}
+	opts := server.Options{
 		Logger:              logger.With(slog.String("component", "server")),
 		Store:               db,
 		AccessURL:           accessURL,
@@ -169,11 +186,18 @@ func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version stri
 		WildcardAccessURL:   s.WildcardAccessURL,
 		AllowPathAppSharing: s.AllowPathAppSharing,
 		Site:                site.Handler(),
-	})
+	}
+	if replicas != nil {
+		opts.Replica, opts.Bus = replicas.id, replicas.manager
+	}
+	srv, err := server.New(opts)
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
+	if replicas != nil {
+		replicas.attach(srv.Coordinator())
+	}
 
 	httpServer := &http.Server{
 		Handler:           srv.Handler(),

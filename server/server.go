@@ -55,6 +55,13 @@ type Options struct {
 	// AllowPathAppSharing lets path-based apps open for users other than
 	// their workspace's owner (--dangerous-allow-path-app-sharing).
 	AllowPathAppSharing bool
+
+	// Replica and Bus make the coordinator one of several replicas that
+	// share a database: it publishes its peers' events on Bus, and the
+	// caller hands it the other replicas' events (Coordinator().HandleEvent).
+	// A nil Bus means a single server.
+	Replica uuid.UUID
+	Bus     coordinator.Bus
 }
 
 // Server serves the API. Create it with New, serve Handler, and Close it.
@@ -128,6 +135,8 @@ func New(opts Options) (*Server, error) {
 	s.coord = coordinator.New(coordinator.Options{
 		Logger:  logger.With(slog.String("component", "coordinator")),
 		DERPMap: opts.DERPMap,
+		Replica: opts.Replica,
+		Bus:     opts.Bus,
 	})
 	s.agentNet, err = agentnet.New(agentnet.Options{
 		Logger:              logger.With(slog.String("component", "agentnet")),
@@ -168,8 +177,13 @@ func (s *Server) Close() error {
 	s.cancel()
 	s.agentNet.Close()
 	s.wg.Wait()
+	s.coord.Close()
 	return nil
 }
+
+// Coordinator is the server's coordinator, for a caller that relays the
+// events of other replicas to it.
+func (s *Server) Coordinator() *coordinator.Coordinator { return s.coord }
 
 func (s *Server) routes(derp, site http.Handler) {
 	s.mux = http.NewServeMux()

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tetherdev/tether/coordinator"
+	"github.com/tetherdev/tether/internal/pgsetup"
 )
 
 // The bus. A replica publishes an event with NOTIFY on its deployment's
@@ -87,7 +88,7 @@ func (m *Manager) Publish(ctx context.Context, ev coordinator.Event) error {
 func (m *Manager) listen(ctx context.Context) (*pgx.Conn, error) {
 	conn, err := pgx.ConnectConfig(ctx, m.listenConf)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", connectHint(err), err)
+		return nil, fmt.Errorf("%s: %w", pgsetup.ConnectHint(err), err)
 	}
 	if _, err := conn.Exec(ctx, `LISTEN `+pgx.Identifier{m.channel}.Sanitize()); err != nil {
 		closeConn(conn)

@@ -25,17 +25,16 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
-	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tetherdev/tether/coordinator"
+	"github.com/tetherdev/tether/internal/pgsetup"
 )
 
 // Info is one server replica as the others see it.
@@ -162,23 +161,15 @@ var _ coordinator.Bus = (*Manager)(nil)
 //
 // Errors name the host, database and schema but never the password.
 func Start(ctx context.Context, o Options) (*Manager, error) {
+	cfg, err := pgsetup.ParseConfig(o.URL)
+	if err != nil {
+		return nil, fmt.Errorf("start replica: %w", err)
+	}
 	switch {
-	case o.URL == "":
-		return nil, errors.New("start replica: the database URL is empty; want postgres://user:password@host:5432/database")
 	case o.Self.ID == uuid.Nil:
 		return nil, errors.New("start replica: Self.ID is required")
 	case o.HeartbeatInterval < 0:
 		return nil, fmt.Errorf("start replica: negative heartbeat interval %v", o.HeartbeatInterval)
-	}
-	cfg, err := pgxpool.ParseConfig(o.URL)
-	if err != nil {
-		// As in store/postgres: pgx masks passwords in parse errors only
-		// on a best-effort basis, so repeat none of the URL.
-		return nil, errors.New("start replica: the database URL does not parse (not shown, as it may hold a password); " +
-			"want postgres://user:password@host:5432/database?sslmode=disable, with special characters in the password percent-encoded")
-	}
-	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
-		cfg.ConnConfig.RuntimeParams["application_name"] = "tether"
 	}
 	m := &Manager{
 		self:     o.Self,
@@ -187,7 +178,7 @@ func Start(ctx context.Context, o Options) (*Manager, error) {
 		onPeers:  o.OnPeers,
 		onGone:   o.OnGone,
 		logger:   o.Logger,
-		where:    describe(cfg.ConnConfig),
+		where:    pgsetup.Describe(cfg.ConnConfig),
 		// The listener keeps the pool's settings, application_name
 		// included, on a connection of its own: LISTEN belongs to a
 		// session, and the pool would hand that session to anyone.
@@ -245,7 +236,7 @@ func (m *Manager) setUp(ctx context.Context) error {
 	// schema on search_path that exists. It is NULL if none does.
 	var schema *string
 	if err := m.pool.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
-		return fmt.Errorf("connect to PostgreSQL at %s: %s: %w", m.where, connectHint(err), err)
+		return fmt.Errorf("connect to PostgreSQL at %s: %s: %w", m.where, pgsetup.ConnectHint(err), err)
 	}
 	if schema == nil {
 		return fmt.Errorf("start replica at %s: no schema on the search_path exists: create the schema, or fix search_path in the URL", m.where)
@@ -259,7 +250,7 @@ func (m *Manager) setUp(ctx context.Context) error {
 		// CREATE TABLE IF NOT EXISTS is not safe against itself: two
 		// replicas starting together could both try to create a table.
 		// The lock, released at commit, makes them take turns.
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, lockKey("replica tables", *schema)); err != nil {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, pgsetup.LockKey("replica tables", *schema)); err != nil {
 			return fmt.Errorf("take the lock: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `
@@ -349,43 +340,6 @@ func channelName(schema string) string {
 	h := fnv.New64a()
 	h.Write([]byte(schema))
 	return fmt.Sprintf("%s%016x", prefix, h.Sum64())
-}
-
-// lockKey derives a 64-bit advisory lock key for one purpose in one schema,
-// as store/postgres does for its migrations.
-func lockKey(purpose, schema string) int64 {
-	h := fnv.New64a()
-	h.Write([]byte("tether " + purpose + " " + schema))
-	return int64(h.Sum64())
-}
-
-// describe names the server and database for messages: host, port and
-// database, never the password.
-func describe(cc *pgx.ConnConfig) string {
-	return net.JoinHostPort(cc.Host, fmt.Sprint(cc.Port)) + "/" + cc.Database
-}
-
-// connectHint says what to check when connecting fails. Past parsing,
-// pgx's errors carry no connection string (a failed connection names only
-// the user and database), so they can be shown as they are.
-func connectHint(err error) string {
-	var pgErr *pgconn.PgError
-	var netErr *net.OpError
-	switch {
-	case errors.As(err, &pgErr):
-		switch pgErr.Code {
-		case "28P01", "28000": // invalid_password, invalid_authorization_specification
-			return "check the user name and password in the URL, and the server's pg_hba.conf"
-		case "3D000": // invalid_catalog_name
-			return "the database does not exist: create it, or fix its name in the URL"
-		}
-		return "the server refused the connection"
-	case pgconn.Timeout(err), errors.Is(err, context.DeadlineExceeded):
-		return "timed out: check the host and port in the URL, and that no firewall is in the way"
-	case errors.As(err, &netErr):
-		return "check that PostgreSQL is running and listening at the host and port in the URL"
-	}
-	return "check the URL, including its sslmode"
 }
 
 // closeConn closes a connection that is broken or no longer wanted.

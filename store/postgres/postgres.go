@@ -20,8 +20,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
-	"net"
 	"time"
 
 	"github.com/google/uuid"
@@ -29,6 +27,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/tetherdev/tether"
+	"github.com/tetherdev/tether/internal/pgsetup"
 	"github.com/tetherdev/tether/store"
 )
 
@@ -52,28 +51,15 @@ var _ store.Store = (*DB)(nil)
 // they are; masking the password wherever it appears in the text would
 // mangle messages and, by doing so, show which word is the password.
 func Open(ctx context.Context, url string) (*DB, error) {
-	if url == "" {
-		return nil, errors.New("open PostgreSQL store: the database URL is empty; want postgres://user:password@host:5432/database")
-	}
-	cfg, err := pgxpool.ParseConfig(url)
+	cfg, err := pgsetup.ParseConfig(url)
 	if err != nil {
-		// pgx masks passwords in parse errors only on a best-effort basis
-		// (its own words), and a URL that does not parse is just the kind
-		// where it can miss one; so say what is wrong without repeating
-		// any of the URL.
-		return nil, errors.New("open PostgreSQL store: the database URL does not parse (not shown, as it may hold a password); " +
-			"want postgres://user:password@host:5432/database?sslmode=disable, with special characters in the password percent-encoded")
-	}
-	// Name the connections so that operators can tell Tether's apart in
-	// pg_stat_activity.
-	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
-		cfg.ConnConfig.RuntimeParams["application_name"] = "tether"
+		return nil, fmt.Errorf("open PostgreSQL store: %w", err)
 	}
 	return open(ctx, cfg)
 }
 
 func open(ctx context.Context, cfg *pgxpool.Config) (*DB, error) {
-	where := describe(cfg.ConnConfig)
+	where := pgsetup.Describe(cfg.ConnConfig)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open PostgreSQL store at %s: %w", where, err)
@@ -86,7 +72,7 @@ func open(ctx context.Context, cfg *pgxpool.Config) (*DB, error) {
 	var schema *string
 	if err := pool.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("connect to PostgreSQL at %s: %s: %w", where, connectHint(err), err)
+		return nil, fmt.Errorf("connect to PostgreSQL at %s: %s: %w", where, pgsetup.ConnectHint(err), err)
 	}
 	if schema == nil {
 		pool.Close()
@@ -106,42 +92,6 @@ func open(ctx context.Context, cfg *pgxpool.Config) (*DB, error) {
 func (db *DB) Close() error {
 	db.pool.Close()
 	return nil
-}
-
-// describe names the server and database for messages: host, port and
-// database, never the password.
-func describe(cc *pgx.ConnConfig) string {
-	return net.JoinHostPort(cc.Host, fmt.Sprint(cc.Port)) + "/" + cc.Database
-}
-
-// connectHint says what to check when connecting fails.
-func connectHint(err error) string {
-	var pgErr *pgconn.PgError
-	var netErr *net.OpError
-	switch {
-	case errors.As(err, &pgErr):
-		switch pgErr.Code {
-		case "28P01", "28000": // invalid_password, invalid_authorization_specification
-			return "check the user name and password in the URL, and the server's pg_hba.conf"
-		case "3D000": // invalid_catalog_name
-			return "the database does not exist: create it, or fix its name in the URL"
-		}
-		return "the server refused the connection"
-	case pgconn.Timeout(err), errors.Is(err, context.DeadlineExceeded):
-		return "timed out: check the host and port in the URL, and that no firewall is in the way"
-	case errors.As(err, &netErr):
-		return "check that PostgreSQL is running and listening at the host and port in the URL"
-	}
-	return "check the URL, including its sslmode"
-}
-
-// lockKey derives a 64-bit advisory lock key for one purpose in one schema.
-// Advisory locks are already scoped to a database, so the key only has to
-// tell schemas and purposes apart.
-func lockKey(purpose, schema string) int64 {
-	h := fnv.New64a()
-	h.Write([]byte("tether " + purpose + " " + schema))
-	return int64(h.Sum64())
 }
 
 // migrations are applied in order; tether_schema_migrations has one row per
@@ -199,7 +149,7 @@ func (db *DB) migrate(ctx context.Context, schema string) error {
 		// migration runs once; the lock is released at commit. Under READ
 		// COMMITTED, the statements after it see what the replica before
 		// us committed.
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, lockKey("migrate", schema)); err != nil {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, pgsetup.LockKey("migrate", schema)); err != nil {
 			return fmt.Errorf("take the migration lock: %w", err)
 		}
 		// Named after Tether so as not to mistake another tool's

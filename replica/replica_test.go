@@ -2,14 +2,11 @@ package replica_test
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net"
+	"io"
 	"net/netip"
-	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -17,23 +14,20 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
 	"tailscale.com/types/key"
 
 	"github.com/tetherdev/tether"
 	"github.com/tetherdev/tether/coordinator"
+	"github.com/tetherdev/tether/internal/pgtest"
 	"github.com/tetherdev/tether/replica"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// urlEnv names the variable that points the tests at a PostgreSQL database
-// they may create and drop schemas in, as for store/postgres.
-const urlEnv = "TETHER_TEST_POSTGRES_URL"
-
-// testTimeout bounds each test's round trips and each wait for a condition.
-const testTimeout = 30 * time.Second
+// testTimeout bounds each wait for a condition, as pgtest.Timeout bounds
+// each round trip to the database.
+const testTimeout = pgtest.Timeout
 
 // Heartbeat intervals. fast makes a stalled replica gone within half a
 // second, for the tests of that; steady is for the others, slow enough that
@@ -44,83 +38,14 @@ const (
 	steady = 500 * time.Millisecond
 )
 
-// baseURL returns the test database's URL, or skips the test if there is
-// none; in CI, where these tests must run, it fails instead.
-func baseURL(t *testing.T) string {
-	t.Helper()
-	u := os.Getenv(urlEnv)
-	if u == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not set: CI must run the replica tests", urlEnv)
-		}
-		t.Skipf("replica tests skipped: set %s, for example to postgres://tether:tether@127.0.0.1:5432/tether_test?sslmode=disable", urlEnv)
-	}
-	return u
-}
-
-func testContext(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-func randomHex(t *testing.T, n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-// adminConn connects to the test database outside any Manager, closed when
-// the test ends.
-func adminConn(t *testing.T) *pgx.Conn {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, baseURL(t))
-	if err != nil {
-		t.Fatalf("connect to the test database: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-		defer cancel()
-		conn.Close(ctx)
-	})
-	return conn
-}
-
-// adminExec runs one statement on the test database outside any Manager.
-func adminExec(t *testing.T, sql string, args ...any) {
-	t.Helper()
-	if _, err := adminConn(t).Exec(testContext(t), sql, args...); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-}
-
 // adminCount runs a count query on the test database.
 func adminCount(t *testing.T, sql string, args ...any) int {
 	t.Helper()
 	var n int
-	if err := adminConn(t).QueryRow(testContext(t), sql, args...).Scan(&n); err != nil {
+	if err := pgtest.Connect(t).QueryRow(pgtest.Context(t), sql, args...).Scan(&n); err != nil {
 		t.Fatalf("%s: %v", sql, err)
 	}
 	return n
-}
-
-// newSchema creates an empty schema with a unique name, dropped when the
-// test ends, and returns it with a URL that selects it.
-func newSchema(t *testing.T) (dbURL, schema string) {
-	t.Helper()
-	u, err := url.Parse(baseURL(t))
-	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		t.Fatalf("%s must be a postgres:// URL", urlEnv)
-	}
-	schema = "tether_test_" + randomHex(t, 8)
-	adminExec(t, `CREATE SCHEMA `+schema)
-	t.Cleanup(func() { adminExec(t, `DROP SCHEMA `+schema+` CASCADE`) })
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String(), schema
 }
 
 // recorder keeps what a Manager's callbacks report, and lets a test wait
@@ -217,7 +142,7 @@ func start(t *testing.T, dbURL string, interval time.Duration) *member {
 	t.Helper()
 	rec := newRecorder()
 	o := rec.options(dbURL, interval)
-	m, err := replica.Start(testContext(t), o)
+	m, err := replica.Start(pgtest.Context(t), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +170,7 @@ func (m *member) waitForPeers(t *testing.T, others ...*member) {
 }
 
 func TestPeersSeeEachOther(t *testing.T) {
-	dbURL, _ := newSchema(t)
+	dbURL, _ := pgtest.NewSchema(t)
 	a := start(t, dbURL, steady)
 	// OnPeers has been called once Start returns, even with nobody there.
 	a.rec.mu.Lock()
@@ -310,9 +235,9 @@ func seqs(evs []coordinator.Event) []int {
 }
 
 func TestEventsReachTheOthersInOrder(t *testing.T) {
-	dbURL, _ := newSchema(t)
+	dbURL, _ := pgtest.NewSchema(t)
 	a, b, c := start(t, dbURL, steady), start(t, dbURL, steady), start(t, dbURL, steady)
-	ctx := testContext(t)
+	ctx := pgtest.Context(t)
 	agent := uuid.New()
 	const n = 200
 	for i := range n {
@@ -351,17 +276,17 @@ func TestEventsReachTheOthersInOrder(t *testing.T) {
 }
 
 func TestPublishChecksTheReplica(t *testing.T) {
-	dbURL, _ := newSchema(t)
+	dbURL, _ := pgtest.NewSchema(t)
 	a := start(t, dbURL, steady)
 	ev := agentNode(uuid.New(), 1)
 	ev.Replica = uuid.New()
-	if err := a.Publish(testContext(t), ev); err == nil {
+	if err := a.Publish(pgtest.Context(t), ev); err == nil {
 		t.Fatal("published an event of another replica")
 	}
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Publish(testContext(t), agentNode(uuid.New(), 1)); err != replica.ErrClosed {
+	if err := a.Publish(pgtest.Context(t), agentNode(uuid.New(), 1)); err != replica.ErrClosed {
 		t.Fatalf("Publish after Close: %v; want ErrClosed", err)
 	}
 }
@@ -382,9 +307,9 @@ func bigNode(agent uuid.UUID, seq int) coordinator.Event {
 }
 
 func TestBigEventsGoThroughTheTable(t *testing.T) {
-	dbURL, schema := newSchema(t)
+	dbURL, schema := pgtest.NewSchema(t)
 	a, b := start(t, dbURL, steady), start(t, dbURL, steady)
-	ctx := testContext(t)
+	ctx := pgtest.Context(t)
 	agent := uuid.New()
 	big := bigNode(agent, 1)
 	if err := big.Node.Validate(agent); err != nil {
@@ -416,7 +341,7 @@ func TestBigEventsGoThroughTheTable(t *testing.T) {
 }
 
 func TestClosedReplicaIsGone(t *testing.T) {
-	dbURL, schema := newSchema(t)
+	dbURL, schema := pgtest.NewSchema(t)
 	a, b, c := start(t, dbURL, steady), start(t, dbURL, steady), start(t, dbURL, steady)
 	a.waitForPeers(t, b, c)
 	b.waitForPeers(t, a, c)
@@ -468,7 +393,7 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 }
 
 func TestStalledReplicaIsGone(t *testing.T) {
-	dbURL, schema := newSchema(t)
+	dbURL, schema := pgtest.NewSchema(t)
 	a, b := start(t, dbURL, fast), start(t, dbURL, fast)
 	a.waitForPeers(t, b)
 	b.StopHeartbeat()
@@ -485,7 +410,7 @@ func TestStalledReplicaIsGone(t *testing.T) {
 	// database runs on this machine (.ci/run starts it), so the clock
 	// that wrote last_seen_at is ours.
 	var last time.Time
-	if err := adminConn(t).QueryRow(testContext(t), `SELECT last_seen_at FROM `+schema+`.tether_replicas WHERE id = $1`,
+	if err := pgtest.Connect(t).QueryRow(pgtest.Context(t), `SELECT last_seen_at FROM `+schema+`.tether_replicas WHERE id = $1`,
 		b.self.ID).Scan(&last); err != nil {
 		t.Fatalf("the stalled replica's row: %v; want it still there", err)
 	}
@@ -496,7 +421,7 @@ func TestStalledReplicaIsGone(t *testing.T) {
 }
 
 func TestMeshKeyIsShared(t *testing.T) {
-	dbURL, _ := newSchema(t)
+	dbURL, _ := pgtest.NewSchema(t)
 	// Started together, on an empty schema: one creates the tables and
 	// the key, the others read them.
 	const n = 3
@@ -505,7 +430,7 @@ func TestMeshKeyIsShared(t *testing.T) {
 	for i := range n {
 		go func() {
 			var err error
-			ms[i], err = replica.Start(testContext(t), newRecorder().options(dbURL, steady))
+			ms[i], err = replica.Start(pgtest.Context(t), newRecorder().options(dbURL, steady))
 			errs <- err
 		}()
 	}
@@ -538,18 +463,18 @@ func TestMeshKeyIsShared(t *testing.T) {
 	if later := start(t, dbURL, steady); later.MeshKey() != k {
 		t.Fatalf("mesh key changed after a restart: %s, was %s", later.MeshKey(), k)
 	}
-	if other, _ := newSchema(t); start(t, other, steady).MeshKey() == k {
+	if other, _ := pgtest.NewSchema(t); start(t, other, steady).MeshKey() == k {
 		t.Fatal("another deployment's schema has the same mesh key")
 	}
 }
 
 func TestListenerReconnects(t *testing.T) {
-	dbURL, _ := newSchema(t)
+	dbURL, _ := pgtest.NewSchema(t)
 	a, b := start(t, dbURL, steady), start(t, dbURL, steady)
-	ctx := testContext(t)
+	ctx := pgtest.Context(t)
 	pid := b.ListenerPID()
 	var ok bool
-	if err := adminConn(t).QueryRow(ctx, `SELECT pg_terminate_backend($1)`, int(pid)).Scan(&ok); err != nil || !ok {
+	if err := pgtest.Connect(t).QueryRow(ctx, `SELECT pg_terminate_backend($1)`, int(pid)).Scan(&ok); err != nil || !ok {
 		t.Fatalf("terminate b's listener %d: %v, %v", pid, ok, err)
 	}
 	// Events published while b reconnects are lost; keep publishing until
@@ -578,10 +503,10 @@ func TestListenerReconnects(t *testing.T) {
 }
 
 func TestDeploymentsInOtherSchemasAreApart(t *testing.T) {
-	url1, _ := newSchema(t)
-	url2, _ := newSchema(t)
+	url1, _ := pgtest.NewSchema(t)
+	url2, _ := pgtest.NewSchema(t)
 	a1, a2, b2 := start(t, url1, steady), start(t, url2, steady), start(t, url2, steady)
-	ctx := testContext(t)
+	ctx := pgtest.Context(t)
 	if err := a1.Publish(ctx, agentNode(uuid.New(), 1)); err != nil {
 		t.Fatal(err)
 	}
@@ -602,15 +527,15 @@ func TestDeploymentsInOtherSchemasAreApart(t *testing.T) {
 }
 
 func TestCleanUpForgetsOldRows(t *testing.T) {
-	dbURL, schema := newSchema(t)
+	dbURL, schema := pgtest.NewSchema(t)
 	a := start(t, dbURL, steady)
 	old := uuid.New()
-	adminExec(t, `INSERT INTO `+schema+`.tether_replicas (id, relay_url, hostname, started_at, last_seen_at)
+	pgtest.Exec(t, `INSERT INTO `+schema+`.tether_replicas (id, relay_url, hostname, started_at, last_seen_at)
 		VALUES ($1, '', 'old', now() - $2 * interval '1 second', now() - $2 * interval '1 second')`,
 		old, int((replica.ForgetAfter + time.Minute).Seconds()))
-	adminExec(t, `INSERT INTO `+schema+`.tether_coord_events (payload, created_at) VALUES ('{}', now() - $1 * interval '1 second'), ('{}', now())`,
+	pgtest.Exec(t, `INSERT INTO `+schema+`.tether_coord_events (payload, created_at) VALUES ('{}', now() - $1 * interval '1 second'), ('{}', now())`,
 		int((replica.EventRetention + time.Minute).Seconds()))
-	if err := a.CleanUp(testContext(t)); err != nil {
+	if err := a.CleanUp(pgtest.Context(t)); err != nil {
 		t.Fatal(err)
 	}
 	if n := adminCount(t, `SELECT count(*) FROM `+schema+`.tether_replicas WHERE id = $1`, old); n != 0 {
@@ -625,66 +550,28 @@ func TestCleanUpForgetsOldRows(t *testing.T) {
 }
 
 func TestWrongPasswordIsNotEchoed(t *testing.T) {
-	u, err := url.Parse(baseURL(t))
-	if err != nil {
-		t.Fatalf("%s must be a postgres:// URL", urlEnv)
-	}
-	secret := "wrong-" + randomHex(t, 8)
-	u.User = url.UserPassword(u.User.Username(), secret)
-	o := newRecorder().options(u.String(), steady)
-	m, err := replica.Start(testContext(t), o)
-	if err == nil {
-		m.Close()
-		t.Skip("the test server accepted a wrong password: it does not check passwords (trust authentication?)")
-	}
-	msg := err.Error()
-	if strings.Contains(msg, secret) {
-		t.Fatalf("the error repeats the password: %v", err)
-	}
-	if !strings.Contains(msg, "password") || !strings.Contains(msg, u.Hostname()) {
-		t.Fatalf("got %v, want it to name the host and say to check the password", err)
-	}
+	pgtest.CheckWrongPassword(t, func(ctx context.Context, dbURL string) (io.Closer, error) {
+		return replica.Start(ctx, newRecorder().options(dbURL, steady))
+	})
 }
 
 // TestBadOptions needs no database: none of these reaches one.
 func TestBadOptions(t *testing.T) {
-	const secret = "s3cret-pw-d0nt-show"
-	closedPort := freePort(t)
-	tests := []struct {
-		name string
-		url  string
-		id   uuid.UUID
-		want string // in the error
-	}{
-		{"empty", "", uuid.New(), "URL is empty"},
-		{"no ID", "postgres://tether:" + secret + "@" + closedPort + "/tether", uuid.Nil, "Self.ID is required"},
-		{"bad port", "postgres://tether:" + secret + "@127.0.0.1:notaport/tether", uuid.New(), "does not parse"},
-		{"bad escape in password", "postgres://tether:" + secret + "%zz@127.0.0.1/tether", uuid.New(), "does not parse"},
-		{"nothing listening", "postgres://tether:" + secret + "@" + closedPort + "/tether?sslmode=disable", uuid.New(), "check that PostgreSQL is running"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := replica.Start(testContext(t), replica.Options{URL: tt.url, Self: replica.Info{ID: tt.id}})
-			if err == nil {
-				t.Fatal("Start succeeded")
-			}
-			if strings.Contains(err.Error(), secret) {
-				t.Fatalf("the error repeats the password: %v", err)
-			}
-			if !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("got %v, want it to contain %q", err, tt.want)
-			}
-		})
-	}
-}
-
-// freePort returns a local address where, most likely, nothing listens.
-func freePort(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	pgtest.CheckBadURLs(t, func(ctx context.Context, dbURL string) (io.Closer, error) {
+		return replica.Start(ctx, replica.Options{URL: dbURL, Self: replica.Info{ID: uuid.New()}})
+	})
+	t.Run("no ID", func(t *testing.T) {
+		const secret = "s3cret-pw-d0nt-show"
+		dbURL := "postgres://tether:" + secret + "@" + pgtest.ClosedAddr(t) + "/tether"
+		_, err := replica.Start(pgtest.Context(t), replica.Options{URL: dbURL})
+		if err == nil {
+			t.Fatal("Start succeeded")
+		}
+		if strings.Contains(err.Error(), secret) {
+			t.Fatalf("the error repeats the password: %v", err)
+		}
+		if !strings.Contains(err.Error(), "Self.ID is required") {
+			t.Fatalf("got %v, want it to say that Self.ID is required", err)
+		}
+	})
 }

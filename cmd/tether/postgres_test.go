@@ -1,16 +1,12 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"net/url"
-	"os"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
+	"github.com/tetherdev/tether/internal/pgtest"
 )
 
 // postgresURL returns a URL of a fresh, empty schema in the test database
@@ -18,45 +14,8 @@ import (
 // the test ends. Without that variable the test is skipped, except in CI.
 func postgresURL(t *testing.T) string {
 	t.Helper()
-	base := os.Getenv("TETHER_TEST_POSTGRES_URL")
-	if base == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("TETHER_TEST_POSTGRES_URL is not set: .ci/run should have started PostgreSQL")
-		}
-		t.Skip("TETHER_TEST_POSTGRES_URL is not set (see .ci/run)")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatalf("connect to TETHER_TEST_POSTGRES_URL: %v", err)
-	}
-	defer conn.Close(ctx)
-	schema := "e2e_" + strings.ReplaceAll(uuid.NewString(), "-", "")
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
+	dbURL, _ := pgtest.NewSchema(t)
+	return dbURL
 }
 
 // TestPostgresStore runs the server on PostgreSQL: users, workspaces and

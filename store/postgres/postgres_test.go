@@ -2,21 +2,17 @@ package postgres_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
-	"os"
+	"io"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/tetherdev/tether"
+	"github.com/tetherdev/tether/internal/pgtest"
 	"github.com/tetherdev/tether/store"
 	"github.com/tetherdev/tether/store/postgres"
 	"github.com/tetherdev/tether/store/storetest"
@@ -25,92 +21,18 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// urlEnv names the variable that points the tests at a PostgreSQL database
-// they may create and drop schemas in.
-const urlEnv = "TETHER_TEST_POSTGRES_URL"
-
-// testTimeout bounds each test's round trips to the database.
-const testTimeout = 30 * time.Second
-
-// baseURL returns the test database's URL, or skips the test if there is
-// none; in CI, where these tests must run, it fails instead.
-func baseURL(t *testing.T) string {
-	t.Helper()
-	u := os.Getenv(urlEnv)
-	if u == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not set: CI must run the PostgreSQL store tests", urlEnv)
-		}
-		t.Skipf("PostgreSQL store tests skipped: set %s, for example to postgres://tether:tether@127.0.0.1:5432/tether_test?sslmode=disable", urlEnv)
-	}
-	return u
-}
-
-func testContext(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-func randomHex(t *testing.T, n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(b)
-}
-
-// adminExec runs one statement on the test database outside any store.
-func adminExec(t *testing.T, sql string, args ...any) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, baseURL(t))
-	if err != nil {
-		t.Fatalf("connect to the test database: %v", err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, sql, args...); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-}
-
 // adminQueryRow runs one query on the test database and scans its row.
 func adminQueryRow(t *testing.T, sql string, dest ...any) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, baseURL(t))
-	if err != nil {
-		t.Fatalf("connect to the test database: %v", err)
-	}
-	defer conn.Close(ctx)
-	if err := conn.QueryRow(ctx, sql).Scan(dest...); err != nil {
+	if err := pgtest.Connect(t).QueryRow(pgtest.Context(t), sql).Scan(dest...); err != nil {
 		t.Fatalf("%s: %v", sql, err)
 	}
-}
-
-// newSchema creates an empty schema with a unique name, dropped when the
-// test ends, and returns it with a URL that selects it.
-func newSchema(t *testing.T) (dbURL, schema string) {
-	t.Helper()
-	u, err := url.Parse(baseURL(t))
-	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		t.Fatalf("%s must be a postgres:// URL", urlEnv)
-	}
-	schema = "tether_test_" + randomHex(t, 8)
-	adminExec(t, `CREATE SCHEMA `+schema)
-	t.Cleanup(func() { adminExec(t, `DROP SCHEMA `+schema+` CASCADE`) })
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String(), schema
 }
 
 // open opens the store at dbURL and closes it when the test ends.
 func open(t *testing.T, dbURL string) *postgres.DB {
 	t.Helper()
-	db, err := postgres.Open(testContext(t), dbURL)
+	db, err := postgres.Open(pgtest.Context(t), dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,9 +41,9 @@ func open(t *testing.T, dbURL string) *postgres.DB {
 }
 
 func TestConformance(t *testing.T) {
-	baseURL(t)
+	pgtest.BaseURL(t)
 	storetest.Run(t, func(t *testing.T) store.Store {
-		dbURL, _ := newSchema(t)
+		dbURL, _ := pgtest.NewSchema(t)
 		return open(t, dbURL)
 	})
 }
@@ -129,9 +51,9 @@ func TestConformance(t *testing.T) {
 // Several replicas share one database: each sees what the other writes,
 // and either may close first.
 func TestReplicasShareTheDatabase(t *testing.T) {
-	dbURL, _ := newSchema(t)
+	dbURL, _ := pgtest.NewSchema(t)
 	first, second := open(t, dbURL), open(t, dbURL)
-	ctx := testContext(t)
+	ctx := pgtest.Context(t)
 	alice := newUser("alice")
 	if err := first.CreateUser(ctx, alice); err != nil {
 		t.Fatal(err)
@@ -153,8 +75,8 @@ func TestReplicasShareTheDatabase(t *testing.T) {
 // Replicas that start together on an empty schema all open, and each
 // migration runs once.
 func TestConcurrentOpensMigrateOnce(t *testing.T) {
-	dbURL, schema := newSchema(t)
-	ctx := testContext(t)
+	dbURL, schema := pgtest.NewSchema(t)
+	ctx := pgtest.Context(t)
 	const n = 4
 	var (
 		wg     sync.WaitGroup
@@ -193,10 +115,10 @@ func TestConcurrentOpensMigrateOnce(t *testing.T) {
 }
 
 func TestSchemasAreIndependent(t *testing.T) {
-	urlA, _ := newSchema(t)
-	urlB, _ := newSchema(t)
+	urlA, _ := pgtest.NewSchema(t)
+	urlB, _ := pgtest.NewSchema(t)
 	a, b := open(t, urlA), open(t, urlB)
-	ctx := testContext(t)
+	ctx := pgtest.Context(t)
 	if err := a.CreateUser(ctx, newUser("alice")); err != nil {
 		t.Fatal(err)
 	}
@@ -206,8 +128,8 @@ func TestSchemasAreIndependent(t *testing.T) {
 }
 
 func TestReopenKeepsDataAndSchema(t *testing.T) {
-	dbURL, schema := newSchema(t)
-	ctx := testContext(t)
+	dbURL, schema := pgtest.NewSchema(t)
+	ctx := pgtest.Context(t)
 	db := open(t, dbURL)
 	if err := db.CreateSession(ctx, store.Session{TokenHash: "h"}); err == nil {
 		t.Fatal("session for a missing user was accepted: foreign keys are not enforced")
@@ -242,22 +164,22 @@ func TestReopenKeepsDataAndSchema(t *testing.T) {
 }
 
 func TestRefusesNewerSchema(t *testing.T) {
-	dbURL, schema := newSchema(t)
+	dbURL, schema := pgtest.NewSchema(t)
 	if err := open(t, dbURL).Close(); err != nil {
 		t.Fatal(err)
 	}
 	// Pretend a newer tether migrated this schema.
-	adminExec(t, `INSERT INTO `+schema+`.tether_schema_migrations (version) VALUES (99)`)
-	_, err := postgres.Open(testContext(t), dbURL)
+	pgtest.Exec(t, `INSERT INTO `+schema+`.tether_schema_migrations (version) VALUES (99)`)
+	_, err := postgres.Open(pgtest.Context(t), dbURL)
 	if err == nil || !strings.Contains(err.Error(), "upgrade tether") {
 		t.Fatalf("got %v, want a refusal that says to upgrade", err)
 	}
 }
 
 func TestCreateFirstUserIsAtomic(t *testing.T) {
-	dbURL, _ := newSchema(t)
+	dbURL, _ := pgtest.NewSchema(t)
 	db := open(t, dbURL)
-	ctx := testContext(t)
+	ctx := pgtest.Context(t)
 	const n = 8
 	errs := make(chan error, n)
 	for i := range n {
@@ -283,9 +205,9 @@ func TestCreateFirstUserIsAtomic(t *testing.T) {
 // Lists sort byte by byte, as store/sqlite's do, whatever the database's
 // locale.
 func TestListsSortBytewise(t *testing.T) {
-	dbURL, _ := newSchema(t)
+	dbURL, _ := pgtest.NewSchema(t)
 	db := open(t, dbURL)
-	ctx := testContext(t)
+	ctx := pgtest.Context(t)
 	for _, name := range []string{"alice", "_x", "Bob"} {
 		if err := db.CreateUser(ctx, newUser(name)); err != nil {
 			t.Fatal(err)
@@ -305,72 +227,17 @@ func TestListsSortBytewise(t *testing.T) {
 }
 
 func TestWrongPasswordIsNotEchoed(t *testing.T) {
-	u, err := url.Parse(baseURL(t))
-	if err != nil {
-		t.Fatalf("%s must be a postgres:// URL", urlEnv)
-	}
-	secret := "wrong-" + randomHex(t, 8)
-	u.User = url.UserPassword(u.User.Username(), secret)
-	db, err := postgres.Open(testContext(t), u.String())
-	if err == nil {
-		db.Close()
-		t.Skip("the test server accepted a wrong password: it does not check passwords (trust authentication?)")
-	}
-	msg := err.Error()
-	if strings.Contains(msg, secret) {
-		t.Fatalf("the error repeats the password: %v", err)
-	}
-	if !strings.Contains(msg, "password") || !strings.Contains(msg, u.Hostname()) {
-		t.Fatalf("got %v, want it to name the host and say to check the password", err)
-	}
+	pgtest.CheckWrongPassword(t, openCloser)
 }
 
 // TestBadURLs needs no database: none of these URLs reaches one.
 func TestBadURLs(t *testing.T) {
-	const secret = "s3cret-pw-d0nt-show"
-	closedPort := freePort(t)
-	tests := []struct {
-		name string
-		url  string
-		want string // in the error
-	}{
-		{"empty", "", "URL is empty"},
-		{"bad port", "postgres://tether:" + secret + "@127.0.0.1:notaport/tether", "does not parse"},
-		{"bad sslmode", "postgres://tether:" + secret + "@127.0.0.1/tether?sslmode=bogus", "does not parse"},
-		{"bad escape in password", "postgres://tether:" + secret + "%zz@127.0.0.1/tether", "does not parse"},
-		{"nothing listening", "postgres://tether:" + secret + "@" + closedPort + "/tether?sslmode=disable", "check that PostgreSQL is running"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := postgres.Open(testContext(t), tt.url)
-			if err == nil {
-				t.Fatal("Open succeeded")
-			}
-			if strings.Contains(err.Error(), secret) {
-				t.Fatalf("the error repeats the password: %v", err)
-			}
-			if !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("got %v, want it to contain %q", err, tt.want)
-			}
-		})
-	}
-	t.Run("names the host", func(t *testing.T) {
-		_, err := postgres.Open(testContext(t), "postgres://tether:"+secret+"@"+closedPort+"/tether?sslmode=disable")
-		if err == nil || !strings.Contains(err.Error(), closedPort) {
-			t.Fatalf("got %v, want it to name %s", err, closedPort)
-		}
-	})
+	pgtest.CheckBadURLs(t, openCloser)
 }
 
-// freePort returns a local address where, most likely, nothing listens.
-func freePort(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+// openCloser is postgres.Open as a pgtest.Opener.
+func openCloser(ctx context.Context, dbURL string) (io.Closer, error) {
+	return postgres.Open(ctx, dbURL)
 }
 
 func newUser(name string) store.User {

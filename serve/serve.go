@@ -137,6 +137,15 @@ func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version stri
 		return err
 	}
 
+	// Where other replicas reach our relay, checked before anything is
+	// opened.
+	var relayURL string
+	if s.PostgresURL != "" && s.DERPServerEnable {
+		if relayURL, err = relayURLFor(s, ln.Addr(), tlsConfig != nil, logger); err != nil {
+			return err
+		}
+	}
+
 	if s.DataDir == "" {
 		s.DataDir = defaultDataDir(s.Dev)
 	}
@@ -161,12 +170,6 @@ func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version stri
 
 	var replicas *cluster
 	if s.PostgresURL != "" {
-		relayURL := ""
-		if relay.derp != nil {
-			if relayURL, err = relayURLFor(s, ln.Addr(), tlsConfig != nil, logger); err != nil {
-				return err
-			}
-		}
 		replicas, err = startCluster(ctx, s, relay, relayURL, logger.With(slog.String("component", "replica")))
 		if err != nil {
 			return err

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tetherdev/tether/coordinator"
 	"github.com/tetherdev/tether/replica"
+	"github.com/tetherdev/tether/server/healthcheck"
 )
 
 // cluster is this server's part in a deployment of several replicas that
@@ -67,6 +68,16 @@ func startCluster(ctx context.Context, s Settings, r *relay, relayURL string, lo
 	logger.Info("replica started", slog.String("replica", c.id.String()), slog.String("relay_url", relayURL),
 		slog.Int("other_replicas", len(m.Peers())))
 	return c, nil
+}
+
+// healthPeers lists the other replicas for the health report.
+func (c *cluster) healthPeers() []healthcheck.Replica {
+	var out []healthcheck.Replica
+	for _, p := range c.manager.Peers() {
+		name := fmt.Sprintf("%s (replica %s)", p.Hostname, p.ID.String()[:8])
+		out = append(out, healthcheck.Replica{Hostname: name, RelayURL: p.RelayURL})
+	}
+	return out
 }
 
 // attach starts handing the other replicas' events to co.

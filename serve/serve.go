@@ -192,6 +192,7 @@ func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version stri
 	}
 	if replicas != nil {
 		opts.Replica, opts.Bus = replicas.id, replicas.manager
+		opts.Replicas, opts.SelfRelayURL = replicas.healthPeers, relayURL
 	}
 	srv, err := server.New(opts)
 	if err != nil {

@@ -35,6 +35,8 @@ func (s *Server) getHealth(w http.ResponseWriter, r *http.Request, u store.User)
 				_, err := s.store.CountUsers(ctx)
 				return err
 			},
+			Replicas:     s.replicas,
+			SelfRelayURL: s.selfRelayURL,
 		})
 		s.health.report, s.health.at = &rep, time.Now()
 	}

@@ -62,6 +62,10 @@ type Options struct {
 	// A nil Bus means a single server.
 	Replica uuid.UUID
 	Bus     coordinator.Bus
+	// Replicas lists the other replicas and SelfRelayURL is where they
+	// reach this one's relay, for the health report's relay mesh check.
+	Replicas     func() []healthcheck.Replica
+	SelfRelayURL string
 }
 
 // Server serves the API. Create it with New, serve Handler, and Close it.
@@ -81,6 +85,8 @@ type Server struct {
 	appHealth           appHealth
 	connections         connections
 	health              healthCache
+	replicas            func() []healthcheck.Replica
+	selfRelayURL        string
 
 	ctx    context.Context // canceled by Close; parent of long-lived work
 	cancel context.CancelFunc
@@ -125,6 +131,8 @@ func New(opts Options) (*Server, error) {
 		ctx:                 ctx,
 		cancel:              cancel,
 		agents:              map[uuid.UUID]*agentConn{},
+		replicas:            opts.Replicas,
+		selfRelayURL:        opts.SelfRelayURL,
 		connInfo: tether.ConnectionInfo{
 			DERPMap:             opts.DERPMap,
 			DisableDirect:       opts.BlockDirect,

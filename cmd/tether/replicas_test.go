@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -8,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tetherdev/tether"
 )
 
 // TestReplicas runs two servers on one PostgreSQL database, as replicas
@@ -48,5 +51,48 @@ func TestReplicas(t *testing.T) {
 	code, body := api(t, "GET", a.url+"/@alice/dev/apps/site/", u.token(), nil)
 	if code != http.StatusOK || string(body) != "app-behind-replica-b" {
 		t.Errorf("web app through replica A, agent on B: %d %q", code, body)
+	}
+
+	// The health report checks the relay mesh with each other replica.
+	code, body = api(t, "GET", a.url+"/api/v2/debug/health?force", u.token(), nil)
+	var rep tether.HealthReport
+	if err := json.Unmarshal(body, &rep); code != http.StatusOK || err != nil {
+		t.Fatalf("health: %d %s (%v)", code, body, err)
+	}
+	var replicas *tether.HealthCheck
+	for i := range rep.Checks {
+		if rep.Checks[i].Name == "replicas" {
+			replicas = &rep.Checks[i]
+		}
+	}
+	if replicas == nil || replicas.Severity != tether.SeverityOK || !strings.Contains(replicas.Message, "1 other replica;") {
+		t.Errorf("health report's replicas check: %+v", replicas)
+	}
+}
+
+// TestReplicasHealthNamesAnUnreachableRelay: when one replica's relay URL
+// cannot be reached, the others' health report says so and what to check.
+func TestReplicasHealthNamesAnUnreachableRelay(t *testing.T) {
+	pg := postgresURL(t)
+	a := startServer(t, "--postgres-url", pg)
+	startServer(t, "--postgres-url", pg, "--derp-server-relay-url", "http://127.0.0.1:1")
+	u := admin(t, a)
+	var check tether.HealthCheck
+	waitFor(t, statusTimeout, "the replicas check to see the other replica", func() bool {
+		code, body := api(t, "GET", a.url+"/api/v2/debug/health?force", u.token(), nil)
+		var rep tether.HealthReport
+		if code != http.StatusOK || json.Unmarshal(body, &rep) != nil {
+			return false
+		}
+		for _, c := range rep.Checks {
+			if c.Name == "replicas" {
+				check = c
+			}
+		}
+		return check.Message != "" && check.Message != "no other replica is running"
+	})
+	if check.Severity != tether.SeverityWarning || !strings.Contains(check.Message, "http://127.0.0.1:1") ||
+		!strings.Contains(check.Message, "--derp-server-relay-url") {
+		t.Errorf("replicas check with an unreachable relay: %+v", check)
 	}
 }

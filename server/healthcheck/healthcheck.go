@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -44,6 +45,17 @@ type Options struct {
 	Store func(ctx context.Context) error
 	// HTTPClient reaches the access URL; nil means http.DefaultClient.
 	HTTPClient *http.Client
+	// Replicas, when set, lists the other replicas of a multi-replica
+	// deployment; each relay mesh link is checked from SelfRelayURL, where
+	// the other replicas reach this one's relay.
+	Replicas     func() []Replica
+	SelfRelayURL string
+}
+
+// Replica is another server replica, as the replicas check sees it.
+type Replica struct {
+	Hostname string
+	RelayURL string // "" if the others cannot reach its relay
 }
 
 // Run runs every check and returns the report.
@@ -56,15 +68,16 @@ func Run(ctx context.Context, o Options) tether.HealthReport {
 	}
 	var (
 		wg      sync.WaitGroup
-		checks  = make([]tether.HealthCheck, 4)
+		checks  = make([]tether.HealthCheck, 5)
 		regions []tether.DERPRegionHealth
 	)
-	wg.Add(5)
+	wg.Add(6)
 	go func() { defer wg.Done(); checks[0] = accessURL(ctx, hc, o.AccessURL) }()
 	go func() { defer wg.Done(); checks[1] = webSocket(ctx, hc, o.AccessURL) }()
 	go func() { defer wg.Done(); checks[2] = stunServers(ctx, o.DERPMap) }()
 	go func() { defer wg.Done(); checks[3] = storeCheck(ctx, o.Store) }()
 	go func() { defer wg.Done(); regions = derpRegions(ctx, o.DERPMap, o.DERPPlainHTTP) }()
+	go func() { defer wg.Done(); checks[4] = replicasCheck(ctx, o) }()
 	wg.Wait()
 
 	derpCheck := tether.HealthCheck{Name: "derp", Severity: tether.SeverityOK, Message: fmt.Sprintf("all %d relay regions answered", len(regions))}
@@ -83,9 +96,9 @@ func Run(ctx context.Context, o Options) tether.HealthReport {
 		derpCheck.Message = fmt.Sprintf("%d of %d relay regions did not answer; peers use the others", failed, len(regions))
 	}
 	checks = append(checks, derpCheck)
-	if o.Store == nil {
-		checks = slices.DeleteFunc(checks, func(c tether.HealthCheck) bool { return c.Name == "store" })
-	}
+	checks = slices.DeleteFunc(checks, func(c tether.HealthCheck) bool {
+		return c.Name == "store" && o.Store == nil || c.Name == "replicas" && o.Replicas == nil
+	})
 	rep := tether.HealthReport{Severity: tether.SeverityOK, Checks: checks, DERPRegions: regions, CheckedAt: time.Now().UTC()}
 	for _, c := range checks {
 		rep.Severity = worse(rep.Severity, c.Severity)
@@ -346,14 +359,21 @@ func nodeURL(n *tailcfg.DERPNode, plainHTTP bool) string {
 // derpRoundTrip connects two clients to a relay and times a packet between
 // them.
 func derpRoundTrip(ctx context.Context, u string) (time.Duration, error) {
+	return derpBetween(ctx, u, u)
+}
+
+// derpBetween connects a client to the relay at from and another to the
+// relay at to, and times a packet from the first to the second. With two
+// replicas' relays, the packet crosses their mesh.
+func derpBetween(ctx context.Context, from, to string) (time.Duration, error) {
 	netMon := netmon.NewStatic()
 	quiet := func(string, ...any) {}
-	a, err := derphttp.NewClient(key.NewNode(), u, quiet, netMon)
+	a, err := derphttp.NewClient(key.NewNode(), from, quiet, netMon)
 	if err != nil {
 		return 0, err
 	}
 	defer a.Close()
-	b, err := derphttp.NewClient(key.NewNode(), u, quiet, netMon)
+	b, err := derphttp.NewClient(key.NewNode(), to, quiet, netMon)
 	if err != nil {
 		return 0, err
 	}
@@ -403,4 +423,56 @@ func derpRoundTrip(ctx context.Context, u string) (time.Duration, error) {
 			start = time.Now()
 		}
 	}
+}
+
+// replicasCheck sends a packet from a client of our relay to a client of
+// each other replica's relay: it arrives only if their mesh works.
+func replicasCheck(ctx context.Context, o Options) tether.HealthCheck {
+	c := tether.HealthCheck{Name: "replicas", Severity: tether.SeverityOK}
+	if o.Replicas == nil {
+		return c
+	}
+	peers := o.Replicas()
+	if len(peers) == 0 {
+		c.Message = "no other replica is running"
+		return c
+	}
+	if o.SelfRelayURL == "" {
+		c.Severity = tether.SeverityWarning
+		c.Message = fmt.Sprintf("%s, but they cannot reach this replica's relay: set --derp-server-relay-url here", otherReplicas(len(peers)))
+		return c
+	}
+	problems := make([]string, len(peers))
+	var wg sync.WaitGroup
+	for i, p := range peers {
+		if p.RelayURL == "" {
+			problems[i] = fmt.Sprintf("%s has no relay URL the others can reach (set its --derp-server-relay-url)", p.Hostname)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := derpBetween(ctx, strings.TrimSuffix(o.SelfRelayURL, "/")+"/derp", strings.TrimSuffix(p.RelayURL, "/")+"/derp"); err != nil {
+				problems[i] = fmt.Sprintf("%s (relay %s): %v", p.Hostname, p.RelayURL, err)
+			}
+		}()
+	}
+	wg.Wait()
+	problems = slices.DeleteFunc(problems, func(s string) bool { return s == "" })
+	if len(problems) == 0 {
+		c.Message = fmt.Sprintf("%s; relayed packets reach each of them", otherReplicas(len(peers)))
+		return c
+	}
+	c.Severity = tether.SeverityWarning
+	c.Message = fmt.Sprintf("relayed connections between clients and agents on different replicas fail for %d of %s: %s. "+
+		"Check each replica's --derp-server-relay-url and that replicas can reach each other there.",
+		len(problems), otherReplicas(len(peers)), strings.Join(problems, "; "))
+	return c
+}
+
+func otherReplicas(n int) string {
+	if n == 1 {
+		return "1 other replica"
+	}
+	return fmt.Sprintf("%d other replicas", n)
 }

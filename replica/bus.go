@@ -132,7 +132,10 @@ func (m *Manager) listenLoop(conn *pgx.Conn) {
 				continue
 			}
 			conn, backoff = c, minListenBackoff
-			m.logger.Info("listening for other replicas' events again; events they published while this replica was not listening are lost")
+			m.logger.Info("listening for other replicas' events again; asking them to repeat what they hold, since events published meanwhile are lost")
+			if m.onResync != nil {
+				m.onResync()
+			}
 		}
 
 		n, err := m.wait(ctx, conn)

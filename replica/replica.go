@@ -69,6 +69,11 @@ type Options struct {
 	// replica's order (see Publish), never concurrently with itself. A slow
 	// OnEvent delays the events behind it.
 	OnEvent func(coordinator.Event)
+	// OnResync is called, from OnEvent's goroutine and before the next
+	// event, when listening resumed after a lost connection: the events
+	// published meanwhile are lost, so what this replica knows of the
+	// others may be stale (see coordinator.Resync).
+	OnResync func()
 	// OnPeers receives the other live replicas, sorted by ID: once during
 	// Start, then whenever the set (or a member's RelayURL or Hostname)
 	// changes.
@@ -123,6 +128,7 @@ type Manager struct {
 	self     Info // StartedAt as registered
 	interval time.Duration
 	onEvent  func(coordinator.Event)
+	onResync func()
 	onPeers  func([]Info)
 	onGone   func(Info)
 	logger   *slog.Logger
@@ -175,6 +181,7 @@ func Start(ctx context.Context, o Options) (*Manager, error) {
 		self:     o.Self,
 		interval: o.HeartbeatInterval,
 		onEvent:  o.OnEvent,
+		onResync: o.OnResync,
 		onPeers:  o.OnPeers,
 		onGone:   o.OnGone,
 		logger:   o.Logger,

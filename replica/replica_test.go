@@ -56,6 +56,7 @@ type recorder struct {
 	gone    []replica.Info
 	goneAt  []time.Time // when each OnGone came
 	events  []coordinator.Event
+	resyncs int           // OnResync calls
 	changed chan struct{} // signalled (without blocking) at every callback
 }
 
@@ -78,6 +79,12 @@ func (r *recorder) options(dbURL string, interval time.Duration) replica.Options
 		OnEvent: func(ev coordinator.Event) {
 			r.mu.Lock()
 			r.events = append(r.events, ev)
+			r.mu.Unlock()
+			r.signal()
+		},
+		OnResync: func() {
+			r.mu.Lock()
+			r.resyncs++
 			r.mu.Unlock()
 			r.signal()
 		},
@@ -499,6 +506,16 @@ func TestListenerReconnects(t *testing.T) {
 	}
 	if b.ListenerPID() == pid {
 		t.Errorf("b still listens on the terminated backend %d", pid)
+	}
+	// b said it may have missed events, once, and a never did.
+	b.rec.mu.Lock()
+	bResyncs := b.rec.resyncs
+	b.rec.mu.Unlock()
+	a.rec.mu.Lock()
+	aResyncs := a.rec.resyncs
+	a.rec.mu.Unlock()
+	if bResyncs != 1 || aResyncs != 0 {
+		t.Errorf("OnResync calls: b %d, a %d; want 1 and 0", bResyncs, aResyncs)
 	}
 }
 

@@ -60,7 +60,9 @@
 // replicas within the bus's latency may end each other; the peer
 // reconnects.) When a replica dies (ReplicaGone), the peers it held count
 // as lost. An event that Publish fails to deliver is dropped, and the
-// replicas disagree until the peer's next event or hello.
+// replicas disagree until the peer's next event or hello. A replica that
+// knows it missed events (its bus connection broke) calls Resync: it
+// forgets the others' peers and asks them to re-publish their nodes.
 //
 // Publishing never holds the lock or blocks a peer: events go into an
 // outbox (which coalesces node events like a queue) drained by one

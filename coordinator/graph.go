@@ -315,6 +315,35 @@ func (g *graph) replicaGoneLocked(r uuid.UUID) {
 	}
 }
 
+// forgetRemoteLocked forgets every peer held by another replica, as if
+// each replica had died: what this replica knew of them may be stale.
+func (g *graph) forgetRemoteLocked() {
+	for id, a := range g.agents {
+		for cid := range a.remoteClients {
+			g.remoteClientLeftLocked(id, a, cid, false)
+		}
+		if a.replica != uuid.Nil {
+			g.remoteAgentLeftLocked(id, a, false)
+		}
+	}
+}
+
+// republishLocked publishes the nodes of every peer held here, for a
+// replica that asked (EventResync). Nodes suffice: a replica learns from a
+// node where its peer is.
+func (g *graph) republishLocked() {
+	for id, a := range g.agents {
+		if a.conn != nil && a.node != nil {
+			g.publishLocked(Event{Kind: EventAgentNode, AgentID: id, Node: a.node})
+		}
+		for cid, cl := range a.clients {
+			if cl.node != nil {
+				g.publishLocked(Event{Kind: EventClientNode, AgentID: id, ClientID: cid, Node: cl.node})
+			}
+		}
+	}
+}
+
 // pushDERPMapLocked queues m for every connected peer. It is the one
 // operation that walks all peers; DERP maps change rarely.
 func (g *graph) pushDERPMapLocked(m *tailcfg.DERPMap) {

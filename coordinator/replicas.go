@@ -37,6 +37,10 @@ const (
 	EventClientHello EventKind = "client_hello" // a client bound to AgentID connected here
 	EventClientNode  EventKind = "client_node"  // such a client has this node
 	EventClientGone  EventKind = "client_gone"  // such a client left (Graceful: said so)
+	// EventResync: the publisher may have missed events (its bus
+	// connection broke) and forgot what it knew of the others; they
+	// re-publish the nodes of the peers they hold. AgentID is unset.
+	EventResync EventKind = "resync"
 )
 
 // Event is one coordination event between replicas.
@@ -75,6 +79,8 @@ func (c *Coordinator) HandleEvent(ev Event) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch ev.Kind {
+	case EventResync:
+		c.g.republishLocked()
 	case EventAgentHello:
 		c.g.remoteAgentHelloLocked(ev.Replica, ev.AgentID)
 	case EventAgentNode:
@@ -97,6 +103,11 @@ func checkEvent(ev *Event) error {
 	switch ev.Kind {
 	case EventAgentHello, EventAgentNode, EventAgentGone,
 		EventClientHello, EventClientNode, EventClientGone:
+	case EventResync:
+		if ev.Replica == uuid.Nil {
+			return errors.New("no replica")
+		}
+		return nil
 	default:
 		return errors.New("unknown kind")
 	}
@@ -132,6 +143,22 @@ func (c *Coordinator) ReplicaGone(replica uuid.UUID) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.g.replicaGoneLocked(replica)
+}
+
+// Resync is for when this replica may have missed events of the others
+// (its bus connection broke and came back): it forgets every peer held by
+// another replica, so local counterparts hear PeerLost (their tunnels stay
+// up: peers keep lost peers for a while), and asks the other replicas to
+// re-publish the nodes of the peers they hold, which introduces the live
+// ones again. Without a Bus it does nothing.
+func (c *Coordinator) Resync() {
+	if c.out == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.g.forgetRemoteLocked()
+	c.g.publishLocked(Event{Kind: EventResync})
 }
 
 // Close stops publishing to the bus. Events not yet published are dropped:

@@ -24,12 +24,14 @@ type memBus struct {
 	mu        sync.Mutex
 	inboxes   []*inbox           // guarded by mu
 	cut       map[uuid.UUID]bool // replicas whose events are dropped; guarded by mu
+	deaf      map[uuid.UUID]bool // replicas that miss the events sent to them; guarded by mu
 	published map[uuid.UUID]int  // events delivered per publisher; guarded by mu
 }
 
 // inbox is one replica's end of the bus: events wait in pending until its
 // goroutine hands them to HandleEvent.
 type inbox struct {
+	id   uuid.UUID
 	c    *coordinator.Coordinator
 	wake chan struct{}
 	stop chan struct{}
@@ -42,7 +44,7 @@ type inbox struct {
 }
 
 func newMemBus(t *testing.T) *memBus {
-	b := &memBus{t: t, cut: make(map[uuid.UUID]bool), published: make(map[uuid.UUID]int)}
+	b := &memBus{t: t, cut: make(map[uuid.UUID]bool), deaf: make(map[uuid.UUID]bool), published: make(map[uuid.UUID]int)}
 	// Registered before any replica or peer, so it runs after their
 	// cleanups, which still publish.
 	t.Cleanup(b.stop)
@@ -66,7 +68,7 @@ func (b *memBus) join(t *testing.T, wrap func(coordinator.Bus) coordinator.Bus) 
 	}
 	c := coordinator.New(coordinator.Options{Replica: id, Bus: bus})
 	t.Cleanup(c.Close)
-	in := &inbox{c: c, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	in := &inbox{id: id, c: c, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go in.run(t)
 	b.mu.Lock()
 	b.inboxes = append(b.inboxes, in)
@@ -95,6 +97,9 @@ func (e busEnd) Publish(ctx context.Context, ev coordinator.Event) error {
 	}
 	e.b.published[e.from]++
 	for _, in := range e.b.inboxes {
+		if e.b.deaf[in.id] {
+			continue
+		}
 		in.mu.Lock()
 		in.pending = append(in.pending, raw)
 		in.queued++
@@ -138,6 +143,14 @@ func (b *memBus) cutOff(id uuid.UUID) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.cut[id] = true
+}
+
+// setDeaf makes replica id miss the events sent to it (or hear them again),
+// as when its bus connection breaks.
+func (b *memBus) setDeaf(id uuid.UUID, deaf bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.deaf[id] = deaf
 }
 
 // delivered reports whether every event published so far has been handled.
@@ -717,4 +730,39 @@ func TestAgentGetsRemoteClients(t *testing.T) {
 	a.awaitNode(ctx, clientID, 1)
 	c.HandleEvent(coordinator.Event{Kind: coordinator.EventClientGone, Replica: r, AgentID: agentID, ClientID: clientID, Graceful: true})
 	a.awaitKind(ctx, clientID, tether.PeerDisconnected)
+}
+
+// TestReplicaResync: a replica that missed events (its bus connection
+// broke) calls Resync, and its clients end up with the nodes they missed,
+// of an agent they knew and of one that connected meanwhile.
+func TestReplicaResync(t *testing.T) {
+	ctx := testContext(t)
+	bus := newMemBus(t)
+	ra, rb := bus.join(t, nil), bus.join(t, nil)
+	agentID, otherID := uuid.New(), uuid.New()
+	a := startAgent(t, ctx, rb.Coordinator, agentID)
+	a.sendNode(ctx, newNode(agentID, 1))
+	cl := startClient(t, ctx, ra.Coordinator, uuid.New(), agentID)
+	cl.sendNode(ctx, newNode(cl.id, 1))
+	cl.awaitNode(ctx, agentID, 1)
+	a.awaitNode(ctx, cl.id, 1)
+
+	// A misses the agent's new node and another agent's arrival.
+	bus.setDeaf(ra.id, true)
+	a.sendNode(ctx, newNode(agentID, 2))
+	other := startAgent(t, ctx, rb.Coordinator, otherID)
+	other.sendNode(ctx, newNode(otherID, 1))
+	waitUntil(t, ctx, "B's events are out", bus.delivered)
+	if ra.AgentConnected(otherID) {
+		t.Fatal("a deaf replica learned of the other agent")
+	}
+
+	bus.setDeaf(ra.id, false)
+	ra.Resync()
+	cl.awaitNode(ctx, agentID, 2)
+	waitUntil(t, ctx, "A knows the other agent again", func() bool { return ra.AgentConnected(otherID) })
+	clOther := startClient(t, ctx, ra.Coordinator, uuid.New(), otherID)
+	clOther.awaitNode(ctx, otherID, 1)
+	// B's agent never heard that its client left.
+	onlyNodes(t, a, cl.id)
 }

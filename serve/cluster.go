@@ -41,6 +41,11 @@ func startCluster(ctx context.Context, s Settings, r *relay, relayURL string, lo
 				co.HandleEvent(ev)
 			}
 		},
+		OnResync: func() {
+			if co := c.coord.Load(); co != nil {
+				co.Resync()
+			}
+		},
 		OnPeers: func(live []replica.Info) {
 			if c.mesh != nil {
 				c.mesh.update(live)

@@ -23,8 +23,10 @@ import (
 type cluster struct {
 	id      uuid.UUID
 	manager *replica.Manager
-	mesh    *mesh // nil without a built-in relay
-	coord   atomic.Pointer[coordinator.Coordinator]
+	// mesh is nil without a built-in relay; set after the manager starts,
+	// while its heartbeat may already call OnPeers.
+	mesh  atomic.Pointer[mesh]
+	coord atomic.Pointer[coordinator.Coordinator]
 }
 
 // startCluster joins the replicas on s.PostgresURL. relayURL is where the
@@ -47,8 +49,8 @@ func startCluster(ctx context.Context, s Settings, r *relay, relayURL string, lo
 			}
 		},
 		OnPeers: func(live []replica.Info) {
-			if c.mesh != nil {
-				c.mesh.update(live)
+			if m := c.mesh.Load(); m != nil {
+				m.update(live)
 			}
 		},
 		OnGone: func(gone replica.Info) {
@@ -67,8 +69,9 @@ func startCluster(ctx context.Context, s Settings, r *relay, relayURL string, lo
 			m.Close()
 			return nil, fmt.Errorf("relay mesh key: %w", err)
 		}
-		c.mesh = newMesh(r.derp, logger.With(slog.String("component", "mesh")))
-		c.mesh.update(m.Peers())
+		ms := newMesh(r.derp, logger.With(slog.String("component", "mesh")))
+		c.mesh.Store(ms)
+		ms.update(m.Peers())
 	}
 	logger.Info("replica started", slog.String("replica", c.id.String()), slog.String("relay_url", relayURL),
 		slog.Int("other_replicas", len(m.Peers())))
@@ -91,8 +94,8 @@ func (c *cluster) attach(co *coordinator.Coordinator) { c.coord.Store(co) }
 // close leaves the deployment: the others see this replica gone at their
 // next heartbeat.
 func (c *cluster) close() {
-	if c.mesh != nil {
-		c.mesh.close()
+	if m := c.mesh.Load(); m != nil {
+		m.close()
 	}
 	c.manager.Close()
 }

@@ -360,10 +360,11 @@ func TestWebSocketHeartbeat(t *testing.T) {
 	ctx := testContext(t)
 	s := newWSServer(t, coordinator.WebSocketOptions{HeartbeatInterval: 20 * time.Millisecond}, coordinator.Options{})
 	agentID := uuid.New()
-	a := s.dialAgent(t, ctx, agentID)
-	a.write(ctx, tether.CoordinateRequest{Node: newNode(agentID, 1)})
 
-	// A client that reads, and so answers pings, counting them.
+	// A client that reads, and so answers pings, counting them. It
+	// connects first: an agent that never answers is dropped within a few
+	// heartbeats, which on a loaded machine can be before a client that
+	// dialled after it is connected, and that client would hear nothing.
 	pings := make(chan struct{}, 100)
 	url := "ws" + strings.TrimPrefix(s.srv.URL, "http") + "/?agent=" + agentID.String() + "&client=" + uuid.NewString()
 	conn, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{
@@ -394,6 +395,10 @@ func TestWebSocketHeartbeat(t *testing.T) {
 			}
 		}
 	}()
+
+	waitUntil(t, ctx, "the client is connected", func() bool { return s.c.Snapshot().Clients == 1 })
+	a := s.dialAgent(t, ctx, agentID)
+	a.write(ctx, tether.CoordinateRequest{Node: newNode(agentID, 1)})
 
 	// The agent never reads, so never answers: it is dropped, and the
 	// client hears it was lost.

@@ -151,21 +151,8 @@ type coordChild struct {
 }
 
 func startCoordChild(ctx context.Context) (*coordChild, error) {
-	exe, err := os.Executable()
+	cmd, stdin, stdout, err := startChild(coordServerArg)
 	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(exe, coordServerArg)
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
 	ch := &coordChild{cmd: cmd, stdin: stdin, done: make(chan struct{})}

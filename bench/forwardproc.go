@@ -67,21 +67,8 @@ type forwardProc struct {
 }
 
 func startForwardProc(target string) (*forwardProc, error) {
-	exe, err := os.Executable()
+	cmd, stdin, stdout, err := startChild(forwardProcArg, target)
 	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(exe, forwardProcArg, target)
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
 	p := &forwardProc{cmd: cmd, stdin: stdin}

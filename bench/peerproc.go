@@ -191,21 +191,8 @@ type peerProc struct {
 }
 
 func startPeerProc(dm *tailcfg.DERPMap, block bool) (*peerProc, error) {
-	exe, err := os.Executable()
+	cmd, stdin, stdout, err := startChild(peerProcArg)
 	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(exe, peerProcArg)
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
 	p := &peerProc{cmd: cmd, stdin: stdin, enc: json.NewEncoder(stdin), msgs: make(chan peerMsg, 64), done: make(chan struct{})}

@@ -104,20 +104,22 @@ func TestIntroductions(t *testing.T) {
 	late.awaitNode(ctx, agentID, 8)
 }
 
+// leavingCases are the ways a peer leaves, and what its counterparts hear.
+var leavingCases = []struct {
+	name      string
+	agentLeft bool // else a client leaves
+	graceful  bool
+	want      tether.PeerUpdateKind
+}{
+	{name: "agent disconnects", agentLeft: true, graceful: true, want: tether.PeerDisconnected},
+	{name: "agent lost", agentLeft: true, want: tether.PeerLost},
+	{name: "client disconnects", graceful: true, want: tether.PeerDisconnected},
+	{name: "client lost", want: tether.PeerLost},
+}
+
 // TestLeaving checks PeerDisconnected against PeerLost, in both directions.
 func TestLeaving(t *testing.T) {
-	tests := []struct {
-		name      string
-		agentLeft bool // else a client leaves
-		graceful  bool
-		want      tether.PeerUpdateKind
-	}{
-		{name: "agent disconnects", agentLeft: true, graceful: true, want: tether.PeerDisconnected},
-		{name: "agent lost", agentLeft: true, want: tether.PeerLost},
-		{name: "client disconnects", graceful: true, want: tether.PeerDisconnected},
-		{name: "client lost", want: tether.PeerLost},
-	}
-	for _, tt := range tests {
+	for _, tt := range leavingCases {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := testContext(t)
 			c := coordinator.New(coordinator.Options{})

@@ -271,18 +271,7 @@ func TestReplicasIntroductions(t *testing.T) {
 // TestReplicasLeaving checks that a peer's counterparts on another replica
 // hear how it left, and that the agent's return reintroduces them.
 func TestReplicasLeaving(t *testing.T) {
-	tests := []struct {
-		name      string
-		agentLeft bool // else a client leaves
-		graceful  bool
-		want      tether.PeerUpdateKind
-	}{
-		{name: "agent disconnects", agentLeft: true, graceful: true, want: tether.PeerDisconnected},
-		{name: "agent lost", agentLeft: true, want: tether.PeerLost},
-		{name: "client disconnects", graceful: true, want: tether.PeerDisconnected},
-		{name: "client lost", want: tether.PeerLost},
-	}
-	for _, tt := range tests {
+	for _, tt := range leavingCases {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := testContext(t)
 			bus := newMemBus(t)

@@ -40,6 +40,13 @@ func TestPostgresStore(t *testing.T) {
 	srv = startServerAt(t, t.TempDir(), addr, "--postgres-url", pg)
 	waitFor(t, statusTimeout, "agent reconnected", func() bool { return u.agentStatus("dev") == "connected" })
 
+	// A relay URL other replicas could not use is refused before anything
+	// is opened.
+	r := u.run("server", "--postgres-url", pg, "--derp-server-relay-url", "ftp://relay", "--http-address", "127.0.0.1:0", "--derp-server-stun-addresses", "disable")
+	if r.code == 0 || !strings.Contains(r.stderr, "--derp-server-relay-url") || !strings.Contains(r.stderr, "http://") {
+		t.Errorf("server with --derp-server-relay-url ftp://relay: code %d, stderr %q", r.code, r.stderr)
+	}
+
 	// A wrong password, and a server that is not there.
 	bu, err := url.Parse(pg)
 	if err != nil {

@@ -13,12 +13,28 @@ import (
 
 // Header and cookie names that carry credentials. Users authenticate with a
 // session token, agents with their workspace's agent token; both are bearer
-// secrets that the server stores only hashed.
+// secrets that the server stores only hashed. "Authorization: Bearer TOKEN"
+// works for either.
+//
+// Browsers carry the session in a cookie: SessionCookieSecure on https
+// access URLs (the __Host- prefix makes browsers keep it host-only, Secure
+// and on Path=/, so that no other host of the site can set or replace it),
+// SessionCookie on plain http.
 const (
-	SessionTokenHeader = "Tether-Session-Token"
-	SessionCookie      = "tether_session"
-	AgentTokenHeader   = "Tether-Agent-Token"
+	SessionTokenHeader  = "Tether-Session-Token"
+	SessionCookie       = "tether_session"
+	SessionCookieSecure = "__Host-tether_session"
+	AgentTokenHeader    = "Tether-Agent-Token"
 )
+
+// CSRFHeader must accompany every state-changing request (any method but
+// GET, HEAD and OPTIONS, and WebSocket upgrades) that the session cookie
+// authenticates and that carries no Origin header of the access URL. A
+// cross-site page cannot send it: browsers send custom headers across
+// origins only after a CORS preflight, which the server never grants. The
+// dashboard sends it with every request; requests with a session or agent
+// token header need it not.
+const CSRFHeader = "Tether-CSRF"
 
 // Role is what a user may do. Admins manage users and see every workspace;
 // members see only their own.

@@ -19,6 +19,7 @@ const (
 	EUNAVAILABLE    = "unavailable"     // the thing exists but cannot serve now
 	EBROWSERONLY    = "browser_only"    // the deployment allows browser access only
 	ENOTIMPLEMENTED = "not_implemented" // the server does not offer this
+	ETOOMANY        = "too_many"        // too many attempts: wait and try again
 )
 
 // Error is an error that carries a code and a message meant for a person.

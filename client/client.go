@@ -147,6 +147,8 @@ func codeForStatus(status int) string {
 		return tether.ECONFLICT
 	case http.StatusRequestEntityTooLarge:
 		return tether.ETOOLARGE
+	case http.StatusTooManyRequests:
+		return tether.ETOOMANY
 	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 		return tether.EUNAVAILABLE
 	}

@@ -13,9 +13,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -51,6 +53,7 @@ type Settings struct {
 	BrowserOnly             bool
 	WildcardAccessURL       string
 	AllowPathAppSharing     bool
+	TrustedProxies          []string
 }
 
 // Command returns `tether server`. version is reported by the API.
@@ -92,6 +95,7 @@ func Command(stdout, stderr io.Writer, version string) *cobra.Command {
 	f.BoolVar(&s.BrowserOnly, "browser-only", false, "refuse CLI tunnels (ssh, port-forward, ping, speedtest); the web terminal and apps keep working")
 	f.StringVar(&s.WildcardAccessURL, "wildcard-access-url", "", "serve subdomain apps at APP--WS--USER.<domain>: a pattern like *.apps.example.com whose hosts resolve to this server")
 	f.BoolVar(&s.AllowPathAppSharing, "dangerous-allow-path-app-sharing", false, "let path-based apps open for users other than their owner (admins included); their scripts run on the dashboard's origin and could act as the visitor")
+	f.StringSliceVar(&s.TrustedProxies, "trusted-proxies", nil, "addresses or CIDR ranges (comma separated) of reverse proxies in front of this server whose X-Forwarded-For names the client, for sign-in throttling and logs; others' X-Forwarded-For is ignored")
 	f.BoolVar(&s.Dev, "dev", false, "demo mode: local data, a first admin, a workspace `dev` with its agent on this machine, and CLI credentials")
 	return cmd
 }
@@ -126,6 +130,10 @@ func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version stri
 			return fmt.Errorf("load TLS certificate: %w", err)
 		}
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	trustedProxies, err := parsePrefixes(s.TrustedProxies)
+	if err != nil {
+		return err
 	}
 	ln, err := net.Listen("tcp", s.HTTPAddress)
 	if err != nil {
@@ -188,6 +196,7 @@ func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version stri
 		BrowserOnly:         s.BrowserOnly,
 		WildcardAccessURL:   s.WildcardAccessURL,
 		AllowPathAppSharing: s.AllowPathAppSharing,
+		TrustedProxies:      trustedProxies,
 		Site:                site.Handler(),
 	}
 	if replicas != nil {
@@ -249,6 +258,27 @@ func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version stri
 		httpServer.Close()
 	}
 	return nil
+}
+
+// parsePrefixes reads --trusted-proxies: addresses or CIDR ranges.
+func parsePrefixes(list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, v := range list {
+		v = strings.TrimSpace(v)
+		if v == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(v); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(v)
+		if err != nil {
+			return nil, fmt.Errorf("--trusted-proxies: %q is neither an IP address nor a CIDR range such as 10.0.0.0/8", v)
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	return out, nil
 }
 
 // resolveAccessURL checks --access-url, or derives one from the listener.

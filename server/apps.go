@@ -27,10 +27,11 @@ import (
 //     has --wildcard-access-url.
 //
 // The server enforces each app's sharing level (owner, authenticated,
-// public). The dashboard's session never reaches an app: the server strips
-// its cookie and headers from proxied requests, scopes cookies that
-// path-based apps set to the app's path, and subdomain apps get a token of
-// their own (appToken), valid only for their host.
+// public). No credential of Tether's reaches an app: the server strips every
+// form of them from proxied requests (stripCredentials), keeps apps from
+// setting Tether's cookies or cookies for other hosts (filterAppCookies),
+// scopes cookies that path-based apps set to the app's path, and subdomain
+// apps get a token of their own (apptokens.go), valid only for their host.
 
 // appTarget is one app of one workspace, resolved from a request.
 type appTarget struct {
@@ -59,7 +60,7 @@ func parseAppPath(p string) (user, ws, app, rest string, ok bool) {
 // resolveApp finds the workspace and app, as anyone may name them. Whether
 // the caller may open it is decided by authorizeApp.
 func (s *Server) resolveApp(ctx context.Context, owner, wsName, appName string) (store.Workspace, tether.App, error) {
-	notFound := tether.Errorf(tether.ENOTFOUND, "app %s of workspace %s/%s not found", appName, owner, wsName)
+	notFound := errAppNotFound(owner, wsName, appName)
 	u, err := s.store.UserByLogin(ctx, owner)
 	if errors.Is(err, store.ErrNotFound) {
 		return store.Workspace{}, tether.App{}, notFound
@@ -87,6 +88,16 @@ func (s *Server) resolveApp(ctx context.Context, owner, wsName, appName string) 
 	return ws, tether.App{}, notFound
 }
 
+func errAppNotFound(owner, ws, app string) error {
+	return tether.Errorf(tether.ENOTFOUND, "app %s of workspace %s/%s not found", app, owner, ws)
+}
+
+// errSignInForApp is the answer to callers who are not signed in, for an
+// app they may not open and for one that does not exist alike.
+func errSignInForApp(app string) error {
+	return tether.Errorf(tether.EUNAUTHORIZED, "sign in to open app %s", app)
+}
+
 // authorizeApp applies the app's sharing level to the caller (nil when not
 // signed in). Refusals for signed-in users say "not found", so that private
 // apps' existence does not leak.
@@ -103,10 +114,10 @@ func authorizeApp(u *store.User, t appTarget) error {
 			return nil
 		}
 		if u != nil {
-			return tether.Errorf(tether.ENOTFOUND, "app %s of workspace %s/%s not found", t.app.Name, t.ws.Owner, t.ws.Name)
+			return errAppNotFound(t.ws.Owner, t.ws.Name, t.app.Name)
 		}
 	}
-	return tether.Errorf(tether.EUNAUTHORIZED, "sign in to open app %s", t.app.Name)
+	return errSignInForApp(t.app.Name)
 }
 
 // servePathApp serves /@USER/WS/apps/APP/... on the access URL.
@@ -120,26 +131,37 @@ func (s *Server) servePathApp(w http.ResponseWriter, r *http.Request) error {
 		http.Redirect(w, r, prefix+"/"+queryString(r.URL), http.StatusPermanentRedirect)
 		return nil
 	}
+	var caller *store.User
+	if u, err := s.authenticateUser(r); err == nil {
+		caller = &u
+	}
+	// Callers who are not signed in get the same answer for an app that
+	// does not exist as for one they may not open (public apps aside).
+	signIn := func() error {
+		if wantsHTML(r) {
+			http.Redirect(w, r, "/login?redirect="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+			return nil
+		}
+		return errSignInForApp(appName)
+	}
 	ws, app, err := s.resolveApp(r.Context(), owner, wsName, appName)
 	if err != nil {
+		if caller == nil && tether.ErrorCode(err) == tether.ENOTFOUND {
+			return signIn()
+		}
+		return err
+	}
+	t := appTarget{ws: ws, app: app, prefix: prefix, rest: rest}
+	if err := authorizeApp(caller, t); err != nil {
+		if caller == nil {
+			return signIn()
+		}
 		return err
 	}
 	if app.Subdomain && s.wildcard != nil {
 		// Served on its own origin only: a subdomain app may rely on it.
 		http.Redirect(w, r, s.subdomainAppURL(ws, app)+rest[1:]+queryString(r.URL), http.StatusTemporaryRedirect)
 		return nil
-	}
-	t := appTarget{ws: ws, app: app, prefix: prefix, rest: rest}
-	var caller *store.User
-	if u, err := s.authenticateUser(r); err == nil {
-		caller = &u
-	}
-	if err := authorizeApp(caller, t); err != nil {
-		if caller == nil && wantsHTML(r) {
-			http.Redirect(w, r, "/login?redirect="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
-			return nil
-		}
-		return err
 	}
 	if err := s.pathAppOrigin(caller, t); err != nil {
 		return err
@@ -211,13 +233,14 @@ func (s *Server) proxyApp(w http.ResponseWriter, r *http.Request, t appTarget) e
 			pr.Out.URL.Host = target.Host
 			pr.Out.URL.Path = strings.TrimSuffix(target.Path, "/") + t.rest
 			pr.Out.URL.RawPath = ""
+			pr.Out.URL.RawQuery = stripTetherQuery(pr.In.URL.RawQuery)
 			pr.Out.Host = target.Host
-			stripTetherCredentials(pr.Out)
+			s.stripCredentials(pr.Out)
 		},
 		Transport: transport,
 		ModifyResponse: func(resp *http.Response) error {
+			filterAppCookies(resp, t.prefix)
 			if t.prefix != "" {
-				scopeCookies(resp, t.prefix)
 				rewriteLocation(resp, target, t.prefix)
 			}
 			return nil
@@ -247,24 +270,75 @@ func urlPort(u *url.URL) (uint16, error) {
 	return uint16(n), nil
 }
 
-// stripTetherCredentials removes the dashboard's and the app proxy's own
-// credentials from a request before it reaches an app.
-func stripTetherCredentials(r *http.Request) {
+// stripCredentials removes from a request about to reach an app every
+// credential the server accepts, in every form it accepts it: the session
+// and agent token headers, "Authorization: Bearer" with a session or agent
+// token, and Tether's cookies under any of their names. A bearer token the
+// server does not know is the app's own business and passes: apps with an
+// API of their own (a notebook server's token, say) keep working. If the
+// store cannot say, the header is dropped.
+func (s *Server) stripCredentials(r *http.Request) {
 	r.Header.Del(tether.SessionTokenHeader)
 	r.Header.Del(tether.AgentTokenHeader)
+	if auths := r.Header.Values("Authorization"); len(auths) > 0 {
+		r.Header.Del("Authorization")
+		for _, a := range auths {
+			if !s.isOurBearer(r.Context(), a) {
+				r.Header.Add("Authorization", a)
+			}
+		}
+	}
 	cookies := r.Cookies()
 	r.Header.Del("Cookie")
 	for _, c := range cookies {
-		if c.Name == tether.SessionCookie || c.Name == appTokenCookie {
-			continue
+		if !isTetherCookie(c.Name) {
+			r.AddCookie(c)
 		}
-		r.AddCookie(c)
 	}
 }
 
-// scopeCookies confines cookies a path-based app sets to the app's path, so
-// that apps do not see each other's cookies nor set the dashboard's.
-func scopeCookies(resp *http.Response, prefix string) {
+// isOurBearer reports whether an Authorization header value is a bearer
+// token of Tether's: a session's (current or expired) or an agent's.
+func (s *Server) isOurBearer(ctx context.Context, auth string) bool {
+	if len(auth) <= 7 || !strings.EqualFold(auth[:7], "bearer ") {
+		return false
+	}
+	hash := store.HashToken(strings.TrimSpace(auth[7:]))
+	_, err := s.store.SessionByTokenHash(ctx, hash)
+	if !errors.Is(err, store.ErrNotFound) {
+		return true // ours, or the store cannot say
+	}
+	_, err = s.store.WorkspaceByAgentTokenHash(ctx, hash)
+	return !errors.Is(err, store.ErrNotFound)
+}
+
+// stripTetherQuery removes query parameters named tether_… (the app sign-in
+// code among them) and keeps the rest as the browser sent them.
+func stripTetherQuery(raw string) string {
+	if raw == "" {
+		return raw
+	}
+	parts := strings.Split(raw, "&")
+	keep := parts[:0]
+	for _, p := range parts {
+		k, _, _ := strings.Cut(p, "=")
+		if uk, err := url.QueryUnescape(k); err == nil {
+			k = uk
+		}
+		if !strings.HasPrefix(strings.ToLower(k), "tether_") {
+			keep = append(keep, p)
+		}
+	}
+	return strings.Join(keep, "&")
+}
+
+// filterAppCookies keeps apps' cookies to the app: it drops any that
+// names one of Tether's cookies, and drops the Domain attribute of the
+// rest, so that each is host-only: an app sets cookies for its own host,
+// never for the dashboard's or for other apps'. A path-based app's cookies
+// are also confined to the app's path (prefix), so that apps on the
+// dashboard's origin do not see each other's cookies.
+func filterAppCookies(resp *http.Response, prefix string) {
 	lines := resp.Header.Values("Set-Cookie")
 	if len(lines) == 0 {
 		return
@@ -272,12 +346,16 @@ func scopeCookies(resp *http.Response, prefix string) {
 	resp.Header.Del("Set-Cookie")
 	for _, line := range lines {
 		c, err := http.ParseSetCookie(line)
-		if err != nil || c.Name == tether.SessionCookie || c.Name == appTokenCookie {
+		if err != nil || isTetherCookie(c.Name) {
 			continue
 		}
-		c.Path = prefix + "/" + strings.TrimPrefix(c.Path, "/")
 		c.Domain = ""
-		resp.Header.Add("Set-Cookie", c.String())
+		if prefix != "" {
+			c.Path = prefix + "/" + strings.TrimPrefix(c.Path, "/")
+		}
+		if v := c.String(); v != "" {
+			resp.Header.Add("Set-Cookie", v)
+		}
 	}
 }
 

@@ -2,8 +2,11 @@ package server
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/tetherdev/tether"
@@ -102,7 +105,7 @@ func TestAppResponseRewrites(t *testing.T) {
 	resp.Header.Add("Set-Cookie", "pref=2; Path=/settings; Domain=example.com")
 	resp.Header.Add("Set-Cookie", tether.SessionCookie+"=stolen; Path=/")
 	resp.Header.Set("Location", "/login?next=%2F")
-	scopeCookies(resp, "/@alice/dev/apps/web")
+	filterAppCookies(resp, "/@alice/dev/apps/web")
 	target, _ := url.Parse("http://127.0.0.1:8080")
 	rewriteLocation(resp, target, "/@alice/dev/apps/web")
 
@@ -127,15 +130,85 @@ func TestAppResponseRewrites(t *testing.T) {
 	}
 }
 
-func TestStripTetherCredentials(t *testing.T) {
-	r, _ := http.NewRequest("GET", "http://x/", nil)
-	r.Header.Set(tether.SessionTokenHeader, "secret")
-	r.Header.Set("Cookie", tether.SessionCookie+"=secret; theme=dark; "+appTokenCookie+"=secret2")
-	stripTetherCredentials(r)
-	if r.Header.Get(tether.SessionTokenHeader) != "" {
-		t.Error("session header reached the app")
+// TestStripCredentials: no credential of Tether's reaches an app, in any
+// form the server accepts it; the app's own credentials do.
+func TestStripCredentials(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	session := f.session(f.owner, time.Hour)
+	old := f.session(f.owner, -time.Hour)
+	tests := []struct {
+		name   string
+		header http.Header
+		want   http.Header // what reaches the app of the headers above
+	}{
+		{"session header", http.Header{tether.SessionTokenHeader: {session}}, http.Header{}},
+		{"agent token header", http.Header{tether.AgentTokenHeader: {f.agentToken}}, http.Header{}},
+		{"bearer session", http.Header{"Authorization": {"Bearer " + session}}, http.Header{}},
+		{"bearer session, lowercase", http.Header{"Authorization": {"bearer  " + session}}, http.Header{}},
+		{"bearer expired session", http.Header{"Authorization": {"Bearer " + old}}, http.Header{}},
+		{"bearer agent token", http.Header{"Authorization": {"Bearer " + f.agentToken}}, http.Header{}},
+		{"bearer of the app's own", http.Header{"Authorization": {"Bearer app-api-key"}}, http.Header{"Authorization": {"Bearer app-api-key"}}},
+		{"basic auth of the app's own", http.Header{"Authorization": {"Basic YTpi"}}, http.Header{"Authorization": {"Basic YTpi"}}},
+		{"two Authorization headers", http.Header{"Authorization": {"Bearer " + session, "Bearer app-api-key"}}, http.Header{"Authorization": {"Bearer app-api-key"}}},
+		{"session cookie", http.Header{"Cookie": {tether.SessionCookie + "=" + session}}, http.Header{}},
+		{"__Host- session cookie", http.Header{"Cookie": {tether.SessionCookieSecure + "=" + session}}, http.Header{}},
+		{"app token cookie", http.Header{"Cookie": {appTokenCookie + "=x"}}, http.Header{}},
+		{"__Host- app token cookie", http.Header{"Cookie": {appTokenCookieSecure + "=x"}}, http.Header{}},
+		{"cookie names in other case", http.Header{"Cookie": {"TETHER_SESSION=" + session + "; __host-Tether_session=" + session}}, http.Header{}},
+		{"the app's own cookies", http.Header{"Cookie": {"theme=dark; " + tether.SessionCookie + "=" + session, "sid=1"}}, http.Header{"Cookie": {"theme=dark; sid=1"}}},
 	}
-	if c := r.Header.Get("Cookie"); c != "theme=dark" {
-		t.Errorf("Cookie = %q, want only the app's own", c)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "http://app/", nil)
+			r.Header = tc.header.Clone()
+			f.s.stripCredentials(r)
+			for _, k := range []string{tether.SessionTokenHeader, tether.AgentTokenHeader, "Authorization", "Cookie"} {
+				if got, want := strings.Join(r.Header.Values(k), " | "), strings.Join(tc.want.Values(k), " | "); got != want {
+					t.Errorf("%s reaching the app: %q, want %q", k, got, want)
+				}
+			}
+		})
+	}
+}
+
+func TestStripTetherQuery(t *testing.T) {
+	for raw, want := range map[string]string{
+		"":                                     "",
+		"a=1&b=2":                              "a=1&b=2",
+		appAuthCodeParam + "=secret":           "",
+		"a=1&" + appAuthCodeParam + "=x&b=%20": "a=1&b=%20",
+		"TETHER_AUTH_CODE=x&b":                 "b",
+		"tether%5Fauth%5Fcode=x&token=y":       "token=y",
+	} {
+		if got := stripTetherQuery(raw); got != want {
+			t.Errorf("stripTetherQuery(%q) = %q, want %q", raw, got, want)
+		}
+	}
+}
+
+// TestFilterAppCookies: an app cannot set Tether's cookies, nor cookies for
+// a wider domain than its own host (the dashboard's, or other apps').
+func TestFilterAppCookies(t *testing.T) {
+	tests := []struct {
+		set, want string // "" want: dropped
+	}{
+		{"sid=1; Path=/; HttpOnly", "sid=1; Path=/; HttpOnly"},
+		{"sid=1; Path=/; Domain=apps.example.com", "sid=1; Path=/"},
+		{"sid=1; Domain=.example.com; Secure", "sid=1; Secure"},
+		{"sid=1; Domain=sub--dev--bob.apps.example.com", "sid=1"},
+		{tether.SessionCookie + "=x; Path=/; Domain=example.com", ""},
+		{tether.SessionCookieSecure + "=x; Path=/; Secure", ""},
+		{appTokenCookie + "=x; Path=/", ""},
+		{appTokenCookieSecure + "=x; Path=/; Secure", ""},
+		{"Tether_Session=x", ""},
+		{"__Secure-tether_x=x; Secure", ""},
+		{"not a cookie", ""},
+	}
+	for _, tc := range tests {
+		resp := &http.Response{Header: http.Header{"Set-Cookie": {tc.set}}}
+		filterAppCookies(resp, "")
+		if got := resp.Header.Get("Set-Cookie"); got != tc.want {
+			t.Errorf("app sets %q: %q passes, want %q", tc.set, got, tc.want)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
@@ -49,52 +50,157 @@ var dummyHash = sync.OnceValue(func() []byte {
 	return h
 })
 
-// bearerToken returns the credential in the named header, in an
-// "Authorization: Bearer" header, or (for browsers) in the cookie.
-func bearerToken(r *http.Request, header, cookie string) string {
+// Where a request's credentials come from. A request is "cookie
+// authenticated" when the dashboard's session cookie is its only
+// credential: browsers attach cookies to requests that other pages make, so
+// such a request must also prove it came from the dashboard (csrf.go).
+// Credentials in headers need no such proof: no page can make a browser
+// send them to another origin (that needs a CORS preflight, which this
+// server never grants).
+
+// headerToken returns the credential in the named header or in an
+// "Authorization: Bearer" header.
+func headerToken(r *http.Request, header string) string {
 	if t := r.Header.Get(header); t != "" {
 		return t
 	}
 	if a := r.Header.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
 		return strings.TrimSpace(a[7:])
 	}
-	if cookie != "" {
-		if c, err := r.Cookie(cookie); err == nil {
-			return c.Value
+	return ""
+}
+
+// hasHeaderCredential reports whether the request carries a token in a
+// header: a session or agent token header, or a bearer Authorization. The
+// cookie is then never consulted.
+func hasHeaderCredential(r *http.Request) bool {
+	return r.Header.Get(tether.SessionTokenHeader) != "" || r.Header.Get(tether.AgentTokenHeader) != "" ||
+		headerToken(r, tether.SessionTokenHeader) != ""
+}
+
+// sessionCookieName is the dashboard's session cookie on this server: the
+// __Host- form on https, which no other host of the site can set, shadow
+// or read, and the plain name on http, where browsers refuse __Host-.
+func (s *Server) sessionCookieName() string {
+	if s.accessURL.Scheme == "https" {
+		return tether.SessionCookieSecure
+	}
+	return tether.SessionCookie
+}
+
+// isTetherCookie reports whether a cookie name is one of Tether's own, in
+// any of its forms: the session, app tokens, and names reserved for them.
+// Apps never see these cookies and may not set them.
+func isTetherCookie(name string) bool {
+	n := strings.ToLower(name)
+	for _, prefix := range []string{"tether_", "__host-tether", "__secure-tether"} {
+		if strings.HasPrefix(n, prefix) {
+			return true
 		}
 	}
-	return ""
+	return false
+}
+
+// hasSessionCookie reports whether the request carries a session cookie
+// under any of its names, valid or not.
+func hasSessionCookie(r *http.Request) bool {
+	for _, c := range r.Cookies() {
+		if c.Name == tether.SessionCookie || c.Name == tether.SessionCookieSecure {
+			return true
+		}
+	}
+	return false
+}
+
+// errTossedCookie refuses a request with two cookies of one of Tether's
+// names.
+func errTossedCookie(name string) error {
+	return tether.Errorf(tether.EUNAUTHORIZED,
+		"your browser sent two %s cookies, and one of them was set by another site or app: clear this site's cookies and sign in again", name)
+}
+
+// singleCookie returns the value of the request's cookie called name, ""
+// if there is none. Two of them mean that another host of the same site
+// set one for a parent domain (cookie tossing): browsers send both, with
+// nothing to tell which is whose, so the request gets neither rather than
+// the wrong one, which would sign the browser in as someone else.
+func singleCookie(r *http.Request, name string) (string, error) {
+	var value string
+	n := 0
+	for _, c := range r.Cookies() {
+		if c.Name == name {
+			value = c.Value
+			n++
+		}
+	}
+	if n > 1 {
+		return "", errTossedCookie(name)
+	}
+	return value, nil
+}
+
+// sessionToken returns the request's session token: from the session
+// header or a bearer Authorization, or, when the request carries no token
+// header at all, from the dashboard's cookie.
+func (s *Server) sessionToken(r *http.Request) (token string, fromCookie bool, err error) {
+	if hasHeaderCredential(r) {
+		return headerToken(r, tether.SessionTokenHeader), false, nil
+	}
+	token, err = singleCookie(r, s.sessionCookieName())
+	return token, token != "", err
 }
 
 var errNoSession = tether.Errorf(tether.EUNAUTHORIZED, "you are not signed in: run `tether login URL`, or send a session token in the %s header", tether.SessionTokenHeader)
 
 // authenticateUser returns the user behind the request's session token.
+// What makes a session and its user good is decided in sessionUser.
 func (s *Server) authenticateUser(r *http.Request) (store.User, error) {
-	token := bearerToken(r, tether.SessionTokenHeader, tether.SessionCookie)
+	_, u, err := s.authenticateSession(r)
+	return u, err
+}
+
+// authenticateSession returns the request's session and its user.
+func (s *Server) authenticateSession(r *http.Request) (store.Session, store.User, error) {
+	token, _, err := s.sessionToken(r)
+	if err != nil {
+		return store.Session{}, store.User{}, err
+	}
 	if token == "" {
-		return store.User{}, errNoSession
+		return store.Session{}, store.User{}, errNoSession
 	}
-	sess, err := s.store.SessionByTokenHash(r.Context(), store.HashToken(token))
+	return s.sessionUser(r.Context(), store.HashToken(token))
+}
+
+// sessionUser returns the session stored under hash and its user, if both
+// are still good. Everything a session grants passes through here on every
+// use: API calls, WebSockets, and the app tokens minted from it. A check
+// of the user's standing added here (a suspended account, say) therefore
+// holds everywhere at once.
+func (s *Server) sessionUser(ctx context.Context, hash string) (store.Session, store.User, error) {
+	sess, err := s.store.SessionByTokenHash(ctx, hash)
 	if errors.Is(err, store.ErrNotFound) {
-		return store.User{}, tether.Errorf(tether.EUNAUTHORIZED, "session token is invalid or was signed out: run `tether login` again")
+		return sess, store.User{}, tether.Errorf(tether.EUNAUTHORIZED, "session token is invalid or was signed out: run `tether login` again")
 	}
 	if err != nil {
-		return store.User{}, err
+		return sess, store.User{}, err
 	}
-	if s.now().After(sess.ExpiresAt) {
-		return store.User{}, tether.Errorf(tether.EUNAUTHORIZED, "session expired: run `tether login` again")
+	if !s.now().Before(sess.ExpiresAt) {
+		return sess, store.User{}, tether.Errorf(tether.EUNAUTHORIZED, "session expired: run `tether login` again")
 	}
-	u, err := s.store.UserByID(r.Context(), sess.UserID)
+	u, err := s.store.UserByID(ctx, sess.UserID)
+	if errors.Is(err, store.ErrNotFound) {
+		return sess, u, tether.Errorf(tether.EUNAUTHORIZED, "the account of this session no longer exists")
+	}
 	if err != nil {
-		return store.User{}, err
+		return sess, u, err
 	}
-	return u, nil
+	return sess, u, nil
 }
 
 // authenticateAgent returns the workspace whose agent token the request
 // carries.
 func (s *Server) authenticateAgent(r *http.Request) (store.Workspace, error) {
-	token := bearerToken(r, tether.AgentTokenHeader, "")
+	token := headerToken(r, tether.AgentTokenHeader)
 	if token == "" {
 		return store.Workspace{}, tether.Errorf(tether.EUNAUTHORIZED, "agent token missing: pass --token (or TETHER_AGENT_TOKEN) as printed by `tether create`")
 	}
@@ -119,13 +225,28 @@ func (s *Server) startSession(r *http.Request, u store.User) (string, error) {
 }
 
 // setSessionCookie lets browsers carry the token. HttpOnly keeps it from
-// scripts, and SameSite=Lax from other sites' forms.
+// scripts, SameSite=Lax from other sites' forms (but not from the same
+// site's other hosts, such as subdomain apps: csrf.go is the defence
+// there), and leaving Domain out keeps it host-only, away from app hosts.
 func (s *Server) setSessionCookie(w http.ResponseWriter, token string, expires time.Time) {
 	http.SetCookie(w, &http.Cookie{
-		Name:     tether.SessionCookie,
+		Name:     s.sessionCookieName(),
 		Value:    token,
 		Path:     "/",
 		Expires:  expires,
+		HttpOnly: true,
+		Secure:   s.accessURL.Scheme == "https",
+		SameSite: http.SameSiteLaxMode,
+	})
+}
+
+// clearSessionCookie tells the browser to drop the session cookie.
+func (s *Server) clearSessionCookie(w http.ResponseWriter) {
+	http.SetCookie(w, &http.Cookie{
+		Name:     s.sessionCookieName(),
+		Value:    "",
+		Path:     "/",
+		MaxAge:   -1,
 		HttpOnly: true,
 		Secure:   s.accessURL.Scheme == "https",
 		SameSite: http.SameSiteLaxMode,

@@ -14,13 +14,19 @@ import (
 
 // getConnectionInfo tells a peer (a user's CLI or an agent) how to join the
 // tunnel network: the DERP map and the deployment's network policy.
+// A bearer token may be either kind.
 func (s *Server) getConnectionInfo(w http.ResponseWriter, r *http.Request) error {
 	if r.Header.Get(tether.AgentTokenHeader) != "" {
 		if _, err := s.authenticateAgent(r); err != nil {
 			return err
 		}
 	} else if _, err := s.authenticateUser(r); err != nil {
-		return err
+		if r.Header.Get(tether.SessionTokenHeader) != "" || headerToken(r, tether.AgentTokenHeader) == "" {
+			return err
+		}
+		if _, aerr := s.authenticateAgent(r); aerr != nil {
+			return err
+		}
 	}
 	writeJSON(w, http.StatusOK, s.connInfo)
 	return nil

@@ -23,6 +23,7 @@ var statusCodes = map[string]int{
 	tether.EUNAVAILABLE:    http.StatusServiceUnavailable,
 	tether.EBROWSERONLY:    http.StatusForbidden,
 	tether.ENOTIMPLEMENTED: http.StatusNotImplemented,
+	tether.ETOOMANY:        http.StatusTooManyRequests,
 }
 
 // storeError gives store sentinels a user-facing code. what names the thing

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"sync"
 	"time"
@@ -55,6 +56,10 @@ type Options struct {
 	// AllowPathAppSharing lets path-based apps open for users other than
 	// their workspace's owner (--dangerous-allow-path-app-sharing).
 	AllowPathAppSharing bool
+	// TrustedProxies are the addresses of reverse proxies whose
+	// X-Forwarded-For names the client, for sign-in throttling and logs.
+	// Empty means the connection's peer is the client.
+	TrustedProxies []netip.Prefix
 
 	// Replica and Bus make the coordinator one of several replicas that
 	// share a database: it publishes its peers' events on Bus, and the
@@ -76,12 +81,15 @@ type Server struct {
 	version             string
 	now                 func() time.Time
 	mux                 *http.ServeMux
+	routeList           []route // what mux serves, as data (routes.go)
 	coord               *coordinator.Coordinator
 	connInfo            tether.ConnectionInfo
 	agentNet            *agentnet.Net
 	wildcard            *wildcard // nil without subdomain apps
 	allowPathAppSharing bool
 	appTokens           appTokens
+	logins              *loginThrottle
+	trustedProxies      []netip.Prefix
 	appHealth           appHealth
 	connections         connections
 	health              healthCache
@@ -123,6 +131,8 @@ func New(opts Options) (*Server, error) {
 	s := &Server{
 		wildcard:            wc,
 		allowPathAppSharing: opts.AllowPathAppSharing,
+		logins:              newLoginThrottle(),
+		trustedProxies:      opts.TrustedProxies,
 		logger:              logger,
 		store:               opts.Store,
 		accessURL:           opts.AccessURL,
@@ -168,12 +178,17 @@ func New(opts Options) (*Server, error) {
 func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
 
 // serveHTTP sends requests for subdomain app hosts to their apps, and the
-// rest to the API, the relay and the dashboard.
+// rest, once they prove where they come from (csrf.go), to the API, the
+// relay and the dashboard.
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if app, ws, owner, ok := s.wildcard.appHost(r.Host); ok {
 		s.public(func(w http.ResponseWriter, r *http.Request) error {
 			return s.serveSubdomainApp(w, r, app, ws, owner)
 		})(w, r)
+		return
+	}
+	if err := s.checkProvenance(r); err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	s.mux.ServeHTTP(w, r)
@@ -194,55 +209,16 @@ func (s *Server) Close() error {
 func (s *Server) Coordinator() *coordinator.Coordinator { return s.coord }
 
 func (s *Server) routes(derp, site http.Handler) {
+	s.routeList = s.routeTable(derp, site)
 	s.mux = http.NewServeMux()
-	m := s.mux
-	if derp != nil {
-		m.Handle("/derp", derp)
-		m.Handle("/derp/", derp)
+	for _, rt := range s.routeList {
+		s.mux.Handle(rt.pattern, rt.handler)
 	}
-	m.HandleFunc("/", s.public(func(w http.ResponseWriter, r *http.Request) error {
-		if _, _, _, _, ok := parseAppPath(r.URL.Path); ok {
-			return s.servePathApp(w, r)
-		}
-		if site == nil {
-			return tether.Errorf(tether.ENOTFOUND, "no page at %s", r.URL.Path)
-		}
-		site.ServeHTTP(w, r)
-		return nil
-	}))
-	m.HandleFunc("GET /api/v2/workspaces/{owner}/{name}/pty", s.user(s.workspacePTY))
-	m.HandleFunc("GET /api/v2/applications/auth-redirect", s.public(s.appAuthRedirect))
-	m.HandleFunc("POST /api/v2/agent/app-health", s.agent(s.postAppHealth))
-	m.HandleFunc("POST /api/v2/agent/connections", s.agent(s.postConnections))
-	m.HandleFunc("GET /api/v2/debug/health", s.user(s.getHealth))
-	m.HandleFunc("GET "+healthcheck.WebSocketEchoPath, healthcheck.Echo)
-	m.HandleFunc("GET /api/v2/connection-info", s.public(s.getConnectionInfo))
-	m.HandleFunc("GET /api/v2/workspaces/{owner}/{name}/coordinate", s.user(s.clientCoordinate))
-	m.HandleFunc("GET /api/v2/buildinfo", s.public(s.getBuildInfo))
-	m.HandleFunc("GET /api/v2/users/first", s.public(s.getFirstUser))
-	m.HandleFunc("POST /api/v2/users/first", s.public(s.postFirstUser))
-	m.HandleFunc("POST /api/v2/users/login", s.public(s.postLogin))
-	m.HandleFunc("POST /api/v2/users/logout", s.user(s.postLogout))
-	m.HandleFunc("GET /api/v2/users/me", s.user(s.getMe))
-	m.HandleFunc("GET /api/v2/users", s.user(s.getUsers))
-	m.HandleFunc("POST /api/v2/users", s.user(s.postUser))
-	m.HandleFunc("GET /api/v2/templates", s.user(s.getTemplates))
-	m.HandleFunc("POST /api/v2/templates", s.user(s.postTemplate))
-	m.HandleFunc("GET /api/v2/templates/{name}", s.user(s.getTemplate))
-	m.HandleFunc("GET /api/v2/workspaces", s.user(s.getWorkspaces))
-	m.HandleFunc("POST /api/v2/workspaces", s.user(s.postWorkspace))
-	m.HandleFunc("GET /api/v2/workspaces/{owner}/{name}", s.user(s.getWorkspace))
-	m.HandleFunc("DELETE /api/v2/workspaces/{owner}/{name}", s.user(s.deleteWorkspace))
-	m.HandleFunc("GET /api/v2/agent/manifest", s.agent(s.getAgentManifest))
-	m.HandleFunc("GET /api/v2/agent/connect", s.agent(s.agentConnect))
-	m.HandleFunc("/api/", s.public(func(w http.ResponseWriter, r *http.Request) error {
-		return tether.Errorf(tether.ENOTFOUND, "no API endpoint %s %s", r.Method, r.URL.Path)
-	}))
 }
 
 // public, user and agent adapt handlers that return errors, authenticating
 // the caller first where needed and passing who it is explicitly.
-func (s *Server) public(h func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
+func (s *Server) public(h publicHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		defer s.recoverPanic(w, r)
 		if err := h(w, r); err != nil {
@@ -251,7 +227,7 @@ func (s *Server) public(h func(http.ResponseWriter, *http.Request) error) http.H
 	}
 }
 
-func (s *Server) user(h func(http.ResponseWriter, *http.Request, store.User) error) http.HandlerFunc {
+func (s *Server) user(h userHandler) http.HandlerFunc {
 	return s.public(func(w http.ResponseWriter, r *http.Request) error {
 		u, err := s.authenticateUser(r)
 		if err != nil {
@@ -261,7 +237,7 @@ func (s *Server) user(h func(http.ResponseWriter, *http.Request, store.User) err
 	})
 }
 
-func (s *Server) agent(h func(http.ResponseWriter, *http.Request, store.Workspace) error) http.HandlerFunc {
+func (s *Server) agent(h agentHandler) http.HandlerFunc {
 	return s.public(func(w http.ResponseWriter, r *http.Request) error {
 		ws, err := s.authenticateAgent(r)
 		if err != nil {

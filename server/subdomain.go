@@ -5,34 +5,31 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
-	"sync"
-	"time"
 
-	"github.com/google/uuid"
 	"github.com/tetherdev/tether"
 	"github.com/tetherdev/tether/store"
 )
 
 // Subdomain apps live at APP--WS--USER.<wildcard domain>, an origin of their
-// own. Browsers carry no dashboard cookie there, so the server hands each
-// app host a token of its own:
+// own. Browsers carry no dashboard cookie there (it is host-only), so the
+// server hands each app host a token of its own (apptokens.go):
 //
 //  1. A request without a valid token for a non-public app is redirected to
 //     /api/v2/applications/auth-redirect on the access URL.
 //  2. There the user is signed in (or sent to sign in); the server checks
 //     that they may open the app and redirects back to the app host's
-//     /__tether/app-auth with a fresh token.
-//  3. The app host sets the token as a host-only cookie and redirects to the
-//     page first asked for.
+//     /__tether/app-auth with a one-time code.
+//  3. The app host redeems the code for a token, sets it as a host-only
+//     cookie and redirects to the page first asked for.
 //
-// Tokens are valid for one host and appTokenLifetime, and are kept in
-// memory: a restarted server sends browsers through the redirect again.
+// Paths under /__tether/ on app hosts are the server's, never the app's.
 
 const (
-	appTokenCookie   = "tether_app_token"
 	appAuthPath      = "/__tether/app-auth"
-	appTokenLifetime = 24 * time.Hour
+	reservedAppPath  = "/__tether/"
+	appAuthCodeParam = "tether_auth_code"
 )
 
 // wildcard is a --wildcard-access-url: "*.apps.example.com", optionally
@@ -101,86 +98,113 @@ func (w *wildcard) appHost(hostport string) (app, ws, user string, ok bool) {
 
 // subdomainAppURL is the root URL of a subdomain app, with a trailing slash.
 func (s *Server) subdomainAppURL(ws store.Workspace, app tether.App) string {
-	host := app.Name + "--" + ws.Name + "--" + ws.Owner + s.wildcard.suffix
-	return s.wildcard.scheme + "://" + s.wildcard.hostPort(host) + "/"
+	return s.appOrigin(app.Name, ws.Name, ws.Owner).String()
 }
 
-type appToken struct {
-	userID  uuid.UUID
-	host    string
-	expires time.Time
+// appHostname is the lowercase host name of an app, without a port: what
+// app tokens are bound to.
+func (w *wildcard) appHostname(app, ws, owner string) string {
+	return strings.ToLower(app + "--" + ws + "--" + owner + w.suffix)
 }
 
-// appTokens are the issued subdomain app tokens, by hash.
-type appTokens struct {
-	mu sync.Mutex
-	m  map[string]appToken
-}
-
-func (t *appTokens) issue(userID uuid.UUID, host string, now time.Time) string {
-	token := newToken()
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.m == nil {
-		t.m = map[string]appToken{}
-	}
-	t.m[store.HashToken(token)] = appToken{userID: userID, host: host, expires: now.Add(appTokenLifetime)}
-	return token
-}
-
-// lookup returns the user of a token valid for host.
-func (t *appTokens) lookup(token, host string, now time.Time) (uuid.UUID, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	at, ok := t.m[store.HashToken(token)]
-	if !ok || !strings.EqualFold(at.host, host) || now.After(at.expires) {
-		return uuid.Nil, false
-	}
-	return at.userID, true
-}
-
-// expire drops tokens past their lifetime.
-func (t *appTokens) expire(now time.Time) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for k, at := range t.m {
-		if now.After(at.expires) {
-			delete(t.m, k)
-		}
-	}
+// appOrigin is the URL of an app host's root, as browsers reach it.
+func (s *Server) appOrigin(app, ws, owner string) *url.URL {
+	return &url.URL{Scheme: s.wildcard.scheme, Host: s.wildcard.hostPort(s.wildcard.appHostname(app, ws, owner)), Path: "/"}
 }
 
 // serveSubdomainApp serves every request to an app host.
 func (s *Server) serveSubdomainApp(w http.ResponseWriter, r *http.Request, appName, wsName, owner string) error {
-	if r.URL.Path == appAuthPath {
-		return s.finishAppAuth(w, r)
+	if strings.HasPrefix(r.URL.Path, reservedAppPath) || strings.HasPrefix(path.Clean(r.URL.Path), reservedAppPath) {
+		if r.URL.Path == appAuthPath {
+			return s.finishAppAuth(w, r, appName, wsName, owner)
+		}
+		return tether.Errorf(tether.ENOTFOUND, "no page at %s", r.URL.Path)
 	}
-	ws, app, err := s.resolveApp(r.Context(), owner, wsName, appName)
+	host := s.wildcard.appHostname(appName, wsName, owner)
+	caller, err := s.appCaller(r, host)
 	if err != nil {
 		return err
 	}
-	t := appTarget{ws: ws, app: app, rest: r.URL.Path}
-	var caller *store.User
-	if c, err := r.Cookie(appTokenCookie); err == nil {
-		if uid, ok := s.appTokens.lookup(c.Value, r.Host, s.now()); ok {
-			if u, err := s.store.UserByID(r.Context(), uid); err == nil {
-				caller = &u
-			}
-		}
-	}
-	if err := authorizeApp(caller, t); err != nil {
-		if caller == nil && wantsHTML(r) {
-			self := s.wildcard.scheme + "://" + r.Host + r.URL.RequestURI()
-			http.Redirect(w, r, s.accessURL.String()+"/api/v2/applications/auth-redirect?redirect_uri="+url.QueryEscape(self), http.StatusSeeOther)
+	// Callers who are not signed in get the same answer for an app that
+	// does not exist as for one they may not open: which apps exist is
+	// no business of theirs (public apps aside).
+	signIn := func() error {
+		if wantsHTML(r) {
+			self := s.appOrigin(appName, wsName, owner)
+			self.Path, self.RawPath, self.RawQuery = r.URL.Path, r.URL.RawPath, r.URL.RawQuery
+			http.Redirect(w, r, s.accessURL.String()+"/api/v2/applications/auth-redirect?redirect_uri="+url.QueryEscape(self.String()), http.StatusSeeOther)
 			return nil
 		}
+		return errSignInForApp(appName)
+	}
+	ws, app, err := s.resolveApp(r.Context(), owner, wsName, appName)
+	if err != nil {
+		if caller == nil && tether.ErrorCode(err) == tether.ENOTFOUND {
+			return signIn()
+		}
 		return err
+	}
+	t := appTarget{ws: ws, app: app, rest: r.URL.Path}
+	if err := authorizeApp(caller, t); err != nil {
+		if caller == nil {
+			return signIn()
+		}
+		return err
+	}
+	if app.Share != tether.SharePublic && changesState(r) {
+		// The app token is a cookie, which the same site's other pages
+		// (another user's app) can make the browser send: a request that
+		// changes something must come from the app's own pages.
+		appOrigin := s.appOrigin(appName, wsName, owner)
+		if err := checkOrigin(r, appOrigin, false, "the app's own pages at "+origin(appOrigin)); err != nil {
+			return err
+		}
 	}
 	return s.proxyApp(w, r, t)
 }
 
+// appCaller returns the user whose app token the request carries for
+// host, nil if none. The token's session and user are checked on every
+// use, so that signing out (or anything else that ends the session) ends
+// the token at once.
+func (s *Server) appCaller(r *http.Request, host string) (*store.User, error) {
+	token, err := singleCookie(r, s.appTokenCookieName())
+	if err != nil || token == "" {
+		return nil, err
+	}
+	g, ok := s.appTokens.lookup(token, host, s.now())
+	if !ok {
+		return nil, nil
+	}
+	_, u, err := s.sessionUser(r.Context(), g.sessionHash)
+	if err != nil {
+		if tether.ErrorCode(err) == tether.EUNAUTHORIZED {
+			s.appTokens.revokeSession(g.sessionHash)
+			return nil, nil
+		}
+		return nil, err
+	}
+	if u.ID != g.userID {
+		return nil, nil
+	}
+	return &u, nil
+}
+
+// appTokenCookieName is the app token's cookie on app hosts: __Host- on
+// https, so that no other app of the site can set or shadow it.
+func (s *Server) appTokenCookieName() string {
+	if s.wildcard != nil && s.wildcard.scheme == "https" {
+		return appTokenCookieSecure
+	}
+	return appTokenCookie
+}
+
 // appAuthRedirect runs on the access URL: it checks that the signed-in user
-// may open the app named by redirect_uri and sends them back with a token.
+// may open the app named by redirect_uri and sends them back with a
+// one-time code. It changes state (it mints the code) on a GET, so any page
+// can make a browser come here; that is harmless by construction: the code
+// goes only to the canonical origin of an app the user may open anyway,
+// where the server itself (not the app) redeems it.
 func (s *Server) appAuthRedirect(w http.ResponseWriter, r *http.Request) error {
 	if s.wildcard == nil {
 		return tether.Errorf(tether.ENOTFOUND, "this server has no --wildcard-access-url, so no subdomain apps")
@@ -191,9 +215,9 @@ func (s *Server) appAuthRedirect(w http.ResponseWriter, r *http.Request) error {
 	}
 	appName, wsName, owner, ok := s.wildcard.appHost(target.Host)
 	if !ok {
-		return tether.Errorf(tether.EINVALID, "redirect_uri %s is not a subdomain app of this server", target.Host)
+		return tether.Errorf(tether.EINVALID, "redirect_uri %.100s is not a subdomain app of this server", target.Host)
 	}
-	u, err := s.authenticateUser(r)
+	sess, u, err := s.authenticateSession(r)
 	if err != nil {
 		http.Redirect(w, r, "/login?redirect="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 		return nil
@@ -205,36 +229,40 @@ func (s *Server) appAuthRedirect(w http.ResponseWriter, r *http.Request) error {
 	if err := authorizeApp(&u, appTarget{ws: ws, app: app}); err != nil {
 		return err
 	}
-	token := s.appTokens.issue(u.ID, target.Host, s.now())
-	path := target.EscapedPath()
-	if path == "" {
-		path = "/"
-	}
-	if target.RawQuery != "" {
-		path += "?" + target.RawQuery
-	}
-	back := url.URL{Scheme: s.wildcard.scheme, Host: target.Host, Path: appAuthPath,
-		RawQuery: url.Values{"token": {token}, "path": {path}}.Encode()}
+	code := s.appTokens.issueCode(appGrant{
+		userID:         u.ID,
+		sessionHash:    sess.TokenHash,
+		host:           s.wildcard.appHostname(appName, wsName, owner),
+		sessionExpires: sess.ExpiresAt,
+	}, s.now())
+	back := s.appOrigin(appName, wsName, owner)
+	back.Path = appAuthPath
+	back.RawQuery = url.Values{appAuthCodeParam: {code}, "path": {target.RequestURI()}}.Encode()
+	w.Header().Set("Referrer-Policy", "no-referrer")
 	http.Redirect(w, r, back.String(), http.StatusSeeOther)
 	return nil
 }
 
-// finishAppAuth runs on the app host: it stores the token as a host-only
-// cookie and goes on to the page first asked for.
-func (s *Server) finishAppAuth(w http.ResponseWriter, r *http.Request) error {
-	token := r.URL.Query().Get("token")
-	if _, ok := s.appTokens.lookup(token, r.Host, s.now()); !ok {
-		return tether.Errorf(tether.EUNAUTHORIZED, "the app sign-in link is invalid or expired: open the app again from the dashboard")
+// finishAppAuth runs on the app host: it redeems the one-time code for a
+// token in a host-only cookie and goes on to the page first asked for, on
+// this host whatever the path says.
+func (s *Server) finishAppAuth(w http.ResponseWriter, r *http.Request, appName, wsName, owner string) error {
+	host := s.wildcard.appHostname(appName, wsName, owner)
+	token, g, ok := s.appTokens.redeem(r.URL.Query().Get(appAuthCodeParam), host, s.now())
+	if !ok {
+		return tether.Errorf(tether.EUNAUTHORIZED, "the app sign-in link is invalid, expired or used already: open the app again from the dashboard")
+	}
+	if _, _, err := s.sessionUser(r.Context(), g.sessionHash); err != nil {
+		s.appTokens.revokeSession(g.sessionHash)
+		return err
 	}
 	http.SetCookie(w, &http.Cookie{
-		Name: appTokenCookie, Value: token, Path: "/", HttpOnly: true,
+		Name: s.appTokenCookieName(), Value: token, Path: "/", HttpOnly: true,
 		Secure: s.wildcard.scheme == "https", SameSite: http.SameSiteLaxMode,
-		Expires: s.now().Add(appTokenLifetime),
+		Expires: g.expires,
 	})
-	path := r.URL.Query().Get("path")
-	if !strings.HasPrefix(path, "/") || strings.HasPrefix(path, "//") || strings.HasPrefix(path, "/\\") {
-		path = "/"
-	}
-	http.Redirect(w, r, path, http.StatusSeeOther)
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, sameOriginURL(s.appOrigin(appName, wsName, owner), r.URL.Query().Get("path")), http.StatusSeeOther)
 	return nil
 }

@@ -2,8 +2,11 @@ package server
 
 import (
 	"errors"
+	"log/slog"
+	"math"
 	"net/http"
 	"net/mail"
+	"strconv"
 	"strings"
 
 	"github.com/google/uuid"
@@ -73,6 +76,10 @@ func (s *Server) respondWithSession(w http.ResponseWriter, r *http.Request, u st
 
 var errBadLogin = tether.Errorf(tether.EUNAUTHORIZED, "incorrect username, email or password")
 
+// maxLoggedLogin bounds what a failed sign-in's log line repeats of the
+// name typed.
+const maxLoggedLogin = 64
+
 func (s *Server) postLogin(w http.ResponseWriter, r *http.Request) error {
 	var req tether.LoginRequest
 	if err := decodeJSON(w, r, &req); err != nil {
@@ -81,26 +88,51 @@ func (s *Server) postLogin(w http.ResponseWriter, r *http.Request) error {
 	if req.Login == "" || req.Password == "" {
 		return tether.Errorf(tether.EINVALID, "login and password are required")
 	}
-	u, err := s.store.UserByLogin(r.Context(), strings.TrimSpace(req.Login))
+	login := strings.TrimSpace(req.Login)
+	account, addr := accountKey(login), clientAddress(r, s.trustedProxies)
+	source := sourceKey(addr)
+	logged := login
+	if len(logged) > maxLoggedLogin {
+		logged = logged[:maxLoggedLogin] + "…"
+	}
+	log := s.logger.With(slog.String("login", logged), slog.String("source", addr.String()))
+	now := s.now()
+	if wait := s.logins.check(account, source, now); wait > 0 {
+		log.Warn("sign-in refused: too many failures", slog.Duration("retry_after", wait))
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+		return tether.Errorf(tether.ETOOMANY,
+			"too many failed sign-ins for this account or from your address: wait %s and try again", retryAfter(wait))
+	}
+	u, err := s.store.UserByLogin(r.Context(), login)
 	if errors.Is(err, store.ErrNotFound) {
 		bcrypt.CompareHashAndPassword(dummyHash(), []byte(req.Password))
+		s.logins.failed(account, source, now)
+		log.Warn("sign-in failed: no such user")
 		return errBadLogin
 	}
 	if err != nil {
 		return err
 	}
 	if bcrypt.CompareHashAndPassword(u.PasswordHash, []byte(req.Password)) != nil {
+		s.logins.failed(account, source, now)
+		log.Warn("sign-in failed: wrong password")
 		return errBadLogin
 	}
+	s.logins.succeeded(account, source, now)
 	return s.respondWithSession(w, r, u, http.StatusOK)
 }
 
 func (s *Server) postLogout(w http.ResponseWriter, r *http.Request, u store.User) error {
-	token := bearerToken(r, tether.SessionTokenHeader, tether.SessionCookie)
-	if err := s.store.DeleteSession(r.Context(), store.HashToken(token)); err != nil {
+	token, _, err := s.sessionToken(r)
+	if err != nil {
 		return err
 	}
-	http.SetCookie(w, &http.Cookie{Name: tether.SessionCookie, Value: "", Path: "/", MaxAge: -1})
+	hash := store.HashToken(token)
+	if err := s.store.DeleteSession(r.Context(), hash); err != nil {
+		return err
+	}
+	s.appTokens.revokeSession(hash)
+	s.clearSessionCookie(w)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

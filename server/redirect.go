@@ -1,0 +1,34 @@
+package server
+
+import (
+	"net/url"
+	"path"
+	"strings"
+)
+
+// sameOriginURL returns where to send a browser that asked to go to raw (a
+// path from a query parameter) on base's origin: raw resolved against base
+// if it names a path there, base's root otherwise. The answer is always an
+// absolute URL on base's origin, so that nothing in raw can make a browser
+// read it as another host ("//evil", "/\evil", "/\t/evil", "/.//evil",
+// "https://evil", "javascript:"): browsers strip tabs and newlines from
+// URLs and read backslashes as slashes, so those are refused outright.
+func sameOriginURL(base *url.URL, raw string) string {
+	root := &url.URL{Scheme: base.Scheme, Host: base.Host, Path: "/"}
+	if raw == "" || strings.ContainsAny(raw, "\\") || strings.IndexFunc(raw, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
+		return root.String()
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" || !strings.HasPrefix(u.Path, "/") {
+		return root.String()
+	}
+	clean := path.Clean(u.Path)
+	if strings.HasSuffix(u.Path, "/") && clean != "/" {
+		clean += "/"
+	}
+	out := &url.URL{Scheme: base.Scheme, Host: base.Host, Path: clean, RawQuery: u.RawQuery}
+	if r := out.String(); strings.HasPrefix(r, root.String()) {
+		return r
+	}
+	return root.String()
+}

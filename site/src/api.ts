@@ -1,6 +1,11 @@
 // The slice of Tether's HTTP API (/api/v2) that the dashboard uses. Every
 // call carries the HttpOnly session cookie; a 401 from any call except the
 // sign-in itself sends the browser to /login and comes back afterwards.
+//
+// Every call also carries the CSRF header: the server refuses requests that
+// change something when the cookie signs them in and they carry neither the
+// dashboard's Origin nor this header, which no page of another origin can
+// make a browser send.
 
 export interface User {
   id: string;
@@ -98,13 +103,21 @@ interface RequestOptions {
   signal?: AbortSignal;
 }
 
+/** csrfHeader is tether.CSRFHeader: proof that a request comes from the
+ * dashboard's own scripts. */
+export const csrfHeader = "Tether-CSRF";
+
+/** requestHeaders are the headers of every API request. */
+export function requestHeaders(json: boolean): Record<string, string> {
+  const headers: Record<string, string> = { Accept: "application/json", [csrfHeader]: "1" };
+  if (json) headers["Content-Type"] = "application/json";
+  return headers;
+}
+
 async function request<T>(path: string, opts: RequestOptions = {}): Promise<T> {
-  const headers: Record<string, string> = { Accept: "application/json" };
+  const headers = requestHeaders(opts.body !== undefined);
   let body: string | undefined;
-  if (opts.body !== undefined) {
-    headers["Content-Type"] = "application/json";
-    body = JSON.stringify(opts.body);
-  }
+  if (opts.body !== undefined) body = JSON.stringify(opts.body);
   let res: Response;
   try {
     res = await fetch("/api/v2" + path, {

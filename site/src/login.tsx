@@ -3,6 +3,11 @@ import { api } from "./api";
 import { safeRedirect } from "./routes";
 import { ErrorBox, Logo, navigate } from "./ui";
 
+/** afterSignIn is where the redirect parameter asks to go, if on this site. */
+function afterSignIn(): string {
+  return safeRedirect(new URLSearchParams(location.search).get("redirect"), location.origin);
+}
+
 export function LoginPage() {
   const [login, setLogin] = useState("");
   const [password, setPassword] = useState("");
@@ -14,7 +19,7 @@ export function LoginPage() {
     document.title = "Sign in — Tether";
     // Someone already signed in (another tab, a back button) goes on.
     api.whoAmI().then(
-      (me) => me && navigate(safeRedirect(new URLSearchParams(location.search).get("redirect")), true),
+      (me) => me && navigate(afterSignIn(), true),
       () => {},
     );
     api
@@ -29,7 +34,7 @@ export function LoginPage() {
     setError(null);
     try {
       await api.login(login.trim(), password);
-      navigate(safeRedirect(new URLSearchParams(location.search).get("redirect")), true);
+      navigate(afterSignIn(), true);
     } catch (err) {
       setError(err);
       setBusy(false);

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { parseRoute, safeRedirect, terminalHref } from "./routes";
+import { isSPAPage, parseRoute, safeRedirect, terminalHref } from "./routes";
 
 test("parseRoute", () => {
   const cases: [string, ReturnType<typeof parseRoute>][] = [
@@ -23,16 +23,52 @@ test("terminalHref round-trips through parseRoute", () => {
 });
 
 test("safeRedirect stays on the site", () => {
+  const origin = "https://tether.example.com";
+  const home = origin + "/";
   const cases: [string | null, string][] = [
-    [null, "/"],
-    ["", "/"],
-    ["/health", "/health"],
-    ["/@alice/dev/terminal?session=abc", "/@alice/dev/terminal?session=abc"],
-    ["//evil.example/", "/"],
-    ["/\\evil.example/", "/"],
-    ["https://evil.example/", "/"],
-    ["javascript:alert(1)", "/"],
-    ["/login?redirect=/login", "/"],
+    [null, home],
+    ["", home],
+    ["/health", origin + "/health"],
+    ["/@alice/dev/terminal?session=abc", origin + "/@alice/dev/terminal?session=abc"],
+    ["/@alice/dev/apps/web/?q=1#top", origin + "/@alice/dev/apps/web/?q=1#top"],
+    ["/api/v2/applications/auth-redirect?redirect_uri=x", origin + "/api/v2/applications/auth-redirect?redirect_uri=x"],
+    ["/a/b/../c", origin + "/a/c"],
+    // Issue 10's open redirects, and their cousins.
+    ["//evil.example/", home],
+    ["/.//evil.example/@x/y/terminal", home],
+    ["/%2e//evil.example/", home],
+    ["/%2E//evil.example/", home],
+    ["/a/..//evil.example/", home],
+    ["/././/evil.example/", home],
+    ["/\\evil.example/", home],
+    ["\\evil.example/", home],
+    ["\\\\evil.example/", home],
+    ["/\\/evil.example/", home],
+    ["/%5Cevil.example/", origin + "/%5Cevil.example/"],
+    ["/\t/evil.example/", home],
+    ["/\n/evil.example/", home],
+    ["/\r\n/evil.example/", home],
+    ["\t//evil.example/", home],
+    ["/ /evil.example/", origin + "/%20/evil.example/"],
+    ["https://evil.example/", home],
+    ["https://tether.example.com.evil.example/", home],
+    ["http://tether.example.com/", home],
+    ["javascript:alert(1)", home],
+    ["/javascript:alert(1)", origin + "/javascript:alert(1)"],
+    ["data:text/html,hi", home],
+    ["/login?redirect=/login", home],
+    ["/login", home],
   ];
-  for (const [param, want] of cases) assert.equal(safeRedirect(param), want, String(param));
+  for (const [param, want] of cases) {
+    const got = safeRedirect(param, origin);
+    assert.equal(got, want, JSON.stringify(param));
+    assert.equal(new URL(got).origin, origin, JSON.stringify(param));
+  }
+});
+
+test("isSPAPage: other documents need a page load", () => {
+  for (const p of ["/", "/workspaces", "/login", "/health"]) assert.equal(isSPAPage(p), true, p);
+  for (const p of ["/@alice/dev/terminal", "/@alice/dev/apps/web/", "/api/v2/applications/auth-redirect", "/nothing"]) {
+    assert.equal(isSPAPage(p), false, p);
+  }
 });

@@ -35,19 +35,35 @@ export function terminalHref(owner: string, workspace: string): string {
   return `/@${encodeURIComponent(owner)}/${encodeURIComponent(workspace)}/terminal`;
 }
 
+/** spaPages are the pages this app renders itself; every other path is a
+ * document of its own (the terminal, apps, API URLs) and needs a page load. */
+const spaPages = new Set<Route["page"]>(["login", "workspaces", "health"]);
+
+export function isSPAPage(pathname: string): boolean {
+  return spaPages.has(parseRoute(pathname).page);
+}
+
 /**
- * safeRedirect returns where to go after signing in: a path on this site
- * from the redirect parameter, or the dashboard. Anything that could leave
- * the site ("//evil", "https:", "/\evil") falls back to "/".
+ * safeRedirect returns where to go after signing in, as an absolute URL on
+ * origin: the redirect parameter resolved against origin if it stays
+ * there, else the dashboard. Resolving (rather than checking the raw text)
+ * is what a browser does too: it drops tabs and newlines, reads "\" as
+ * "/", and collapses "/./" and "/a/../", so "/.//evil", "/\evil" or
+ * "/\t/evil" would leave the site if used as a path. The answer is never a
+ * path that a browser could read as protocol-relative.
  */
-export function safeRedirect(param: string | null): string {
-  if (!param || !param.startsWith("/") || param.startsWith("//") || param.includes("\\")) return "/";
+export function safeRedirect(param: string | null, origin: string): string {
+  const home = new URL("/", origin).href;
+  if (!param || !param.startsWith("/")) return home;
+  let u: URL;
   try {
-    const u = new URL(param, "http://x.invalid");
-    if (u.origin !== "http://x.invalid") return "/";
-    if (u.pathname === "/login") return "/";
-    return u.pathname + u.search + u.hash;
+    u = new URL(param, origin);
   } catch {
-    return "/";
+    return home;
   }
+  if (u.origin !== new URL(origin).origin) return home;
+  // A same-origin URL whose path starts with "//" is harmless as an
+  // absolute URL, but means nothing here.
+  if (u.pathname.startsWith("//") || u.pathname === "/login") return home;
+  return u.href;
 }

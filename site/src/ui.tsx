@@ -4,17 +4,21 @@
 import type { ComponentChildren, JSX } from "preact";
 import { useEffect, useRef } from "preact/hooks";
 import { capitalize } from "./format";
-import { parseRoute } from "./routes";
+import { isSPAPage } from "./routes";
 
 /** navEvent tells the app that history.pushState changed the path. */
 export const navEvent = "tether:navigate";
 
-/** navigate goes to a path on this site. The terminal page is its own
- * document (it loads xterm.js), so going there is a full page load. */
+/** navigate goes to a path (or an absolute URL) on this site. Pages other
+ * than the app's own (the terminal, which loads xterm.js, apps, API URLs
+ * such as an app's sign-in redirect) are documents of their own, so going
+ * there is a full page load. */
 export function navigate(path: string, replace = false): void {
-  if (parseRoute(new URL(path, location.origin).pathname).page === "terminal") {
-    if (replace) location.replace(path);
-    else location.assign(path);
+  const u = new URL(path, location.origin);
+  if (u.origin !== location.origin) throw new Error(`navigate: ${path} is not on this site`);
+  if (!isSPAPage(u.pathname)) {
+    if (replace) location.replace(u.href);
+    else location.assign(u.href);
     return;
   }
   if (replace) history.replaceState(null, "", path);

@@ -182,6 +182,7 @@ func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version stri
 		AccessURL:           accessURL,
 		Version:             version,
 		DERP:                relay.handler,
+		DERPMeshKey:         relay.meshKey(),
 		DERPMap:             relay.derpMap,
 		BlockDirect:         s.BlockDirectConnections,
 		DERPForceWebSockets: s.DERPForceWebSockets,
@@ -189,6 +190,9 @@ func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version stri
 		WildcardAccessURL:   s.WildcardAccessURL,
 		AllowPathAppSharing: s.AllowPathAppSharing,
 		Site:                site.Handler(),
+	}
+	if relay.handler != nil {
+		opts.DERPRegionID = s.DERPServerRegionID
 	}
 	if replicas != nil {
 		opts.Replica, opts.Bus = replicas.id, replicas.manager
@@ -202,6 +206,7 @@ func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version stri
 	if replicas != nil {
 		replicas.attach(srv.Coordinator())
 	}
+	relay.attach(srv.Coordinator())
 
 	httpServer := &http.Server{
 		Handler:           srv.Handler(),

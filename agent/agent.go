@@ -67,6 +67,26 @@ const (
 	maxBackoff = 5 * time.Second
 )
 
+// Retry spacing while another agent holds the workspace (the server
+// refuses this one with ECONFLICT): from duplicateMinRetry, doubling up to
+// duplicateMaxRetry. The other agent may be on its way out (a restart that
+// overlaps, a rolling update), so this one waits to take over rather than
+// exiting; slowly, since it may also be a clone that stays refused, and
+// each refusal is logged.
+const (
+	duplicateMinRetry = 5 * time.Second
+	duplicateMaxRetry = 30 * time.Second
+)
+
+// duplicateRetry is the wait after the nth refusal in a row.
+func duplicateRetry(n int) time.Duration {
+	d := duplicateMinRetry
+	for ; n > 1 && d < duplicateMaxRetry; n-- {
+		d *= 2
+	}
+	return min(d, duplicateMaxRetry)
+}
+
 // isPermanent reports whether retrying err cannot help: the server refused
 // the agent's token.
 func isPermanent(err error) bool {
@@ -106,14 +126,28 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 
+	refusals := 0 // in a row, because another agent holds the workspace; only the dial loop uses it
 	coord := coordclient.New(coordclient.Options{
 		Logger:     log.With(slog.String("component", "coordination")),
 		Tunnel:     conn,
 		MaxBackoff: maxBackoff,
 		Dial: func(ctx context.Context) (*websocket.Conn, error) {
 			ws, err := a.client.DialWebSocket(ctx, "/api/v2/agent/connect", url.Values{"version": {a.version}})
-			if isPermanent(err) {
+			switch {
+			case err == nil:
+				if refusals > 0 {
+					log.Info("connected: the other agent with this workspace's token is gone, and this one took its place")
+				}
+				refusals = 0
+			case isPermanent(err):
 				return nil, coordclient.Permanent(err)
+			case tether.ErrorCode(err) == tether.ECONFLICT:
+				refusals++
+				wait := duplicateRetry(refusals)
+				log.Error("the server refused this agent: "+tether.ErrorMessage(err)+
+					". This agent stays disconnected, and takes over if the other one leaves.",
+					slog.Int("refusals", refusals), slog.Duration("retry_in", wait))
+				return nil, coordclient.RetryAfter(err, wait)
 			}
 			return ws, err
 		},

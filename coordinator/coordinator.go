@@ -18,6 +18,13 @@
 //     call returns ErrReplaced; its counterparts hear nothing until the new
 //     stream sends a node.
 //
+// # Node keys
+//
+// The coordinator also answers which tunnel keys belong to the deployment
+// (KnowsNodeKey, AwaitNodeKey): the keys of the latest nodes of the peers
+// it holds or hears of from other replicas. The built-in DERP relay admits
+// only those (package relayguard).
+//
 // # Slow consumers
 //
 // Every connected peer has its own send queue drained by one goroutine. The

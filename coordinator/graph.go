@@ -26,6 +26,12 @@ type graph struct {
 	clients map[uuid.UUID]*client // local clients
 	derpMap *tailcfg.DERPMap      // sent to peers as they connect
 	out     *outbox               // events for the other replicas; nil with a single replica
+	// keys indexes the node keys of every node above (keys.go). Every
+	// change of an agent's, client's or remote client's node goes through
+	// setAgentNodeLocked, setClientNodeLocked or setRemoteNodeLocked, or
+	// forgetLocked when the node's holder is dropped, so that it stays
+	// exact.
+	keys keyIndex
 }
 
 // agent is an agent that is connected here or elsewhere, or that has
@@ -60,7 +66,29 @@ func (g *graph) init(m *tailcfg.DERPMap) {
 	g.agents = make(map[uuid.UUID]*agent)
 	g.clients = make(map[uuid.UUID]*client)
 	g.derpMap = m
+	g.keys.init()
 }
+
+// setAgentNodeLocked replaces a's node with n (nil forgets it).
+func (g *graph) setAgentNodeLocked(a *agent, n *tether.Node) {
+	g.keys.replaceLocked(a.node, n)
+	a.node = n
+}
+
+// setClientNodeLocked replaces cl's node with n.
+func (g *graph) setClientNodeLocked(cl *client, n *tether.Node) {
+	g.keys.replaceLocked(cl.node, n)
+	cl.node = n
+}
+
+// setRemoteNodeLocked replaces rc's node with n.
+func (g *graph) setRemoteNodeLocked(rc *remoteClient, n *tether.Node) {
+	g.keys.replaceLocked(rc.node, n)
+	rc.node = n
+}
+
+// forgetLocked is for a node whose holder is dropped from the graph.
+func (g *graph) forgetLocked(n *tether.Node) { g.keys.replaceLocked(n, nil) }
 
 // connectLocked adds pc, replacing any stream of the same peer, here or on
 // another replica, and queues for it the DERP map and every node it is
@@ -109,7 +137,8 @@ func (g *graph) connectLocked(pc *peerConn) error {
 			// The client moved here; as above, its agent keeps
 			// the node it has, and the other replica ends the
 			// older stream on hearing the hello below.
-			cl.node = rc.node
+			g.setClientNodeLocked(cl, rc.node)
+			g.forgetLocked(rc.node)
 			delete(a.remoteClients, pc.id)
 		}
 		g.clients[pc.id] = cl
@@ -131,7 +160,7 @@ func (g *graph) setNodeLocked(pc *peerConn, n *tether.Node) {
 		if a == nil || a.conn != pc {
 			return // replaced: its last words are stale
 		}
-		a.node = n
+		g.setAgentNodeLocked(a, n)
 		for _, cl := range a.clients {
 			cl.conn.q.push(u)
 		}
@@ -142,7 +171,7 @@ func (g *graph) setNodeLocked(pc *peerConn, n *tether.Node) {
 	if cl == nil || cl.conn != pc {
 		return
 	}
-	cl.node = n
+	g.setClientNodeLocked(cl, n)
 	if a := g.agents[pc.agentID]; a.conn != nil {
 		a.conn.q.push(u)
 	}
@@ -159,7 +188,8 @@ func (g *graph) disconnectLocked(pc *peerConn, graceful bool) {
 		if a == nil || a.conn != pc {
 			return
 		}
-		a.conn, a.node = nil, nil
+		a.conn = nil
+		g.setAgentNodeLocked(a, nil)
 		for _, cl := range a.clients {
 			cl.conn.q.push(u)
 		}
@@ -171,6 +201,7 @@ func (g *graph) disconnectLocked(pc *peerConn, graceful bool) {
 	if cl == nil || cl.conn != pc {
 		return
 	}
+	g.forgetLocked(cl.node)
 	delete(g.clients, pc.id)
 	a := g.agents[pc.agentID]
 	delete(a.clients, pc.id)
@@ -207,7 +238,8 @@ func (g *graph) remoteAgentNodeLocked(r, id uuid.UUID, n *tether.Node) {
 		return // r's stream was replaced by a newer one
 	}
 	a := g.agentLocked(id)
-	a.replica, a.node = r, n
+	a.replica = r
+	g.setAgentNodeLocked(a, n)
 	u := tether.PeerUpdate{ID: id, Kind: tether.PeerNode, Node: n}
 	for _, cl := range a.clients {
 		cl.conn.q.push(u)
@@ -224,7 +256,8 @@ func (g *graph) remoteAgentGoneLocked(r, id uuid.UUID, graceful bool) {
 }
 
 func (g *graph) remoteAgentLeftLocked(id uuid.UUID, a *agent, graceful bool) {
-	a.replica, a.node = uuid.Nil, nil
+	a.replica = uuid.Nil
+	g.setAgentNodeLocked(a, nil)
 	u := leftUpdate(id, graceful)
 	for _, cl := range a.clients {
 		cl.conn.q.push(u)
@@ -251,7 +284,8 @@ func (g *graph) remoteClientHelloLocked(r, id, cid uuid.UUID) {
 		cl.conn.cancel(ErrReplaced)
 		delete(g.clients, cid)
 		delete(a.clients, cid)
-		rc.node = cl.node
+		g.setRemoteNodeLocked(rc, cl.node)
+		g.forgetLocked(cl.node)
 	}
 	if a.conn != nil && a.node != nil {
 		g.publishLocked(Event{Kind: EventAgentNode, AgentID: id, Node: a.node})
@@ -274,7 +308,7 @@ func (g *graph) remoteClientNodeLocked(r, id, cid uuid.UUID, n *tether.Node) {
 	case rc.replica != r:
 		return // r's stream was replaced by a newer one
 	}
-	rc.node = n
+	g.setRemoteNodeLocked(rc, n)
 	if a.conn != nil {
 		a.conn.q.push(tether.PeerUpdate{ID: cid, Kind: tether.PeerNode, Node: n})
 	}
@@ -293,6 +327,9 @@ func (g *graph) remoteClientGoneLocked(r, id, cid uuid.UUID, graceful bool) {
 }
 
 func (g *graph) remoteClientLeftLocked(id uuid.UUID, a *agent, cid uuid.UUID, graceful bool) {
+	if rc := a.remoteClients[cid]; rc != nil {
+		g.forgetLocked(rc.node)
+	}
 	delete(a.remoteClients, cid)
 	if a.conn != nil {
 		a.conn.q.push(leftUpdate(cid, graceful))
@@ -372,6 +409,7 @@ func (g *graph) agentLocked(id uuid.UUID) *agent {
 // no client waits for it.
 func (g *graph) forgetIdleLocked(id uuid.UUID) {
 	if a := g.agents[id]; a != nil && !a.held() && len(a.clients) == 0 && len(a.remoteClients) == 0 {
+		g.forgetLocked(a.node) // nil: an agent held nowhere has no node
 		delete(g.agents, id)
 	}
 }

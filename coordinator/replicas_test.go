@@ -68,6 +68,13 @@ func (b *memBus) join(t *testing.T, wrap func(coordinator.Bus) coordinator.Bus) 
 	}
 	c := coordinator.New(coordinator.Options{Replica: id, Bus: bus})
 	t.Cleanup(c.Close)
+	// After the test's peers are gone (their cleanups run first), the
+	// node key index must still match the graph, whatever happened.
+	t.Cleanup(func() {
+		if err := c.CheckNodeKeys(); err != nil {
+			t.Errorf("replica %s: %v", id, err)
+		}
+	})
 	in := &inbox{id: id, c: c, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go in.run(t)
 	b.mu.Lock()

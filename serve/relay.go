@@ -13,7 +13,9 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/tetherdev/tether/coordinator"
 	"github.com/tetherdev/tether/derpmap"
+	"github.com/tetherdev/tether/relayguard"
 	"tailscale.com/derp/derpserver"
 	"tailscale.com/envknob"
 	"tailscale.com/net/stunserver"
@@ -22,11 +24,14 @@ import (
 )
 
 // relay is the built-in DERP relay and STUN servers, and the DERP map that
-// peers get.
+// peers get. The relay serves only the deployment's peers (see package
+// relayguard): until attach hands it the coordinator, it admits no one but
+// mesh peers.
 type relay struct {
 	handler http.Handler // nil without a built-in relay
 	derpMap *tailcfg.DERPMap
 	derp    *derpserver.Server
+	guard   *relayguard.Guard
 	stun    []*stunserver.STUNServer
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -64,6 +69,9 @@ func startRelay(ctx context.Context, s Settings, accessURL *url.URL, logger *slo
 		r.derp = derpserver.New(key.NewNode(), func(format string, args ...any) {
 			logger.Debug(fmt.Sprintf(format, args...))
 		})
+		if r.guard, err = relayguard.New(r.derp, relayguard.Options{Logger: logger}); err != nil {
+			return nil, err
+		}
 		r.handler = derpserver.AddWebSocketSupport(r.derp, derpserver.Handler(r.derp))
 		builtin = derpmap.Builtin{
 			AccessURL: accessURL,
@@ -138,12 +146,32 @@ func (r *relay) startSTUN(ctx context.Context, addrs []string, logger *slog.Logg
 	return port, nil
 }
 
+// attach lets the relay admit the peers the coordinator knows.
+func (r *relay) attach(co *coordinator.Coordinator) {
+	if r.guard != nil {
+		r.guard.Attach(co)
+	}
+}
+
+// meshKey is the key with which the relay trusts a client whatever its
+// node key: the replicas' shared one, or a random one of this server.
+// Zero without a built-in relay.
+func (r *relay) meshKey() key.DERPMesh {
+	if r.derp == nil {
+		return key.DERPMesh{}
+	}
+	return r.derp.MeshKey()
+}
+
 // Close stops the relay and STUN servers.
 func (r *relay) Close() {
 	if r.cancel != nil {
 		r.cancel()
 	}
 	r.wg.Wait()
+	if r.guard != nil {
+		r.guard.Close()
+	}
 	if r.derp != nil {
 		r.derp.Close()
 	}

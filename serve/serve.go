@@ -190,6 +190,7 @@ func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version stri
 		AccessURL:           accessURL,
 		Version:             version,
 		DERP:                relay.handler,
+		DERPMeshKey:         relay.meshKey(),
 		DERPMap:             relay.derpMap,
 		BlockDirect:         s.BlockDirectConnections,
 		DERPForceWebSockets: s.DERPForceWebSockets,
@@ -198,6 +199,9 @@ func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version stri
 		AllowPathAppSharing: s.AllowPathAppSharing,
 		TrustedProxies:      trustedProxies,
 		Site:                site.Handler(),
+	}
+	if relay.handler != nil {
+		opts.DERPRegionID = s.DERPServerRegionID
 	}
 	if replicas != nil {
 		opts.Replica, opts.Bus = replicas.id, replicas.manager
@@ -211,6 +215,7 @@ func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version stri
 	if replicas != nil {
 		replicas.attach(srv.Coordinator())
 	}
+	relay.attach(srv.Coordinator())
 
 	httpServer := &http.Server{
 		Handler:           srv.Handler(),

@@ -37,6 +37,8 @@ func (s *Server) getHealth(w http.ResponseWriter, r *http.Request, u store.User)
 			},
 			Replicas:     s.replicas,
 			SelfRelayURL: s.selfRelayURL,
+			OwnRegionID:  s.derpRegionID,
+			MeshKey:      s.derpMeshKey,
 		})
 		s.health.report, s.health.at = &rep, time.Now()
 	}

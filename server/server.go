@@ -21,6 +21,7 @@ import (
 	"github.com/tetherdev/tether/server/healthcheck"
 	"github.com/tetherdev/tether/store"
 	"tailscale.com/tailcfg"
+	"tailscale.com/types/key"
 )
 
 // Options configure a Server. Zero values mean what their comments say.
@@ -39,6 +40,11 @@ type Options struct {
 	// DERP serves the built-in relay at /derp; nil when the server runs
 	// none (--derp-server-enable=false).
 	DERP http.Handler
+	// DERPRegionID and DERPMeshKey are the built-in relay's region and the
+	// key it trusts any client with, for the health report's relay checks
+	// (the relay admits no other stranger).
+	DERPRegionID int
+	DERPMeshKey  key.DERPMesh
 	// DERPMap is the relay map handed to every peer. Required.
 	DERPMap *tailcfg.DERPMap
 	// BlockDirect tells peers to publish no endpoints, so that all traffic
@@ -95,6 +101,8 @@ type Server struct {
 	health              healthCache
 	replicas            func() []healthcheck.Replica
 	selfRelayURL        string
+	derpRegionID        int
+	derpMeshKey         key.DERPMesh
 
 	ctx    context.Context // canceled by Close; parent of long-lived work
 	cancel context.CancelFunc
@@ -143,6 +151,8 @@ func New(opts Options) (*Server, error) {
 		agents:              map[uuid.UUID]*agentConn{},
 		replicas:            opts.Replicas,
 		selfRelayURL:        opts.SelfRelayURL,
+		derpRegionID:        opts.DERPRegionID,
+		derpMeshKey:         opts.DERPMeshKey,
 		connInfo: tether.ConnectionInfo{
 			DERPMap:             opts.DERPMap,
 			DisableDirect:       opts.BlockDirect,

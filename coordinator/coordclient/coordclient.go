@@ -108,6 +108,26 @@ func Permanent(err error) error {
 	return &permanentError{err: err}
 }
 
+// retryAfterError marks a Dial error after which Run waits at least wait.
+type retryAfterError struct {
+	err  error
+	wait time.Duration
+}
+
+func (e *retryAfterError) Error() string { return e.err.Error() }
+func (e *retryAfterError) Unwrap() error { return e.err }
+
+// RetryAfter wraps err so that Run waits at least d (rather than its
+// backoff, if that is shorter) before dialing again, without logging the
+// failure itself: the dialer has said what happened. It returns nil for
+// nil.
+func RetryAfter(err error, d time.Duration) error {
+	if err == nil {
+		return nil
+	}
+	return &retryAfterError{err: err, wait: d}
+}
+
 // Client is one peer's coordination client.
 type Client struct {
 	opts   Options
@@ -247,7 +267,12 @@ func (c *Client) Run(ctx context.Context) error {
 			}
 		}
 		wait := b.next()
-		c.logger.Info("coordinator connection failed, retrying", slog.Any("error", err), slog.Duration("retry_in", wait))
+		if ra := (*retryAfterError)(nil); errors.As(err, &ra) {
+			wait = max(wait, ra.wait)
+			c.logger.Debug("coordinator refused the connection, retrying", slog.Any("error", err), slog.Duration("retry_in", wait))
+		} else {
+			c.logger.Info("coordinator connection failed, retrying", slog.Any("error", err), slog.Duration("retry_in", wait))
+		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():

@@ -488,6 +488,40 @@ func TestPermanentDialError(t *testing.T) {
 	}
 }
 
+// TestRetryAfter: a dial error wrapped with RetryAfter spaces the next dial
+// by at least its wait, even when the backoff is shorter, and a plain error
+// after it goes back to the backoff.
+func TestRetryAfter(t *testing.T) {
+	ctx := testContext(t)
+	const wait = time.Second
+	var times []time.Time
+	rctx, cancel := context.WithCancel(ctx)
+	c := coordclient.New(coordclient.Options{
+		Dial: func(context.Context) (*websocket.Conn, error) {
+			times = append(times, time.Now())
+			switch len(times) {
+			case 1:
+				return nil, coordclient.RetryAfter(errors.New("another agent is connected"), wait)
+			case 3:
+				cancel()
+			}
+			return nil, errors.New("connection refused")
+		},
+		Tunnel:     newFakeTunnel(),
+		MinBackoff: time.Millisecond,
+		MaxBackoff: 2 * time.Millisecond,
+	})
+	if err := c.Run(rctx); err != nil {
+		t.Fatalf("Run after cancel = %v", err)
+	}
+	if gap := times[1].Sub(times[0]); gap < wait {
+		t.Errorf("dial after RetryAfter(%v) came %v later", wait, gap)
+	}
+	if gap := times[2].Sub(times[1]); gap >= wait {
+		t.Errorf("dial after a plain error came %v later, want the backoff (≤ 2 ms, give or take the machine)", gap)
+	}
+}
+
 // TestReconnectBackoff checks that failing dials are spaced out, growing to
 // the maximum.
 func TestReconnectBackoff(t *testing.T) {

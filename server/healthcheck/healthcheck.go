@@ -50,6 +50,13 @@ type Options struct {
 	// the other replicas reach this one's relay.
 	Replicas     func() []Replica
 	SelfRelayURL string
+	// OwnRegionID is the DERP region of the server's built-in relay (and
+	// its replicas'), which admits only the deployment's peers and
+	// clients with MeshKey; the checks of that region and of the
+	// replicas' relays connect with MeshKey. Zero: no built-in relay.
+	// Relays of other regions never see the key.
+	OwnRegionID int
+	MeshKey     key.DERPMesh
 }
 
 // Replica is another server replica, as the replicas check sees it.
@@ -76,7 +83,7 @@ func Run(ctx context.Context, o Options) tether.HealthReport {
 	go func() { defer wg.Done(); checks[1] = webSocket(ctx, hc, o.AccessURL) }()
 	go func() { defer wg.Done(); checks[2] = stunServers(ctx, o.DERPMap) }()
 	go func() { defer wg.Done(); checks[3] = storeCheck(ctx, o.Store) }()
-	go func() { defer wg.Done(); regions = derpRegions(ctx, o.DERPMap, o.DERPPlainHTTP) }()
+	go func() { defer wg.Done(); regions = derpRegions(ctx, o) }()
 	go func() { defer wg.Done(); checks[4] = replicasCheck(ctx, o) }()
 	wg.Wait()
 
@@ -309,7 +316,8 @@ func stunProbe(ctx context.Context, addr string) (netip.AddrPort, error) {
 
 // derpRegions sends a packet between two fresh clients through the first
 // relay node of each region that answers.
-func derpRegions(ctx context.Context, m *tailcfg.DERPMap, plainHTTP bool) []tether.DERPRegionHealth {
+func derpRegions(ctx context.Context, o Options) []tether.DERPRegionHealth {
+	m := o.DERPMap
 	ids := m.RegionIDs()
 	out := make([]tether.DERPRegionHealth, len(ids))
 	var wg sync.WaitGroup
@@ -324,7 +332,11 @@ func derpRegions(ctx context.Context, m *tailcfg.DERPMap, plainHTTP bool) []teth
 				if n.STUNOnly {
 					continue
 				}
-				d, err := derpRoundTrip(ctx, nodeURL(n, plainHTTP))
+				var meshKey key.DERPMesh
+				if id == o.OwnRegionID {
+					meshKey = o.MeshKey
+				}
+				d, err := derpRoundTrip(ctx, nodeURL(n, o.DERPPlainHTTP), meshKey)
 				if err == nil {
 					ms := float64(d.Microseconds()) / 1000
 					out[i].Severity, out[i].LatencyMS = tether.SeverityOK, &ms
@@ -357,15 +369,16 @@ func nodeURL(n *tailcfg.DERPNode, plainHTTP bool) string {
 }
 
 // derpRoundTrip connects two clients to a relay and times a packet between
-// them.
-func derpRoundTrip(ctx context.Context, u string) (time.Duration, error) {
-	return derpBetween(ctx, u, u)
+// them. meshKey, if set, is the relay's: clients with fresh keys are no
+// peers of the deployment, which our own relays admit only with it.
+func derpRoundTrip(ctx context.Context, u string, meshKey key.DERPMesh) (time.Duration, error) {
+	return derpBetween(ctx, u, u, meshKey)
 }
 
 // derpBetween connects a client to the relay at from and another to the
 // relay at to, and times a packet from the first to the second. With two
 // replicas' relays, the packet crosses their mesh.
-func derpBetween(ctx context.Context, from, to string) (time.Duration, error) {
+func derpBetween(ctx context.Context, from, to string, meshKey key.DERPMesh) (time.Duration, error) {
 	netMon := netmon.NewStatic()
 	quiet := func(string, ...any) {}
 	a, err := derphttp.NewClient(key.NewNode(), from, quiet, netMon)
@@ -378,6 +391,7 @@ func derpBetween(ctx context.Context, from, to string) (time.Duration, error) {
 		return 0, err
 	}
 	defer b.Close()
+	a.MeshKey, b.MeshKey = meshKey, meshKey
 	if err := a.Connect(ctx); err != nil {
 		return 0, err
 	}
@@ -452,7 +466,7 @@ func replicasCheck(ctx context.Context, o Options) tether.HealthCheck {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := derpBetween(ctx, strings.TrimSuffix(o.SelfRelayURL, "/")+"/derp", strings.TrimSuffix(p.RelayURL, "/")+"/derp"); err != nil {
+			if _, err := derpBetween(ctx, strings.TrimSuffix(o.SelfRelayURL, "/")+"/derp", strings.TrimSuffix(p.RelayURL, "/")+"/derp", o.MeshKey); err != nil {
 				problems[i] = fmt.Sprintf("%s (relay %s): %v", p.Hostname, p.RelayURL, err)
 			}
 		}()

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// The agents of these tests tell themselves apart by AGENT_MARKER, which
+// their ssh sessions inherit.
+func startMarkedAgent(t *testing.T, name, url, token, marker string) *proc {
+	t.Helper()
+	return start(t, name, []string{"TETHER_AGENT_TOKEN=" + token, "AGENT_MARKER=" + marker}, "agent", "--url", url)
+}
+
+// sshMarker returns the marker of the agent that answers ssh to dev.
+func sshMarker(u *user) string {
+	u.t.Helper()
+	return strings.TrimSpace(u.must("ssh", "dev", "--", "printenv", "AGENT_MARKER"))
+}
+
+// refusedLine is what an agent logs each time the server refuses it
+// because another agent holds its workspace.
+const refusedLine = "the server refused this agent: another agent is already connected for workspace alice/dev"
+
+// TestDuplicateAgentRefused starts a second agent with a workspace's token
+// while the first runs, as on a cloned VM: the second is refused, says
+// why and what to do, and keeps waiting; the first keeps its place without
+// a single reconnect (the old behaviour: the two replaced each other every
+// few seconds, logging only "EOF"). When the first leaves, the second
+// takes over.
+func TestDuplicateAgentRefused(t *testing.T) {
+	srv := startServer(t)
+	u := admin(t, srv)
+	token, agentURL := u.createWorkspace("dev")
+	first := startMarkedAgent(t, "agent-1", agentURL, token, "one")
+	waitFor(t, statusTimeout, "the first agent connected", func() bool { return u.agentStatus("dev") == "connected" })
+
+	second := startMarkedAgent(t, "agent-2", agentURL, token, "two")
+	waitFor(t, statusTimeout, "the second agent to say it is refused", func() bool { return strings.Contains(second.output(), refusedLine) })
+	if out := second.output(); !strings.Contains(out, "Stop the other agent") || !strings.Contains(out, "create a workspace for it") {
+		t.Errorf("the refused agent does not say what to do:\n%s", out)
+	}
+	if !strings.Contains(srv.output(), "refused a second agent for the workspace") {
+		t.Errorf("the server does not log the refusal:\n%s", srv.output())
+	}
+	// It tries again later, and is refused again; the first agent is
+	// never disturbed.
+	waitFor(t, 2*statusTimeout, "the second agent's second refusal", func() bool { return strings.Count(second.output(), refusedLine) >= 2 })
+	if m := sshMarker(u); m != "one" {
+		t.Errorf("ssh reached agent %q, want the first one", m)
+	}
+	if n := strings.Count(srv.output(), `msg="agent connected"`); n != 1 {
+		t.Errorf("the server logged %d agent connections, want 1 (no flapping)", n)
+	}
+	if strings.Contains(first.output(), "coordinator connection failed") {
+		t.Errorf("the first agent lost its connection:\n%s", first.output())
+	}
+
+	// The first one leaves: the second takes its place at its next try.
+	first.stop()
+	waitFor(t, 2*statusTimeout, "the second agent takes over", func() bool {
+		return strings.Contains(second.output(), "took its place") && u.agentStatus("dev") == "connected"
+	})
+	if m := sshMarker(u); m != "two" {
+		t.Errorf("ssh reached agent %q after the first left, want the second", m)
+	}
+}
+
+// TestAgentRestartReplacesDeadConnection is the legitimate case: the
+// agent's machine restarts while the server still holds its old
+// connection, which looks open but answers nothing (here: the old agent
+// process is frozen). The new agent takes over within seconds, without
+// being refused; the old one, when it wakes, is the one refused.
+func TestAgentRestartReplacesDeadConnection(t *testing.T) {
+	srv := startServer(t)
+	u := admin(t, srv)
+	token, agentURL := u.createWorkspace("dev")
+	old := startMarkedAgent(t, "agent-old", agentURL, token, "old")
+	waitFor(t, statusTimeout, "the first agent connected", func() bool { return u.agentStatus("dev") == "connected" })
+	if err := syscall.Kill(-old.cmd.Process.Pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	thaw := func() { syscall.Kill(-old.cmd.Process.Pid, syscall.SIGCONT) }
+	t.Cleanup(thaw)
+
+	restarted := startMarkedAgent(t, "agent-new", agentURL, token, "new")
+	waitFor(t, statusTimeout, "the server to replace the frozen agent's connection", func() bool {
+		return strings.Contains(srv.output(), "replacing the workspace's agent connection: it did not answer a ping")
+	})
+	if m := sshMarker(u); m != "new" {
+		t.Errorf("ssh reached agent %q, want the restarted one", m)
+	}
+	if strings.Contains(restarted.output(), refusedLine) {
+		t.Errorf("the restarted agent was refused:\n%s", restarted.output())
+	}
+
+	thaw()
+	waitFor(t, statusTimeout, "the old agent, awake, to be refused", func() bool { return strings.Contains(old.output(), refusedLine) })
+	if m := sshMarker(u); m != "new" {
+		t.Errorf("ssh reached agent %q after the old one woke, want the restarted one", m)
+	}
+}
+
+// TestDuplicateAgentAcrossReplicas: the second agent reaches another
+// replica than the first, which cannot ask the first whether it is alive;
+// it is refused too (a dead connection there ends within the heartbeat).
+func TestDuplicateAgentAcrossReplicas(t *testing.T) {
+	pg := postgresURL(t)
+	a := startServer(t, "--postgres-url", pg)
+	b := startServer(t, "--postgres-url", pg)
+	u := admin(t, a)
+	token, _ := u.createWorkspace("dev")
+	startMarkedAgent(t, "agent-on-a", a.url, token, "a")
+	waitFor(t, statusTimeout, "the first agent connected", func() bool { return u.agentStatus("dev") == "connected" })
+
+	onB := startMarkedAgent(t, "agent-on-b", b.url, token, "b")
+	waitFor(t, statusTimeout, "the agent on replica B to be refused", func() bool {
+		return strings.Contains(onB.output(), refusedLine) && strings.Contains(onB.output(), "through another replica")
+	})
+	if !strings.Contains(b.output(), "connected through another replica") {
+		t.Errorf("replica B does not log the refusal:\n%s", b.output())
+	}
+	if m := sshMarker(u); m != "a" {
+		t.Errorf("ssh reached agent %q, want the first one", m)
+	}
+}

@@ -1,0 +1,4 @@
+package relayguard
+
+// AdmitURL is the admission controller's secret URL.
+func (g *Guard) AdmitURL() string { return g.url }

@@ -19,6 +19,7 @@ const (
 	EUNAVAILABLE    = "unavailable"     // the thing exists but cannot serve now
 	EBROWSERONLY    = "browser_only"    // the deployment allows browser access only
 	ENOTIMPLEMENTED = "not_implemented" // the server does not offer this
+	ESTORAGEFULL    = "storage_full"    // the server's database is out of space; nothing was saved
 )
 
 // Error is an error that carries a code and a message meant for a person.

@@ -42,14 +42,23 @@ func Open(ctx context.Context, dir string) (*DB, error) {
 	db.SetMaxOpenConns(1)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("open %s: %w", path, err)
+		return nil, openError(path, "open", err)
 	}
 	s := &DB{db: db}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("migrate %s: %w", path, err)
+		return nil, openError(path, "migrate", err)
 	}
 	return s, nil
+}
+
+// openError describes a failure to open or migrate the database at path,
+// with what to do when it is a matter of permissions.
+func openError(path, step string, err error) error {
+	if msg, ok := explainOpen(path, err); ok {
+		return fmt.Errorf("open database %s: %s (%w)", path, msg, err)
+	}
+	return fmt.Errorf("%s %s: %w", step, path, err)
 }
 
 // Close closes the database.

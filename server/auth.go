@@ -84,11 +84,7 @@ func (s *Server) authenticateUser(r *http.Request) (store.User, error) {
 	if s.now().After(sess.ExpiresAt) {
 		return store.User{}, tether.Errorf(tether.EUNAUTHORIZED, "session expired: run `tether login` again")
 	}
-	u, err := s.store.UserByID(r.Context(), sess.UserID)
-	if err != nil {
-		return store.User{}, err
-	}
-	return u, nil
+	return s.sessionUser(r.Context(), sess.UserID)
 }
 
 // authenticateAgent returns the workspace whose agent token the request

@@ -55,6 +55,9 @@ type Options struct {
 	// AllowPathAppSharing lets path-based apps open for users other than
 	// their workspace's owner (--dangerous-allow-path-app-sharing).
 	AllowPathAppSharing bool
+	// MaxWorkspacesPerUser is how many workspaces each user may own
+	// (--max-workspaces-per-user); 0 means no limit.
+	MaxWorkspacesPerUser int
 
 	// Replica and Bus make the coordinator one of several replicas that
 	// share a database: it publishes its peers' events on Bus, and the
@@ -82,6 +85,8 @@ type Server struct {
 	wildcard            *wildcard // nil without subdomain apps
 	allowPathAppSharing bool
 	appTokens           appTokens
+	maxWorkspaces       int
+	live                liveConns
 	appHealth           appHealth
 	connections         connections
 	health              healthCache
@@ -123,6 +128,7 @@ func New(opts Options) (*Server, error) {
 	s := &Server{
 		wildcard:            wc,
 		allowPathAppSharing: opts.AllowPathAppSharing,
+		maxWorkspaces:       opts.MaxWorkspacesPerUser,
 		logger:              logger,
 		store:               opts.Store,
 		accessURL:           opts.AccessURL,
@@ -159,8 +165,9 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.routes(opts.DERP, opts.Site)
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go s.expireSessions()
+	go s.sweepLive()
 	return s, nil
 }
 
@@ -226,6 +233,7 @@ func (s *Server) routes(derp, site http.Handler) {
 	m.HandleFunc("GET /api/v2/users/me", s.user(s.getMe))
 	m.HandleFunc("GET /api/v2/users", s.user(s.getUsers))
 	m.HandleFunc("POST /api/v2/users", s.user(s.postUser))
+	s.userAdminRoutes(m)
 	m.HandleFunc("GET /api/v2/templates", s.user(s.getTemplates))
 	m.HandleFunc("POST /api/v2/templates", s.user(s.postTemplate))
 	m.HandleFunc("GET /api/v2/templates/{name}", s.user(s.getTemplate))

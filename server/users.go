@@ -52,13 +52,21 @@ func (s *Server) postFirstUser(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}
+	errExists := tether.Errorf(tether.ECONFLICT, "the first user already exists: sign in with `tether login URL` instead")
+	// On a server that is set up, that is the answer, whatever the
+	// request's flaws (CreateFirstUser decides atomically below).
+	if n, err := s.store.CountUsers(r.Context()); err != nil {
+		return err
+	} else if n > 0 {
+		return errExists
+	}
 	u, err := s.newUser(req.Username, req.Email, req.Password, tether.RoleAdmin)
 	if err != nil {
 		return err
 	}
 	if err := s.store.CreateFirstUser(r.Context(), u); err != nil {
 		if errors.Is(err, store.ErrConflict) {
-			return tether.Errorf(tether.ECONFLICT, "the first user already exists: sign in with `tether login URL` instead")
+			return errExists
 		}
 		return err
 	}

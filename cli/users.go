@@ -281,6 +281,15 @@ func (r *root) usersDeleteCommand() *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
+			me, err := c.Me(ctx)
+			if err != nil {
+				return err
+			}
+			if me.Role != tether.RoleAdmin {
+				// Members see no other user, so the lookup below would
+				// say "not found".
+				return tether.Errorf(tether.EFORBIDDEN, "only admins may delete users")
+			}
 			owned, err := ownedWorkspaces(cmd, c, name)
 			if err != nil {
 				return err

@@ -229,6 +229,9 @@ func TestUserLifecycleCLI(t *testing.T) {
 	if stderr := bob.fails("users", "suspend", "alice"); !strings.Contains(stderr, "only admins") {
 		t.Errorf("a member suspending: %q", stderr)
 	}
+	if stderr := bob.fails("users", "delete", "alice", "--yes"); !strings.Contains(stderr, "only admins") {
+		t.Errorf("a member deleting: %q", stderr)
+	}
 
 	// reset-password on oneself ends the other sessions, keeps this one.
 	laptop := newUser(t)

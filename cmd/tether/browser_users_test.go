@@ -27,3 +27,31 @@ func TestBrowserListsEveryPage(t *testing.T) {
 		func(s string) bool { return s == strconv.Itoa(n) })
 	p.waitText("the last workspace's row", statusBadge(fmt.Sprintf("alice/w%03d", n-1)), func(s string) bool { return s != "" })
 }
+
+// A web terminal whose user is suspended stops, saying why, instead of
+// retrying into the sign-in page.
+func TestBrowserTerminalSaysAccessRevoked(t *testing.T) {
+	b := newBrowser(t)
+	srv := startServer(t)
+	adm := admin(t, srv)
+	bob := member(t, srv, adm, "bob")
+	token, agentURL := bob.createWorkspace("dev")
+	startAgent(t, agentURL, token)
+	waitFor(t, statusTimeout, "agent connected", func() bool { return bob.agentStatus("dev") == "connected" })
+
+	p := b.tab("bob")
+	p.signIn(srv.url, "bob", "bob-password")
+	p.navigate(srv.url + "/@bob/dev/terminal")
+	p.waitText("the terminal to connect and the shell to start", terminalReady, func(s string) bool { return s != "" })
+	p.focusedKeys("echo hello-$((6*7))\r")
+	p.waitContains("the command's output on the screen", terminalRows, "hello-42")
+
+	adm.must("users", "suspend", "bob")
+	status := `(() => { const s = document.querySelector(".terminal-status"); return s && !s.hidden ? s.innerText : ""; })()`
+	p.waitContains("the terminal to say why it ended", status, "Your account was suspended")
+	p.waitContains("the reason on the screen", terminalRows, "[your account was suspended]")
+	if path := p.location().Path; path != "/@bob/dev/terminal" {
+		t.Errorf("the page went to %s; want it to stay on the terminal with the reason", path)
+	}
+	p.screenshot("revoked")
+}

@@ -42,9 +42,10 @@ func TestBrowserTerminalSaysAccessRevoked(t *testing.T) {
 	p := b.tab("bob")
 	p.signIn(srv.url, "bob", "bob-password")
 	p.navigate(srv.url + "/@bob/dev/terminal")
-	p.waitText("the terminal to connect and the shell to start", terminalReady, func(s string) bool { return s != "" })
-	p.focusedKeys("echo hello-$((6*7))\r")
-	p.waitContains("the command's output on the screen", terminalRows, "hello-42")
+	// Connected: the status line hides. (Not waiting for the shell, which
+	// may take long to start on a busy machine.)
+	p.waitText("the terminal to connect", `document.querySelector(".terminal-status")?.hidden ? "connected" : ""`,
+		func(s string) bool { return s == "connected" })
 
 	adm.must("users", "suspend", "bob")
 	status := `(() => { const s = document.querySelector(".terminal-status"); return s && !s.hidden ? s.innerText : ""; })()`

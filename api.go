@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -48,13 +49,28 @@ const (
 // Valid reports whether r is a known role.
 func (r Role) Valid() bool { return r == RoleAdmin || r == RoleMember }
 
+// UserStatus is whether a user may use Tether.
+type UserStatus string
+
+const (
+	UserActive UserStatus = "active"
+	// UserSuspended: an admin took the user's access away. Their sessions
+	// were ended, their open connections closed, and they cannot sign in
+	// until an admin makes them active again. Their workspaces stay.
+	UserSuspended UserStatus = "suspended"
+)
+
+// Valid reports whether s is a known status.
+func (s UserStatus) Valid() bool { return s == UserActive || s == UserSuspended }
+
 // User is a person who signs in.
 type User struct {
-	ID        uuid.UUID `json:"id"`
-	Username  string    `json:"username"`
-	Email     string    `json:"email"`
-	Role      Role      `json:"role"`
-	CreatedAt time.Time `json:"created_at"`
+	ID        uuid.UUID  `json:"id"`
+	Username  string     `json:"username"`
+	Email     string     `json:"email"`
+	Role      Role       `json:"role"`
+	Status    UserStatus `json:"status"`
+	CreatedAt time.Time  `json:"created_at"`
 }
 
 // CreateFirstUserRequest creates the first admin of a new deployment. It is
@@ -72,6 +88,50 @@ type CreateUserRequest struct {
 	Password string `json:"password"`
 	Role     Role   `json:"role"`
 }
+
+// UpdateUserStatusRequest suspends a user or makes them active again
+// (PUT /api/v2/users/{user}/status, admins).
+type UpdateUserStatusRequest struct {
+	Status UserStatus `json:"status"`
+}
+
+// UpdateUserRoleRequest changes a user's role (PUT
+// /api/v2/users/{user}/role, admins).
+type UpdateUserRoleRequest struct {
+	Role Role `json:"role"`
+}
+
+// UpdateUserPasswordRequest sets a user's password (PUT
+// /api/v2/users/{user}/password). Users changing their own password (user
+// "me") must give the current one in OldPassword; admins resetting another
+// user's leave it empty. Every other session of the user ends.
+type UpdateUserPasswordRequest struct {
+	OldPassword string `json:"old_password,omitempty"`
+	Password    string `json:"password"`
+}
+
+// EndSessionsResponse is DELETE /api/v2/users/{user}/sessions: how many
+// sessions were signed out.
+type EndSessionsResponse struct {
+	Ended int `json:"ended"`
+}
+
+// DeleteUserResponse is DELETE /api/v2/users/{user}: the workspaces deleted
+// with the user (only with ?delete_workspaces=true).
+type DeleteUserResponse struct {
+	DeletedWorkspaces []string `json:"deleted_workspaces"`
+}
+
+// List endpoints (GET /api/v2/users, GET /api/v2/workspaces) answer one page
+// at a time: at most ?limit= items (DefaultPageSize when absent, at most
+// MaxPageSize), in a stable order. When more follow, the response has a
+// header `Link: <?after=CURSOR&limit=N>; rel="next"`: a reference relative
+// to the request's URL, whose after parameter continues the list. The
+// cursor is opaque to clients.
+const (
+	DefaultPageSize = 100
+	MaxPageSize     = 1000
+)
 
 // LoginRequest signs in with a username or an email address.
 type LoginRequest struct {
@@ -253,6 +313,25 @@ var nameRE = regexp.MustCompile(`^[a-z]([a-z0-9-]*[a-z0-9])?$`)
 // subdomain app hosts (APP--WS--USER).
 const MaxNameLength = 20
 
+// ReservedUsernames are words that the API gives a meaning in the place of
+// a username (/api/v2/users/me, /api/v2/users/first, /api/v2/workspaces/me/…),
+// so a user of that name could not be named. Nobody may take them.
+var ReservedUsernames = []string{"me", "first", "login", "logout"}
+
+// ValidateUsername checks a new username: a valid name (ValidateName) that
+// is not reserved.
+func ValidateUsername(name string) error {
+	if err := ValidateName("user", name); err != nil {
+		return err
+	}
+	for _, r := range ReservedUsernames {
+		if name == r {
+			return Errorf(EINVALID, "username %q is reserved: the API uses %q as a keyword (as in /api/v2/users/%s), so choose another", name, name, name)
+		}
+	}
+	return nil
+}
+
 // ValidateName checks a user, workspace, template or app name: lowercase
 // letters, digits and single hyphens, starting with a letter, so that it is
 // safe in URLs, SSH host names and DNS labels. "--" is reserved as the
@@ -323,13 +402,25 @@ func (t *PushTemplateRequest) Validate() error {
 	return nil
 }
 
+// validateHTTPURL checks an absolute http(s) URL with a host and, if it
+// names one, a port from 1 to 65535 (an app on port 0 or 99999 could never
+// be reached).
 func validateHTTPURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil {
 		return fmt.Errorf("%q is not a URL", s)
 	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
 		return fmt.Errorf("%q must be an http:// or https:// URL with a host", s)
+	}
+	if u.User != nil {
+		return fmt.Errorf("%q must not carry a user name or password", s)
+	}
+	if p := u.Port(); p != "" || strings.HasSuffix(u.Host, ":") {
+		n, err := strconv.ParseUint(p, 10, 16)
+		if err != nil || n == 0 {
+			return fmt.Errorf("%q has port %q: a port must be a number from 1 to 65535", s, p)
+		}
 	}
 	return nil
 }

@@ -28,7 +28,18 @@ import (
 // "version" query parameter; the server refuses versions it does not know):
 //
 //	1.0 (2026-11-25): nodes, peer updates (node, disconnected), DERP map pushes.
+//	1.0 (2026-12-04): the server may close a client's socket with
+//	    CloseAccessRevoked (older clients retry, and are refused with 401).
 const CoordinateProtocolVersion = "1.0"
+
+// CloseAccessRevoked is the WebSocket close status with which the server
+// ends a user's coordination or web terminal socket when it takes their
+// access away: the account was suspended or deleted, its sessions were
+// signed out, or its role no longer lets it reach the workspace. The close
+// reason says which, for people. Its counterparts hear PeerDisconnected,
+// so agents drop the client's tunnel at once. A client that gets it must
+// not reconnect: its credentials no longer work.
+const CloseAccessRevoked = 4403
 
 // MaxCoordinateMessage is the largest coordination message either side
 // accepts, in bytes. A node with every allowed endpoint fits many times over.

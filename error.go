@@ -20,6 +20,7 @@ const (
 	EBROWSERONLY    = "browser_only"    // the deployment allows browser access only
 	ENOTIMPLEMENTED = "not_implemented" // the server does not offer this
 	ETOOMANY        = "too_many"        // too many attempts: wait and try again
+	ESTORAGEFULL    = "storage_full"    // the server's database is out of space; nothing was saved
 )
 
 // Error is an error that carries a code and a message meant for a person.

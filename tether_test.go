@@ -72,3 +72,62 @@ func TestTemplateValidateDefaults(t *testing.T) {
 		t.Errorf("defaults not applied: %+v %+v", a, a.Healthcheck)
 	}
 }
+
+// Words the API uses in the place of a username cannot be taken.
+func TestValidateUsername(t *testing.T) {
+	for _, name := range tether.ReservedUsernames {
+		err := tether.ValidateUsername(name)
+		if err == nil || !strings.Contains(err.Error(), "reserved") || tether.ErrorCode(err) != tether.EINVALID {
+			t.Errorf("ValidateUsername(%q) = %v, want a refusal that says it is reserved", name, err)
+		}
+	}
+	for _, name := range []string{"alice", "meg", "mee", "firstly"} {
+		if err := tether.ValidateUsername(name); err != nil {
+			t.Errorf("ValidateUsername(%q) = %v", name, err)
+		}
+	}
+	if err := tether.ValidateUsername("Me"); err == nil {
+		t.Error("an invalid name was accepted")
+	}
+}
+
+// App and health check URLs must name a port that exists.
+func TestTemplateValidateURLs(t *testing.T) {
+	app := func(url, health string) tether.PushTemplateRequest {
+		a := tether.App{Name: "web", URL: url}
+		if health != "" {
+			a.Healthcheck = &tether.Healthcheck{URL: health}
+		}
+		return tether.PushTemplateRequest{Name: "py", Apps: []tether.App{a}}
+	}
+	tests := []struct {
+		name        string
+		url, health string
+		want        string // in the error; "" for accepted
+	}{
+		{"default port", "http://127.0.0.1", "", ""},
+		{"https", "https://localhost:8443/app", "", ""},
+		{"IPv6", "http://[::1]:8080", "http://[::1]:8080/healthz", ""},
+		{"highest port", "http://127.0.0.1:65535", "", ""},
+		{"port 0", "http://127.0.0.1:0", "", "port \"0\""},
+		{"port 99999", "http://127.0.0.1:99999", "", "port \"99999\""},
+		{"empty port", "http://127.0.0.1:/", "", "a port must be a number"},
+		{"no host", "http://:8080", "", "with a host"},
+		{"user info", "http://u:p@127.0.0.1:8080", "", "user name or password"},
+		{"health port 0", "http://127.0.0.1:8080", "http://127.0.0.1:0/h", "healthcheck url"},
+		{"health port too big", "http://127.0.0.1:8080", "http://127.0.0.1:70000/h", "healthcheck url"},
+		{"health not http", "http://127.0.0.1:8080", "tcp://127.0.0.1:8080", "healthcheck url"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req := app(tc.url, tc.health)
+			err := req.Validate()
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("Validate = %v, want nil", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("Validate = %v, want an error about %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/tetherdev/tether/cli/config"
 	"github.com/tetherdev/tether/cli/option"
 	"github.com/tetherdev/tether/client"
+	"github.com/tetherdev/tether/coordinator/coordclient"
 )
 
 // Version is the build's version, set by the linker or left as "dev".
@@ -41,6 +42,10 @@ type root struct {
 	url          string
 	sessionToken string
 	configDir    string
+	// abort cancels the running command's context with a cause that Run
+	// reports instead of the command's own error: the server took the
+	// user's access away while a tunnel was open.
+	abort context.CancelCauseFunc
 }
 
 // Root returns the `tether` command with every client-side subcommand.
@@ -54,6 +59,9 @@ func Root(env *Env) *cobra.Command {
 		SilenceUsage:  true,
 		Version:       Version,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := context.WithCancelCause(cmd.Context())
+			cmd.SetContext(ctx)
+			r.abort = cancel
 			return option.Apply(cmd, env.Getenv)
 		},
 	}
@@ -89,7 +97,12 @@ func Root(env *Env) *cobra.Command {
 func Run(ctx context.Context, cmd *cobra.Command, env *Env, args []string) int {
 	option.Document(cmd)
 	cmd.SetArgs(args)
-	err := cmd.ExecuteContext(ctx)
+	ran, err := cmd.ExecuteContextC(ctx)
+	var revoked *coordclient.AccessRevokedError
+	if ran != nil && ran.Context() != nil && errors.As(context.Cause(ran.Context()), &revoked) {
+		// Whatever the command was doing ended because of this.
+		err = revoked
+	}
 	if err == nil {
 		return 0
 	}

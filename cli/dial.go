@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -115,12 +116,19 @@ func (r *root) dialWorkspace(ctx context.Context, arg string, f tunnelFlags) (*w
 	})
 	conn.SetNodeCallback(coord.SetNode)
 	cctx, cancel := context.WithCancel(context.Background())
-	coordErr := make(chan error, 1)
-	go func() { coordErr <- coord.Run(cctx) }()
+	coordDone := make(chan struct{})
+	var coordErr error // why coord.Run returned; read after coordDone
+	go func() {
+		coordErr = coord.Run(cctx)
+		close(coordDone)
+	}()
+	var stopOnce sync.Once
 	stop := func() {
-		cancel()
-		<-coordErr
-		conn.Close()
+		stopOnce.Do(func() {
+			cancel()
+			<-coordDone
+			conn.Close()
+		})
 	}
 
 	agentIP := tether.TunnelIP(ws.ID)
@@ -136,8 +144,8 @@ func (r *root) dialWorkspace(ctx context.Context, arg string, f tunnelFlags) (*w
 	go func() { reach <- conn.AwaitReachable(ctx, agentIP) }()
 	select {
 	case err = <-reach:
-	case err = <-coordErr:
-		coordErr <- err // for stop
+	case <-coordDone:
+		err = coordErr
 		if err == nil {
 			err = ctx.Err()
 		}
@@ -150,7 +158,25 @@ func (r *root) dialWorkspace(ctx context.Context, arg string, f tunnelFlags) (*w
 		}
 		return nil, err
 	}
+	go r.endWhenRevoked(coordDone, &coordErr, stop)
 	return &workspaceTunnel{conn: conn, agentIP: agentIP, workspace: ws, derpMap: info.DERPMap, stop: stop}, nil
+}
+
+// endWhenRevoked waits for the tunnel's coordination to end (done, then
+// *err says why). If the server took the user's access away (suspended,
+// deleted, signed out, or no longer allowed to reach the workspace), the
+// agent has dropped this peer already: the tunnel closes, and the command
+// ends with the server's reason instead of hanging on a dead tunnel.
+func (r *root) endWhenRevoked(done <-chan struct{}, err *error, stop func()) {
+	<-done
+	var revoked *coordclient.AccessRevokedError
+	if !errors.As(*err, &revoked) {
+		return
+	}
+	if r.abort != nil {
+		r.abort(revoked)
+	}
+	stop()
 }
 
 // dial opens a TCP connection to a port of the agent.

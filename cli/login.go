@@ -126,14 +126,31 @@ func askFirstUser(p *prompter, first *tether.CreateFirstUserRequest) error {
 }
 
 func (r *root) logoutCommand() *cobra.Command {
-	return &cobra.Command{
+	var all bool
+	cmd := &cobra.Command{
 		Use:   "logout",
-		Short: "Sign out and forget the saved session",
-		Args:  cobra.NoArgs,
+		Short: "Sign out and forget the saved session (--all: every session of yours)",
+		Long: "Sign out: the server ends this session and the CLI forgets it.\n\n" +
+			"With --all, every session of yours ends, on every machine and browser, and with them your\n" +
+			"open terminals and tunnels: for a lost laptop, or a session you do not recognize.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := r.client()
 			if err != nil {
 				return err
+			}
+			if all {
+				// The server must end them all; forgetting this one alone
+				// would leave the others open.
+				resp, err := c.EndSessions(cmd.Context(), "me")
+				if err != nil {
+					return err
+				}
+				if err := config.Dir(r.configDir).Forget(); err != nil {
+					return err
+				}
+				fmt.Fprintf(r.env.Stdout, "Logged out of %s everywhere (%s ended).\n", c.URL, plural(resp.Ended, "session"))
+				return nil
 			}
 			// Forget locally even if the server is gone: the user asked to.
 			err = c.Logout(cmd.Context())
@@ -147,4 +164,6 @@ func (r *root) logoutCommand() *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&all, "all", false, "end every session of yours, everywhere, not just this one")
+	return cmd
 }

@@ -151,6 +151,9 @@ func (r *root) serveTCPForward(ctx context.Context, t *workspaceTunnel, ln net.L
 		go func() {
 			defer wg.Done()
 			defer c.Close()
+			// When the command ends, so do its connections, even idle ones
+			// (a copy would wait for the local side to speak).
+			defer context.AfterFunc(ctx, func() { c.Close() })()
 			dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			remote, err := t.dial(dctx, port)
 			cancel()

@@ -40,9 +40,52 @@ func (c *Client) Me(ctx context.Context) (tether.User, error) {
 	return v, c.do(ctx, http.MethodGet, "/api/v2/users/me", nil, &v)
 }
 
+// Users lists every user, page by page.
 func (c *Client) Users(ctx context.Context) ([]tether.User, error) {
-	var v []tether.User
-	return v, c.do(ctx, http.MethodGet, "/api/v2/users", nil, &v)
+	return listAll[tether.User](ctx, c, "/api/v2/users", nil)
+}
+
+// userPath is the API path of a user; "me" is the caller.
+func userPath(user string) string { return "/api/v2/users/" + url.PathEscape(user) }
+
+func (c *Client) User(ctx context.Context, user string) (tether.User, error) {
+	var v tether.User
+	return v, c.do(ctx, http.MethodGet, userPath(user), nil, &v)
+}
+
+// SetUserStatus suspends a user, or makes them active again (admins).
+func (c *Client) SetUserStatus(ctx context.Context, user string, status tether.UserStatus) (tether.User, error) {
+	var v tether.User
+	return v, c.do(ctx, http.MethodPut, userPath(user)+"/status", tether.UpdateUserStatusRequest{Status: status}, &v)
+}
+
+// SetUserRole changes a user's role (admins).
+func (c *Client) SetUserRole(ctx context.Context, user string, role tether.Role) (tether.User, error) {
+	var v tether.User
+	return v, c.do(ctx, http.MethodPut, userPath(user)+"/role", tether.UpdateUserRoleRequest{Role: role}, &v)
+}
+
+// SetUserPassword changes a user's password: one's own ("me") with the
+// current one, another user's (admins) without.
+func (c *Client) SetUserPassword(ctx context.Context, user string, req tether.UpdateUserPasswordRequest) error {
+	return c.do(ctx, http.MethodPut, userPath(user)+"/password", req, nil)
+}
+
+// DeleteUser deletes a user; one who owns workspaces only with
+// deleteWorkspaces, which deletes them too.
+func (c *Client) DeleteUser(ctx context.Context, user string, deleteWorkspaces bool) (tether.DeleteUserResponse, error) {
+	var v tether.DeleteUserResponse
+	path := userPath(user)
+	if deleteWorkspaces {
+		path += "?delete_workspaces=true"
+	}
+	return v, c.do(ctx, http.MethodDelete, path, nil, &v)
+}
+
+// EndSessions signs a user ("me" for the caller) out of every session.
+func (c *Client) EndSessions(ctx context.Context, user string) (tether.EndSessionsResponse, error) {
+	var v tether.EndSessionsResponse
+	return v, c.do(ctx, http.MethodDelete, userPath(user)+"/sessions", nil, &v)
 }
 
 func (c *Client) CreateUser(ctx context.Context, req tether.CreateUserRequest) (tether.User, error) {
@@ -61,14 +104,13 @@ func (c *Client) PushTemplate(ctx context.Context, req tether.PushTemplateReques
 }
 
 // Workspaces lists the caller's workspaces, or every workspace for admins
-// unless mine is set.
+// unless mine is set, page by page.
 func (c *Client) Workspaces(ctx context.Context, mine bool) ([]tether.Workspace, error) {
-	path := "/api/v2/workspaces"
+	q := url.Values{}
 	if mine {
-		path += "?owner=me"
+		q.Set("owner", "me")
 	}
-	var v []tether.Workspace
-	return v, c.do(ctx, http.MethodGet, path, nil, &v)
+	return listAll[tether.Workspace](ctx, c, "/api/v2/workspaces", q)
 }
 
 // workspacePath is the API path of a workspace; owner "me" is the caller.

@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/coder/websocket"
@@ -79,17 +80,23 @@ func (c *Client) authorize(h http.Header) {
 // do sends a request with an optional JSON body and decodes a JSON response
 // into out (unless out is nil). Non-2xx responses become *tether.Error.
 func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	_, err := c.doHeader(ctx, method, path, body, out)
+	return err
+}
+
+// doHeader is do that also returns the response's header.
+func (c *Client) doHeader(ctx context.Context, method, path string, body, out any) (http.Header, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.endpoint(path), rd)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -97,19 +104,72 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	c.authorize(req.Header)
 	resp, err := c.httpClient().Do(req)
 	if err != nil {
-		return c.unreachable(ctx, err)
+		return nil, c.unreachable(ctx, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
-		return readError(resp)
+		return resp.Header, readError(resp)
 	}
 	if out == nil {
-		return nil
+		return resp.Header, nil
 	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("read response of %s %s: %w", method, path, err)
+		return resp.Header, fmt.Errorf("read response of %s %s: %w", method, path, err)
 	}
-	return nil
+	return resp.Header, nil
+}
+
+// maxPages bounds how many pages listAll follows, against a server that
+// links pages in a circle.
+const maxPages = 100_000
+
+// listAll gets every page of a list endpoint (see tether.DefaultPageSize),
+// following each response's link to the next page, and returns the items
+// in order.
+func listAll[T any](ctx context.Context, c *Client, path string, query url.Values) ([]T, error) {
+	if query == nil {
+		query = url.Values{}
+	}
+	query.Set("limit", strconv.Itoa(tether.MaxPageSize))
+	all := []T{}
+	for range maxPages {
+		var page []T
+		h, err := c.doHeader(ctx, http.MethodGet, path+"?"+query.Encode(), nil, &page)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, page...)
+		after, ok := nextCursor(h)
+		if !ok {
+			return all, nil
+		}
+		if after == query.Get("after") {
+			return nil, fmt.Errorf("list %s: the server sent the same page twice", path)
+		}
+		query.Set("after", after)
+	}
+	return nil, fmt.Errorf("list %s: more than %d pages", path, maxPages)
+}
+
+// nextCursor reads the after parameter of a response's Link rel="next".
+func nextCursor(h http.Header) (string, bool) {
+	for _, v := range h.Values("Link") {
+		for _, link := range strings.Split(v, ",") {
+			ref, params, ok := strings.Cut(strings.TrimSpace(link), ";")
+			if !ok || !strings.Contains(strings.NewReplacer(" ", "", `"`, "").Replace(params), "rel=next") {
+				continue
+			}
+			ref = strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(ref), "<"), ">")
+			u, err := url.Parse(ref)
+			if err != nil {
+				continue
+			}
+			if after := u.Query().Get("after"); after != "" {
+				return after, true
+			}
+		}
+	}
+	return "", false
 }
 
 // unreachable describes a request that got no answer at all.
@@ -151,6 +211,8 @@ func codeForStatus(status int) string {
 		return tether.ETOOMANY
 	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 		return tether.EUNAVAILABLE
+	case http.StatusInsufficientStorage:
+		return tether.ESTORAGEFULL
 	}
 	return tether.EINTERNAL
 }

@@ -13,7 +13,9 @@
 //   - a new client gets its agent's latest node at once, and an agent that
 //     (re)connects gets the nodes of all its clients;
 //   - when a peer leaves, its counterparts hear PeerDisconnected if it said
-//     so (CoordinateRequest.Disconnect) and PeerLost if its stream broke;
+//     so (CoordinateRequest.Disconnect) or the server took its access away
+//     (a stream ended with a *RevokedError), and PeerLost if its stream
+//     broke;
 //   - a second stream with the same peer ID replaces the first, whose Serve
 //     call returns ErrReplaced; its counterparts hear nothing until the new
 //     stream sends a node.
@@ -111,6 +113,16 @@ var (
 	// ErrClientBound: the client ID is already bound to another agent.
 	ErrClientBound = errors.New("client is bound to another agent")
 )
+
+// RevokedError ends a stream whose peer lost its access: its user was
+// suspended, deleted or signed out, or may no longer reach the workspace.
+// A Stream's Recv returns it (WebSocket.Revoke), and the peer's
+// counterparts hear PeerDisconnected rather than PeerLost, so that they
+// drop the peer's tunnel at once instead of keeping it in case it comes
+// back. Reason is for people.
+type RevokedError struct{ Reason string }
+
+func (e *RevokedError) Error() string { return "access revoked: " + e.Reason }
 
 // Reasons sent with PeerDisconnected and PeerLost.
 const (
@@ -274,9 +286,11 @@ func (c *Coordinator) serve(ctx context.Context, pc *peerConn, s Stream) error {
 	}()
 
 	graceful, err := c.recvLoop(ctx, pc, s)
+	var revoked *RevokedError
+	departed := graceful || errors.As(err, &revoked)
 
 	c.mu.Lock()
-	c.g.disconnectLocked(pc, graceful)
+	c.g.disconnectLocked(pc, departed)
 	c.mu.Unlock()
 	if graceful {
 		// Let a Send in progress finish: cancelling it would break the
@@ -296,6 +310,8 @@ func (c *Coordinator) serve(ctx context.Context, pc *peerConn, s Stream) error {
 		log.Debug("peer replaced by a newer connection")
 	case errors.Is(err, ErrInvalidNode):
 		log.Warn("peer sent an invalid node", slog.Any("error", err))
+	case revoked != nil:
+		log.Info("peer's access revoked", slog.String("reason", revoked.Reason))
 	default:
 		log.Debug("peer lost", slog.Any("error", err))
 	}

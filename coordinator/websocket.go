@@ -166,6 +166,18 @@ func (w *WebSocket) Recv(ctx context.Context) (*tether.CoordinateRequest, error)
 	return &req, nil
 }
 
+// Revoke ends the stream because its peer lost its access: it closes the
+// socket with tether.CloseAccessRevoked and reason (which the peer shows
+// its user), and Recv returns a *RevokedError, so that the coordinator
+// tells the peer's counterparts it left. Revoke may be called from any
+// goroutine, while Recv runs; it returns once the peer has answered the
+// close, or after the library's close timeout.
+func (w *WebSocket) Revoke(reason string) {
+	reason = closeReason(reason)
+	w.setCause(&RevokedError{Reason: reason})
+	w.conn.Close(websocket.StatusCode(tether.CloseAccessRevoked), reason)
+}
+
 // fail closes the socket with status and reason and returns the matching
 // *ProtocolError.
 func (w *WebSocket) fail(status websocket.StatusCode, reason string) error {
@@ -214,11 +226,16 @@ func (w *WebSocket) Close(err error) error {
 	w.stopHeartbeat()
 	<-w.heartbeatDone
 	status, reason := websocket.StatusNormalClosure, ""
-	var pe *ProtocolError
+	var (
+		pe      *ProtocolError
+		revoked *RevokedError
+	)
 	switch {
 	case err == nil:
 	case errors.As(err, &pe):
 		status, reason = pe.Status, pe.Reason
+	case errors.As(err, &revoked):
+		status, reason = websocket.StatusCode(tether.CloseAccessRevoked), revoked.Reason
 	case errors.Is(err, ErrReplaced):
 		status, reason = websocket.StatusPolicyViolation, ErrReplaced.Error()
 	case errors.Is(err, ErrInvalidNode):

@@ -21,17 +21,19 @@ import (
 // wsServer serves a coordinator over real WebSockets the way the HTTP
 // server does: ?agent=ID for an agent, ?client=ID&agent=ID for a client.
 type wsServer struct {
-	c      *coordinator.Coordinator
-	srv    *httptest.Server
-	errs   chan error // what each Serve call returned
-	opts   coordinator.WebSocketOptions
-	cancel context.CancelFunc
+	c    *coordinator.Coordinator
+	srv  *httptest.Server
+	errs chan error // what each Serve call returned
+	// clients gets each client's stream as it connects.
+	clients chan *coordinator.WebSocket
+	opts    coordinator.WebSocketOptions
+	cancel  context.CancelFunc
 }
 
 func newWSServer(t *testing.T, opts coordinator.WebSocketOptions, copts coordinator.Options) *wsServer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &wsServer{c: coordinator.New(copts), errs: make(chan error, 100), opts: opts, cancel: cancel}
+	s := &wsServer{c: coordinator.New(copts), errs: make(chan error, 100), clients: make(chan *coordinator.WebSocket, 100), opts: opts, cancel: cancel}
 	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		agentID, err := uuid.Parse(r.URL.Query().Get("agent"))
 		if err != nil {
@@ -45,6 +47,7 @@ func newWSServer(t *testing.T, opts coordinator.WebSocketOptions, copts coordina
 		if c := r.URL.Query().Get("client"); c != "" {
 			clientID := uuid.MustParse(c)
 			ws := coordinator.NewWebSocket(conn, clientID, s.opts)
+			s.clients <- ws
 			err = s.c.ServeClient(ctx, clientID, agentID, ws)
 			ws.Close(err)
 		} else {
@@ -180,6 +183,37 @@ func TestWebSocketForwarding(t *testing.T) {
 	if err := <-s.errs; err == nil {
 		t.Error("ServeClient after a broken socket = nil, want an error")
 	}
+}
+
+// A client whose access the server revokes is told why, and its agent
+// hears that it left (and so drops its tunnel at once), not that it was
+// lost.
+func TestWebSocketRevoke(t *testing.T) {
+	ctx := testContext(t)
+	s := newWSServer(t, coordinator.WebSocketOptions{}, coordinator.Options{})
+	agentID, clientID := uuid.New(), uuid.New()
+	a := s.dialAgent(t, ctx, agentID)
+	cl := s.dialClient(t, ctx, clientID, agentID)
+	stream := <-s.clients
+	cl.write(ctx, tether.CoordinateRequest{Node: newNode(clientID, 6)})
+	a.awaitUpdate(ctx, func(u tether.PeerUpdate) bool { return u.ID == clientID && u.Kind == tether.PeerNode })
+
+	const reason = "your account was suspended"
+	done := make(chan struct{})
+	go func() { defer close(done); stream.Revoke(reason) }()
+	code, got := cl.awaitClose(ctx)
+	if code != tether.CloseAccessRevoked || got != reason {
+		t.Errorf("client's socket closed with %v %q, want %d %q", code, got, tether.CloseAccessRevoked, reason)
+	}
+	u := a.awaitUpdate(ctx, func(u tether.PeerUpdate) bool { return u.ID == clientID && u.Kind != tether.PeerNode })
+	if u.Kind != tether.PeerDisconnected {
+		t.Errorf("agent heard %q about the revoked client, want %q", u.Kind, tether.PeerDisconnected)
+	}
+	var revoked *coordinator.RevokedError
+	if err := <-s.errs; !errors.As(err, &revoked) || revoked.Reason != reason {
+		t.Errorf("ServeClient = %v, want a RevokedError with the reason", err)
+	}
+	<-done
 }
 
 // TestWebSocketViolations sends what a peer must not, and checks the close

@@ -54,6 +54,7 @@ type Settings struct {
 	WildcardAccessURL       string
 	AllowPathAppSharing     bool
 	TrustedProxies          []string
+	MaxWorkspacesPerUser    int
 }
 
 // Command returns `tether server`. version is reported by the API.
@@ -96,6 +97,7 @@ func Command(stdout, stderr io.Writer, version string) *cobra.Command {
 	f.StringVar(&s.WildcardAccessURL, "wildcard-access-url", "", "serve subdomain apps at APP--WS--USER.<domain>: a pattern like *.apps.example.com whose hosts resolve to this server")
 	f.BoolVar(&s.AllowPathAppSharing, "dangerous-allow-path-app-sharing", false, "let path-based apps open for users other than their owner (admins included); their scripts run on the dashboard's origin and could act as the visitor")
 	f.StringSliceVar(&s.TrustedProxies, "trusted-proxies", nil, "addresses or CIDR ranges (comma separated) of reverse proxies in front of this server whose X-Forwarded-For names the client, for sign-in throttling and logs; others' X-Forwarded-For is ignored")
+	f.IntVar(&s.MaxWorkspacesPerUser, "max-workspaces-per-user", 100, "how many workspaces each user (admins too) may own; 0 for no limit")
 	f.BoolVar(&s.Dev, "dev", false, "demo mode: local data, a first admin, a workspace `dev` with its agent on this machine, and CLI credentials")
 	return cmd
 }
@@ -120,6 +122,9 @@ func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version stri
 		return fmt.Errorf("--log-level %q must be debug, info, warn or error", s.LogLevel)
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if s.MaxWorkspacesPerUser < 0 {
+		return fmt.Errorf("--max-workspaces-per-user %d: give 0 for no limit, or how many workspaces each user may own", s.MaxWorkspacesPerUser)
+	}
 	if (s.TLSCertFile == "") != (s.TLSKeyFile == "") {
 		return errors.New("--tls-cert-file and --tls-key-file go together: pass both or neither")
 	}
@@ -185,20 +190,21 @@ func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version stri
 		defer replicas.close()
 	}
 	opts := server.Options{
-		Logger:              logger.With(slog.String("component", "server")),
-		Store:               db,
-		AccessURL:           accessURL,
-		Version:             version,
-		DERP:                relay.handler,
-		DERPMeshKey:         relay.meshKey(),
-		DERPMap:             relay.derpMap,
-		BlockDirect:         s.BlockDirectConnections,
-		DERPForceWebSockets: s.DERPForceWebSockets,
-		BrowserOnly:         s.BrowserOnly,
-		WildcardAccessURL:   s.WildcardAccessURL,
-		AllowPathAppSharing: s.AllowPathAppSharing,
-		TrustedProxies:      trustedProxies,
-		Site:                site.Handler(),
+		Logger:               logger.With(slog.String("component", "server")),
+		Store:                db,
+		AccessURL:            accessURL,
+		Version:              version,
+		DERP:                 relay.handler,
+		DERPMeshKey:          relay.meshKey(),
+		DERPMap:              relay.derpMap,
+		BlockDirect:          s.BlockDirectConnections,
+		DERPForceWebSockets:  s.DERPForceWebSockets,
+		BrowserOnly:          s.BrowserOnly,
+		WildcardAccessURL:    s.WildcardAccessURL,
+		AllowPathAppSharing:  s.AllowPathAppSharing,
+		TrustedProxies:       trustedProxies,
+		MaxWorkspacesPerUser: s.MaxWorkspacesPerUser,
+		Site:                 site.Handler(),
 	}
 	if relay.handler != nil {
 		opts.DERPRegionID = s.DERPServerRegionID

@@ -150,6 +150,16 @@ func (s *Server) sessionToken(r *http.Request) (token string, fromCookie bool, e
 	return token, token != "", err
 }
 
+// requestSessionHash is the store hash of the request's session token, ""
+// without one, for code that has authenticated the request already.
+func (s *Server) requestSessionHash(r *http.Request) string {
+	token, _, err := s.sessionToken(r)
+	if err != nil || token == "" {
+		return ""
+	}
+	return store.HashToken(token)
+}
+
 var errNoSession = tether.Errorf(tether.EUNAUTHORIZED, "you are not signed in: run `tether login URL`, or send a session token in the %s header", tether.SessionTokenHeader)
 
 // authenticateUser returns the user behind the request's session token.
@@ -187,14 +197,8 @@ func (s *Server) sessionUser(ctx context.Context, hash string) (store.Session, s
 	if !s.now().Before(sess.ExpiresAt) {
 		return sess, store.User{}, tether.Errorf(tether.EUNAUTHORIZED, "session expired: run `tether login` again")
 	}
-	u, err := s.store.UserByID(ctx, sess.UserID)
-	if errors.Is(err, store.ErrNotFound) {
-		return sess, u, tether.Errorf(tether.EUNAUTHORIZED, "the account of this session no longer exists")
-	}
-	if err != nil {
-		return sess, u, err
-	}
-	return sess, u, nil
+	u, err := s.activeUser(ctx, sess.UserID)
+	return sess, u, err
 }
 
 // authenticateAgent returns the workspace whose agent token the request

@@ -62,6 +62,7 @@ func (s *Server) clientCoordinate(w http.ResponseWriter, r *http.Request, u stor
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
 	stream := coordinator.NewWebSocket(conn, clientID, coordinator.WebSocketOptions{})
+	defer s.trackLive(r, u, ws, "tunnel", stream.Revoke)()
 	err = s.coord.ServeClient(ctx, clientID, ws.ID, stream)
 	stream.Close(err)
 	s.logger.Debug("client coordination ended", slog.String("user", u.Username),

@@ -24,6 +24,7 @@ var statusCodes = map[string]int{
 	tether.EBROWSERONLY:    http.StatusForbidden,
 	tether.ENOTIMPLEMENTED: http.StatusNotImplemented,
 	tether.ETOOMANY:        http.StatusTooManyRequests,
+	tether.ESTORAGEFULL:    http.StatusInsufficientStorage,
 }
 
 // storeError gives store sentinels a user-facing code. what names the thing
@@ -42,6 +43,13 @@ func storeError(err error, what string) error {
 // errors are logged and replaced by a generic message so that no internal
 // detail reaches the client.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, store.ErrStorageFull) {
+		// Whichever write hit it, it was not made, and the operator must
+		// act: say so to both.
+		s.logger.Error("the database is full: free disk space (or grow the database's volume); writes fail until then",
+			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("err", err))
+		err = tether.Errorf(tether.ESTORAGEFULL, "the server's database is out of space, so nothing was saved: try again later, or tell the server's operator (its log says more)")
+	}
 	code := tether.ErrorCode(err)
 	resp := tether.ErrorResponse{Message: tether.ErrorMessage(err), Code: code}
 	var te *tether.Error

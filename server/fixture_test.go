@@ -23,9 +23,6 @@ import (
 	"tailscale.com/tailcfg"
 )
 
-// testTimeout bounds one request of a test.
-const testTimeout = 20 * time.Second
-
 // The fixture's deployment: the dashboard at accessHost, subdomain apps
 // under *.apps.example.com, same-site with it as in issue 10.
 const (
@@ -67,6 +64,7 @@ type fixture struct {
 	agentToken          string
 	seq                 atomic.Int64
 	added               atomic.Int64 // workspaces added by addWorkspace
+	addedUsers          atomic.Int64 // users added by addUser
 }
 
 // Passwords of the fixture's users.
@@ -150,6 +148,7 @@ func (f *fixture) addUser(name string, role tether.Role, password string) store.
 	if err := f.db.CreateUser(context.Background(), u); err != nil {
 		f.t.Fatal(err)
 	}
+	f.addedUsers.Add(1)
 	return u
 }
 
@@ -160,7 +159,7 @@ func (f *fixture) addWorkspace(owner store.User, name string, template uuid.UUID
 	token := newToken()
 	ws := store.Workspace{ID: uuid.New(), Name: name, OwnerID: owner.ID, Owner: owner.Username, TemplateID: template,
 		AgentTokenHash: store.HashToken(token), CreatedAt: f.clock.Now()}
-	if err := f.db.CreateWorkspace(context.Background(), ws); err != nil {
+	if err := f.db.CreateWorkspace(context.Background(), ws, 0); err != nil {
 		f.t.Fatal(err)
 	}
 	f.added.Add(1)

@@ -129,6 +129,12 @@ func (s *Server) routeTable(derp, site http.Handler) []route {
 		s.userRoute("GET /api/v2/users/me", s.getMe),
 		s.userRoute("GET /api/v2/users", s.getUsers),
 		s.userRoute("POST /api/v2/users", s.postUser),
+		s.userRoute("GET /api/v2/users/{user}", s.getUser),
+		s.userRoute("DELETE /api/v2/users/{user}", s.deleteUser),
+		s.userRoute("PUT /api/v2/users/{user}/status", s.putUserStatus),
+		s.userRoute("PUT /api/v2/users/{user}/role", s.putUserRole),
+		s.userRoute("PUT /api/v2/users/{user}/password", s.putUserPassword),
+		s.userRoute("DELETE /api/v2/users/{user}/sessions", s.deleteUserSessions),
 
 		s.userRoute("GET /api/v2/templates", s.getTemplates),
 		s.userRoute("POST /api/v2/templates", s.postTemplate),

@@ -66,6 +66,9 @@ type Options struct {
 	// X-Forwarded-For names the client, for sign-in throttling and logs.
 	// Empty means the connection's peer is the client.
 	TrustedProxies []netip.Prefix
+	// MaxWorkspacesPerUser is how many workspaces each user may own
+	// (--max-workspaces-per-user); 0 means no limit.
+	MaxWorkspacesPerUser int
 
 	// Replica and Bus make the coordinator one of several replicas that
 	// share a database: it publishes its peers' events on Bus, and the
@@ -96,6 +99,8 @@ type Server struct {
 	appTokens           appTokens
 	logins              *loginThrottle
 	trustedProxies      []netip.Prefix
+	maxWorkspaces       int
+	live                liveConns
 	appHealth           appHealth
 	connections         connections
 	health              healthCache
@@ -141,6 +146,7 @@ func New(opts Options) (*Server, error) {
 		allowPathAppSharing: opts.AllowPathAppSharing,
 		logins:              newLoginThrottle(),
 		trustedProxies:      opts.TrustedProxies,
+		maxWorkspaces:       opts.MaxWorkspacesPerUser,
 		logger:              logger,
 		store:               opts.Store,
 		accessURL:           opts.AccessURL,
@@ -179,8 +185,9 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.routes(opts.DERP, opts.Site)
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go s.expireSessions()
+	go s.sweepLive()
 	return s, nil
 }
 

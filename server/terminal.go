@@ -109,6 +109,9 @@ func (s *Server) workspacePTY(w http.ResponseWriter, r *http.Request, u store.Us
 	}
 	s.wg.Add(1)
 	defer s.wg.Done()
+	defer s.trackLive(r, u, ws, "web terminal", func(reason string) {
+		conn.Close(websocket.StatusCode(tether.CloseAccessRevoked), reason)
+	})()
 	conn.SetReadLimit(maxTerminalMessage)
 	ctx, stop := context.WithCancel(s.ctx)
 	var wg sync.WaitGroup

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/tetherdev/tether"
+	"github.com/tetherdev/tether/internal/password"
 	"github.com/tetherdev/tether/store"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -25,8 +26,8 @@ func (s *Server) getFirstUser(w http.ResponseWriter, r *http.Request) error {
 }
 
 // newUser validates a request to create a user and hashes its password.
-func (s *Server) newUser(username, email, password string, role tether.Role) (store.User, error) {
-	if err := tether.ValidateName("user", username); err != nil {
+func (s *Server) newUser(username, email, pw string, role tether.Role) (store.User, error) {
+	if err := tether.ValidateUsername(username); err != nil {
 		return store.User{}, err
 	}
 	email = strings.TrimSpace(email)
@@ -36,12 +37,15 @@ func (s *Server) newUser(username, email, password string, role tether.Role) (st
 	if !role.Valid() {
 		return store.User{}, tether.Errorf(tether.EINVALID, "role %q must be admin or member", role)
 	}
-	hash, err := hashPassword(password)
+	if err := password.Check(pw, username, email); err != nil {
+		return store.User{}, err
+	}
+	hash, err := hashPassword(pw)
 	if err != nil {
 		return store.User{}, err
 	}
 	return store.User{
-		User:         tether.User{ID: uuid.New(), Username: username, Email: email, Role: role, CreatedAt: s.now()},
+		User:         tether.User{ID: uuid.New(), Username: username, Email: email, Role: role, Status: tether.UserActive, CreatedAt: s.now()},
 		PasswordHash: hash,
 	}, nil
 }
@@ -51,13 +55,21 @@ func (s *Server) postFirstUser(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}
+	errExists := tether.Errorf(tether.ECONFLICT, "the first user already exists: sign in with `tether login URL` instead")
+	// On a server that is set up, that is the answer, whatever the
+	// request's flaws (CreateFirstUser decides atomically below).
+	if n, err := s.store.CountUsers(r.Context()); err != nil {
+		return err
+	} else if n > 0 {
+		return errExists
+	}
 	u, err := s.newUser(req.Username, req.Email, req.Password, tether.RoleAdmin)
 	if err != nil {
 		return err
 	}
 	if err := s.store.CreateFirstUser(r.Context(), u); err != nil {
 		if errors.Is(err, store.ErrConflict) {
-			return tether.Errorf(tether.ECONFLICT, "the first user already exists: sign in with `tether login URL` instead")
+			return errExists
 		}
 		return err
 	}
@@ -65,6 +77,9 @@ func (s *Server) postFirstUser(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) respondWithSession(w http.ResponseWriter, r *http.Request, u store.User, status int) error {
+	if u.Status == tether.UserSuspended {
+		return tether.Errorf(tether.EFORBIDDEN, "your account is suspended: ask an admin to reactivate it")
+	}
 	token, err := s.startSession(r, u)
 	if err != nil {
 		return err
@@ -146,10 +161,15 @@ func (s *Server) getUsers(w http.ResponseWriter, r *http.Request, u store.User) 
 	if u.Role != tether.RoleAdmin {
 		return errAdminOnly
 	}
-	users, err := s.store.ListUsers(r.Context())
+	p, err := readPage(r)
 	if err != nil {
 		return err
 	}
+	users, err := s.store.ListUsers(r.Context(), p)
+	if err != nil {
+		return err
+	}
+	users = pageEnd(w, r, p, users, func(u store.User) string { return u.Username })
 	out := make([]tether.User, 0, len(users))
 	for _, u := range users {
 		out = append(out, u.User)

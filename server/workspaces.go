@@ -65,10 +65,18 @@ func (s *Server) getWorkspaces(w http.ResponseWriter, r *http.Request, u store.U
 	if u.Role == tether.RoleAdmin && r.URL.Query().Get("owner") != "me" {
 		owner = uuid.Nil
 	}
-	list, err := s.store.ListWorkspaces(r.Context(), owner)
+	p, err := readPage(r)
 	if err != nil {
 		return err
 	}
+	if _, _, ok := store.SplitWorkspaceKey(p.After); p.After != "" && !ok {
+		return tether.Errorf(tether.EINVALID, "after %q is not a cursor this server gave", p.After)
+	}
+	list, err := s.store.ListWorkspaces(r.Context(), owner, p)
+	if err != nil {
+		return err
+	}
+	list = pageEnd(w, r, p, list, func(ws store.Workspace) string { return store.WorkspaceKey(ws.Owner, ws.Name) })
 	cache := map[uuid.UUID][]tether.App{}
 	out := make([]tether.Workspace, 0, len(list))
 	for _, ws := range list {
@@ -152,7 +160,9 @@ func (s *Server) postWorkspace(w http.ResponseWriter, r *http.Request, u store.U
 	}
 	token := newToken()
 	ws.AgentTokenHash = store.HashToken(token)
-	if err := s.store.CreateWorkspace(r.Context(), ws); err != nil {
+	if err := s.store.CreateWorkspace(r.Context(), ws, s.maxWorkspaces); errors.Is(err, store.ErrLimit) {
+		return tether.Errorf(tether.EFORBIDDEN, "you have %d workspaces, the most this server allows each user: delete one (`tether delete NAME`), or ask an admin to raise --max-workspaces-per-user", s.maxWorkspaces)
+	} else if err != nil {
 		return storeError(err, "workspace "+req.Name)
 	}
 	writeJSON(w, http.StatusCreated, tether.CreateWorkspaceResponse{
@@ -171,9 +181,15 @@ func (s *Server) deleteWorkspace(w http.ResponseWriter, r *http.Request, u store
 	if err := s.store.DeleteWorkspace(r.Context(), ws.ID); err != nil {
 		return storeError(err, "workspace "+ws.Name)
 	}
-	s.disconnectAgent(ws.ID, "workspace deleted")
-	s.appHealth.forget(ws.ID)
-	s.connections.set(ws.ID, nil)
+	s.forgetWorkspace(ws.ID)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// forgetWorkspace lets go of a deleted workspace: its agent is
+// disconnected, and what the server kept about it dropped.
+func (s *Server) forgetWorkspace(id uuid.UUID) {
+	s.disconnectAgent(id, "workspace deleted")
+	s.appHealth.forget(id)
+	s.connections.set(id, nil)
 }

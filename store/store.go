@@ -12,6 +12,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -22,7 +23,26 @@ import (
 var (
 	ErrNotFound = errors.New("not found")
 	ErrConflict = errors.New("already exists")
+	// ErrLastAdmin: the change would leave no active admin, and so nobody
+	// who could undo it.
+	ErrLastAdmin = errors.New("would leave no active admin")
+	// ErrHasWorkspaces: the user still owns workspaces.
+	ErrHasWorkspaces = errors.New("user owns workspaces")
+	// ErrLimit: the owner has as many workspaces as the limit allows.
+	ErrLimit = errors.New("workspace limit reached")
+	// ErrStorageFull: the database (its disk) is full. The write was not
+	// made; what was written before is intact.
+	ErrStorageFull = errors.New("database is full")
 )
+
+// Page asks for part of a list, in the list's order: at most Limit items
+// (0 means all) that come after the item whose key is After ("" starts at
+// the beginning). The key of a user is its username; that of a workspace
+// is "OWNER/NAME" (names never contain "/").
+type Page struct {
+	After string
+	Limit int
+}
 
 // User is a stored user: the public view plus the password hash.
 type User struct {
@@ -60,8 +80,10 @@ type Workspace struct {
 }
 
 // Store is the server's persistent state. Every method is safe for
-// concurrent use. Lookups that find nothing return an error wrapping
-// ErrNotFound; creations that collide with a unique name wrap ErrConflict.
+// concurrent use. Lookups and changes that find nothing return an error
+// wrapping ErrNotFound; creations that collide with a unique name wrap
+// ErrConflict; a write that the database had no room for wraps
+// ErrStorageFull.
 type Store interface {
 	CountUsers(ctx context.Context) (int, error)
 	CreateUser(ctx context.Context, u User) error
@@ -71,11 +93,34 @@ type Store interface {
 	UserByID(ctx context.Context, id uuid.UUID) (User, error)
 	// UserByLogin finds a user by username or email address.
 	UserByLogin(ctx context.Context, login string) (User, error)
-	ListUsers(ctx context.Context) ([]User, error)
+	// ListUsers lists users ordered by username.
+	ListUsers(ctx context.Context, p Page) ([]User, error)
+	// SetUserRole changes a user's role. Demoting the last active admin
+	// fails with ErrLastAdmin.
+	SetUserRole(ctx context.Context, id uuid.UUID, role tether.Role) error
+	// SetUserStatus suspends a user or makes them active again.
+	// Suspending also deletes every session of the user, in the same
+	// transaction; suspending the last active admin fails with
+	// ErrLastAdmin.
+	SetUserStatus(ctx context.Context, id uuid.UUID, status tether.UserStatus) error
+	// SetUserPassword replaces a user's password hash and, in the same
+	// transaction, deletes every session of the user except the one whose
+	// token hash is keepSession ("" keeps none).
+	SetUserPassword(ctx context.Context, id uuid.UUID, hash []byte, keepSession string) error
+	// DeleteUser deletes a user and their sessions. A user who owns
+	// workspaces is deleted only with deleteWorkspaces, which deletes them
+	// too, in the same transaction, and returns them; otherwise it fails
+	// with ErrHasWorkspaces and returns the workspaces in the way.
+	// Deleting the last active admin fails with ErrLastAdmin.
+	DeleteUser(ctx context.Context, id uuid.UUID, deleteWorkspaces bool) ([]Workspace, error)
 
 	CreateSession(ctx context.Context, s Session) error
 	SessionByTokenHash(ctx context.Context, hash string) (Session, error)
 	DeleteSession(ctx context.Context, hash string) error
+	// DeleteUserSessions deletes every session of a user except the one
+	// whose token hash is keepSession ("" keeps none), and returns how
+	// many it deleted.
+	DeleteUserSessions(ctx context.Context, userID uuid.UUID, keepSession string) (int, error)
 	// DeleteExpiredSessions removes sessions that expired before now.
 	DeleteExpiredSessions(ctx context.Context, now time.Time) error
 
@@ -86,13 +131,17 @@ type Store interface {
 	TemplateByID(ctx context.Context, id uuid.UUID) (Template, error)
 	ListTemplates(ctx context.Context) ([]Template, error)
 
-	CreateWorkspace(ctx context.Context, w Workspace) error
+	// CreateWorkspace creates w. With maxPerOwner > 0, an owner who has
+	// that many workspaces already gets ErrLimit instead; the count and
+	// the creation are one atomic step, so concurrent creations cannot
+	// exceed the limit.
+	CreateWorkspace(ctx context.Context, w Workspace, maxPerOwner int) error
 	WorkspaceByID(ctx context.Context, id uuid.UUID) (Workspace, error)
 	WorkspaceByOwnerAndName(ctx context.Context, ownerID uuid.UUID, name string) (Workspace, error)
 	WorkspaceByAgentTokenHash(ctx context.Context, hash string) (Workspace, error)
 	// ListWorkspaces lists every workspace, or only ownerID's when it is
-	// not uuid.Nil, ordered by owner and name.
-	ListWorkspaces(ctx context.Context, ownerID uuid.UUID) ([]Workspace, error)
+	// not uuid.Nil, ordered by owner's username and name.
+	ListWorkspaces(ctx context.Context, ownerID uuid.UUID, p Page) ([]Workspace, error)
 	DeleteWorkspace(ctx context.Context, id uuid.UUID) error
 	SetAgentTokenHash(ctx context.Context, id uuid.UUID, hash string) error
 	// AgentConnected records that the workspace's agent connected at t.
@@ -103,6 +152,15 @@ type Store interface {
 	AgentDisconnected(ctx context.Context, id uuid.UUID, t time.Time) error
 
 	Close() error
+}
+
+// WorkspaceKey is a workspace's key in its list order, for Page.After.
+func WorkspaceKey(owner, name string) string { return owner + "/" + name }
+
+// SplitWorkspaceKey splits a WorkspaceKey; ok is false if key is not one.
+func SplitWorkspaceKey(key string) (owner, name string, ok bool) {
+	owner, name, ok = strings.Cut(key, "/")
+	return owner, name, ok && owner != "" && name != ""
 }
 
 // HashToken returns the hash under which a bearer token is stored. Tokens

@@ -99,6 +99,16 @@ type permanentError struct{ err error }
 func (e *permanentError) Error() string { return e.err.Error() }
 func (e *permanentError) Unwrap() error { return e.err }
 
+// AccessRevokedError is why Run ended when the server took this peer's
+// access away (tether.CloseAccessRevoked): the user was suspended, deleted
+// or signed out, or may no longer reach the workspace. Reason, from the
+// server, says which. Reconnecting cannot help.
+type AccessRevokedError struct{ Reason string }
+
+func (e *AccessRevokedError) Error() string {
+	return "the server ended the connection: " + e.Reason
+}
+
 // Permanent wraps err so that Run returns it instead of retrying. It
 // returns nil for nil.
 func Permanent(err error) error {
@@ -223,8 +233,9 @@ func (c *Client) AwaitPeer(ctx context.Context, id uuid.UUID) (*tether.Node, err
 	}
 }
 
-// Run connects to the coordinator and keeps connecting until ctx ends or
-// Dial returns a Permanent error. When ctx ends it tells the coordinator it
+// Run connects to the coordinator and keeps connecting until ctx ends, Dial
+// returns a Permanent error, or the server revokes the peer's access
+// (*AccessRevokedError). When ctx ends it tells the coordinator it
 // is leaving (so that peers hear "disconnected", not "lost"), closes the
 // WebSocket and returns nil. Peers stay in the Tunnel after Run returns,
 // and pending lost-peer removals are cancelled: the Tunnel's owner decides
@@ -261,6 +272,9 @@ func (c *Client) Run(ctx context.Context) error {
 			err = c.session(ctx, conn)
 			if ctx.Err() != nil {
 				return nil
+			}
+			if errors.As(err, &pe) {
+				return err
 			}
 			if time.Since(start) > c.opts.MaxBackoff {
 				b.reset()

@@ -522,6 +522,40 @@ func TestRetryAfter(t *testing.T) {
 	}
 }
 
+// A server that closes with CloseAccessRevoked ends Run with the reason,
+// without a retry: the credentials no longer work.
+func TestAccessRevoked(t *testing.T) {
+	ctx := testContext(t)
+	const reason = "your account was suspended"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		conn.Close(tether.CloseAccessRevoked, reason)
+	}))
+	defer srv.Close()
+	var dials atomic.Int32
+	c := coordclient.New(coordclient.Options{
+		Dial: func(ctx context.Context) (*websocket.Conn, error) {
+			dials.Add(1)
+			conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+			return conn, err
+		},
+		Tunnel:     newFakeTunnel(),
+		MinBackoff: time.Millisecond,
+		MaxBackoff: 2 * time.Millisecond,
+	})
+	err := c.Run(ctx)
+	var revoked *coordclient.AccessRevokedError
+	if !errors.As(err, &revoked) || revoked.Reason != reason {
+		t.Fatalf("Run = %v, want an AccessRevokedError with the reason", err)
+	}
+	if n := dials.Load(); n != 1 {
+		t.Errorf("%d dials, want 1", n)
+	}
+}
+
 // TestReconnectBackoff checks that failing dials are spaced out, growing to
 // the maximum.
 func TestReconnectBackoff(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -78,6 +79,10 @@ func (c *Client) readLoop(ctx context.Context, conn *websocket.Conn) error {
 	for {
 		typ, r, err := conn.Reader(ctx)
 		if err != nil {
+			var ce websocket.CloseError
+			if errors.As(err, &ce) && ce.Code == tether.CloseAccessRevoked {
+				return Permanent(&AccessRevokedError{Reason: ce.Reason})
+			}
 			return fmt.Errorf("receive: %w", err)
 		}
 		if typ != websocket.MessageText {

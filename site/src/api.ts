@@ -7,11 +7,14 @@
 // dashboard's Origin nor this header, which no page of another origin can
 // make a browser send.
 
+import { nextPage } from "./pages";
+
 export interface User {
   id: string;
   username: string;
   email: string;
   role: "admin" | "member" | string;
+  status?: "active" | "suspended" | string;
 }
 
 export type AppHealth = "healthy" | "unhealthy" | "initializing" | "disabled";
@@ -101,6 +104,8 @@ interface RequestOptions {
   /** noAuthRedirect keeps a 401 as an error instead of going to /login. */
   noAuthRedirect?: boolean;
   signal?: AbortSignal;
+  /** headers receives the headers of a successful response. */
+  headers?: (h: Headers) => void;
 }
 
 /** csrfHeader is tether.CSRFHeader: proof that a request comes from the
@@ -150,9 +155,23 @@ async function request<T>(path: string, opts: RequestOptions = {}): Promise<T> {
     }
     throw new ApiError(res.status, message, detail);
   }
+  opts.headers?.(res.headers);
   if (res.status === 204) return undefined as T;
   const text = await res.text();
   return (text ? JSON.parse(text) : undefined) as T;
+}
+
+/** requestAll gets every page of a list endpoint, in order. */
+async function requestAll<T>(path: string, signal?: AbortSignal): Promise<T[]> {
+  const all: T[] = [];
+  let next: string | null = path + (path.includes("?") ? "&" : "?") + "limit=1000";
+  for (let pages = 0; next !== null && pages < 10000; pages++) {
+    let link: string | null = null;
+    const page: T[] | null = await request<T[] | null>(next, { signal, headers: (h) => (link = h.get("Link")) });
+    all.push(...(page ?? []));
+    next = nextPage(next, link);
+  }
+  return all;
 }
 
 export const api = {
@@ -173,7 +192,7 @@ export const api = {
   firstUserExists: () =>
     request<{ exists: boolean }>("/users/first", { noAuthRedirect: true }),
   buildInfo: () => request<BuildInfo>("/buildinfo", { noAuthRedirect: true }),
-  workspaces: (signal?: AbortSignal) => request<Workspace[] | null>("/workspaces", { signal }),
+  workspaces: (signal?: AbortSignal) => requestAll<Workspace>("/workspaces", signal),
   workspace: (owner: string, name: string) =>
     request<Workspace>(`/workspaces/${encodeURIComponent(owner)}/${encodeURIComponent(name)}`),
   health: (signal?: AbortSignal) => request<HealthReport>("/debug/health", { signal }),

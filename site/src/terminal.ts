@@ -78,6 +78,12 @@ const lightTheme: ITheme = {
 
 const disconnectedLine = "[disconnected — reconnecting…]";
 
+// accessRevoked is the close status (tether.CloseAccessRevoked) with which
+// the server ends the terminal of a user who lost access: suspended,
+// deleted, signed out, or no longer allowed to reach the workspace. Its
+// reason says which; reconnecting cannot help.
+const accessRevoked = 4403;
+
 // Reconnect delays grow from minDelay to maxDelay; a connection that stayed
 // up for stableAfter counts as a success and starts the series again.
 const minDelay = 500;
@@ -207,6 +213,13 @@ class PTYConnection {
     sock.onclose = (ev: CloseEvent) => {
       if (this.sock !== sock) return;
       this.sock = null;
+      if (ev.code === accessRevoked) {
+        this.stopped = true;
+        const why = ev.reason || "your access to this workspace was revoked";
+        this.term.write(`\r\n[${why}]\r\n`);
+        this.showStatus(capitalize(why) + ".");
+        return;
+      }
       if (opened && Date.now() - this.openedAt >= stableAfter) this.attempt = 0;
       void this.afterFailure(opened, ev.reason);
     };

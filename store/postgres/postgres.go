@@ -34,6 +34,9 @@ import (
 // DB is a Store backed by PostgreSQL.
 type DB struct {
 	pool *pgxpool.Pool
+	// adminLock is the advisory lock that serializes the changes that can
+	// take an active admin away (see checkNotLastAdmin).
+	adminLock int64
 }
 
 var _ store.Store = (*DB)(nil)
@@ -79,7 +82,7 @@ func open(ctx context.Context, cfg *pgxpool.Config) (*DB, error) {
 		return nil, fmt.Errorf("open PostgreSQL store at %s: no schema on the search_path exists: create the schema, or fix search_path in the URL", where)
 	}
 	where += " (schema " + *schema + ")"
-	db := &DB{pool: pool}
+	db := &DB{pool: pool, adminLock: pgsetup.LockKey("user admins", *schema)}
 	if err := db.migrate(ctx, *schema); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("migrate %s: %w", where, err)
@@ -141,6 +144,11 @@ var migrations = []string{
 		agent_version text NOT NULL DEFAULT '',
 		UNIQUE (owner_id, name)
 	);`,
+	// 2: users can be suspended; a user's sessions are found by user, to
+	// end them all. (A column with a default: replicas of the release
+	// before keep working, and create active users.)
+	`ALTER TABLE users ADD COLUMN status text NOT NULL DEFAULT 'active';
+	CREATE INDEX sessions_user_id ON sessions (user_id);`,
 }
 
 func (db *DB) migrate(ctx context.Context, schema string) error {
@@ -205,8 +213,13 @@ func mapErr(err error, what string) error {
 		return fmt.Errorf("%s: %w", what, store.ErrNotFound)
 	}
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "23505" { // unique_violation
-		return fmt.Errorf("%s: %w", what, store.ErrConflict)
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "23505": // unique_violation
+			return fmt.Errorf("%s: %w", what, store.ErrConflict)
+		case "53100": // disk_full: the statement (or its transaction) was rolled back
+			return fmt.Errorf("%s: %w (%v)", what, store.ErrStorageFull, err)
+		}
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }
@@ -217,10 +230,18 @@ func (db *DB) CountUsers(ctx context.Context) (int, error) {
 	return n, mapErr(err, "count users")
 }
 
+// status is u's status, active unless it says otherwise.
+func status(u store.User) string {
+	if u.Status == "" {
+		return string(tether.UserActive)
+	}
+	return string(u.Status)
+}
+
 func (db *DB) CreateUser(ctx context.Context, u store.User) error {
 	_, err := db.pool.Exec(ctx,
-		`INSERT INTO users (id, username, email, role, password_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)`,
-		u.ID, u.Username, u.Email, string(u.Role), u.PasswordHash, u.CreatedAt)
+		`INSERT INTO users (id, username, email, role, status, password_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		u.ID, u.Username, u.Email, string(u.Role), status(u), u.PasswordHash, u.CreatedAt)
 	return mapErr(err, "create user")
 }
 
@@ -234,9 +255,9 @@ func (db *DB) CreateFirstUser(ctx context.Context, u store.User) error {
 			return err
 		}
 		tag, err := tx.Exec(ctx,
-			`INSERT INTO users (id, username, email, role, password_hash, created_at)
-			 SELECT $1::uuid, $2::text, $3::text, $4::text, $5::bytea, $6::timestamptz WHERE NOT EXISTS (SELECT 1 FROM users)`,
-			u.ID, u.Username, u.Email, string(u.Role), u.PasswordHash, u.CreatedAt)
+			`INSERT INTO users (id, username, email, role, status, password_hash, created_at)
+			 SELECT $1::uuid, $2::text, $3::text, $4::text, $5::text, $6::bytea, $7::timestamptz WHERE NOT EXISTS (SELECT 1 FROM users)`,
+			u.ID, u.Username, u.Email, string(u.Role), status(u), u.PasswordHash, u.CreatedAt)
 		created = tag.RowsAffected() == 1
 		return err
 	})
@@ -249,15 +270,16 @@ func (db *DB) CreateFirstUser(ctx context.Context, u store.User) error {
 	return nil
 }
 
-const userColumns = `id, username, email, role, password_hash, created_at`
+const userColumns = `id, username, email, role, status, password_hash, created_at`
 
 func scanUser(row pgx.Row) (store.User, error) {
 	var u store.User
-	var role string
-	if err := row.Scan(&u.ID, &u.Username, &u.Email, &role, &u.PasswordHash, &u.CreatedAt); err != nil {
+	var role, status string
+	if err := row.Scan(&u.ID, &u.Username, &u.Email, &role, &status, &u.PasswordHash, &u.CreatedAt); err != nil {
 		return u, err
 	}
 	u.Role = tether.Role(role)
+	u.Status = tether.UserStatus(status)
 	u.CreatedAt = u.CreatedAt.UTC()
 	return u, nil
 }
@@ -278,8 +300,17 @@ func (db *DB) UserByLogin(ctx context.Context, login string) (store.User, error)
 // Lists sort with COLLATE "C", byte by byte, as SQLite does, rather than by
 // the database's locale.
 
-func (db *DB) ListUsers(ctx context.Context) ([]store.User, error) {
-	rows, err := db.pool.Query(ctx, `SELECT `+userColumns+` FROM users ORDER BY username COLLATE "C"`)
+// limit is a Page's limit as PostgreSQL's LIMIT, where NULL means none.
+func limit(p store.Page) any {
+	if p.Limit <= 0 {
+		return nil
+	}
+	return p.Limit
+}
+
+func (db *DB) ListUsers(ctx context.Context, p store.Page) ([]store.User, error) {
+	rows, err := db.pool.Query(ctx, `SELECT `+userColumns+` FROM users WHERE username COLLATE "C" > $1 ORDER BY username COLLATE "C" LIMIT $2`,
+		p.After, limit(p))
 	if err != nil {
 		return nil, mapErr(err, "list users")
 	}
@@ -293,6 +324,138 @@ func (db *DB) ListUsers(ctx context.Context) ([]store.User, error) {
 		users = append(users, u)
 	}
 	return users, mapErr(rows.Err(), "list users")
+}
+
+// lockUser reads a user inside a transaction and locks its row until the
+// transaction ends, so that changes to one user, and the creation of their
+// workspaces, happen one at a time.
+func lockUser(ctx context.Context, tx pgx.Tx, id uuid.UUID) (store.User, error) {
+	u, err := scanUser(tx.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1 FOR UPDATE`, id))
+	return u, mapErr(err, "user")
+}
+
+// checkNotLastAdmin fails with ErrLastAdmin if u is the only active admin.
+// Only a change that takes an active admin away needs it, in a transaction
+// begun by db.inTx with lockAdmins: two transactions that each take a
+// different admin away would otherwise, under READ COMMITTED, both count
+// the other admin and leave none. With the lock the second waits for the
+// first, and its count sees what the first committed. (Locking the admins'
+// rows instead would deadlock two such transactions that each hold their
+// own user's row.)
+func checkNotLastAdmin(ctx context.Context, tx pgx.Tx, u store.User) error {
+	if u.Role != tether.RoleAdmin || u.Status != tether.UserActive {
+		return nil
+	}
+	var others int
+	err := tx.QueryRow(ctx, `SELECT count(*) FROM users WHERE role = $1 AND status = $2 AND id != $3`,
+		string(tether.RoleAdmin), string(tether.UserActive), u.ID).Scan(&others)
+	if err != nil {
+		return mapErr(err, "count admins")
+	}
+	if others == 0 {
+		return fmt.Errorf("user %s: %w", u.Username, store.ErrLastAdmin)
+	}
+	return nil
+}
+
+// inTx runs fn in a transaction and maps its errors. With lockAdmins, the
+// transaction first takes the advisory lock of the changes that can take
+// an admin away, before any row lock, so that such transactions run one at
+// a time and never wait for each other in a cycle.
+func (db *DB) inTx(ctx context.Context, what string, lockAdmins bool, fn func(tx pgx.Tx) error) error {
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		if lockAdmins {
+			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, db.adminLock); err != nil {
+				return mapErr(err, "take the admin lock")
+			}
+		}
+		return fn(tx)
+	})
+	var sentinel bool
+	for _, e := range []error{store.ErrNotFound, store.ErrLastAdmin, store.ErrHasWorkspaces, store.ErrLimit, store.ErrConflict, store.ErrStorageFull} {
+		sentinel = sentinel || errors.Is(err, e)
+	}
+	if err == nil || sentinel {
+		return err
+	}
+	return mapErr(err, what)
+}
+
+func (db *DB) SetUserRole(ctx context.Context, id uuid.UUID, role tether.Role) error {
+	return db.inTx(ctx, "set user role", role != tether.RoleAdmin, func(tx pgx.Tx) error {
+		u, err := lockUser(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if role != tether.RoleAdmin {
+			if err := checkNotLastAdmin(ctx, tx, u); err != nil {
+				return err
+			}
+		}
+		_, err = tx.Exec(ctx, `UPDATE users SET role = $1 WHERE id = $2`, string(role), id)
+		return mapErr(err, "set user role")
+	})
+}
+
+func (db *DB) SetUserStatus(ctx context.Context, id uuid.UUID, st tether.UserStatus) error {
+	return db.inTx(ctx, "set user status", st != tether.UserActive, func(tx pgx.Tx) error {
+		u, err := lockUser(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if st != tether.UserActive {
+			if err := checkNotLastAdmin(ctx, tx, u); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `DELETE FROM sessions WHERE user_id = $1`, id); err != nil {
+				return mapErr(err, "end sessions")
+			}
+		}
+		_, err = tx.Exec(ctx, `UPDATE users SET status = $1 WHERE id = $2`, string(st), id)
+		return mapErr(err, "set user status")
+	})
+}
+
+func (db *DB) SetUserPassword(ctx context.Context, id uuid.UUID, hash []byte, keepSession string) error {
+	return db.inTx(ctx, "set password", false, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE users SET password_hash = $1 WHERE id = $2`, hash, id)
+		if err != nil {
+			return mapErr(err, "set password")
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("set password: user: %w", store.ErrNotFound)
+		}
+		_, err = tx.Exec(ctx, `DELETE FROM sessions WHERE user_id = $1 AND token_hash != $2`, id, keepSession)
+		return mapErr(err, "end sessions")
+	})
+}
+
+func (db *DB) DeleteUser(ctx context.Context, id uuid.UUID, deleteWorkspaces bool) ([]store.Workspace, error) {
+	var ws []store.Workspace
+	err := db.inTx(ctx, "delete user", true, func(tx pgx.Tx) error {
+		// The lock also holds back CreateWorkspace for this owner, so no
+		// workspace appears between the check and the delete.
+		u, err := lockUser(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if err := checkNotLastAdmin(ctx, tx, u); err != nil {
+			return err
+		}
+		if ws, err = queryWorkspaces(ctx, tx, workspaceQuery+` WHERE w.owner_id = $1 ORDER BY w.name COLLATE "C"`, id); err != nil {
+			return mapErr(err, "list workspaces")
+		}
+		if len(ws) > 0 && !deleteWorkspaces {
+			return fmt.Errorf("delete user %s: %w", u.Username, store.ErrHasWorkspaces)
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM workspaces WHERE owner_id = $1`, id); err != nil {
+			return mapErr(err, "delete workspaces")
+		}
+		// Sessions go with the user (ON DELETE CASCADE).
+		_, err = tx.Exec(ctx, `DELETE FROM users WHERE id = $1`, id)
+		return mapErr(err, "delete user")
+	})
+	return ws, err
 }
 
 func (db *DB) CreateSession(ctx context.Context, ss store.Session) error {
@@ -317,6 +480,14 @@ func (db *DB) SessionByTokenHash(ctx context.Context, hash string) (store.Sessio
 func (db *DB) DeleteSession(ctx context.Context, hash string) error {
 	_, err := db.pool.Exec(ctx, `DELETE FROM sessions WHERE token_hash = $1`, hash)
 	return mapErr(err, "delete session")
+}
+
+func (db *DB) DeleteUserSessions(ctx context.Context, userID uuid.UUID, keepSession string) (int, error) {
+	tag, err := db.pool.Exec(ctx, `DELETE FROM sessions WHERE user_id = $1 AND token_hash != $2`, userID, keepSession)
+	if err != nil {
+		return 0, mapErr(err, "end sessions")
+	}
+	return int(tag.RowsAffected()), nil
 }
 
 func (db *DB) DeleteExpiredSessions(ctx context.Context, now time.Time) error {
@@ -392,11 +563,33 @@ func nullUUID(id uuid.UUID) any {
 	return id
 }
 
-func (db *DB) CreateWorkspace(ctx context.Context, w store.Workspace) error {
-	_, err := db.pool.Exec(ctx,
-		`INSERT INTO workspaces (id, name, owner_id, template_id, agent_token_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)`,
-		w.ID, w.Name, w.OwnerID, nullUUID(w.TemplateID), w.AgentTokenHash, w.CreatedAt)
-	return mapErr(err, "create workspace")
+func (db *DB) CreateWorkspace(ctx context.Context, w store.Workspace, maxPerOwner int) error {
+	insert := func(ctx context.Context, tx interface {
+		Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+	}) error {
+		_, err := tx.Exec(ctx,
+			`INSERT INTO workspaces (id, name, owner_id, template_id, agent_token_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)`,
+			w.ID, w.Name, w.OwnerID, nullUUID(w.TemplateID), w.AgentTokenHash, w.CreatedAt)
+		return mapErr(err, "create workspace")
+	}
+	if maxPerOwner <= 0 {
+		return insert(ctx, db.pool)
+	}
+	return db.inTx(ctx, "create workspace", false, func(tx pgx.Tx) error {
+		// Creations for one owner wait for each other on the owner's
+		// row, so that each counts the ones before it.
+		if _, err := lockUser(ctx, tx, w.OwnerID); err != nil {
+			return err
+		}
+		var n int
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM workspaces WHERE owner_id = $1`, w.OwnerID).Scan(&n); err != nil {
+			return mapErr(err, "count workspaces")
+		}
+		if n >= maxPerOwner {
+			return fmt.Errorf("create workspace: %w", store.ErrLimit)
+		}
+		return insert(ctx, tx)
+	})
 }
 
 const workspaceQuery = `SELECT w.id, w.name, w.owner_id, u.username, w.template_id, coalesce(t.name, ''),
@@ -434,26 +627,37 @@ func (db *DB) WorkspaceByAgentTokenHash(ctx context.Context, hash string) (store
 	return w, mapErr(err, "workspace")
 }
 
-func (db *DB) ListWorkspaces(ctx context.Context, ownerID uuid.UUID) ([]store.Workspace, error) {
-	q, args := workspaceQuery, []any{}
+func (db *DB) ListWorkspaces(ctx context.Context, ownerID uuid.UUID, p store.Page) ([]store.Workspace, error) {
+	q, args := workspaceQuery+` WHERE true`, []any{}
+	arg := func(v any) string {
+		args = append(args, v)
+		return fmt.Sprintf("$%d", len(args))
+	}
 	if ownerID != uuid.Nil {
-		q += ` WHERE w.owner_id = $1`
-		args = append(args, ownerID)
+		q += ` AND w.owner_id = ` + arg(ownerID)
 	}
-	rows, err := db.pool.Query(ctx, q+` ORDER BY u.username COLLATE "C", w.name COLLATE "C"`, args...)
-	if err != nil {
-		return nil, mapErr(err, "list workspaces")
-	}
-	defer rows.Close()
-	var ws []store.Workspace
-	for rows.Next() {
-		w, err := scanWorkspace(rows)
-		if err != nil {
-			return nil, mapErr(err, "list workspaces")
+	if p.After != "" {
+		owner, name, ok := store.SplitWorkspaceKey(p.After)
+		if !ok {
+			return nil, fmt.Errorf("list workspaces: %q is not OWNER/NAME", p.After)
 		}
-		ws = append(ws, w)
+		o, n := arg(owner), arg(name)
+		q += ` AND (u.username COLLATE "C" > ` + o + ` OR (u.username = ` + o + ` AND w.name COLLATE "C" > ` + n + `))`
 	}
-	return ws, mapErr(rows.Err(), "list workspaces")
+	q += ` ORDER BY u.username COLLATE "C", w.name COLLATE "C" LIMIT ` + arg(limit(p))
+	ws, err := queryWorkspaces(ctx, db.pool, q, args...)
+	return ws, mapErr(err, "list workspaces")
+}
+
+// queryWorkspaces runs a workspaceQuery.
+func queryWorkspaces(ctx context.Context, db interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, q string, args ...any) ([]store.Workspace, error) {
+	rows, err := db.Query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Workspace, error) { return scanWorkspace(row) })
 }
 
 // execOne runs a statement that must touch exactly one row.

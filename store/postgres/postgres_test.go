@@ -213,7 +213,7 @@ func TestListsSortBytewise(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	users, err := db.ListUsers(ctx)
+	users, err := db.ListUsers(ctx, store.Page{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,14 +42,23 @@ func Open(ctx context.Context, dir string) (*DB, error) {
 	db.SetMaxOpenConns(1)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("open %s: %w", path, err)
+		return nil, openError(path, "open", err)
 	}
 	s := &DB{db: db}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("migrate %s: %w", path, err)
+		return nil, openError(path, "migrate", err)
 	}
 	return s, nil
+}
+
+// openError describes a failure to open or migrate the database at path,
+// with what to do when it is a matter of permissions.
+func openError(path, step string, err error) error {
+	if msg, ok := explainOpen(path, err); ok {
+		return fmt.Errorf("open database %s: %s (%w)", path, msg, err)
+	}
+	return fmt.Errorf("%s %s: %w", step, path, err)
 }
 
 // Close closes the database.
@@ -94,6 +103,10 @@ var migrations = []string{
 		agent_version TEXT NOT NULL DEFAULT '',
 		UNIQUE (owner_id, name)
 	);`,
+	// 2: users can be suspended; a user's sessions are found by user, to
+	// end them all.
+	`ALTER TABLE users ADD COLUMN status TEXT NOT NULL DEFAULT 'active';
+	CREATE INDEX sessions_user_id ON sessions (user_id);`,
 }
 
 func (s *DB) migrate(ctx context.Context) error {
@@ -149,8 +162,29 @@ func mapErr(err error, what string) error {
 		case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
 			return fmt.Errorf("%s: %w", what, store.ErrConflict)
 		}
+		// SQLITE_FULL (the disk, or max_page_count) has no extended
+		// codes worth telling apart. SQLite has rolled the statement
+		// back: nothing of it was written, and what was is intact.
+		if se.Code()&0xff == sqlite3.SQLITE_FULL {
+			return fmt.Errorf("%s: %w (%v)", what, store.ErrStorageFull, err)
+		}
 	}
 	return fmt.Errorf("%s: %w", what, err)
+}
+
+// inTx runs fn in a transaction. With one connection (see Open), nothing
+// else runs meanwhile: the transaction sees and changes the database
+// alone. fn must use tx, never s.db, which would wait for itself.
+func (s *DB) inTx(ctx context.Context, what string, fn func(tx *sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return mapErr(err, what)
+	}
+	defer tx.Rollback()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return mapErr(tx.Commit(), what)
 }
 
 func (s *DB) CountUsers(ctx context.Context) (int, error) {
@@ -159,18 +193,26 @@ func (s *DB) CountUsers(ctx context.Context) (int, error) {
 	return n, mapErr(err, "count users")
 }
 
+// status is u's status, active unless it says otherwise.
+func status(u store.User) string {
+	if u.Status == "" {
+		return string(tether.UserActive)
+	}
+	return string(u.Status)
+}
+
 func (s *DB) CreateUser(ctx context.Context, u store.User) error {
 	_, err := s.db.ExecContext(ctx,
-		`INSERT INTO users (id, username, email, role, password_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-		u.ID.String(), u.Username, u.Email, string(u.Role), u.PasswordHash, toDB(u.CreatedAt))
+		`INSERT INTO users (id, username, email, role, status, password_hash, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		u.ID.String(), u.Username, u.Email, string(u.Role), status(u), u.PasswordHash, toDB(u.CreatedAt))
 	return mapErr(err, "create user")
 }
 
 func (s *DB) CreateFirstUser(ctx context.Context, u store.User) error {
 	res, err := s.db.ExecContext(ctx,
-		`INSERT INTO users (id, username, email, role, password_hash, created_at)
-		 SELECT ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM users)`,
-		u.ID.String(), u.Username, u.Email, string(u.Role), u.PasswordHash, toDB(u.CreatedAt))
+		`INSERT INTO users (id, username, email, role, status, password_hash, created_at)
+		 SELECT ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM users)`,
+		u.ID.String(), u.Username, u.Email, string(u.Role), status(u), u.PasswordHash, toDB(u.CreatedAt))
 	if err != nil {
 		return mapErr(err, "create first user")
 	}
@@ -180,17 +222,18 @@ func (s *DB) CreateFirstUser(ctx context.Context, u store.User) error {
 	return nil
 }
 
-const userColumns = `id, username, email, role, password_hash, created_at`
+const userColumns = `id, username, email, role, status, password_hash, created_at`
 
 func scanUser(row interface{ Scan(...any) error }) (store.User, error) {
 	var u store.User
-	var id, role string
+	var id, role, status string
 	var created int64
-	if err := row.Scan(&id, &u.Username, &u.Email, &role, &u.PasswordHash, &created); err != nil {
+	if err := row.Scan(&id, &u.Username, &u.Email, &role, &status, &u.PasswordHash, &created); err != nil {
 		return u, err
 	}
 	u.ID = uuid.MustParse(id)
 	u.Role = tether.Role(role)
+	u.Status = tether.UserStatus(status)
 	u.CreatedAt = fromDB(created)
 	return u, nil
 }
@@ -206,8 +249,16 @@ func (s *DB) UserByLogin(ctx context.Context, login string) (store.User, error) 
 	return u, mapErr(err, "user")
 }
 
-func (s *DB) ListUsers(ctx context.Context) ([]store.User, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+userColumns+` FROM users ORDER BY username`)
+// limit is a Page's limit as SQLite's LIMIT, where -1 means none.
+func limit(p store.Page) int {
+	if p.Limit <= 0 {
+		return -1
+	}
+	return p.Limit
+}
+
+func (s *DB) ListUsers(ctx context.Context, p store.Page) ([]store.User, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+userColumns+` FROM users WHERE username > ? ORDER BY username LIMIT ?`, p.After, limit(p))
 	if err != nil {
 		return nil, mapErr(err, "list users")
 	}
@@ -221,6 +272,105 @@ func (s *DB) ListUsers(ctx context.Context) ([]store.User, error) {
 		users = append(users, u)
 	}
 	return users, mapErr(rows.Err(), "list users")
+}
+
+// userTx reads a user inside a transaction.
+func userTx(ctx context.Context, tx *sql.Tx, id uuid.UUID) (store.User, error) {
+	u, err := scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = ?`, id.String()))
+	return u, mapErr(err, "user")
+}
+
+// checkNotLastAdmin fails with ErrLastAdmin if u is the only active admin.
+// Only a change that takes an active admin away needs it.
+func checkNotLastAdmin(ctx context.Context, tx *sql.Tx, u store.User) error {
+	if u.Role != tether.RoleAdmin || u.Status != tether.UserActive {
+		return nil
+	}
+	var others int
+	err := tx.QueryRowContext(ctx, `SELECT count(*) FROM users WHERE role = ? AND status = ? AND id != ?`,
+		string(tether.RoleAdmin), string(tether.UserActive), u.ID.String()).Scan(&others)
+	if err != nil {
+		return mapErr(err, "count admins")
+	}
+	if others == 0 {
+		return fmt.Errorf("user %s: %w", u.Username, store.ErrLastAdmin)
+	}
+	return nil
+}
+
+func (s *DB) SetUserRole(ctx context.Context, id uuid.UUID, role tether.Role) error {
+	return s.inTx(ctx, "set user role", func(tx *sql.Tx) error {
+		u, err := userTx(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if role != tether.RoleAdmin {
+			if err := checkNotLastAdmin(ctx, tx, u); err != nil {
+				return err
+			}
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE users SET role = ? WHERE id = ?`, string(role), id.String())
+		return mapErr(err, "set user role")
+	})
+}
+
+func (s *DB) SetUserStatus(ctx context.Context, id uuid.UUID, st tether.UserStatus) error {
+	return s.inTx(ctx, "set user status", func(tx *sql.Tx) error {
+		u, err := userTx(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if st != tether.UserActive {
+			if err := checkNotLastAdmin(ctx, tx, u); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = ?`, id.String()); err != nil {
+				return mapErr(err, "end sessions")
+			}
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE users SET status = ? WHERE id = ?`, string(st), id.String())
+		return mapErr(err, "set user status")
+	})
+}
+
+func (s *DB) SetUserPassword(ctx context.Context, id uuid.UUID, hash []byte, keepSession string) error {
+	return s.inTx(ctx, "set password", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE users SET password_hash = ? WHERE id = ?`, hash, id.String())
+		if err != nil {
+			return mapErr(err, "set password")
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("set password: user: %w", store.ErrNotFound)
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = ? AND token_hash != ?`, id.String(), keepSession)
+		return mapErr(err, "end sessions")
+	})
+}
+
+func (s *DB) DeleteUser(ctx context.Context, id uuid.UUID, deleteWorkspaces bool) ([]store.Workspace, error) {
+	var ws []store.Workspace
+	err := s.inTx(ctx, "delete user", func(tx *sql.Tx) error {
+		u, err := userTx(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if err := checkNotLastAdmin(ctx, tx, u); err != nil {
+			return err
+		}
+		if ws, err = queryWorkspaces(ctx, tx, workspaceQuery+` WHERE w.owner_id = ? ORDER BY w.name`, id.String()); err != nil {
+			return mapErr(err, "list workspaces")
+		}
+		if len(ws) > 0 && !deleteWorkspaces {
+			return fmt.Errorf("delete user %s: %w", u.Username, store.ErrHasWorkspaces)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM workspaces WHERE owner_id = ?`, id.String()); err != nil {
+			return mapErr(err, "delete workspaces")
+		}
+		// Sessions go with the user (ON DELETE CASCADE).
+		_, err = tx.ExecContext(ctx, `DELETE FROM users WHERE id = ?`, id.String())
+		return mapErr(err, "delete user")
+	})
+	return ws, err
 }
 
 func (s *DB) CreateSession(ctx context.Context, ss store.Session) error {
@@ -248,6 +398,15 @@ func (s *DB) SessionByTokenHash(ctx context.Context, hash string) (store.Session
 func (s *DB) DeleteSession(ctx context.Context, hash string) error {
 	_, err := s.db.ExecContext(ctx, `DELETE FROM sessions WHERE token_hash = ?`, hash)
 	return mapErr(err, "delete session")
+}
+
+func (s *DB) DeleteUserSessions(ctx context.Context, userID uuid.UUID, keepSession string) (int, error) {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = ? AND token_hash != ?`, userID.String(), keepSession)
+	if err != nil {
+		return 0, mapErr(err, "end sessions")
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
 }
 
 func (s *DB) DeleteExpiredSessions(ctx context.Context, now time.Time) error {
@@ -324,11 +483,24 @@ func nullUUID(id uuid.UUID) any {
 	return id.String()
 }
 
-func (s *DB) CreateWorkspace(ctx context.Context, w store.Workspace) error {
-	_, err := s.db.ExecContext(ctx,
-		`INSERT INTO workspaces (id, name, owner_id, template_id, agent_token_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-		w.ID.String(), w.Name, w.OwnerID.String(), nullUUID(w.TemplateID), w.AgentTokenHash, toDB(w.CreatedAt))
-	return mapErr(err, "create workspace")
+func (s *DB) CreateWorkspace(ctx context.Context, w store.Workspace, maxPerOwner int) error {
+	if maxPerOwner <= 0 {
+		maxPerOwner = -1
+	}
+	// One statement counts and inserts, so concurrent creations (which
+	// the single connection runs one by one) cannot pass the limit.
+	res, err := s.db.ExecContext(ctx,
+		`INSERT INTO workspaces (id, name, owner_id, template_id, agent_token_hash, created_at)
+		 SELECT ?, ?, ?, ?, ?, ? WHERE ? < 0 OR (SELECT count(*) FROM workspaces WHERE owner_id = ?) < ?`,
+		w.ID.String(), w.Name, w.OwnerID.String(), nullUUID(w.TemplateID), w.AgentTokenHash, toDB(w.CreatedAt),
+		maxPerOwner, w.OwnerID.String(), maxPerOwner)
+	if err != nil {
+		return mapErr(err, "create workspace")
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("create workspace: %w", store.ErrLimit)
+	}
+	return nil
 }
 
 const workspaceQuery = `SELECT w.id, w.name, w.owner_id, u.username, coalesce(w.template_id, ''), coalesce(t.name, ''),
@@ -367,26 +539,42 @@ func (s *DB) WorkspaceByAgentTokenHash(ctx context.Context, hash string) (store.
 	return w, mapErr(err, "workspace")
 }
 
-func (s *DB) ListWorkspaces(ctx context.Context, ownerID uuid.UUID) ([]store.Workspace, error) {
-	q, args := workspaceQuery, []any{}
+func (s *DB) ListWorkspaces(ctx context.Context, ownerID uuid.UUID, p store.Page) ([]store.Workspace, error) {
+	q, args := workspaceQuery+` WHERE 1`, []any{}
 	if ownerID != uuid.Nil {
-		q += ` WHERE w.owner_id = ?`
+		q += ` AND w.owner_id = ?`
 		args = append(args, ownerID.String())
 	}
-	rows, err := s.db.QueryContext(ctx, q+` ORDER BY u.username, w.name`, args...)
+	if p.After != "" {
+		owner, name, ok := store.SplitWorkspaceKey(p.After)
+		if !ok {
+			return nil, fmt.Errorf("list workspaces: %q is not OWNER/NAME", p.After)
+		}
+		q += ` AND (u.username > ? OR (u.username = ? AND w.name > ?))`
+		args = append(args, owner, owner, name)
+	}
+	ws, err := queryWorkspaces(ctx, s.db, q+` ORDER BY u.username, w.name LIMIT ?`, append(args, limit(p))...)
+	return ws, mapErr(err, "list workspaces")
+}
+
+// queryWorkspaces runs a workspaceQuery.
+func queryWorkspaces(ctx context.Context, db interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, q string, args ...any) ([]store.Workspace, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
-		return nil, mapErr(err, "list workspaces")
+		return nil, err
 	}
 	defer rows.Close()
 	var ws []store.Workspace
 	for rows.Next() {
 		w, err := scanWorkspace(rows)
 		if err != nil {
-			return nil, mapErr(err, "list workspaces")
+			return nil, err
 		}
 		ws = append(ws, w)
 	}
-	return ws, mapErr(rows.Err(), "list workspaces")
+	return ws, rows.Err()
 }
 
 // execOne runs a statement that must touch exactly one row.

@@ -71,9 +71,12 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		if err := s.CreateUser(ctx, newUser("bob", tether.RoleMember)); err != nil {
 			t.Fatal(err)
 		}
-		list, err := s.ListUsers(ctx)
+		list, err := s.ListUsers(ctx, store.Page{})
 		if err != nil || len(list) != 2 || list[0].Username != "alice" || list[1].Username != "bob" {
 			t.Fatalf("ListUsers = %+v, %v", list, err)
+		}
+		if list[0].Status != tether.UserActive || got.Status != tether.UserActive {
+			t.Fatalf("a new user's status is %q, want active", list[0].Status)
 		}
 	})
 
@@ -149,16 +152,16 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 			t.Fatal(err)
 		}
 		w := store.Workspace{ID: uuid.New(), Name: "dev", OwnerID: alice.ID, TemplateID: tpl.ID, AgentTokenHash: store.HashToken("a"), CreatedAt: now}
-		if err := s.CreateWorkspace(ctx, w); err != nil {
+		if err := s.CreateWorkspace(ctx, w, 0); err != nil {
 			t.Fatal(err)
 		}
 		dup := w
 		dup.ID, dup.AgentTokenHash = uuid.New(), store.HashToken("b")
-		if err := s.CreateWorkspace(ctx, dup); !errors.Is(err, store.ErrConflict) {
+		if err := s.CreateWorkspace(ctx, dup, 0); !errors.Is(err, store.ErrConflict) {
 			t.Fatalf("duplicate workspace name: got %v, want ErrConflict", err)
 		}
 		bobs := store.Workspace{ID: uuid.New(), Name: "dev", OwnerID: bob.ID, AgentTokenHash: store.HashToken("c"), CreatedAt: now}
-		if err := s.CreateWorkspace(ctx, bobs); err != nil {
+		if err := s.CreateWorkspace(ctx, bobs, 0); err != nil {
 			t.Fatalf("same name, other owner: %v", err)
 		}
 		got, err := s.WorkspaceByOwnerAndName(ctx, alice.ID, "dev")
@@ -169,11 +172,11 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		if err != nil || got.ID != bobs.ID || got.Template != "" {
 			t.Fatalf("WorkspaceByAgentTokenHash = %+v, %v", got, err)
 		}
-		all, err := s.ListWorkspaces(ctx, uuid.Nil)
+		all, err := s.ListWorkspaces(ctx, uuid.Nil, store.Page{})
 		if err != nil || len(all) != 2 {
 			t.Fatalf("ListWorkspaces(all) = %d, %v", len(all), err)
 		}
-		mine, err := s.ListWorkspaces(ctx, bob.ID)
+		mine, err := s.ListWorkspaces(ctx, bob.ID, store.Page{})
 		if err != nil || len(mine) != 1 || mine[0].ID != bobs.ID {
 			t.Fatalf("ListWorkspaces(bob) = %+v, %v", mine, err)
 		}
@@ -212,4 +215,6 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 			t.Fatalf("heartbeat of deleted workspace: got %v, want ErrNotFound", err)
 		}
 	})
+	runUserLifecycle(t, ctx, open, now, newUser)
+	runLists(t, ctx, open, now, newUser)
 }

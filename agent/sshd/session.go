@@ -219,7 +219,7 @@ func (s *session) startPTY(cmd *exec.Cmd, u *usershell.User) error {
 	s.started, s.ptmx, s.proc = true, ptmx, cmd.Process
 	s.logger.Debug("session started", "pid", cmd.Process.Pid, "pty", tty.Name())
 
-	out := copyOutput(&s.wg, s.ch, ptmx)
+	out := copyOutput(&s.wg, s.ch, ptmx, s.conn.server.beforeOutputRead)
 	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
@@ -231,8 +231,9 @@ func (s *session) startPTY(cmd *exec.Cmd, u *usershell.User) error {
 		defer s.wg.Done()
 		err := cmd.Wait()
 		// The kernel hands over what is buffered and then EIO once no
-		// process holds the terminal.
-		out.drain(func() { ptmx.Close() })
+		// process holds the terminal; see usershell.DrainOutput for a
+		// background process that holds it.
+		usershell.DrainOutput(ptmx, out, outputGrace)
 		ptmx.Close()
 		close(s.exited)
 		s.exit(cmd.ProcessState, err)
@@ -275,8 +276,8 @@ func (s *session) startPipes(cmd *exec.Cmd, u *usershell.User) error {
 	s.started, s.proc = true, cmd.Process
 	s.logger.Debug("session started", "pid", cmd.Process.Pid)
 
-	stdout := copyOutput(&s.wg, s.ch, stdoutR)
-	stderr := copyOutput(&s.wg, s.ch.Stderr(), stderrR)
+	stdout := copyOutput(&s.wg, s.ch, stdoutR, s.conn.server.beforeOutputRead)
+	stderr := copyOutput(&s.wg, s.ch.Stderr(), stderrR, s.conn.server.beforeOutputRead)
 	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
@@ -287,9 +288,11 @@ func (s *session) startPipes(cmd *exec.Cmd, u *usershell.User) error {
 	go func() {
 		defer s.wg.Done()
 		err := cmd.Wait()
+		// All of the program's output is in the pipes now; the copies
+		// deliver it before the exit status goes out.
 		var drains sync.WaitGroup
-		drains.Go(func() { stdout.drain(func() { stdoutR.Close() }) })
-		drains.Go(func() { stderr.drain(func() { stderrR.Close() }) })
+		drains.Go(func() { usershell.DrainOutput(stdoutR, stdout, outputGrace) })
+		drains.Go(func() { usershell.DrainOutput(stderrR, stderr, outputGrace) })
 		drains.Wait()
 		stdoutR.Close()
 		stderrR.Close()

@@ -161,9 +161,9 @@ type Conn struct {
 	port4, port6   uint16
 	nodeCB         func(*tether.Node)
 	goneCB         func(uuid.UUID, error) // see SetPeerGoneCallback
-	sentNode       *tether.Node  // last node given to nodeCB
-	resendNode     bool          // give the current node to nodeCB even if unchanged
-	peersChanged   chan struct{} // closed and replaced when the peer set changes
+	sentNode       *tether.Node           // last node given to nodeCB
+	resendNode     bool                   // give the current node to nodeCB even if unchanged
+	peersChanged   chan struct{}          // closed and replaced when the peer set changes
 	forwardTCP     func(net.Conn, netip.AddrPort)
 	forwardUDP     func(net.Conn, netip.AddrPort)
 	closers        map[*tracked]struct{}   // listeners and connections to close

@@ -76,7 +76,14 @@ type session struct {
 	ptmx    *os.File      // with a PTY; closed by run
 	proc    *os.Process   // nil for a subsystem
 	exited  chan struct{} // closed when the program has ended and been reaped
-	wg      sync.WaitGroup
+	// replied is closed once the request that started the program has
+	// been answered. The end of the session (EOF, exit status, close)
+	// waits for it: a program that exits at once would otherwise close
+	// the channel before the answer, and the client would see its exec
+	// request fail ("EOF") for a command that ran.
+	replied     chan struct{}
+	repliedOnce sync.Once
+	wg          sync.WaitGroup
 }
 
 func (c *conn) handleSession(nc ssh.NewChannel) {
@@ -85,17 +92,27 @@ func (c *conn) handleSession(nc ssh.NewChannel) {
 		return
 	}
 	s := &session{
-		conn:   c,
-		logger: c.logger,
-		ch:     ch,
-		exited: make(chan struct{}),
+		conn:    c,
+		logger:  c.logger,
+		ch:      ch,
+		exited:  make(chan struct{}),
+		replied: make(chan struct{}),
 	}
 	for req := range reqs {
+		wasStarted := s.started
 		ok := s.handleRequest(req)
+		starting := s.started && !wasStarted
+		if hook := c.server.beforeStartReply; hook != nil && starting {
+			hook()
+		}
 		if req.WantReply {
 			req.Reply(ok, nil)
 		}
+		if starting {
+			s.repliedOnce.Do(func() { close(s.replied) })
+		}
 	}
+	s.repliedOnce.Do(func() { close(s.replied) })
 	// The channel is closed, by the client or with the connection: end the
 	// program if it is still running.
 	s.hangUp()
@@ -324,6 +341,7 @@ func (s *session) startSFTP() error {
 			code = 1
 		}
 		close(s.exited)
+		<-s.replied
 		s.ch.CloseWrite()
 		s.sendExitStatus(code)
 		s.ch.Close()
@@ -332,8 +350,10 @@ func (s *session) startSFTP() error {
 }
 
 // exit reports how the program ended, as OpenSSH's sshd does: EOF, then
-// exit-status or exit-signal, then close.
+// exit-status or exit-signal, then close; all after the answer to the
+// request that started it.
 func (s *session) exit(state *os.ProcessState, waitErr error) {
+	<-s.replied
 	s.ch.CloseWrite()
 	var ws syscall.WaitStatus
 	ok := false

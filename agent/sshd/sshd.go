@@ -88,6 +88,9 @@ type Server struct {
 	// output (see copyOutput). Tests set it (export_test.go) to starve
 	// the copies.
 	beforeOutputRead func(reads int)
+	// beforeStartReply, when set, runs before the answer to a request that
+	// started a program. Tests set it to delay the answer.
+	beforeStartReply func()
 
 	// ctx is canceled by Close; every connection's context derives from it.
 	ctx    context.Context

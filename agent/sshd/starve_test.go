@@ -2,6 +2,7 @@ package sshd_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -133,5 +134,45 @@ func TestStarvedOutputCopy(t *testing.T) {
 		if want := seqOutput(n, nl); out != want {
 			t.Errorf("%s: got %d bytes (%d lines), want %d bytes", r.name, len(out), bytes.Count([]byte(out), []byte(nl)), len(want))
 		}
+	}
+}
+
+// TestExitAfterReply checks that a program that ends before the server
+// has answered the request that started it still ends the session the
+// right way round: answer, output, exit status, close. Under load the
+// answer used to lose that race, and the client saw its exec request fail
+// with EOF (`tether ssh` printed "start remote command: EOF") for a
+// command that had run.
+func TestExitAfterReply(t *testing.T) {
+	ts := startServerWith(t, sshd.Options{}, func(s *sshd.Server) {
+		sshd.SetBeforeStartReply(s, func() { time.Sleep(300 * time.Millisecond) })
+	})
+	c := dial(t, ts)
+	for _, tc := range []struct {
+		name    string
+		withPTY bool
+	}{{"pipes", false}, {"pty", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := c.NewSession()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if tc.withPTY {
+				if err := s.RequestPty("xterm", 24, 80, ssh.TerminalModes{ssh.ECHO: 0}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var out syncBuffer
+			s.Stdout = &out
+			err = s.Run("echo quick; exit 3")
+			var ee *ssh.ExitError
+			if !errors.As(err, &ee) || ee.ExitStatus() != 3 {
+				t.Errorf("Run = %v, want exit status 3", err)
+			}
+			if got := strings.TrimSpace(out.String()); got != "quick" {
+				t.Errorf("output %q, want quick", got)
+			}
+		})
 	}
 }

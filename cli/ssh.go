@@ -76,7 +76,9 @@ func (r *root) pipeStdio(conn net.Conn, gone func() error) error {
 		}
 	}()
 	_, err := io.Copy(r.env.Stdout, conn)
-	if gerr := gone(); gerr != nil && err != nil {
+	// A connection the tunnel ended reads as a plain EOF: only gone tells
+	// it from the agent closing it.
+	if gerr := gone(); gerr != nil {
 		return gerr
 	}
 	return err

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -233,6 +234,35 @@ func TestKeepAlive(t *testing.T) {
 			}
 			close(done)
 			<-ended
+		})
+	}
+}
+
+// TestPipeStdio checks that the --stdio bridge says why when the tunnel
+// ended its connection (which reads as a plain EOF), and succeeds when the
+// workspace closed it.
+func TestPipeStdio(t *testing.T) {
+	goneErr := errors.New("lost the connection to me/dev: its agent stopped answering")
+	for _, tc := range []struct {
+		name string
+		gone error
+	}{{"closed by the workspace", nil}, {"ended by the tunnel", goneErr}} {
+		t.Run(tc.name, func(t *testing.T) {
+			client, server := tcpPair(t)
+			defer client.Close()
+			go func() {
+				server.Write([]byte("SSH-2.0-x\r\n"))
+				server.Close()
+			}()
+			var stdout bytes.Buffer
+			r := &root{env: &Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: io.Discard, Getenv: func(string) string { return "" }}}
+			err := r.pipeStdio(client, func() error { return tc.gone })
+			if !errors.Is(err, tc.gone) || (tc.gone == nil && err != nil) {
+				t.Errorf("pipeStdio = %v, want %v", err, tc.gone)
+			}
+			if stdout.String() != "SSH-2.0-x\r\n" {
+				t.Errorf("stdout = %q", stdout.String())
+			}
 		})
 	}
 }

@@ -98,9 +98,10 @@ func forwardedConn(t *testing.T, port int) (net.Conn, *bufio.Reader) {
 }
 
 // TestAgentKilledMidSession kills a workspace's agent (SIGKILL) under an
-// open `tether ssh` session and a forwarded connection: the CLI must exit
-// non-zero with a message within 15 s, the forwarded connection must
-// close, and once the agent is back, new sessions and connections work.
+// open `tether ssh` session, an OpenSSH session through `tether ssh
+// --stdio`, and a forwarded connection: the CLIs must exit non-zero with a
+// message within 15 s, the forwarded connection must close, and once the
+// agent is back, new sessions and connections work.
 // Then the agent is killed and started again at once: the open session
 // must end as promptly, saying the agent restarted. Both used to hang
 // forever.
@@ -117,6 +118,13 @@ func TestAgentKilledMidSession(t *testing.T) {
 	pf.waitLine(regexp.MustCompile(`Press Ctrl\+C`))
 	fwd, fwdRd := forwardedConn(t, local)
 	ssh, _ := startSleeper(t, u)
+	// OpenSSH through `tether ssh --stdio`, when it is installed.
+	var openssh *proc
+	if _, err := exec.LookPath("ssh"); err == nil {
+		openssh = startCmd(t, "openssh", exec.Command("ssh", append(u.sshArgs(), "dev", "echo started $$; exec sleep 600")...), u.env)
+		pid, _ := strconv.Atoi(openssh.waitLine(sessionPIDRE)[1])
+		t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	}
 
 	killed := time.Now()
 	agent.kill()
@@ -128,6 +136,14 @@ func TestAgentKilledMidSession(t *testing.T) {
 	}
 	if out := ssh.output(); !strings.Contains(out, "stopped answering") {
 		t.Errorf("tether ssh said %q; want it to say the agent stopped answering", out)
+	}
+	if openssh != nil {
+		if code := waitExit(t, openssh, goneTimeout-time.Since(killed)+time.Second, "OpenSSH through tether ssh --stdio after the agent was killed"); code == 0 {
+			t.Error("OpenSSH exited 0 after losing the agent")
+		}
+		if out := openssh.output(); !strings.Contains(out, "stopped answering") {
+			t.Errorf("OpenSSH's proxy said %q; want it to say the agent stopped answering", out)
+		}
 	}
 	// The forwarded connection ends too (its far end is gone).
 	fwd.SetDeadline(time.Now().Add(goneTimeout - took + time.Second))

@@ -181,3 +181,48 @@ func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout() && !errors.Is(err, io.EOF)
 }
+
+// TestRelayedSessionSurvivesServerRestart restarts the server under a
+// relayed `tether ssh` session, which loses its relay (the server's) and
+// both peers' coordination for the restart: the session must carry on
+// afterwards, and still be there well after the CLI's wait for a lost agent
+// (10 s) has passed. Only an agent that is gone may end a session.
+func TestRelayedSessionSurvivesServerRestart(t *testing.T) {
+	srv := startServer(t)
+	u := admin(t, srv)
+	token, agentURL := u.createWorkspace("dev")
+	startAgent(t, agentURL, token)
+	waitFor(t, statusTimeout, "agent connected", func() bool { return u.agentStatus("dev") == "connected" })
+
+	in, stdin := io.Pipe()
+	defer stdin.Close()
+	cmd := exec.Command(tetherBin, "ssh", "dev", "--disable-direct", "--", "while read l; do echo got-$l; done")
+	cmd.Stdin = in
+	ssh := startCmd(t, "ssh", cmd, u.env)
+	echo := func(word string) {
+		t.Helper()
+		fmt.Fprintln(stdin, word)
+		ssh.waitLine(regexp.MustCompile("^got-" + word + "$"))
+	}
+	echo("before")
+
+	addr := strings.TrimPrefix(srv.url, "http://")
+	srv.stop()
+	restarted := time.Now()
+	srv = startServerAt(t, srv.dataDir, addr)
+	waitFor(t, statusTimeout, "agent reconnected", func() bool { return u.agentStatus("dev") == "connected" })
+	echo("after")
+	// Longer than the CLI waits for a lost agent, counted from the restart.
+	for time.Since(restarted) < 2*goneGrace {
+		select {
+		case <-ssh.done:
+			t.Fatalf("the session ended %s after the server restarted:\n%s", time.Since(restarted).Round(100*time.Millisecond), ssh.output())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	echo("later")
+}
+
+// goneGrace is how long a CLI waits for a lost agent to answer
+// (tunnel.DefaultLostPeerGrace).
+const goneGrace = 10 * time.Second

@@ -87,6 +87,16 @@ func duplicateRetry(n int) time.Duration {
 	return min(d, duplicateMaxRetry)
 }
 
+// clientLostGrace is how long the agent keeps the connections of a client
+// (a CLI, or the server's web proxy) that the server lost and that no
+// longer answers, before ending them and so hanging up its SSH sessions'
+// programs. Longer than the CLI's wait for a lost agent
+// (tunnel.DefaultLostPeerGrace): a laptop that sleeps or changes networks
+// for a moment keeps its sessions, and a CLI that died does not leave its
+// programs running (they used to wait for the lost client to expire, 15
+// minutes).
+const clientLostGrace = time.Minute
+
 // isPermanent reports whether retrying err cannot help: the server refused
 // the agent's token.
 func isPermanent(err error) bool {
@@ -112,6 +122,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		BlockEndpoints:      manifest.Connection.DisableDirect,
 		DERPPlainHTTP:       a.client.URL.Scheme == "http",
 		DERPForceWebSockets: manifest.Connection.DERPForceWebSockets,
+		LostPeerGrace:       clientLostGrace,
 	})
 	if err != nil {
 		return fmt.Errorf("start tunnel: %w", err)

@@ -48,26 +48,32 @@ import (
 
 // config is what the flags chose.
 type config struct {
-	quick         bool
-	parts         map[string]bool
-	duration      time.Duration // one throughput window
-	warm          time.Duration // traffic before a measured window
-	rttWarm       time.Duration
-	rttCount      int
-	sshRuns       int
-	runs          int // throughput windows per figure; the median counts
-	firstByteRuns int
-	natRuns       int
-	coordSizes    []int
-	coordFanout   int
-	coordUpdates  int
-	coordRate     int
-	coordProfile  string
-	tether        string // the binary; built when empty
-	resultsDir    string
-	verbose       bool
-	compare       string // two saved runs to compare instead of measuring
-	timeout       time.Duration
+	quick    bool
+	parts    map[string]bool
+	duration time.Duration // one throughput window
+	warm     time.Duration // traffic before a measured window
+	rttWarm  time.Duration
+	rttCount int
+	sshRuns  int
+	// The ssh load test (sshload.go).
+	sshLoadAgents      int
+	sshLoadConcurrency int
+	sshLoadSessions    int
+	sshLoadLines       int
+	sshLoadFreeze      time.Duration
+	runs               int // throughput windows per figure; the median counts
+	firstByteRuns      int
+	natRuns            int
+	coordSizes         []int
+	coordFanout        int
+	coordUpdates       int
+	coordRate          int
+	coordProfile       string
+	tether             string // the binary; built when empty
+	resultsDir         string
+	verbose            bool
+	compare            string // two saved runs to compare instead of measuring
+	timeout            time.Duration
 
 	log *slog.Logger // the library's and the tunnels' logs (Debug with -v)
 }
@@ -78,7 +84,7 @@ func (c *config) logf(format string, args ...any) {
 }
 
 // allParts, in the order they run.
-var allParts = []string{"tcp", "library", "firstbyte", "speedtest", "portforward", "ssh", "nat", "coord"}
+var allParts = []string{"tcp", "library", "firstbyte", "speedtest", "portforward", "ssh", "sshload", "nat", "coord"}
 
 func main() {
 	if code, ok := childMode(os.Args[1:]); ok {
@@ -117,6 +123,11 @@ func parseFlags(args []string) (*config, error) {
 	fs.DurationVar(&cfg.warm, "warm", time.Second, "traffic before each throughput window (the path settles)")
 	fs.IntVar(&cfg.rttCount, "rtt-count", 2000, "round trips per latency figure")
 	fs.IntVar(&cfg.sshRuns, "ssh-runs", 30, "runs of `tether ssh WS -- true`")
+	fs.IntVar(&cfg.sshLoadAgents, "sshload-agents", 30, "workspaces (agents) in the ssh load test")
+	fs.IntVar(&cfg.sshLoadConcurrency, "sshload-concurrency", 60, "concurrent `tether ssh` per round of the ssh load test")
+	fs.IntVar(&cfg.sshLoadSessions, "sshload-sessions", 1000, "sessions per phase of the ssh load test (whole rounds: at least this many)")
+	fs.IntVar(&cfg.sshLoadLines, "sshload-lines", 5000, "lines each ssh load session prints (seq 1 N)")
+	fs.DurationVar(&cfg.sshLoadFreeze, "sshload-freeze", 1500*time.Millisecond, "how long an agent is stopped (SIGSTOP) at a time in the second phase of the ssh load test")
 	fs.IntVar(&cfg.runs, "runs", 1, "throughput windows (speedtest runs) per figure; the median counts (more for a noisy machine)")
 	fs.IntVar(&cfg.firstByteRuns, "first-byte-runs", 10, "fresh tunnel pairs timed to their first byte")
 	fs.IntVar(&cfg.natRuns, "nat-runs", 3, "relay-to-direct upgrades timed in the NAT lab")
@@ -140,14 +151,17 @@ func parseFlags(args []string) (*config, error) {
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if cfg.quick {
 		quick := map[string]func(){
-			"duration":        func() { cfg.duration = time.Second },
-			"warm":            func() { cfg.warm = 500 * time.Millisecond },
-			"rtt-count":       func() { cfg.rttCount = 500 },
-			"ssh-runs":        func() { cfg.sshRuns = 10 },
-			"first-byte-runs": func() { cfg.firstByteRuns = 3 },
-			"nat-runs":        func() { cfg.natRuns = 1 },
-			"coord-sizes":     func() { *sizes = "100,5000" },
-			"coord-updates":   func() { cfg.coordUpdates = 500 },
+			"duration":            func() { cfg.duration = time.Second },
+			"warm":                func() { cfg.warm = 500 * time.Millisecond },
+			"rtt-count":           func() { cfg.rttCount = 500 },
+			"ssh-runs":            func() { cfg.sshRuns = 10 },
+			"sshload-agents":      func() { cfg.sshLoadAgents = 6 },
+			"sshload-concurrency": func() { cfg.sshLoadConcurrency = 12 },
+			"sshload-sessions":    func() { cfg.sshLoadSessions = 120 },
+			"first-byte-runs":     func() { cfg.firstByteRuns = 3 },
+			"nat-runs":            func() { cfg.natRuns = 1 },
+			"coord-sizes":         func() { *sizes = "100,5000" },
+			"coord-updates":       func() { cfg.coordUpdates = 500 },
 		}
 		for name, apply := range quick {
 			if !set[name] {
@@ -185,6 +199,8 @@ func parseFlags(args []string) (*config, error) {
 		return nil, fmt.Errorf("-coord-fanout, -coord-rate and -coord-updates must be positive")
 	case cfg.rttCount < 1 || cfg.sshRuns < 1 || cfg.runs < 1 || cfg.firstByteRuns < 1 || cfg.natRuns < 1:
 		return nil, fmt.Errorf("counts and runs must be positive")
+	case cfg.sshLoadAgents < 1 || cfg.sshLoadConcurrency < 1 || cfg.sshLoadSessions < 1 || cfg.sshLoadLines < 1 || cfg.sshLoadFreeze <= 0:
+		return nil, fmt.Errorf("the -sshload- sizes must be positive")
 	}
 	level := slog.LevelInfo
 	if cfg.verbose {
@@ -243,7 +259,7 @@ func run(args []string, stdout io.Writer) int {
 	var natTest string
 	buildErrs := make(chan error, 2)
 	builds := 0
-	needBinary := cfg.parts["speedtest"] || cfg.parts["portforward"] || cfg.parts["ssh"] || cfg.parts["nat"] && os.Geteuid() == 0
+	needBinary := cfg.parts["speedtest"] || cfg.parts["portforward"] || cfg.parts["ssh"] || cfg.parts["sshload"] || cfg.parts["nat"] && os.Geteuid() == 0
 	if needBinary && cfg.tether == "" {
 		cfg.logf("building tether from %s", root)
 		builds++
@@ -316,6 +332,7 @@ func run(args []string, stdout io.Writer) int {
 			e.close()
 		}
 	}
+	step("sshload", func() error { return runSSHLoad(ctx, cfg, res, tmp) })
 	step("nat", func() error { return runNAT(ctx, cfg, res, root, natTest) })
 	step("coord", func() error { return runCoord(ctx, cfg, res) })
 

@@ -29,6 +29,9 @@ const (
 	goalCoordPeers      = 5000   // the size the coordinator goals apply to
 	goalFanoutP99ms     = 100.0
 	goalHeapPerPeerKiB  = 64.0
+	// Issue 10: under load, and with the agents stopped at random, no
+	// session loses a line of output or hangs.
+	goalSSHLoadLost = 0.0
 )
 
 func atLeast(x float64) func(v, base float64) bool {
@@ -100,6 +103,18 @@ func comparisons(cfg *config) []comparison {
 			Goal: atMost(goalSSHP50ms), GoalText: fmt.Sprintf("≤ %.0f ms", goalSSHP50ms)},
 		{Label: "ssh -- true p99", Measure: "ssh/true-p99",
 			Goal: atMost(goalSSHP99ms), GoalText: fmt.Sprintf("≤ %.0f ms", goalSSHP99ms)},
+		{Label: "ssh load: lines lost", Measure: "sshload/lost-lines",
+			Goal: atMost(goalSSHLoadLost), GoalText: "none"},
+		{Label: "ssh load: sessions hung", Measure: "sshload/hangs",
+			Goal: atMost(goalSSHLoadLost), GoalText: "none"},
+		{Label: "ssh load: sessions failed", Measure: "sshload/failed"},
+		{Label: "ssh load: session p99", Measure: "sshload/session-p99"},
+		{Label: "ssh load, agents stopped: lines lost", Measure: "sshload/stopped/lost-lines",
+			Goal: atMost(goalSSHLoadLost), GoalText: "none"},
+		{Label: "ssh load, agents stopped: sessions hung", Measure: "sshload/stopped/hangs",
+			Goal: atMost(goalSSHLoadLost), GoalText: "none"},
+		{Label: "ssh load, agents stopped: sessions failed", Measure: "sshload/stopped/failed"},
+		{Label: "ssh load, agents stopped: session p99", Measure: "sshload/stopped/session-p99"},
 		{Label: "fresh tunnel pair first byte p50", Measure: "library/first-byte-p50"},
 		{Label: "fresh tunnel pair first byte max", Measure: "library/first-byte-max",
 			Goal: atMost(goalFirstByteMaxMS), GoalText: fmt.Sprintf("≤ %.0f ms (no 5 s stall)", goalFirstByteMaxMS)},

@@ -161,6 +161,8 @@ type deploymentOptions struct {
 	ServerArgs []string
 	// Server, Agent and CLI run each part; nil runs it on this host.
 	Server, Agent, CLI commander
+	// AgentEnv is added to the agents' environment.
+	AgentEnv []string
 }
 
 // deployment is a real server with one workspace ("bench") whose agent is
@@ -172,6 +174,8 @@ type deployment struct {
 	cliEnv    []string
 	server    *proc
 	agent     *proc
+	// extraAgents are the agents of workspaces added with addWorkspace.
+	extraAgents []*proc
 }
 
 var listeningRE = regexp.MustCompile(`^Tether is listening at (\S+)`)
@@ -215,15 +219,12 @@ func startDeployment(ctx context.Context, opts deploymentOptions) (_ *deployment
 	if err != nil {
 		return nil, err
 	}
-	var created struct {
-		AgentToken string `json:"agent_token"`
-		AgentURL   string `json:"agent_url"`
+	token, agentURL, err := parseCreated(out)
+	if err != nil {
+		return nil, err
 	}
-	if err := json.Unmarshal([]byte(out), &created); err != nil || created.AgentToken == "" {
-		return nil, fmt.Errorf("create --output json printed %q: %v", out, err)
-	}
-	d.agent, err = startProc(opts.Agent, "agent", []string{"TETHER_AGENT_TOKEN=" + created.AgentToken},
-		opts.Bin, "agent", "--url", created.AgentURL)
+	d.agent, err = startProc(opts.Agent, "agent", append([]string{"TETHER_AGENT_TOKEN=" + token}, opts.AgentEnv...),
+		opts.Bin, "agent", "--url", agentURL)
 	if err != nil {
 		return nil, err
 	}
@@ -238,19 +239,8 @@ func (d *deployment) awaitAgent(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
 	for {
-		out, err := d.cli(ctx, "list", "--output", "json")
-		if err == nil {
-			var ws []struct {
-				Name        string `json:"name"`
-				AgentStatus string `json:"agent_status"`
-			}
-			if json.Unmarshal([]byte(out), &ws) == nil {
-				for _, w := range ws {
-					if w.Name == d.Workspace && w.AgentStatus == "connected" {
-						return nil
-					}
-				}
-			}
+		if connected, err := d.connectedAgents(ctx); err == nil && connected[d.Workspace] {
+			return nil
 		}
 		select {
 		case <-ctx.Done():
@@ -260,6 +250,35 @@ func (d *deployment) awaitAgent(ctx context.Context) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// parseCreated reads what `tether create --output json` printed.
+func parseCreated(out string) (token, agentURL string, err error) {
+	var created struct {
+		AgentToken string `json:"agent_token"`
+		AgentURL   string `json:"agent_url"`
+	}
+	if err := json.Unmarshal([]byte(out), &created); err != nil || created.AgentToken == "" {
+		return "", "", fmt.Errorf("create --output json printed %q: %v", out, err)
+	}
+	return created.AgentToken, created.AgentURL, nil
+}
+
+// parseConnected reads which workspaces `tether list --output json` shows
+// with a connected agent.
+func parseConnected(out string) (map[string]bool, error) {
+	var ws []struct {
+		Name        string `json:"name"`
+		AgentStatus string `json:"agent_status"`
+	}
+	if err := json.Unmarshal([]byte(out), &ws); err != nil {
+		return nil, fmt.Errorf("list --output json printed %q: %w", out, err)
+	}
+	connected := map[string]bool{}
+	for _, w := range ws {
+		connected[w.Name] = w.AgentStatus == "connected"
+	}
+	return connected, nil
 }
 
 // cliCmd returns a CLI command for the deployment's user.
@@ -295,6 +314,11 @@ func (d *deployment) startCLI(name string, args ...string) (*proc, error) {
 }
 
 func (d *deployment) close() {
+	var wg sync.WaitGroup
+	for _, a := range d.extraAgents {
+		wg.Go(a.stop)
+	}
+	wg.Wait()
 	if d.agent != nil {
 		d.agent.stop()
 	}

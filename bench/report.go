@@ -174,6 +174,8 @@ func shortName(name string) string { return "(" + name + ")" }
 
 func formatValue(v float64, unit string) string {
 	switch {
+	case unit == "lines" || unit == "sessions":
+		return fmt.Sprintf("%.0f %s", v, unit) // counts
 	case math.Abs(v) >= 100:
 		return fmt.Sprintf("%.0f %s", v, unit)
 	case math.Abs(v) >= 10:

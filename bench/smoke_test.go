@@ -21,10 +21,12 @@ func TestSmoke(t *testing.T) {
 	dir := t.TempDir()
 	var out bytes.Buffer
 	code := run([]string{
-		"-parts", "tcp,library,firstbyte,speedtest,portforward,ssh,coord",
+		"-parts", "tcp,library,firstbyte,speedtest,portforward,ssh,sshload,coord",
 		"-duration", "100ms", "-warm", "100ms", "-runs", "1",
 		"-rtt-count", "20", "-ssh-runs", "2", "-first-byte-runs", "1",
 		"-coord-sizes", "10", "-coord-updates", "20", "-coord-rate", "200",
+		"-sshload-agents", "2", "-sshload-concurrency", "4", "-sshload-sessions", "8",
+		"-sshload-lines", "500", "-sshload-freeze", "300ms",
 		"-timeout", "4m",
 		"-results", dir,
 	}, &out)
@@ -37,6 +39,7 @@ func TestSmoke(t *testing.T) {
 		"RTT p50 library 2 processes direct", "fresh tunnel pair first byte max",
 		"speedtest direct", "speedtest DERP", "port-forward direct", "port-forward DERP",
 		"RTT p50 forwarded direct", "ssh -- true p99", "coordinator 10 peers fan-out p99",
+		"ssh load: lines lost", "ssh load, agents stopped: lines lost",
 	} {
 		if !strings.Contains(table, row) {
 			t.Errorf("table lacks %q:\n%s", row, table)
@@ -52,6 +55,13 @@ func TestSmoke(t *testing.T) {
 	}
 	if len(rec.Measures) < 20 || len(rec.Failed) > 0 {
 		t.Errorf("saved %d measures, failed parts %v", len(rec.Measures), rec.Failed)
+	}
+	// Not a speed: the ssh load test's goals are correctness (no output
+	// lost, no session hung), which holds at any size.
+	for _, r := range rec.Rows {
+		if strings.HasPrefix(r.Measure, "sshload/") && r.Goal != "" && r.Result != "PASS" {
+			t.Errorf("%s: %s (%s)", r.Label, r.Result, r.Note)
+		}
 	}
 	if _, err := os.Stat(strings.TrimSuffix(saved[0], ".json") + ".txt"); err != nil {
 		t.Errorf("no benchstat file: %v", err)

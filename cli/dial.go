@@ -40,6 +40,58 @@ type workspaceTunnel struct {
 	workspace tether.Workspace
 	derpMap   *tailcfg.DERPMap // as the server gave it, for diagnosis
 	stop      func()
+	*agentWatch
+}
+
+// agentWatch hears from the tunnel when the workspace's agent is gone, in
+// which case the tunnel has ended every connection with it.
+type agentWatch struct {
+	ws      tether.Workspace
+	notices chan error // each time the agent is gone; dropped when full
+
+	mu  sync.Mutex
+	err error // guarded by mu; why the agent was last gone
+}
+
+func newAgentWatch(ws tether.Workspace) *agentWatch {
+	return &agentWatch{ws: ws, notices: make(chan error, 4)}
+}
+
+// peerGone is the tunnel's peer-gone callback: it must not block.
+func (w *agentWatch) peerGone(id uuid.UUID, why error) {
+	if id != w.ws.ID {
+		return
+	}
+	err := agentGoneError(w.ws, why)
+	w.mu.Lock()
+	w.err = err
+	w.mu.Unlock()
+	select {
+	case w.notices <- err:
+	default:
+	}
+}
+
+// gone returns why the agent was last gone, or nil.
+func (w *agentWatch) gone() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+// agentGoneError says what happened to the connections with a workspace
+// whose agent is gone.
+func agentGoneError(ws tether.Workspace, why error) error {
+	name := ws.Owner + "/" + ws.Name
+	switch {
+	case errors.Is(why, tunnel.ErrPeerRestarted):
+		return fmt.Errorf("the agent of %s restarted; the connection to the old one is gone", name)
+	case errors.Is(why, tunnel.ErrPeerUnreachable):
+		return fmt.Errorf("lost the connection to %s: its agent stopped answering (the server lost it too; is it still running?)", name)
+	case errors.Is(why, tunnel.ErrPeerLeft):
+		return fmt.Errorf("the agent of %s disconnected", name)
+	}
+	return fmt.Errorf("lost the connection to %s: %w", name, why)
 }
 
 // progress prints what a slow connection is waiting for, once per phase,
@@ -115,6 +167,8 @@ func (r *root) dialWorkspace(ctx context.Context, arg string, f tunnelFlags) (*w
 		},
 	})
 	conn.SetNodeCallback(coord.SetNode)
+	watch := newAgentWatch(ws)
+	conn.SetPeerGoneCallback(watch.peerGone)
 	cctx, cancel := context.WithCancel(context.Background())
 	coordDone := make(chan struct{})
 	var coordErr error // why coord.Run returned; read after coordDone
@@ -159,7 +213,7 @@ func (r *root) dialWorkspace(ctx context.Context, arg string, f tunnelFlags) (*w
 		return nil, err
 	}
 	go r.endWhenRevoked(coordDone, &coordErr, stop)
-	return &workspaceTunnel{conn: conn, agentIP: agentIP, workspace: ws, derpMap: info.DERPMap, stop: stop}, nil
+	return &workspaceTunnel{conn: conn, agentIP: agentIP, workspace: ws, derpMap: info.DERPMap, stop: stop, agentWatch: watch}, nil
 }
 
 // endWhenRevoked waits for the tunnel's coordination to end (done, then

@@ -125,7 +125,17 @@ func (r *root) portForwardCommand() *cobra.Command {
 				}
 			}
 			fmt.Fprintln(r.env.Stdout, "Press Ctrl+C to stop.")
-			<-ctx.Done()
+			// The tunnel ends the connections of an agent that is gone;
+			// their local ends see them close. Say why, and keep
+			// listening: new connections reach the agent once it is back.
+			for done := false; !done; {
+				select {
+				case <-ctx.Done():
+					done = true
+				case err := <-t.notices:
+					logger.Warn(err.Error() + "; its forwarded connections were closed")
+				}
+			}
 			for _, c := range closers {
 				c.Close()
 			}

@@ -53,9 +53,9 @@ func (r *root) sshCommand() *cobra.Command {
 			}
 			defer conn.Close()
 			if stdio {
-				return r.pipeStdio(conn)
+				return r.pipeStdio(conn, t.gone)
 			}
-			return r.runSSH(ctx, conn, t.workspace, command, forwardAgent, forceTTY)
+			return r.runSSH(ctx, conn, t.workspace, t.gone, command, forwardAgent, forceTTY)
 		},
 	}
 	tf.register(cmd)
@@ -66,8 +66,9 @@ func (r *root) sshCommand() *cobra.Command {
 }
 
 // pipeStdio copies between the SSH connection and stdin/stdout until the
-// remote side closes.
-func (r *root) pipeStdio(conn net.Conn) error {
+// remote side closes. gone says why the tunnel ended the connection, if it
+// did.
+func (r *root) pipeStdio(conn net.Conn, gone func() error) error {
 	go func() {
 		io.Copy(conn, r.env.Stdin)
 		if cw, ok := conn.(interface{ CloseWrite() error }); ok {
@@ -75,11 +76,71 @@ func (r *root) pipeStdio(conn net.Conn) error {
 		}
 	}()
 	_, err := io.Copy(r.env.Stdout, conn)
+	// A connection the tunnel ended reads as a plain EOF: only gone tells
+	// it from the agent closing it.
+	if gerr := gone(); gerr != nil {
+		return gerr
+	}
 	return err
 }
 
-// runSSH runs a shell or a command over an SSH client connection.
-func (r *root) runSSH(ctx context.Context, conn net.Conn, ws tether.Workspace, command string, forwardAgent, forceTTY bool) error {
+// SSH keepalives: every sshKeepaliveInterval the CLI asks the agent for a
+// reply (keepalive@openssh.com, as OpenSSH's ServerAliveInterval does),
+// and gives the session up when one has gone unanswered for
+// sshKeepaliveTimeout. The tunnel notices a gone agent within seconds
+// (tunnel.ErrPeerUnreachable, tunnel.ErrPeerRestarted); this catches the
+// rest, such as an agent whose tunnel answers but whose SSH server does
+// not. The timeout leaves room for what a live session must survive: a
+// path moving from direct to the relay (~10 s without traffic) or a server
+// restart while relayed, after which the request's retransmission may
+// itself wait tens of seconds.
+const (
+	sshKeepaliveInterval = 15 * time.Second
+	sshKeepaliveTimeout  = 60 * time.Second
+)
+
+// exitConnectionLost is the exit code when the session ends without an
+// exit status, as OpenSSH's ssh exits 255 when the connection is lost.
+const exitConnectionLost = 255
+
+// keepAlive sends keepalives on conn until done is closed; if one goes
+// unanswered for timeout, it tells lost why and closes conn, which ends
+// the session.
+func keepAlive(conn ssh.Conn, interval, timeout time.Duration, done <-chan struct{}, lost func(error)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+		replied := make(chan error, 1)
+		go func() {
+			_, _, err := conn.SendRequest("keepalive@openssh.com", true, nil)
+			replied <- err
+		}()
+		wait := time.NewTimer(timeout)
+		select {
+		case err := <-replied:
+			wait.Stop()
+			if err != nil {
+				return // the connection is closed
+			}
+		case <-wait.C:
+			lost(fmt.Errorf("the workspace did not answer for %v", timeout))
+			conn.Close()
+			return
+		case <-done:
+			wait.Stop()
+			return // the request ends when the connection closes
+		}
+	}
+}
+
+// runSSH runs a shell or a command over an SSH client connection. gone
+// says why the tunnel ended the connection, if it did.
+func (r *root) runSSH(ctx context.Context, conn net.Conn, ws tether.Workspace, gone func() error, command string, forwardAgent, forceTTY bool) error {
 	sshConn, chans, reqs, err := ssh.NewClientConn(conn, ws.Name, &ssh.ClientConfig{
 		User: ws.Owner,
 		// The tunnel has authenticated the agent already: its WireGuard
@@ -151,6 +212,17 @@ func (r *root) runSSH(ctx context.Context, conn net.Conn, ws tether.Workspace, c
 	if err != nil {
 		return fmt.Errorf("start remote command: %w", err)
 	}
+	var (
+		lostMu  sync.Mutex
+		lostErr error
+	)
+	stopKeepalive := make(chan struct{})
+	defer close(stopKeepalive)
+	go keepAlive(sshConn, sshKeepaliveInterval, sshKeepaliveTimeout, stopKeepalive, func(err error) {
+		lostMu.Lock()
+		lostErr = err
+		lostMu.Unlock()
+	})
 	done := make(chan error, 1)
 	go func() { done <- sess.Wait() }()
 	select {
@@ -159,7 +231,10 @@ func (r *root) runSSH(ctx context.Context, conn net.Conn, ws tether.Workspace, c
 		sess.Signal(ssh.SIGTERM)
 		return ctx.Err()
 	}
-	var exit *ssh.ExitError
+	var (
+		exit    *ssh.ExitError
+		missing *ssh.ExitMissingError
+	)
 	switch {
 	case err == nil:
 		return nil
@@ -168,8 +243,23 @@ func (r *root) runSSH(ctx context.Context, conn net.Conn, ws tether.Workspace, c
 			return &exitError{code: 128 + signalNumber(exit.Signal())}
 		}
 		return &exitError{code: exit.ExitStatus()}
-	case errors.Is(err, &ssh.ExitMissingError{}):
-		return fmt.Errorf("the workspace closed the session without an exit status")
+	case errors.As(err, &missing):
+		// Never success: the command's fate is unknown.
+		why := gone()
+		lostMu.Lock()
+		if why == nil {
+			why = lostErr
+		}
+		lostMu.Unlock()
+		if why == nil {
+			why = errors.New("the workspace closed the session without an exit status")
+		}
+		nl := "\n"
+		if wantTTY {
+			nl = "\r\n" // the terminal is still raw
+		}
+		fmt.Fprintf(r.env.Stderr, "tether: %v%s", why, nl)
+		return &exitError{code: exitConnectionLost}
 	}
 	return err
 }

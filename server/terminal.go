@@ -13,6 +13,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/tetherdev/tether"
 	"github.com/tetherdev/tether/agent/reconnectingpty"
+	"github.com/tetherdev/tether/server/agentnet"
 	"github.com/tetherdev/tether/store"
 )
 
@@ -33,15 +34,20 @@ const terminalDialTimeout = 30 * time.Second
 // terminal.
 const terminalKeepalive = 15 * time.Second
 
-// terminalAgentPoll is how often a terminal checks that the workspace's
-// agent is still connected. An agent that dies sends nothing more through
-// the tunnel, not even a reset, so the relay's connection to its PTY would
-// hang instead of ending; the browser is told at once instead, and
-// reconnects to the same session when the agent is back.
-const terminalAgentPoll = time.Second
-
 // maxTerminalMessage bounds one message from the browser (a large paste).
 const maxTerminalMessage = 1 << 20
+
+// agentLeftReason is the close reason the browser shows when the
+// workspace's agent left mid-session.
+func agentLeftReason(why error) string {
+	switch {
+	case errors.Is(why, agentnet.ErrAgentRestarted):
+		return "the workspace's agent restarted; its terminal sessions ended"
+	case errors.Is(why, agentnet.ErrAgentUnreachable):
+		return "the workspace's agent stopped answering"
+	}
+	return "the workspace's agent disconnected"
+}
 
 type terminalInput struct {
 	Data   *string `json:"data"`
@@ -102,6 +108,12 @@ func (s *Server) workspacePTY(w http.ResponseWriter, r *http.Request, u store.Us
 		return err
 	}
 	defer pty.Close()
+	// An agent that dies sends nothing more through the tunnel, not even a
+	// reset: the browser is told as soon as the coordinator loses the
+	// agent, and reconnects to the same session when it is back (the
+	// tunnel itself ends the connection only once the agent has stopped
+	// answering, or restarted).
+	agentLeft, whyLeft := s.agentNet.WatchAgent(ws.ID)
 
 	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionContextTakeover})
 	if err != nil {
@@ -135,7 +147,13 @@ func (s *Server) workspacePTY(w http.ResponseWriter, r *http.Request, u store.Us
 				}
 			}
 			if err != nil {
-				conn.Close(websocket.StatusNormalClosure, "the terminal session ended")
+				select {
+				case <-agentLeft:
+					// The tunnel ended the connection: the agent is gone.
+					conn.Close(websocket.StatusGoingAway, agentLeftReason(whyLeft()))
+				default:
+					conn.Close(websocket.StatusNormalClosure, "the terminal session ended")
+				}
 				return
 			}
 		}
@@ -144,18 +162,14 @@ func (s *Server) workspacePTY(w http.ResponseWriter, r *http.Request, u store.Us
 		defer wg.Done()
 		t := time.NewTicker(terminalKeepalive)
 		defer t.Stop()
-		agentPoll := time.NewTicker(terminalAgentPoll)
-		defer agentPoll.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case <-agentPoll.C:
-				if !s.coord.AgentConnected(ws.ID) {
-					conn.Close(websocket.StatusGoingAway, "the workspace's agent disconnected")
-					stop()
-					return
-				}
+			case <-agentLeft:
+				conn.Close(websocket.StatusGoingAway, agentLeftReason(whyLeft()))
+				stop()
+				return
 			case <-t.C:
 				pctx, cancel := context.WithTimeout(ctx, terminalKeepalive)
 				err := conn.Ping(pctx)

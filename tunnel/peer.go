@@ -90,6 +90,12 @@ func (c *Conn) UpsertPeer(id uuid.UUID, n *tether.Node) error {
 		return fmt.Errorf("peer %s: key %s belongs to peer %s", id, n.Key.ShortString(), other.id)
 	}
 	old := table.byID[id]
+	c.stopProbeLocked(id) // reintroduced: no longer lost
+	if old != nil && old.key() != n.Key {
+		// A new key is a new process: the connections with the old one
+		// are dead. End them before the new peer can have any.
+		c.peerGoneLocked(old, ErrPeerRestarted)
+	}
 	addr := tether.TunnelIP(id)
 	p := &peer{id: id, addr: addr, prefix: netip.PrefixFrom(addr, addr.BitLen()), node: n}
 	nodeID := c.nextNodeID
@@ -143,13 +149,14 @@ func (c *Conn) RemovePeer(id uuid.UUID) {
 	if !ok {
 		return
 	}
+	c.stopProbeLocked(id)
 	c.peers.Store(table.without(id))
 	c.setFilterLocked()
 	c.magic.RemovePeer(old.view.ID())
 	c.engine.SyncDevicePeer(old.key()) // removes it: the config source no longer knows it
 	c.noteRemovedLocked(old.key())
 	c.notePeersChanged()
-	c.closeConnsTo(old.addr)
+	c.peerGoneLocked(old, ErrPeerLeft)
 	c.logger.Debug("peer removed", "peer", id)
 }
 

@@ -100,6 +100,11 @@ type Options struct {
 	// is reached over WebSocket only once a proxy is found to refuse DERP's
 	// own upgrade (package derpws).
 	DERPForceWebSockets bool
+	// LostPeerGrace is how long a peer that the coordinator has lost
+	// (SetPeerLost) may go without answering a ping before its
+	// connections are ended. Zero means DefaultLostPeerGrace; negative
+	// never ends them.
+	LostPeerGrace time.Duration
 }
 
 // Conn is one userspace WireGuard peer. Its methods are safe for concurrent
@@ -137,6 +142,8 @@ type Conn struct {
 	nextNodeID tailcfg.NodeID               // guarded by peerMu
 	filter     *filter.Filter               // guarded by peerMu
 	removedAt  map[key.NodePublic]time.Time // guarded by peerMu; recently removed peers
+	lost       map[uuid.UUID]*lostProbe     // guarded by peerMu; peers the coordinator lost, being pinged
+	lostGrace  time.Duration                // see Options.LostPeerGrace
 
 	closed    chan struct{} // closed by Close
 	closeOnce sync.Once
@@ -153,9 +160,10 @@ type Conn struct {
 	localEndpoints []netip.AddrPort // our interfaces and UDP ports, known at once
 	port4, port6   uint16
 	nodeCB         func(*tether.Node)
-	sentNode       *tether.Node  // last node given to nodeCB
-	resendNode     bool          // give the current node to nodeCB even if unchanged
-	peersChanged   chan struct{} // closed and replaced when the peer set changes
+	goneCB         func(uuid.UUID, error) // see SetPeerGoneCallback
+	sentNode       *tether.Node           // last node given to nodeCB
+	resendNode     bool                   // give the current node to nodeCB even if unchanged
+	peersChanged   chan struct{}          // closed and replaced when the peer set changes
 	forwardTCP     func(net.Conn, netip.AddrPort)
 	forwardUDP     func(net.Conn, netip.AddrPort)
 	closers        map[*tracked]struct{}   // listeners and connections to close
@@ -202,6 +210,10 @@ func New(ctx context.Context, opts Options) (_ *Conn, err error) {
 		peersChanged:   make(chan struct{}),
 		closers:        make(map[*tracked]struct{}),
 		nextNodeID:     1,
+		lostGrace:      opts.LostPeerGrace,
+	}
+	if c.lostGrace == 0 {
+		c.lostGrace = DefaultLostPeerGrace
 	}
 	c.peers.Store(&peerTable{})
 	c.relays = derpws.Register(derpws.Options{Logger: log.With("component", "derpws"), Force: opts.DERPForceWebSockets, OnChange: c.reapplyDERPMap})
@@ -353,7 +365,10 @@ func (c *Conn) Close() error {
 		closers := c.closers
 		c.closers = make(map[*tracked]struct{})
 		c.mu.Unlock()
+		// Under peerMu, so that SetPeerLost starts no prober after this.
+		c.peerMu.Lock()
 		close(c.closed)
+		c.peerMu.Unlock()
 		c.wg.Wait()
 		for t := range closers {
 			t.closeUntracked()

@@ -6,3 +6,8 @@ func (s *Server) SessionCount() int {
 	defer s.mu.Unlock()
 	return len(s.sessions)
 }
+
+// SetBeforeOutputRead makes every session's output reader call fn before
+// each read, with the number of reads it has done, so that a test can
+// delay it as a starving scheduler would. Call it before Serve.
+func SetBeforeOutputRead(s *Server, fn func(reads int)) { s.beforeOutputRead = fn }

@@ -29,11 +29,20 @@ type testServer struct {
 
 func startServer(t *testing.T, opts reconnectingpty.Options) *testServer {
 	t.Helper()
+	return startServerWith(t, opts, nil)
+}
+
+// startServerWith starts a server after setup, if any, has changed it.
+func startServerWith(t *testing.T, opts reconnectingpty.Options, setup func(*reconnectingpty.Server)) *testServer {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ts := &testServer{srv: reconnectingpty.New(opts), addr: l.Addr().String(), served: make(chan error, 1)}
+	if setup != nil {
+		setup(ts.srv)
+	}
 	go func() { ts.served <- ts.srv.Serve(l) }()
 	t.Cleanup(func() { ts.close(t) })
 	return ts

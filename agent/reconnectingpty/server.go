@@ -54,6 +54,10 @@ type Server struct {
 	env            []string
 	idleTimeout    time.Duration
 	scrollbackSize int
+	// beforeOutputRead, when set, runs before every read of a session's
+	// output with the number of reads done so far. Tests set it
+	// (export_test.go) to starve the reader.
+	beforeOutputRead func(reads int)
 
 	// wg counts every goroutine the server starts.
 	wg sync.WaitGroup

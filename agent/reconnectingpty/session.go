@@ -15,9 +15,10 @@ import (
 )
 
 const (
-	// outputGrace is how long a session's output is still read after its
-	// process exits; a background process holding the terminal would
-	// otherwise keep the session alive.
+	// outputGrace is how long after its process exits a session waits
+	// for the end of its output before a background process holding the
+	// terminal no longer keeps the session alive. Output still queued is
+	// read whatever the wait (see usershell.DrainOutput).
 	outputGrace = time.Second
 )
 
@@ -115,7 +116,10 @@ func (s *Server) startSessionLocked(h Header, logger *slog.Logger) (*session, er
 // clients until the terminal ends, then ends the session.
 func (sess *session) readOutput() {
 	buf := make([]byte, readBufSize)
-	for {
+	for reads := 0; ; reads++ {
+		if hook := sess.server.beforeOutputRead; hook != nil {
+			hook(reads)
+		}
 		n, err := sess.ptmx.Read(buf)
 		if n > 0 {
 			sess.broadcast(buf[:n])
@@ -133,17 +137,14 @@ func (sess *session) readOutput() {
 }
 
 // wait reaps the process, then closes the terminal once its output has
-// drained (EIO once nobody holds the terminal) or outputGrace has passed.
+// been read to the end (EIO once nobody holds the terminal), or, when a
+// background process holds it, once nothing is left to read after
+// outputGrace (usershell.DrainOutput).
 func (sess *session) wait(cmd *exec.Cmd) {
 	err := cmd.Wait()
 	sess.logger.Debug("session process exited", "err", err)
 	close(sess.exited)
-	t := time.NewTimer(outputGrace)
-	defer t.Stop()
-	select {
-	case <-sess.outDone:
-	case <-t.C:
-	}
+	usershell.DrainOutput(sess.ptmx, sess.outDone, outputGrace)
 	sess.ptmx.Close()
 }
 

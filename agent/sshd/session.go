@@ -76,7 +76,14 @@ type session struct {
 	ptmx    *os.File      // with a PTY; closed by run
 	proc    *os.Process   // nil for a subsystem
 	exited  chan struct{} // closed when the program has ended and been reaped
-	wg      sync.WaitGroup
+	// replied is closed once the request that started the program has
+	// been answered. The end of the session (EOF, exit status, close)
+	// waits for it: a program that exits at once would otherwise close
+	// the channel before the answer, and the client would see its exec
+	// request fail ("EOF") for a command that ran.
+	replied     chan struct{}
+	repliedOnce sync.Once
+	wg          sync.WaitGroup
 }
 
 func (c *conn) handleSession(nc ssh.NewChannel) {
@@ -85,17 +92,27 @@ func (c *conn) handleSession(nc ssh.NewChannel) {
 		return
 	}
 	s := &session{
-		conn:   c,
-		logger: c.logger,
-		ch:     ch,
-		exited: make(chan struct{}),
+		conn:    c,
+		logger:  c.logger,
+		ch:      ch,
+		exited:  make(chan struct{}),
+		replied: make(chan struct{}),
 	}
 	for req := range reqs {
+		wasStarted := s.started
 		ok := s.handleRequest(req)
+		starting := s.started && !wasStarted
+		if hook := c.server.beforeStartReply; hook != nil && starting {
+			hook()
+		}
 		if req.WantReply {
 			req.Reply(ok, nil)
 		}
+		if starting {
+			s.repliedOnce.Do(func() { close(s.replied) })
+		}
 	}
+	s.repliedOnce.Do(func() { close(s.replied) })
 	// The channel is closed, by the client or with the connection: end the
 	// program if it is still running.
 	s.hangUp()
@@ -219,7 +236,7 @@ func (s *session) startPTY(cmd *exec.Cmd, u *usershell.User) error {
 	s.started, s.ptmx, s.proc = true, ptmx, cmd.Process
 	s.logger.Debug("session started", "pid", cmd.Process.Pid, "pty", tty.Name())
 
-	out := copyOutput(&s.wg, s.ch, ptmx)
+	out := copyOutput(&s.wg, s.ch, ptmx, s.conn.server.beforeOutputRead)
 	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
@@ -231,8 +248,9 @@ func (s *session) startPTY(cmd *exec.Cmd, u *usershell.User) error {
 		defer s.wg.Done()
 		err := cmd.Wait()
 		// The kernel hands over what is buffered and then EIO once no
-		// process holds the terminal.
-		out.drain(func() { ptmx.Close() })
+		// process holds the terminal; see usershell.DrainOutput for a
+		// background process that holds it.
+		usershell.DrainOutput(ptmx, out, outputGrace)
 		ptmx.Close()
 		close(s.exited)
 		s.exit(cmd.ProcessState, err)
@@ -275,8 +293,8 @@ func (s *session) startPipes(cmd *exec.Cmd, u *usershell.User) error {
 	s.started, s.proc = true, cmd.Process
 	s.logger.Debug("session started", "pid", cmd.Process.Pid)
 
-	stdout := copyOutput(&s.wg, s.ch, stdoutR)
-	stderr := copyOutput(&s.wg, s.ch.Stderr(), stderrR)
+	stdout := copyOutput(&s.wg, s.ch, stdoutR, s.conn.server.beforeOutputRead)
+	stderr := copyOutput(&s.wg, s.ch.Stderr(), stderrR, s.conn.server.beforeOutputRead)
 	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
@@ -287,9 +305,11 @@ func (s *session) startPipes(cmd *exec.Cmd, u *usershell.User) error {
 	go func() {
 		defer s.wg.Done()
 		err := cmd.Wait()
+		// All of the program's output is in the pipes now; the copies
+		// deliver it before the exit status goes out.
 		var drains sync.WaitGroup
-		drains.Go(func() { stdout.drain(func() { stdoutR.Close() }) })
-		drains.Go(func() { stderr.drain(func() { stderrR.Close() }) })
+		drains.Go(func() { usershell.DrainOutput(stdoutR, stdout, outputGrace) })
+		drains.Go(func() { usershell.DrainOutput(stderrR, stderr, outputGrace) })
 		drains.Wait()
 		stdoutR.Close()
 		stderrR.Close()
@@ -321,6 +341,7 @@ func (s *session) startSFTP() error {
 			code = 1
 		}
 		close(s.exited)
+		<-s.replied
 		s.ch.CloseWrite()
 		s.sendExitStatus(code)
 		s.ch.Close()
@@ -329,8 +350,10 @@ func (s *session) startSFTP() error {
 }
 
 // exit reports how the program ended, as OpenSSH's sshd does: EOF, then
-// exit-status or exit-signal, then close.
+// exit-status or exit-signal, then close; all after the answer to the
+// request that started it.
 func (s *session) exit(state *os.ProcessState, waitErr error) {
+	<-s.replied
 	s.ch.CloseWrite()
 	var ws syscall.WaitStatus
 	ok := false

@@ -38,9 +38,18 @@ type testServer struct {
 
 func startServer(t *testing.T, opts sshd.Options) *testServer {
 	t.Helper()
+	return startServerWith(t, opts, nil)
+}
+
+// startServerWith starts a server after setup, if any, has changed it.
+func startServerWith(t *testing.T, opts sshd.Options, setup func(*sshd.Server)) *testServer {
+	t.Helper()
 	srv, err := sshd.New(opts)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if setup != nil {
+		setup(srv)
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -24,6 +24,13 @@
 // reported. So on every reconnect, every peer the client knows is treated as
 // lost until the coordinator mentions it again (the coordinator sends the
 // nodes of all current counterparts as soon as a peer connects).
+//
+// The Tunnel is told which peers are lost (Tunnel.SetPeerLost), so that it
+// can tell a peer whose coordination merely broke from one that is gone,
+// and end the connections of the latter. It is told only what this client
+// knows: while the client's own WebSocket is down, no peer counts as lost,
+// since the coordinator (a server restarting, say) may be all that is
+// missing.
 package coordclient
 
 import (
@@ -51,6 +58,10 @@ type Tunnel interface {
 	RemovePeer(id uuid.UUID)
 	// SetDERPMap replaces the relays the tunnel uses.
 	SetDERPMap(m *tailcfg.DERPMap)
+	// SetPeerLost says that the coordinator has lost the peer (true), or
+	// that this is no longer known (false). UpsertPeer and RemovePeer end
+	// the lost state by themselves.
+	SetPeerLost(id uuid.UUID, lost bool)
 }
 
 // Defaults for the Options durations left zero.
@@ -162,6 +173,7 @@ type peerState struct {
 	node    *tether.Node
 	lost    *time.Timer // non-nil while lost: removes the peer when it fires
 	lostGen int         // tells a stale timer from the current one
+	told    bool        // the Tunnel was told the peer is lost
 }
 
 // New returns a Client. It does nothing until Run.
@@ -270,6 +282,9 @@ func (c *Client) Run(ctx context.Context) error {
 			start := time.Now()
 			c.logger.Debug("connected to the coordinator")
 			err = c.session(ctx, conn)
+			// Blind until the next session: whatever the coordinator
+			// said about lost peers may no longer hold.
+			c.untellLost()
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -302,11 +317,12 @@ func (c *Client) stop() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.stopped = true
-	for _, p := range c.peers {
+	for id, p := range c.peers {
 		if p.lost != nil {
 			p.lost.Stop()
 			p.lost = nil
 		}
+		c.untellLostLocked(id, p)
 	}
 }
 

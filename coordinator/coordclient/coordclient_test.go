@@ -35,18 +35,22 @@ func testContext(t *testing.T) context.Context {
 type fakeTunnel struct {
 	mu      sync.Mutex
 	peers   map[uuid.UUID]*tether.Node
+	lost    map[uuid.UUID]bool // as SetPeerLost, UpsertPeer and RemovePeer leave it
 	upserts int
 	removed []uuid.UUID
 	derpMap *tailcfg.DERPMap
 }
 
-func newFakeTunnel() *fakeTunnel { return &fakeTunnel{peers: make(map[uuid.UUID]*tether.Node)} }
+func newFakeTunnel() *fakeTunnel {
+	return &fakeTunnel{peers: make(map[uuid.UUID]*tether.Node), lost: make(map[uuid.UUID]bool)}
+}
 
 func (f *fakeTunnel) UpsertPeer(id uuid.UUID, n *tether.Node) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.peers[id] = n
 	f.upserts++
+	delete(f.lost, id)
 	return nil
 }
 
@@ -54,7 +58,27 @@ func (f *fakeTunnel) RemovePeer(id uuid.UUID) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.peers, id)
+	delete(f.lost, id)
 	f.removed = append(f.removed, id)
+}
+
+func (f *fakeTunnel) SetPeerLost(id uuid.UUID, lost bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if lost {
+		f.lost[id] = true
+	} else {
+		delete(f.lost, id)
+	}
+}
+
+// isLost returns a condition: the tunnel was told id is lost (or not).
+func (f *fakeTunnel) isLost(id uuid.UUID, want bool) func() bool {
+	return func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.lost[id] == want
+	}
 }
 
 func (f *fakeTunnel) SetDERPMap(m *tailcfg.DERPMap) {
@@ -461,6 +485,50 @@ func TestPeerLeftWhileAway(t *testing.T) {
 	}
 	if _, err := agent.c.AwaitPeer(ctx, stays.id); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestTunnelToldWhoIsLost checks what the tunnel hears of lost peers, from
+// which it decides to end their connections: a peer the coordinator lost
+// is lost until reintroduced; nothing is lost while this client's own
+// coordination is down (a restarting server must not end sessions); and
+// after a reconnect, a peer not yet reintroduced is lost (it may have died
+// while this client was away).
+func TestTunnelToldWhoIsLost(t *testing.T) {
+	ctx := testContext(t)
+	s := newServer(t, coordinator.Options{})
+	agentID := uuid.New()
+	agent := startAgent(t, s, agentID, coordclient.Options{})
+	cli := startCLI(t, s, agentID, coordclient.Options{})
+	waitUntil(t, ctx, "CLI has the agent", hasNode(cli.tun, agentID, 1))
+	if cli.tun.isLost(agentID, true)() {
+		t.Fatal("a connected agent is lost")
+	}
+
+	// The agent's coordination breaks: lost.
+	agent.down.Store(true)
+	agent.conn.Load().CloseNow()
+	waitUntil(t, ctx, "the CLI's tunnel hears the agent is lost", cli.tun.isLost(agentID, true))
+	// It comes back: no longer lost.
+	agent.down.Store(false)
+	waitUntil(t, ctx, "the agent is reintroduced", cli.tun.isLost(agentID, false))
+
+	// Lost again; then the CLI's own coordination breaks: unknown.
+	agent.down.Store(true)
+	agent.conn.Load().CloseNow()
+	waitUntil(t, ctx, "lost again", cli.tun.isLost(agentID, true))
+	cli.down.Store(true)
+	cli.conn.Load().CloseNow()
+	waitUntil(t, ctx, "the CLI's tunnel no longer counts the agent lost", cli.tun.isLost(agentID, false))
+
+	// The CLI reconnects while the agent is still away: lost once more.
+	cli.down.Store(false)
+	waitUntil(t, ctx, "the CLI reconnects", cli.c.Connected)
+	waitUntil(t, ctx, "an agent not reintroduced after the reconnect is lost", cli.tun.isLost(agentID, true))
+	agent.down.Store(false)
+	waitUntil(t, ctx, "the agent is reintroduced", cli.tun.isLost(agentID, false))
+	if r := cli.tun.removals(); len(r) != 0 {
+		t.Errorf("CLI removed %v", r)
 	}
 }
 

@@ -43,6 +43,7 @@ func (c *Client) apply(resp *tether.CoordinateResponse) {
 			}
 			p.node = u.Node
 			p.stopLostTimer()
+			p.told = false // UpsertPeer ended the Tunnel's lost state
 		case tether.PeerDisconnected:
 			if p == nil {
 				continue
@@ -57,6 +58,7 @@ func (c *Client) apply(resp *tether.CoordinateResponse) {
 			}
 			log.Debug("peer lost", slog.String("reason", u.Reason))
 			c.markLostLocked(u.ID, p)
+			c.tellLostLocked(u.ID, p)
 		default:
 			// A newer coordinator may know kinds this client does not.
 			log.Debug("ignoring peer update of unknown kind", slog.String("kind", string(u.Kind)))
@@ -68,13 +70,46 @@ func (c *Client) apply(resp *tether.CoordinateResponse) {
 // expectReintroductions marks every known peer lost: after a reconnect, the
 // coordinator reintroduces those still there, and the others (which may have
 // left while this client was away) expire.
+//
+// The Tunnel hears of them as lost too: a peer that is still there is
+// reintroduced at once, while one that left meanwhile (killed while the
+// server restarted, say) would otherwise never be reported.
 func (c *Client) expectReintroductions() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for id, p := range c.peers {
 		c.markLostLocked(id, p)
+		c.tellLostLocked(id, p)
 	}
 	c.notifyLocked()
+}
+
+// tellLostLocked tells the Tunnel that the peer is lost.
+func (c *Client) tellLostLocked(id uuid.UUID, p *peerState) {
+	if p.told || c.stopped {
+		return
+	}
+	p.told = true
+	c.opts.Tunnel.SetPeerLost(id, true)
+}
+
+// untellLostLocked takes back what tellLostLocked said.
+func (c *Client) untellLostLocked(id uuid.UUID, p *peerState) {
+	if !p.told {
+		return
+	}
+	p.told = false
+	c.opts.Tunnel.SetPeerLost(id, false)
+}
+
+// untellLost takes back every lost state the Tunnel was told of: the
+// client's coordination broke, so it no longer knows.
+func (c *Client) untellLost() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, p := range c.peers {
+		c.untellLostLocked(id, p)
+	}
 }
 
 // markLostLocked starts p's removal timer, unless it runs already.

@@ -71,6 +71,8 @@ type peer struct {
 
 	active   atomic.Int64 // connections open through it
 	lastUsed atomic.Int64 // unix nanoseconds
+
+	presence *presence // whether the coordinator introduces the agent
 }
 
 // New returns a Net. Close it to release every tunnel.
@@ -114,7 +116,7 @@ func (n *Net) peer(ctx context.Context, agentID uuid.UUID) (*peer, error) {
 	}
 	p, ok := n.peers[agentID]
 	if !ok {
-		p = &peer{agentID: agentID, ready: make(chan struct{}), done: make(chan struct{})}
+		p = &peer{agentID: agentID, ready: make(chan struct{}), done: make(chan struct{}), presence: newPresence()}
 		p.lastUsed.Store(time.Now().UnixNano())
 		n.peers[agentID] = p
 		n.wg.Add(1)
@@ -159,8 +161,13 @@ func (n *Net) open(p *peer) {
 	p.conn, p.cancel = conn, cancel
 	close(p.ready)
 
-	stream := newLocalStream(conn)
+	stream := newLocalStream(conn, p.presence)
 	conn.SetNodeCallback(stream.setNode)
+	conn.SetPeerGoneCallback(func(id uuid.UUID, why error) {
+		if id == p.agentID {
+			p.presence.peerGone(why)
+		}
+	})
 	err = n.opts.Coordinator.ServeClient(ctx, conn.ID(), p.agentID, stream)
 	if err != nil && ctx.Err() == nil {
 		log.Warn("server tunnel coordination ended", slog.Any("err", err))
@@ -220,6 +227,24 @@ func (n *Net) Dial(ctx context.Context, agentID uuid.UUID, port uint16) (net.Con
 		return nil, err
 	}
 	return &trackedConn{Conn: c, p: p}, nil
+}
+
+// WatchAgent returns a channel that is closed when the agent of workspace
+// agentID leaves: its coordination connection breaks, it disconnects, or
+// it restarts. It is closed already if the agent is away, or if the server
+// has no tunnel to it (Dial opens one). why says why it left, once left is
+// closed. Connections through the tunnel end by themselves when the agent
+// is gone for good; this tells at once.
+func (n *Net) WatchAgent(agentID uuid.UUID) (left <-chan struct{}, why func() error) {
+	n.mu.Lock()
+	p := n.peers[agentID]
+	n.mu.Unlock()
+	if p == nil {
+		closed := make(chan struct{})
+		close(closed)
+		return closed, func() error { return ErrAgentLost }
+	}
+	return p.presence.watch()
 }
 
 // Ping pings the agent over the server's tunnel, opening it if needed.

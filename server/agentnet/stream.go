@@ -12,15 +12,16 @@ import (
 // and one of the server's tunnel peers: requests carry the peer's node, and
 // responses are applied to the tunnel directly.
 type localStream struct {
-	conn *tunnel.Conn
+	conn     *tunnel.Conn
+	presence *presence // of the peer's agent
 
 	mu      sync.Mutex
 	node    *tether.Node  // latest node not yet received by the coordinator
 	changed chan struct{} // signalled when node is set
 }
 
-func newLocalStream(conn *tunnel.Conn) *localStream {
-	return &localStream{conn: conn, changed: make(chan struct{}, 1)}
+func newLocalStream(conn *tunnel.Conn, pr *presence) *localStream {
+	return &localStream{conn: conn, presence: pr, changed: make(chan struct{}, 1)}
 }
 
 // setNode is the tunnel's node callback. It keeps only the latest node, so
@@ -62,11 +63,17 @@ func (s *localStream) Send(ctx context.Context, resp *tether.CoordinateResponse)
 			if err := s.conn.UpsertPeer(u.ID, u.Node); err != nil {
 				return err
 			}
+			s.presence.arrived()
 		case tether.PeerDisconnected:
+			s.presence.leave(ErrAgentDisconnected)
 			s.conn.RemovePeer(u.ID)
 		case tether.PeerLost:
 			// Keep it: its tunnel may still work, and it will likely be
-			// reintroduced when its coordination reconnects.
+			// reintroduced when its coordination reconnects. The tunnel
+			// ends its connections if it stops answering; watchers hear
+			// of it now.
+			s.presence.leave(ErrAgentLost)
+			s.conn.SetPeerLost(u.ID, true)
 		}
 	}
 	return nil

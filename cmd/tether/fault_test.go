@@ -1,0 +1,228 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// goneTimeout is how soon a CLI must notice that the workspace's agent is
+// gone (issue 10: about 15 s).
+const goneTimeout = 15 * time.Second
+
+// sessionPIDRE matches what the remote commands of these tests print
+// first: the pid of the process that then sleeps, so that it can be ended
+// (it outlives a killed agent, as it runs in a session of its own).
+var sessionPIDRE = regexp.MustCompile(`^started (\d+)$`)
+
+// startSleeper runs `tether ssh dev` with a command that sleeps, waits
+// until it runs, and returns the CLI and the remote process's pid.
+func startSleeper(t *testing.T, u *user) (*proc, int) {
+	t.Helper()
+	ssh := start(t, "ssh", u.env, "ssh", "dev", "--", "echo started $$; exec sleep 600")
+	pid, _ := strconv.Atoi(ssh.waitLine(sessionPIDRE)[1])
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	return ssh, pid
+}
+
+// waitExit waits up to d for p to exit and returns its exit code.
+func waitExit(t *testing.T, p *proc, d time.Duration, what string) int {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(d):
+		t.Fatalf("%s: still running %s later:\n%s", what, d, p.output())
+	}
+	var ee *exec.ExitError
+	if errors.As(p.waitEr, &ee) {
+		return ee.ExitCode()
+	}
+	if p.waitEr != nil {
+		t.Fatalf("%s: %v", what, p.waitEr)
+	}
+	return 0
+}
+
+// upperServer answers each line it reads with the line in upper case: a
+// workspace service for port forwards.
+func upperServer(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				sc := bufio.NewScanner(c)
+				for sc.Scan() {
+					fmt.Fprintln(c, strings.ToUpper(sc.Text()))
+				}
+			}()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// forwardedConn opens a connection through a port forward and checks that
+// it answers.
+func forwardedConn(t *testing.T, port int) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), startTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(commandTimeout))
+	rd := bufio.NewReader(c)
+	fmt.Fprintln(c, "hello")
+	if line, err := rd.ReadString('\n'); err != nil || line != "HELLO\n" {
+		t.Fatalf("the forward answered %q, %v", line, err)
+	}
+	return c, rd
+}
+
+// TestAgentKilledMidSession kills a workspace's agent (SIGKILL) under an
+// open `tether ssh` session, an OpenSSH session through `tether ssh
+// --stdio`, and a forwarded connection: the CLIs must exit non-zero with a
+// message within 15 s, the forwarded connection must close, and once the
+// agent is back, new sessions and connections work.
+// Then the agent is killed and started again at once: the open session
+// must end as promptly, saying the agent restarted. Both used to hang
+// forever.
+func TestAgentKilledMidSession(t *testing.T) {
+	srv := startServer(t)
+	u := admin(t, srv)
+	token, agentURL := u.createWorkspace("dev")
+	agent := startAgent(t, agentURL, token)
+	waitFor(t, statusTimeout, "agent connected", func() bool { return u.agentStatus("dev") == "connected" })
+
+	service := upperServer(t)
+	local := freePort(t, "tcp")
+	pf := start(t, "port-forward", u.env, "port-forward", "dev", "--tcp", fmt.Sprintf("%d:%d", local, service))
+	pf.waitLine(regexp.MustCompile(`Press Ctrl\+C`))
+	fwd, fwdRd := forwardedConn(t, local)
+	ssh, _ := startSleeper(t, u)
+	// OpenSSH through `tether ssh --stdio`, when it is installed.
+	var openssh *proc
+	if _, err := exec.LookPath("ssh"); err == nil {
+		openssh = startCmd(t, "openssh", exec.Command("ssh", append(u.sshArgs(), "dev", "echo started $$; exec sleep 600")...), u.env)
+		pid, _ := strconv.Atoi(openssh.waitLine(sessionPIDRE)[1])
+		t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	}
+
+	killed := time.Now()
+	agent.kill()
+	code := waitExit(t, ssh, goneTimeout, "tether ssh after the agent was killed")
+	took := time.Since(killed)
+	t.Logf("FIGURE tether ssh exited %s after the agent was killed", took.Round(100*time.Millisecond))
+	if code == 0 {
+		t.Errorf("tether ssh exited 0 after losing its agent")
+	}
+	if out := ssh.output(); !strings.Contains(out, "stopped answering") {
+		t.Errorf("tether ssh said %q; want it to say the agent stopped answering", out)
+	}
+	if openssh != nil {
+		if code := waitExit(t, openssh, goneTimeout-time.Since(killed)+time.Second, "OpenSSH through tether ssh --stdio after the agent was killed"); code == 0 {
+			t.Error("OpenSSH exited 0 after losing the agent")
+		}
+		if out := openssh.output(); !strings.Contains(out, "stopped answering") {
+			t.Errorf("OpenSSH's proxy said %q; want it to say the agent stopped answering", out)
+		}
+	}
+	// The forwarded connection ends too (its far end is gone).
+	fwd.SetDeadline(time.Now().Add(goneTimeout - took + time.Second))
+	if _, err := fwdRd.ReadString('\n'); err == nil || errors.Is(err, syscall.ETIMEDOUT) || isTimeout(err) {
+		t.Errorf("the forwarded connection stayed open after the agent was killed: %v", err)
+	}
+
+	// The agent comes back: new sessions and forwarded connections work.
+	agent = startAgent(t, agentURL, token)
+	waitFor(t, statusTimeout, "agent connected again", func() bool { return u.agentStatus("dev") == "connected" })
+	if out := u.must("ssh", "dev", "--", "echo", "back"); out != "back\n" {
+		t.Errorf("a new session after the restart printed %q", out)
+	}
+	forwardedConn(t, local)
+
+	// Killed and started again at once: the new process has a new key.
+	ssh, _ = startSleeper(t, u)
+	restarted := time.Now()
+	agent.kill()
+	startAgent(t, agentURL, token)
+	code = waitExit(t, ssh, goneTimeout, "tether ssh after the agent restarted")
+	t.Logf("FIGURE tether ssh exited %s after the agent was restarted", time.Since(restarted).Round(100*time.Millisecond))
+	if code == 0 {
+		t.Errorf("tether ssh exited 0 after its agent restarted")
+	}
+	if out := ssh.output(); !strings.Contains(out, "restarted") && !strings.Contains(out, "stopped answering") {
+		t.Errorf("tether ssh said %q; want it to say the agent restarted", out)
+	}
+	if !strings.Contains(pf.output(), "forwarded connections were closed") {
+		t.Errorf("port-forward did not say why its connections ended:\n%s", pf.output())
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout() && !errors.Is(err, io.EOF)
+}
+
+// TestRelayedSessionSurvivesServerRestart restarts the server under a
+// relayed `tether ssh` session, which loses its relay (the server's) and
+// both peers' coordination for the restart: the session must carry on
+// afterwards, and still be there well after the CLI's wait for a lost agent
+// (10 s) has passed. Only an agent that is gone may end a session.
+func TestRelayedSessionSurvivesServerRestart(t *testing.T) {
+	srv := startServer(t)
+	u := admin(t, srv)
+	token, agentURL := u.createWorkspace("dev")
+	startAgent(t, agentURL, token)
+	waitFor(t, statusTimeout, "agent connected", func() bool { return u.agentStatus("dev") == "connected" })
+
+	in, stdin := io.Pipe()
+	defer stdin.Close()
+	cmd := exec.Command(tetherBin, "ssh", "dev", "--disable-direct", "--", "while read l; do echo got-$l; done")
+	cmd.Stdin = in
+	ssh := startCmd(t, "ssh", cmd, u.env)
+	echo := func(word string) {
+		t.Helper()
+		fmt.Fprintln(stdin, word)
+		ssh.waitLine(regexp.MustCompile("^got-" + word + "$"))
+	}
+	echo("before")
+
+	addr := strings.TrimPrefix(srv.url, "http://")
+	srv.stop()
+	restarted := time.Now()
+	srv = startServerAt(t, srv.dataDir, addr)
+	waitFor(t, statusTimeout, "agent reconnected", func() bool { return u.agentStatus("dev") == "connected" })
+	echo("after")
+	// Longer than the CLI waits for a lost agent, counted from the restart.
+	for time.Since(restarted) < 2*goneGrace {
+		select {
+		case <-ssh.done:
+			t.Fatalf("the session ended %s after the server restarted:\n%s", time.Since(restarted).Round(100*time.Millisecond), ssh.output())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	echo("later")
+}
+
+// goneGrace is how long a CLI waits for a lost agent to answer
+// (tunnel.DefaultLostPeerGrace).
+const goneGrace = 10 * time.Second

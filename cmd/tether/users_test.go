@@ -91,32 +91,6 @@ func (p *proc) awaitExit(want string) {
 	}
 }
 
-// upperServer answers each line with its upper case, as a workspace service.
-func upperServer(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				sc := bufio.NewScanner(c)
-				for sc.Scan() {
-					fmt.Fprintln(c, strings.ToUpper(sc.Text()))
-				}
-			}()
-		}
-	}()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // Suspending a member ends, within seconds and with a clear message, their
 // open `tether ssh`, their port forward (and the connection through it)
 // and their web terminal; their API calls are refused; unsuspending lets

@@ -417,7 +417,10 @@ func TestTunnelAuthorization(t *testing.T) {
 	if !strings.Contains(stderr, "not found") {
 		t.Errorf("another user's ssh: %q", stderr)
 	}
-	code, _ := api(t, "GET", env.srv.url+"/api/v2/workspaces/alice/dev/coordinate?version=1.0&id=5a3ae5b6-0b6b-4f43-9b7f-0f2c3b0a1d2e", other.token(), nil)
+	// A WebSocket handshake, as the CLI sends: a plain GET is refused as
+	// not a WebSocket before anything is looked up.
+	code, _ := api(t, "GET", env.srv.url+"/api/v2/workspaces/alice/dev/coordinate?version=1.0&id=5a3ae5b6-0b6b-4f43-9b7f-0f2c3b0a1d2e", other.token(), nil,
+		"Connection", "Upgrade", "Upgrade", "websocket", "Sec-WebSocket-Version", "13", "Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
 	if code != 404 {
 		t.Errorf("another user's coordinate request: %d, want 404", code)
 	}

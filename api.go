@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -323,13 +324,25 @@ func (t *PushTemplateRequest) Validate() error {
 	return nil
 }
 
+// validateHTTPURL checks an absolute http(s) URL with a host and, if it
+// names one, a port from 1 to 65535 (an app on port 0 or 99999 could never
+// be reached).
 func validateHTTPURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil {
 		return fmt.Errorf("%q is not a URL", s)
 	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
 		return fmt.Errorf("%q must be an http:// or https:// URL with a host", s)
+	}
+	if u.User != nil {
+		return fmt.Errorf("%q must not carry a user name or password", s)
+	}
+	if p := u.Port(); p != "" || strings.HasSuffix(u.Host, ":") {
+		n, err := strconv.ParseUint(p, 10, 16)
+		if err != nil || n == 0 {
+			return fmt.Errorf("%q has port %q: a port must be a number from 1 to 65535", s, p)
+		}
 	}
 	return nil
 }

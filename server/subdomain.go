@@ -97,9 +97,11 @@ func (w *wildcard) appHost(hostport string) (app, ws, user string, ok bool) {
 }
 
 // isReservedAppPath reports whether a request path on an app host is the
-// server's, not the app's.
+// server's, not the app's: /__tether/ and everything under it, however an
+// app would read the path once cleaned ("//__tether/", "/a/../__tether").
 func isReservedAppPath(p string) bool {
-	return strings.HasPrefix(p, reservedAppPath) || strings.HasPrefix(path.Clean(p), reservedAppPath)
+	c := path.Clean("/" + p)
+	return strings.HasPrefix(p, reservedAppPath) || c+"/" == reservedAppPath || strings.HasPrefix(c, reservedAppPath)
 }
 
 // subdomainAppURL is the root URL of a subdomain app, with a trailing slash.

@@ -6,7 +6,6 @@
 package derpmap
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -135,8 +134,9 @@ func fetch(ctx context.Context, rawURL string, hc *http.Client) (*tailcfg.DERPMa
 // Parse decodes and checks a Tailscale-format DERP map.
 func Parse(b []byte) (*tailcfg.DERPMap, error) {
 	var m tailcfg.DERPMap
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if err := dec.Decode(&m); err != nil {
+	// Unmarshal, not a Decoder: a file with something after the map (two
+	// maps pasted together, say) is refused rather than half read.
+	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("not valid JSON: %w", err)
 	}
 	if err := Validate(&m); err != nil {

@@ -26,6 +26,7 @@ func FuzzParse(f *testing.F) {
 			`{"Name":"900a","RegionID":900,"HostName":"derp.lab.test","IPv4":"192.0.2.1","IPv6":"none","STUNPort":3478,"DERPPort":443,"CanPort80":true},` +
 			`{"Name":"900s","HostName":"stun.lab.test","STUNOnly":true,"STUNPort":-1,"InsecureForTests":true}]},` +
 			`"901":{"RegionID":901,"RegionCode":"b","Nodes":[{"Name":"x","HostName":"[::1]","DERPPort":0,"STUNPort":0}]}}}`,
+		`{"Regions":{"1":{"RegionID":1,"RegionCode":"a","Nodes":[{"Name":"1","HostName":"h"}]}}} trailing`,
 		`{"HomeParams":{"RegionScore":{"1":0.5}},"Regions":{"1":{"RegionID":1,"RegionCode":"a","Nodes":[{"Name":"1","HostName":"h"}]}}}`,
 	} {
 		f.Add([]byte(seed))
@@ -39,6 +40,9 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("Parse returned a map and an error: %v", err)
 			}
 			return
+		}
+		if !json.Valid(b) {
+			t.Fatalf("accepted a map that is not one JSON value: %q", b)
 		}
 		checkMap(t, m)
 

@@ -42,6 +42,7 @@ func TestParse(t *testing.T) {
 		{"no host", `{"Regions":{"1":{"RegionID":1,"RegionCode":"a","Nodes":[{"Name":"1"}]}}}`, "no HostName"},
 		{"null region", `{"Regions":{"1":null}}`, "is null"},
 		{"bad port", `{"Regions":{"1":{"RegionID":1,"RegionCode":"a","Nodes":[{"Name":"1","HostName":"h","DERPPort":70000}]}}}`, "DERPPort 70000"},
+		{"trailing data", `{"Regions":{"1":{"RegionID":1,"RegionCode":"a","Nodes":[{"Name":"1","HostName":"h"}]}}} {"Regions":{}}`, "not valid JSON"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -227,11 +227,20 @@ func Build(o Options) (*tailcfg.DERPMap, error) {
 		return nil, errors.New("no DERP relays: enable the built-in relay (--derp-server-enable) or pass --derp-config-path / --derp-config-url")
 	}
 	if o.DisableSTUN {
-		for _, r := range m.Regions {
+		for id, r := range m.Regions {
 			r.Nodes = slices.DeleteFunc(r.Nodes, func(n *tailcfg.DERPNode) bool { return n.STUNOnly })
+			if len(r.Nodes) == 0 {
+				// A region of STUN servers only has nothing left to offer,
+				// and a region without nodes is no use to peers.
+				delete(m.Regions, id)
+				continue
+			}
 			for _, n := range r.Nodes {
 				n.STUNPort = -1
 			}
+		}
+		if len(m.Regions) == 0 {
+			return nil, errors.New("no DERP relays: the DERP map has only STUN servers, and --stun-addresses disable turns those off")
 		}
 		return m, nil
 	}

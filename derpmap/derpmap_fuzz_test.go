@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/url"
 	"reflect"
+	"slices"
 	"testing"
 
 	"tailscale.com/tailcfg"
@@ -64,19 +65,31 @@ func FuzzParse(f *testing.F) {
 			{External: m, STUNAddresses: []string{"192.0.2.7:3478", "stun.example.com:19302"}},
 			{External: m, Builtin: builtin, DisableSTUN: true},
 		} {
+			// With STUN disabled, a region of STUN-only nodes has nothing
+			// left and goes; every other region stays.
+			keeps := func(r *tailcfg.DERPRegion) bool {
+				return !o.DisableSTUN || slices.ContainsFunc(r.Nodes, func(n *tailcfg.DERPNode) bool { return !n.STUNOnly })
+			}
+			anyKept := o.Builtin != nil
+			for _, r := range m.Regions {
+				anyKept = anyKept || keeps(r)
+			}
 			built, err := Build(o)
 			if err != nil {
 				if o.Builtin != nil && m.Regions[o.Builtin.RegionID] != nil {
 					continue // the built-in region's ID is taken: refused, as it must be
+				}
+				if !anyKept {
+					continue // nothing left to relay: refused, as it must be
 				}
 				t.Fatalf("Build(%+v) of an accepted map: %v", o, err)
 			}
 			if err := Validate(built); err != nil {
 				t.Fatalf("built map is not valid: %v", err)
 			}
-			for id := range m.Regions {
-				if built.Regions[id] == nil {
-					t.Fatalf("built map lost region %d", id)
+			for id, r := range m.Regions {
+				if (built.Regions[id] != nil) != keeps(r) {
+					t.Fatalf("built map has region %d: %v, want %v", id, built.Regions[id] != nil, keeps(r))
 				}
 			}
 			if still, _ := json.Marshal(m); string(still) != string(out) {

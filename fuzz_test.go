@@ -87,18 +87,21 @@ func TestFuzzTargets(t *testing.T) {
 		defer cancel()
 	}
 	for _, ft := range targets {
-		start := time.Now()
-		cmd := exec.CommandContext(ctx, goBin, "test", "-run", "^$", "-fuzz", "^"+ft.name+"$",
-			"-fuzztime", strconv.Itoa(secs)+"s", "-parallel", "1", "./"+filepath.ToSlash(ft.dir))
-		out, err := cmd.CombinedOutput()
-		if ctx.Err() != nil {
-			t.Fatalf("fuzzing %s did not finish before the test's deadline; raise go test's -timeout or lower %s", ft.name, fuzzEnv)
-		}
-		if err != nil {
-			t.Errorf("fuzzing %s (%s) failed: %v\n%s\nthe failing input is in %s/testdata/fuzz/%s: fix the bug and keep the input as a regression test",
-				ft.name, ft.dir, err, out, ft.dir, ft.name)
-			continue
-		}
-		t.Logf("fuzzed %s in %s for %ds (%v with the build)", ft.name, ft.dir, secs, time.Since(start).Round(time.Second))
+		// One subtest per target, run one after another: -run
+		// TestFuzzTargets/FuzzParse fuzzes only that one.
+		t.Run(ft.name, func(t *testing.T) {
+			start := time.Now()
+			cmd := exec.CommandContext(ctx, goBin, "test", "-run", "^$", "-fuzz", "^"+ft.name+"$",
+				"-fuzztime", strconv.Itoa(secs)+"s", "-parallel", "1", "./"+filepath.ToSlash(ft.dir))
+			out, err := cmd.CombinedOutput()
+			if ctx.Err() != nil {
+				t.Fatalf("fuzzing %s did not finish before the test's deadline; raise go test's -timeout or lower %s", ft.name, fuzzEnv)
+			}
+			if err != nil {
+				t.Fatalf("fuzzing %s (%s) failed: %v\n%s\nthe failing input is in %s/testdata/fuzz/%s: fix the bug and keep the input as a regression test",
+					ft.name, ft.dir, err, out, ft.dir, ft.name)
+			}
+			t.Logf("fuzzed %s in %s for %ds (%v with the build)", ft.name, ft.dir, secs, time.Since(start).Round(time.Second))
+		})
 	}
 }

@@ -20,6 +20,7 @@ func TestDecodeJSONOneObject(t *testing.T) {
 		{"two objects", `{"name":"dev"}{"name":"x"}`, "data after the JSON object"},
 		{"garbage", `{"name":"dev"} x`, "data after the JSON object"},
 		{"null", `null`, "must be a JSON object"},
+		{"null and a line break", "null\r\n", "must be a JSON object"},
 		{"array", `[]`, "wrong type"},
 		{"empty", ``, "empty"},
 	} {
@@ -35,5 +36,18 @@ func TestDecodeJSONOneObject(t *testing.T) {
 				t.Fatalf("code %s, want %s", tether.ErrorCode(err), tether.EINVALID)
 			}
 		})
+	}
+}
+
+// The refusal of a wrong Content-Type quotes it, cut short, so that a
+// header's control characters or length cannot break the message into
+// lines or bloat it (found by FuzzDecodeJSON and FuzzAPIBodies).
+func TestDecodeJSONContentTypeMessage(t *testing.T) {
+	for _, ct := range []string{"text/plain", "\r", "x\x00y\tz", strings.Repeat("a", 5000)} {
+		err := decodeBody(ct, []byte(`{"name":"dev"}`), new(tether.CreateWorkspaceRequest))
+		msg := tether.ErrorMessage(err)
+		if err == nil || strings.ContainsAny(msg, "\r\n\x00") || len(msg) > 200 || !strings.Contains(msg, "Content-Type") {
+			t.Errorf("Content-Type %.20q: %q", ct, msg)
+		}
 	}
 }

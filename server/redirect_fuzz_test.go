@@ -18,7 +18,7 @@ var redirectBases = []*url.URL{
 }
 
 // plainPath is a path that needs no cleaning: it must be kept as it is.
-var plainPath = regexp.MustCompile(`^(/[A-Za-z0-9_~-]+)+/?(\?[A-Za-z0-9_=&-]*)?$`)
+var plainPath = regexp.MustCompile(`^(/[A-Za-z0-9_~-]+)+/?(\?[A-Za-z0-9_=&-]+)?$`)
 
 // FuzzSameOriginURL checks where a query parameter can send a browser
 // (the app sign-in's "path"): always to the base's own origin, at a clean

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -134,7 +135,7 @@ func checkValidTemplate(t *testing.T, tr tether.PushTemplateRequest) {
 		}
 	}
 	again := tr
-	again.Apps = append([]tether.App(nil), tr.Apps...)
+	again.Apps = slices.Clone(tr.Apps)
 	for i := range again.Apps {
 		if h := again.Apps[i].Healthcheck; h != nil {
 			c := *h

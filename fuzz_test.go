@@ -60,13 +60,20 @@ func findFuzzTargets(t *testing.T) []fuzzTarget {
 	return targets
 }
 
-// TestFuzzTargets, with TETHER_FUZZ_SECONDS, fuzzes each target for that
-// long.
+// TestFuzzTargets checks that every fuzz target has a committed corpus,
+// and with TETHER_FUZZ_SECONDS fuzzes each for that long.
 func TestFuzzTargets(t *testing.T) {
 	targets := findFuzzTargets(t)
 	if len(targets) == 0 {
 		t.Fatal("found no fuzz targets")
 	}
+	for _, ft := range targets {
+		entries, err := os.ReadDir(filepath.Join(ft.dir, "testdata", "fuzz", ft.name))
+		if err != nil || len(entries) == 0 {
+			t.Errorf("%s in %s has no committed corpus in testdata/fuzz/%s: fuzz it (see the README) and commit what it found", ft.name, ft.dir, ft.name)
+		}
+	}
+
 	raw := os.Getenv(fuzzEnv)
 	if raw == "" {
 		t.Skipf("set %s=N to fuzz each of the %d targets for N seconds", fuzzEnv, len(targets))

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"net"
 	"net/url"
 	"path"
 	"strings"
@@ -39,9 +40,11 @@ func FuzzAppHost(f *testing.F) {
 	f.Fuzz(func(t *testing.T, host, p string) {
 		app, ws, user, ok := w.appHost(host)
 		if ok {
+			// A Host with a port loses it; one that does not split (":[x")
+			// is taken whole.
 			hostname := strings.ToLower(host)
-			if i := strings.LastIndex(hostname, ":"); i >= 0 && !strings.HasSuffix(hostname, "]") {
-				hostname = hostname[:i]
+			if h, _, err := net.SplitHostPort(hostname); err == nil {
+				hostname = h
 			}
 			if app == "" || ws == "" || user == "" || strings.Contains(app+ws+user, ".") {
 				t.Fatalf("appHost(%q) = %q, %q, %q", host, app, ws, user)

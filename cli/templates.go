@@ -119,6 +119,11 @@ func readTemplate(path string, stdin io.Reader) (tether.PushTemplateRequest, err
 		}
 		return req, fmt.Errorf("template %s is not valid: %s", name, strings.TrimPrefix(err.Error(), "yaml: "))
 	}
+	// Push sends one template: a second document would be dropped
+	// without a word.
+	if err := dec.Decode(new(yaml.Node)); !errors.Is(err, io.EOF) {
+		return req, fmt.Errorf("template %s has more than one YAML document: push one template per file", name)
+	}
 	if err := req.Validate(); err != nil {
 		return req, fmt.Errorf("template %s: %w", name, err)
 	}

@@ -6,7 +6,6 @@
 package derpmap
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -135,8 +134,9 @@ func fetch(ctx context.Context, rawURL string, hc *http.Client) (*tailcfg.DERPMa
 // Parse decodes and checks a Tailscale-format DERP map.
 func Parse(b []byte) (*tailcfg.DERPMap, error) {
 	var m tailcfg.DERPMap
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if err := dec.Decode(&m); err != nil {
+	// Unmarshal, not a Decoder: a file with something after the map (two
+	// maps pasted together, say) is refused rather than half read.
+	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("not valid JSON: %w", err)
 	}
 	if err := Validate(&m); err != nil {
@@ -227,11 +227,20 @@ func Build(o Options) (*tailcfg.DERPMap, error) {
 		return nil, errors.New("no DERP relays: enable the built-in relay (--derp-server-enable) or pass --derp-config-path / --derp-config-url")
 	}
 	if o.DisableSTUN {
-		for _, r := range m.Regions {
+		for id, r := range m.Regions {
 			r.Nodes = slices.DeleteFunc(r.Nodes, func(n *tailcfg.DERPNode) bool { return n.STUNOnly })
+			if len(r.Nodes) == 0 {
+				// A region of STUN servers only has nothing left to offer,
+				// and a region without nodes is no use to peers.
+				delete(m.Regions, id)
+				continue
+			}
 			for _, n := range r.Nodes {
 				n.STUNPort = -1
 			}
+		}
+		if len(m.Regions) == 0 {
+			return nil, errors.New("no DERP relays: the DERP map has only STUN servers, and --stun-addresses disable turns those off")
 		}
 		return m, nil
 	}

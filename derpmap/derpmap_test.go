@@ -42,6 +42,7 @@ func TestParse(t *testing.T) {
 		{"no host", `{"Regions":{"1":{"RegionID":1,"RegionCode":"a","Nodes":[{"Name":"1"}]}}}`, "no HostName"},
 		{"null region", `{"Regions":{"1":null}}`, "is null"},
 		{"bad port", `{"Regions":{"1":{"RegionID":1,"RegionCode":"a","Nodes":[{"Name":"1","HostName":"h","DERPPort":70000}]}}}`, "DERPPort 70000"},
+		{"trailing data", `{"Regions":{"1":{"RegionID":1,"RegionCode":"a","Nodes":[{"Name":"1","HostName":"h"}]}}} {"Regions":{}}`, "not valid JSON"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -138,5 +139,35 @@ func TestBuild(t *testing.T) {
 	}
 	if _, err := Build(Options{Builtin: builtin(t, 0), STUNAddresses: []string{"nohost"}}); err == nil {
 		t.Error("bad STUN address accepted")
+	}
+}
+
+// A region of the operator's map with only STUN-only nodes has nothing left
+// once STUN is disabled: it goes, rather than reaching peers as a region
+// without nodes (found by FuzzParse). A map with nothing else is refused.
+func TestBuildDisableSTUNDropsEmptyRegions(t *testing.T) {
+	ext, err := Parse([]byte(`{"Regions":{
+		"1":{"RegionID":1,"RegionCode":"relay","Nodes":[{"Name":"1a","HostName":"derp.example.com"}]},
+		"2":{"RegionID":2,"RegionCode":"stun","Nodes":[{"Name":"2s","HostName":"stun.example.com","STUNOnly":true,"STUNPort":3478}]}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Build(Options{External: ext, DisableSTUN: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Validate(m); err != nil {
+		t.Fatalf("built map is not valid: %v", err)
+	}
+	if m.Regions[2] != nil || m.Regions[1] == nil {
+		t.Fatalf("regions %v, want only the relay's", m.RegionIDs())
+	}
+	if len(ext.Regions[2].Nodes) != 1 {
+		t.Error("Build changed its input")
+	}
+
+	onlySTUN := &tailcfg.DERPMap{Regions: map[int]*tailcfg.DERPRegion{2: ext.Regions[2]}}
+	if _, err := Build(Options{External: onlySTUN, DisableSTUN: true}); err == nil || !strings.Contains(err.Error(), "no DERP relays") {
+		t.Fatalf("a map of STUN-only regions with STUN disabled: %v", err)
 	}
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,14 +20,24 @@ const maxBodyBytes = 1 << 20
 // trailing data and wrong types, each with a message that names the problem.
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		return tether.Errorf(tether.EINVALID, "request body must be JSON (Content-Type: application/json), not %s", ct)
+		return tether.Errorf(tether.EINVALID, "request body must be JSON (Content-Type: application/json), not %.60q", ct)
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if err != nil {
+		return jsonError(err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return jsonError(err)
 	}
-	if dec.More() {
+	// Decode accepts null as an empty request; and Decoder.More, which
+	// looks for the next value, says there is none before a stray '}' or
+	// ']'. Only an object with nothing but white space after it passes.
+	if b = bytes.TrimLeft(b, " \t\r\n"); b[0] != '{' {
+		return tether.Errorf(tether.EINVALID, "request body must be a JSON object")
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return tether.Errorf(tether.EINVALID, "request body has data after the JSON object")
 	}
 	return nil

@@ -52,7 +52,7 @@ func (c *clock) advance(d time.Duration) {
 // admin (alice), the owner of workspace dev (bob, a member), another member
 // (carol), and a template whose apps cover every kind.
 type fixture struct {
-	t      *testing.T
+	t      testing.TB
 	s      *Server
 	db     store.Store
 	hs     *httptest.Server
@@ -90,7 +90,7 @@ type fixtureOptions struct {
 	edit   func(*Options)
 }
 
-func newFixture(t *testing.T, fo fixtureOptions) *fixture {
+func newFixture(t testing.TB, fo fixtureOptions) *fixture {
 	t.Helper()
 	if fo.scheme == "" {
 		fo.scheme = "http"

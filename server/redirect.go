@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"net/url"
 	"path"
 	"strings"
@@ -26,9 +27,26 @@ func sameOriginURL(base *url.URL, raw string) string {
 	if strings.HasSuffix(u.Path, "/") && clean != "/" {
 		clean += "/"
 	}
-	out := &url.URL{Scheme: base.Scheme, Host: base.Host, Path: clean, RawQuery: u.RawQuery}
+	out := &url.URL{Scheme: base.Scheme, Host: base.Host, Path: clean, RawQuery: escapeQuery(u.RawQuery)}
 	if r := out.String(); strings.HasPrefix(r, root.String()) {
 		return r
 	}
 	return root.String()
+}
+
+// escapeQuery percent-encodes what a URL's query may not hold (spaces,
+// quotes, angle brackets, bytes outside ASCII...) and keeps the rest,
+// escapes included, as it was: the parameters' order and spelling are the
+// page's business.
+func escapeQuery(q string) string {
+	var b strings.Builder
+	for i := 0; i < len(q); i++ {
+		c := q[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"<>\\^`{|}", c) >= 0 {
+			fmt.Fprintf(&b, "%%%02X", c)
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
 }

@@ -96,6 +96,14 @@ func (w *wildcard) appHost(hostport string) (app, ws, user string, ok bool) {
 	return parts[0], parts[1], parts[2], true
 }
 
+// isReservedAppPath reports whether a request path on an app host is the
+// server's, not the app's: /__tether/ and everything under it, however an
+// app would read the path once cleaned ("//__tether/", "/a/../__tether").
+func isReservedAppPath(p string) bool {
+	c := path.Clean("/" + p)
+	return strings.HasPrefix(p, reservedAppPath) || c+"/" == reservedAppPath || strings.HasPrefix(c, reservedAppPath)
+}
+
 // subdomainAppURL is the root URL of a subdomain app, with a trailing slash.
 func (s *Server) subdomainAppURL(ws store.Workspace, app tether.App) string {
 	return s.appOrigin(app.Name, ws.Name, ws.Owner).String()
@@ -114,7 +122,7 @@ func (s *Server) appOrigin(app, ws, owner string) *url.URL {
 
 // serveSubdomainApp serves every request to an app host.
 func (s *Server) serveSubdomainApp(w http.ResponseWriter, r *http.Request, appName, wsName, owner string) error {
-	if strings.HasPrefix(r.URL.Path, reservedAppPath) || strings.HasPrefix(path.Clean(r.URL.Path), reservedAppPath) {
+	if isReservedAppPath(r.URL.Path) {
 		if r.URL.Path == appAuthPath {
 			return s.finishAppAuth(w, r, appName, wsName, owner)
 		}

@@ -480,3 +480,15 @@ type WorkspaceConnection struct {
 type AgentConnectionsReport struct {
 	Connection *WorkspaceConnection `json:"connection"`
 }
+
+// TerminalInput is one message from a browser to the web terminal's
+// WebSocket (/api/v2/workspaces/{owner}/{workspace}/pty?reconnect=SESSION),
+// sent as a text message: Data is input as typed or pasted; a non-zero
+// Height and Width resize the terminal, in rows and columns. The server
+// answers with binary messages of the terminal's raw output, and closes
+// with CloseAccessRevoked when the user loses access.
+type TerminalInput struct {
+	Data   *string `json:"data,omitempty"`
+	Height uint16  `json:"height,omitempty"`
+	Width  uint16  `json:"width,omitempty"`
+}

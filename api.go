@@ -73,6 +73,12 @@ type User struct {
 	CreatedAt time.Time  `json:"created_at"`
 }
 
+// FirstUserResponse is GET /api/v2/users/first: whether the deployment has
+// been set up (a first admin exists).
+type FirstUserResponse struct {
+	Exists bool `json:"exists"`
+}
+
 // CreateFirstUserRequest creates the first admin of a new deployment. It is
 // accepted only while there are no users.
 type CreateFirstUserRequest struct {

@@ -6,9 +6,9 @@
 // output (a message may end inside a UTF-8 sequence: xterm decodes
 // Uint8Array input as a stream); the browser sends text messages, each a
 // TerminalInput: {"data": "..."} for input and {"height": H, "width": W}
-// for a resize. On a reconnect with the same id the
-// server first replays the session's recent output, so the page resets its
-// screen before the replay instead of showing everything twice.
+// for a resize. On a reconnect with the same id the server first replays
+// the session's recent output, so the page resets its screen before the
+// replay instead of showing everything twice.
 //
 // xterm.js draws with its DOM renderer (no WebGL or canvas addon is loaded),
 // so the screen's text is in .xterm-rows, where browser tests read it; they

@@ -2,7 +2,15 @@ import { useEffect, useState } from "preact/hooks";
 import { api } from "./api";
 import { appLink, capitalize, connectionLabel, relativeTime } from "./format";
 import { terminalHref } from "./routes";
-import { AgentConnected, ShareAuthenticated, ShareOwner, SharePublic, type BuildInfo, type Workspace, type WorkspaceApp } from "./tether.gen";
+import {
+  AgentConnected,
+  ShareAuthenticated,
+  ShareOwner,
+  SharePublic,
+  type BuildInfo,
+  type Workspace,
+  type WorkspaceApp,
+} from "./tether.gen";
 import { Badge, ErrorBox, usePoll, type Tone } from "./ui";
 
 const pollInterval = 3000;

@@ -7,8 +7,8 @@ import (
 )
 
 // TestImportDirection keeps the architecture's layers apart: what runs in
-// a workspace or on a laptop never links the server or its store, and no
-// binary links the testing package.
+// a workspace or on a laptop never links the server or its store, the
+// server never links the agent, and no binary links the testing package.
 func TestImportDirection(t *testing.T) {
 	const mod = "github.com/tetherdev/tether"
 	tests := []struct {
@@ -22,6 +22,10 @@ func TestImportDirection(t *testing.T) {
 		{mod + "/coordinator/coordclient", []string{mod + "/server", mod + "/store"}},
 		// The relay's guard asks the coordinator through an interface.
 		{mod + "/relayguard", []string{mod + "/server", mod + "/store", mod + "/coordinator"}},
+		// The control plane links no workspace code (PTYs, user shells):
+		// the web terminal speaks to the agent through ptyproto.
+		{mod + "/server/...", []string{mod + "/agent"}},
+		{mod + "/ptyproto", []string{mod + "/agent", mod + "/server"}},
 		{mod, []string{mod + "/"}}, // the shared types are a leaf
 		{mod + "/cmd/tether", []string{"testing", mod + "/internal/natlab"}},
 	}

@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/tetherdev/tether"
 )
 
 // rttSize is the size of one request and one response in the latency test:
@@ -102,17 +104,6 @@ func startE2E(ctx context.Context, cfg *config, res *results, dir string) (*e2e,
 
 func (e *e2e) close() { e.dep.close() }
 
-// speedtestJSON is what `tether speedtest --output json` prints.
-type speedtestJSON struct {
-	Path      string  `json:"path"`
-	MBps      float64 `json:"throughput_MBps"`
-	Intervals []struct {
-		Start time.Duration `json:"start"`
-		End   time.Duration `json:"end"`
-		Bytes int64         `json:"bytes"`
-	} `json:"intervals"`
-}
-
 // speedResult is one `tether speedtest` run.
 type speedResult struct {
 	warm      time.Duration
@@ -144,26 +135,30 @@ func runSpeedtest(ctx context.Context, dep *deployment, warm, d time.Duration, e
 	if err != nil {
 		return speedResult{}, err
 	}
-	var r speedtestJSON
+	var r tether.SpeedtestOutput
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
 		return speedResult{}, fmt.Errorf("speedtest printed %q: %w", out, err)
 	}
-	res := speedResult{warm: warm, whole: r.MBps, pathStart: strings.Fields(r.Path + " ?")[0], logPath: magicsockPath(logs)}
+	pathStart := r.Path
+	if r.DERPRegion != "" {
+		pathStart = "DERP(" + r.DERPRegion + ")"
+	}
+	res := speedResult{warm: warm, whole: r.ThroughputBytesPerS / 1e6, pathStart: pathStart, logPath: magicsockPath(logs)}
 	var bytes int64
-	var span time.Duration
+	var span float64 // seconds
 	for _, iv := range r.Intervals {
-		if iv.End > iv.Start {
-			res.intervals = append(res.intervals, float64(iv.Bytes)/(iv.End-iv.Start).Seconds()/1e6)
+		if iv.EndS > iv.StartS {
+			res.intervals = append(res.intervals, iv.ThroughputBytesPerS/1e6)
 		}
-		if iv.Start >= warm {
+		if iv.StartS >= warm.Seconds() {
 			bytes += iv.Bytes
-			span += iv.End - iv.Start
+			span += iv.EndS - iv.StartS
 		}
 	}
 	if span <= 0 {
 		return speedResult{}, fmt.Errorf("speedtest reported no interval after %s: %s", warm, out)
 	}
-	res.steady = float64(bytes) / span.Seconds() / 1e6
+	res.steady = float64(bytes) / span / 1e6
 	return res, nil
 }
 

@@ -441,14 +441,15 @@ func TestSpeedtest(t *testing.T) {
 	for _, dir := range []string{"down", "up"} {
 		out := env.user.must("speedtest", "dev", "-t", "1s", "--direction", dir, "--output", "json")
 		var res struct {
-			Direction string  `json:"direction"`
-			Bytes     int64   `json:"bytes"`
-			MBps      float64 `json:"throughput_MBps"`
+			Direction  string  `json:"direction"`
+			Path       string  `json:"path"`
+			Bytes      int64   `json:"bytes"`
+			Throughput float64 `json:"throughput_bytes_per_s"`
 		}
 		if err := json.Unmarshal([]byte(out), &res); err != nil {
 			t.Fatalf("speedtest json: %v\n%s", err, out)
 		}
-		if res.Direction != dir || res.Bytes < 1<<20 || res.MBps <= 0 {
+		if res.Direction != dir || res.Bytes < 1<<20 || res.Throughput <= 0 || (res.Path != "direct" && res.Path != "derp") {
 			t.Errorf("speedtest %s: %+v", dir, res)
 		}
 	}

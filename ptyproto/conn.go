@@ -1,4 +1,4 @@
-package reconnectingpty
+package ptyproto
 
 import (
 	"context"
@@ -9,21 +9,22 @@ import (
 	"time"
 )
 
-// Conn is the client side of a connection to a Server, as used by the web
-// terminal's relay: Read returns the terminal's output, Write types into
-// it, and Resize changes its size. Read may run concurrently with Write and
-// Resize; Write and Resize are safe for concurrent use.
+// Conn is the client side of a connection to a reconnecting PTY, as the
+// server's web terminal relay uses it: Read returns the terminal's output,
+// Write types into it, and Resize changes its size. Read may run
+// concurrently with Write and Resize; Write and Resize are safe for
+// concurrent use.
 type Conn struct {
 	conn net.Conn
 
 	mu sync.Mutex // serializes frames
 }
 
-// Attach starts a session on conn, an established connection to a
-// Server, by sending the header; ctx bounds that write. The Conn owns conn
-// from then on, also when Attach fails.
+// Attach starts or attaches to a session on conn, an established
+// connection to a reconnecting PTY, by sending the header; ctx bounds that
+// write. The Conn owns conn from then on, also when Attach fails.
 func Attach(ctx context.Context, conn net.Conn, h Header) (*Conn, error) {
-	if err := h.validate(); err != nil {
+	if err := h.Validate(); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("attach: %w", err)
 	}
@@ -33,6 +34,11 @@ func Attach(ctx context.Context, conn net.Conn, h Header) (*Conn, error) {
 		return nil, fmt.Errorf("attach: %w", err)
 	}
 	line = append(line, '\n')
+	if len(line) > MaxHeaderLen {
+		// The server would refuse it; say so here, where the cause is.
+		conn.Close()
+		return nil, fmt.Errorf("attach: header is longer than %d bytes", MaxHeaderLen)
+	}
 
 	if d, ok := ctx.Deadline(); ok {
 		conn.SetWriteDeadline(d)
@@ -60,8 +66,8 @@ func (c *Conn) Write(p []byte) (int, error) {
 	defer c.mu.Unlock()
 	n := 0
 	for len(p) > 0 {
-		chunk := p[:min(len(p), maxFramePayload)]
-		if err := writeFrame(c.conn, frameData, chunk); err != nil {
+		chunk := p[:min(len(p), MaxFramePayload)]
+		if err := WriteFrame(c.conn, FrameData, chunk); err != nil {
 			return n, err
 		}
 		n += len(chunk)
@@ -74,7 +80,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 func (c *Conn) Resize(height, width uint16) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return writeFrame(c.conn, frameResize, resizePayload(height, width))
+	return WriteFrame(c.conn, FrameResize, ResizePayload(height, width))
 }
 
 // Close closes the connection. The session goes on without it.

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -212,64 +211,6 @@ func TestAttachRefuses(t *testing.T) {
 		_, err := ptyproto.Attach(ctx, client, ptyproto.Header{ID: "x"})
 		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("Attach with a canceled context: %v, want context.Canceled", err)
-		}
-	})
-}
-
-// FuzzReadFrame checks that any input either fails or yields frames that
-// write back to the same bytes.
-func FuzzReadFrame(f *testing.F) {
-	f.Add([]byte("d\x00\x03abc"))
-	f.Add([]byte("r\x00\x04\x00\x18\x00\x50"))
-	f.Add([]byte("z\xff\xff"))
-	f.Add([]byte{})
-	f.Fuzz(func(t *testing.T, in []byte) {
-		r := bytes.NewReader(in)
-		buf := make([]byte, ptyproto.MaxFramePayload)
-		var out bytes.Buffer
-		for {
-			typ, p, err := ptyproto.ReadFrame(r, buf)
-			if err != nil {
-				break
-			}
-			if err := ptyproto.WriteFrame(&out, typ, p); err != nil {
-				t.Fatalf("WriteFrame of a frame just read: %v", err)
-			}
-		}
-		consumed := len(in) - r.Len()
-		if !bytes.HasPrefix(in[:consumed], out.Bytes()) {
-			t.Fatalf("frames read from %q write back as %q", in[:consumed], out.Bytes())
-		}
-	})
-}
-
-// FuzzReadHeader checks that a header is either refused, or valid and read
-// back the same from the line a client would send for it.
-func FuzzReadHeader(f *testing.F) {
-	f.Add([]byte(`{"id":"a","height":24,"width":80}` + "\n"))
-	f.Add([]byte(`{"id":""}` + "\n"))
-	f.Add([]byte("\n"))
-	f.Fuzz(func(t *testing.T, in []byte) {
-		br := bufio.NewReaderSize(bytes.NewReader(in), ptyproto.MaxHeaderLen)
-		h, err := ptyproto.ReadHeader(br)
-		if err != nil {
-			return
-		}
-		if err := h.Validate(); err != nil {
-			t.Fatalf("ReadHeader accepted %+v: %v", h, err)
-		}
-		line, err := json.Marshal(h)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(line)+1 > ptyproto.MaxHeaderLen {
-			// JSON escapes may lengthen a header read near the
-			// limit; Attach refuses to send it (TestAttachRefuses).
-			return
-		}
-		again, err := ptyproto.ReadHeader(bufio.NewReaderSize(bytes.NewReader(append(line, '\n')), ptyproto.MaxHeaderLen))
-		if err != nil || again != h {
-			t.Fatalf("header %+v written as %s reads back as %+v, %v", h, line, again, err)
 		}
 	})
 }

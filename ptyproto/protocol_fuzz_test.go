@@ -1,4 +1,4 @@
-package reconnectingpty
+package ptyproto
 
 import (
 	"bufio"
@@ -21,10 +21,10 @@ import (
 func FuzzProtocol(f *testing.F) {
 	var seed bytes.Buffer
 	seed.WriteString(`{"id":"3f2a/terminal-1","height":24,"width":80}` + "\n")
-	writeFrame(&seed, frameData, []byte("ls -la\r"))
-	writeFrame(&seed, frameResize, resizePayload(50, 132))
-	writeFrame(&seed, 'x', []byte("a future frame type"))
-	writeFrame(&seed, frameData, nil)
+	WriteFrame(&seed, FrameData, []byte("ls -la\r"))
+	WriteFrame(&seed, FrameResize, ResizePayload(50, 132))
+	WriteFrame(&seed, 'x', []byte("a future frame type"))
+	WriteFrame(&seed, FrameData, nil)
 	f.Add(seed.Bytes())
 	f.Add([]byte(`{"id":"a","command":"echo hi"}` + "\n" + "d\x00\x02hi" + "r\x00\x03abc"))
 	f.Add([]byte(`{"id":""}` + "\n"))
@@ -33,13 +33,16 @@ func FuzzProtocol(f *testing.F) {
 	f.Add([]byte("\n"))
 
 	f.Fuzz(func(t *testing.T, stream []byte) {
-		br := bufio.NewReaderSize(bytes.NewReader(stream), maxHeaderLen)
-		h, err := readHeader(br)
+		br := bufio.NewReaderSize(bytes.NewReader(stream), MaxHeaderLen)
+		h, err := ReadHeader(br)
 		if err != nil {
 			return
 		}
-		if h.ID == "" || len(h.ID) > maxIDLen {
+		if h.ID == "" || len(h.ID) > MaxIDLen {
 			t.Fatalf("accepted header has id of %d bytes", len(h.ID))
+		}
+		if err := h.Validate(); err != nil {
+			t.Fatalf("ReadHeader accepted %+v: %v", h, err)
 		}
 		checkHeaderRoundTrip(t, h)
 
@@ -52,9 +55,9 @@ func FuzzProtocol(f *testing.F) {
 			again bytes.Buffer
 			input []byte
 		)
-		buf := make([]byte, maxFramePayload)
+		buf := make([]byte, MaxFramePayload)
 		for {
-			typ, payload, err := readFrame(br, buf)
+			typ, payload, err := ReadFrame(br, buf)
 			if err != nil {
 				atBoundary := len(stream)-consumed == 0
 				if errors.Is(err, io.EOF) != atBoundary || (!atBoundary && !errors.Is(err, io.ErrUnexpectedEOF)) {
@@ -62,23 +65,23 @@ func FuzzProtocol(f *testing.F) {
 				}
 				break
 			}
-			if len(payload) > maxFramePayload {
+			if len(payload) > MaxFramePayload {
 				t.Fatalf("frame payload of %d bytes", len(payload))
 			}
 			consumed += 3 + len(payload)
-			if err := writeFrame(&again, typ, payload); err != nil {
+			if err := WriteFrame(&again, typ, payload); err != nil {
 				t.Fatal(err)
 			}
 			switch typ {
-			case frameData:
+			case FrameData:
 				input = append(input, payload...)
-			case frameResize:
-				hgt, wid, ok := parseResize(payload)
+			case FrameResize:
+				hgt, wid, ok := ParseResize(payload)
 				if ok != (len(payload) == 4) {
 					t.Fatalf("resize payload of %d bytes: ok %v", len(payload), ok)
 				}
-				if ok && !bytes.Equal(resizePayload(hgt, wid), payload) {
-					t.Fatalf("resize %dx%d re-encodes as %x, not %x", hgt, wid, resizePayload(hgt, wid), payload)
+				if ok && !bytes.Equal(ResizePayload(hgt, wid), payload) {
+					t.Fatalf("resize %dx%d re-encodes as %x, not %x", hgt, wid, ResizePayload(hgt, wid), payload)
 				}
 			}
 		}
@@ -104,16 +107,16 @@ func checkHeaderRoundTrip(t *testing.T, h Header) {
 		}
 		done <- err
 	}()
-	got, err := readHeader(bufio.NewReaderSize(server, maxHeaderLen))
+	got, err := ReadHeader(bufio.NewReaderSize(server, MaxHeaderLen))
 	server.Close() // unblocks Attach if the server stopped reading
 	if aerr := <-done; aerr != nil {
-		if len(mustJSON(t, h)) >= maxHeaderLen {
+		if len(mustJSON(t, h)) >= MaxHeaderLen {
 			return // a header too long to send; Attach fails, as it must
 		}
 		t.Fatalf("Attach(%+v): %v", h, aerr)
 	}
 	if err != nil {
-		if len(mustJSON(t, h)) >= maxHeaderLen {
+		if len(mustJSON(t, h)) >= MaxHeaderLen {
 			return
 		}
 		t.Fatalf("header %+v, as Attach sends it, is refused: %v", h, err)
@@ -137,17 +140,17 @@ func checkInputRoundTrip(t *testing.T, input []byte) {
 		done <- err
 	}()
 	var got []byte
-	buf := make([]byte, maxFramePayload)
+	buf := make([]byte, MaxFramePayload)
 	br := bufio.NewReader(server)
 	for {
-		typ, payload, err := readFrame(br, buf)
+		typ, payload, err := ReadFrame(br, buf)
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
 				t.Fatalf("reading Conn.Write's frames: %v", err)
 			}
 			break
 		}
-		if typ != frameData {
+		if typ != FrameData {
 			t.Fatalf("Conn.Write sent a frame of type %q", typ)
 		}
 		got = append(got, payload...)

@@ -15,17 +15,21 @@ func TestImportDirection(t *testing.T) {
 		pkg       string
 		forbidden []string
 	}{
-		{mod + "/agent", []string{mod + "/server", mod + "/store", mod + "/serve"}},
-		{mod + "/cli", []string{mod + "/server", mod + "/store", mod + "/serve"}},
+		{mod + "/agent", []string{mod + "/server", mod + "/store", mod + "/servercmd"}},
+		{mod + "/cli", []string{mod + "/server", mod + "/store", mod + "/servercmd"}},
 		{mod + "/client", []string{mod + "/server", mod + "/store", mod + "/coordinator"}},
 		{mod + "/tunnel", []string{mod + "/server", mod + "/store", mod + "/agent", mod + "/cli"}},
 		{mod + "/coordinator/coordclient", []string{mod + "/server", mod + "/store"}},
-		// The relay's guard asks the coordinator through an interface.
-		{mod + "/relayguard", []string{mod + "/server", mod + "/store", mod + "/coordinator"}},
 		// The control plane links no workspace code (PTYs, user shells):
 		// the web terminal speaks to the agent through ptyproto.
 		{mod + "/server/...", []string{mod + "/agent"}},
 		{mod + "/ptyproto", []string{mod + "/agent", mod + "/server"}},
+		// The relay is infrastructure any server can run (a replica, or one
+		// without a database): it asks who to admit through an interface
+		// and is told which relays to mesh with.
+		{mod + "/relay", []string{mod + "/server", mod + "/store", mod + "/servercmd", mod + "/coordinator", mod + "/replica"}},
+		// The command wires the server; the server never reaches back.
+		{mod + "/server", []string{mod + "/servercmd"}},
 		{mod, []string{mod + "/"}}, // the shared types are a leaf
 		{mod + "/cmd/tether", []string{"testing", mod + "/internal/natlab"}},
 	}

@@ -25,7 +25,7 @@
 // The coordinator also answers which tunnel keys belong to the deployment
 // (KnowsNodeKey, AwaitNodeKey): the keys of the latest nodes of the peers
 // it holds or hears of from other replicas. The built-in DERP relay admits
-// only those (package relayguard).
+// only those (package relay).
 //
 // # Slow consumers
 //

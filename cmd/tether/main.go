@@ -9,14 +9,14 @@ import (
 	"syscall"
 
 	"github.com/tetherdev/tether/cli"
-	"github.com/tetherdev/tether/serve"
+	"github.com/tetherdev/tether/servercmd"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	env := cli.OSEnv()
 	root := cli.Root(env)
-	root.AddCommand(serve.Command(env.Stdout, env.Stderr, cli.Version))
+	root.AddCommand(servercmd.Command(env.Stdout, env.Stderr, cli.Version))
 	code := cli.Run(ctx, root, env, os.Args[1:])
 	stop()
 	os.Exit(code)

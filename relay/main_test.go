@@ -1,4 +1,4 @@
-package relayguard
+package relay
 
 import (
 	"testing"

@@ -1,4 +1,4 @@
-package serve
+package servercmd
 
 import (
 	"context"

@@ -1,26 +1,29 @@
-package relayguard_test
+package relay_test
 
 import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+	"go.uber.org/goleak"
 	"tailscale.com/derp"
 	"tailscale.com/derp/derphttp"
-	"tailscale.com/derp/derpserver"
 	"tailscale.com/net/netmon"
 	"tailscale.com/tailcfg"
 	"tailscale.com/types/key"
 
-	"github.com/tetherdev/tether/relayguard"
+	"github.com/tetherdev/tether/relay"
 )
 
 // testTimeout bounds every wait.
@@ -84,32 +87,29 @@ func (f *fakeKeys) AwaitNodeKey(ctx context.Context, k key.NodePublic) bool {
 	}
 }
 
-// relay is a built-in relay as the server runs it: derpserver behind its
-// HTTP handler with WebSocket support, guarded.
-type relay struct {
+// testRelay is a built-in relay as the server runs it: its handler
+// behind an HTTP server.
+type testRelay struct {
 	*httptest.Server
-	derp  *derpserver.Server
-	guard *relayguard.Guard
+	derp *relay.DERP
 }
 
-func startRelay(t *testing.T, opts relayguard.Options) *relay {
+func startRelay(t *testing.T, opts relay.Options) *testRelay {
 	t.Helper()
-	d := derpserver.New(key.NewNode(), func(string, ...any) {})
-	g, err := relayguard.New(d, opts)
+	d, err := relay.NewDERP(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(derpserver.AddWebSocketSupport(d, derpserver.Handler(d)))
+	srv := httptest.NewServer(d.Handler())
 	t.Cleanup(func() {
-		g.Close()
+		d.Close()
 		srv.CloseClientConnections()
 		srv.Close()
-		d.Close()
 		// net/http's default client keeps connections to the admission
 		// controller, which the relay used.
 		http.DefaultClient.CloseIdleConnections()
 	})
-	return &relay{Server: srv, derp: d, guard: g}
+	return &testRelay{Server: srv, derp: d}
 }
 
 // client is one DERP client of the relay, over DERP's own upgrade or over
@@ -121,7 +121,7 @@ type client struct {
 	stop func()
 }
 
-func dialDERP(t *testing.T, ctx context.Context, r *relay, priv key.NodePrivate, meshKey key.DERPMesh) *client {
+func dialDERP(t *testing.T, ctx context.Context, r *testRelay, priv key.NodePrivate, meshKey key.DERPMesh) *client {
 	t.Helper()
 	c, err := derphttp.NewClient(priv, r.URL+"/derp", func(string, ...any) {}, netmon.NewStatic())
 	if err != nil {
@@ -135,7 +135,7 @@ func dialDERP(t *testing.T, ctx context.Context, r *relay, priv key.NodePrivate,
 	return &client{priv: priv, recv: c.Recv, send: c.Send, stop: func() { c.Close() }}
 }
 
-func dialWebSocket(t *testing.T, ctx context.Context, r *relay, priv key.NodePrivate, meshKey key.DERPMesh) *client {
+func dialWebSocket(t *testing.T, ctx context.Context, r *testRelay, priv key.NodePrivate, meshKey key.DERPMesh) *client {
 	t.Helper()
 	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(r.URL, "http")+"/derp", &websocket.DialOptions{Subprotocols: []string{"derp"}})
 	if err != nil {
@@ -154,7 +154,7 @@ func dialWebSocket(t *testing.T, ctx context.Context, r *relay, priv key.NodePri
 	return &client{priv: priv, recv: c.Recv, send: c.Send, stop: func() { nc.Close() }}
 }
 
-type dialer func(t *testing.T, ctx context.Context, r *relay, priv key.NodePrivate, meshKey key.DERPMesh) *client
+type dialer func(t *testing.T, ctx context.Context, r *testRelay, priv key.NodePrivate, meshKey key.DERPMesh) *client
 
 var transports = []struct {
 	name string
@@ -222,10 +222,9 @@ func TestRelayAdmitsOnlyKnownPeers(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(tr.name, func(t *testing.T) {
 			ctx := testContext(t)
-			r := startRelay(t, relayguard.Options{AdmitWait: 100 * time.Millisecond})
 			known1, known2 := key.NewNode(), key.NewNode()
 			keys := newFakeKeys(known1.Public(), known2.Public())
-			r.guard.Attach(keys)
+			r := startRelay(t, relay.Options{Keys: keys, AdmitWait: 100 * time.Millisecond})
 
 			a, b := tr.dial(t, ctx, r, known1, key.DERPMesh{}), tr.dial(t, ctx, r, known2, key.DERPMesh{})
 			if !admitted(t, a) || !admitted(t, b) {
@@ -269,10 +268,9 @@ func wrongMeshKey(t *testing.T) key.DERPMesh {
 // and the packets it sent meanwhile are delivered.
 func TestAdmissionWaitsForTheKey(t *testing.T) {
 	ctx := testContext(t)
-	r := startRelay(t, relayguard.Options{AdmitWait: testTimeout})
 	early, peer := key.NewNode(), key.NewNode()
 	keys := newFakeKeys(peer.Public())
-	r.guard.Attach(keys)
+	r := startRelay(t, relay.Options{Keys: keys, AdmitWait: testTimeout})
 
 	b := dialDERP(t, ctx, r, peer, key.DERPMesh{})
 	if !admitted(t, b) {
@@ -308,7 +306,6 @@ func TestAdmissionRule(t *testing.T) {
 	later := key.NewNode().Public()
 	tests := []struct {
 		name     string
-		attach   bool
 		method   string
 		path     string // appended to the admission URL
 		body     string
@@ -317,29 +314,25 @@ func TestAdmissionRule(t *testing.T) {
 		allow    bool
 		wantWait bool // the answer comes only after AdmitWait
 	}{
-		{name: "known key", attach: true, body: admitBody(known), status: 200, allow: true},
-		{name: "unknown key", attach: true, body: admitBody(key.NewNode().Public()), status: 200, wantWait: true},
-		{name: "key known while waiting", attach: true, body: admitBody(later), becomes: later, status: 200, allow: true},
-		{name: "before the coordinator is attached", body: admitBody(known), status: 200},
-		{name: "zero key", attach: true, body: `{"NodePublic":"nodekey:` + strings.Repeat("0", 64) + `"}`, status: 400},
-		{name: "malformed body", attach: true, body: `{"NodePublic":`, status: 400},
-		{name: "GET", attach: true, method: "GET", status: 405},
-		{name: "another path", attach: true, path: "x", body: admitBody(known), status: 404},
+		{name: "known key", body: admitBody(known), status: 200, allow: true},
+		{name: "unknown key", body: admitBody(key.NewNode().Public()), status: 200, wantWait: true},
+		{name: "key known while waiting", body: admitBody(later), becomes: later, status: 200, allow: true},
+		{name: "zero key", body: `{"NodePublic":"nodekey:` + strings.Repeat("0", 64) + `"}`, status: 400},
+		{name: "malformed body", body: `{"NodePublic":`, status: 400},
+		{name: "GET", method: "GET", status: 405},
+		{name: "another path", path: "x", body: admitBody(known), status: 404},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := testContext(t)
 			const wait = 150 * time.Millisecond
-			r := startRelay(t, relayguard.Options{AdmitWait: wait})
 			keys := newFakeKeys(known)
-			if tt.attach {
-				r.guard.Attach(keys)
-			}
+			r := startRelay(t, relay.Options{Keys: keys, AdmitWait: wait})
 			method := tt.method
 			if method == "" {
 				method = "POST"
 			}
-			req, err := http.NewRequestWithContext(ctx, method, r.guard.AdmitURL()+tt.path, strings.NewReader(tt.body))
+			req, err := http.NewRequestWithContext(ctx, method, r.derp.AdmitURL()+tt.path, strings.NewReader(tt.body))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -389,10 +382,9 @@ func admitBody(k key.NodePublic) string {
 // keep relaying.
 func TestWardenClosesForgottenKeys(t *testing.T) {
 	ctx := testContext(t)
-	r := startRelay(t, relayguard.Options{AdmitWait: 50 * time.Millisecond, Grace: 100 * time.Millisecond})
 	gone, stays := key.NewNode(), key.NewNode()
 	keys := newFakeKeys(gone.Public(), stays.Public())
-	r.guard.Attach(keys)
+	r := startRelay(t, relay.Options{Keys: keys, AdmitWait: 50 * time.Millisecond, Grace: 100 * time.Millisecond})
 	a := dialDERP(t, ctx, r, gone, key.DERPMesh{})
 	b := dialDERP(t, ctx, r, stays, key.DERPMesh{})
 	if !admitted(t, a) || !admitted(t, b) {
@@ -418,14 +410,234 @@ func TestWardenClosesForgottenKeys(t *testing.T) {
 	}
 }
 
-// TestCloseRefuses: a closed guard admits no one.
-func TestCloseRefuses(t *testing.T) {
-	ctx := testContext(t)
-	r := startRelay(t, relayguard.Options{})
-	k := key.NewNode()
-	r.guard.Attach(newFakeKeys(k.Public()))
-	r.guard.Close()
-	if admitted(t, dialDERP(t, ctx, r, k, key.DERPMesh{})) {
-		t.Error("admitted after Close")
+// TestNewDERP checks the options: Keys is required, a mesh key given is
+// the one the relay trusts, and a relay without one gets a random one of
+// its own.
+func TestNewDERP(t *testing.T) {
+	meshKey := strings.Repeat("5a", 32)
+	tests := []struct {
+		name    string
+		opts    relay.Options
+		wantErr string
+		wantKey string // "": a random key
+	}{
+		{name: "no Keys", opts: relay.Options{MeshKey: meshKey}, wantErr: "Keys is required"},
+		{name: "malformed mesh key", opts: relay.Options{Keys: newFakeKeys(), MeshKey: "5a5a"}, wantErr: "relay mesh key"},
+		{name: "mesh key given", opts: relay.Options{Keys: newFakeKeys(), MeshKey: meshKey}, wantKey: meshKey},
+		{name: "random mesh key", opts: relay.Options{Keys: newFakeKeys()}},
 	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, err := relay.NewDERP(tt.opts)
+			if tt.wantErr != "" {
+				if err == nil {
+					d.Close()
+					t.Fatalf("no error, want one with %q", tt.wantErr)
+				}
+				if !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error %q, want one with %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			got := d.MeshKey()
+			if got.IsZero() {
+				t.Fatal("zero mesh key")
+			}
+			if tt.wantKey != "" {
+				if want, _ := key.ParseDERPMesh(tt.wantKey); !got.Equal(want) {
+					t.Errorf("mesh key %s, want the one given", got.String()[:8])
+				}
+				return
+			}
+			other, err := relay.NewDERP(tt.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer other.Close()
+			if got.Equal(other.MeshKey()) {
+				t.Error("two relays without a mesh key got the same one")
+			}
+		})
+	}
+}
+
+// TestMeshKeyAdmits: the deployment's mesh key admits a client that Keys
+// does not know, whatever its node key; another key does not.
+func TestMeshKeyAdmits(t *testing.T) {
+	ctx := testContext(t)
+	meshKey := strings.Repeat("5a", 32)
+	r := startRelay(t, relay.Options{Keys: newFakeKeys(), MeshKey: meshKey, AdmitWait: 50 * time.Millisecond})
+	k, err := key.ParseDERPMesh(meshKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !admitted(t, dialDERP(t, ctx, r, key.NewNode(), k)) {
+		t.Error("a client with the deployment's mesh key was refused")
+	}
+	if admitted(t, dialDERP(t, ctx, r, key.NewNode(), wrongMeshKey(t))) {
+		t.Error("a client with another mesh key was admitted")
+	}
+}
+
+// TestQueueDepth: the relay queues a burst of packets for a client that
+// does not read for a moment (the library's default of 32 drops most of
+// it), unless the operator chose another depth in the environment.
+func TestQueueDepth(t *testing.T) {
+	const burst = 200
+	tests := []struct {
+		name    string
+		env     string // "" leaves the knob unset
+		wantAll bool
+		wantMax int // with !wantAll: at most this many arrive
+	}{
+		{name: "default", wantAll: true},
+		// 16 queued, ~4 in the relay's write buffer, one being written.
+		{name: "operator's depth", env: "16", wantMax: 32},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv(relay.QueueDepthKnob, tt.env)
+			if tt.env == "" {
+				os.Unsetenv(relay.QueueDepthKnob) // t.Setenv restores it
+			}
+			ctx := testContext(t)
+			sender, watcher := key.NewNode(), key.NewNode()
+			r := startRelay(t, relay.Options{Keys: newFakeKeys(sender.Public(), watcher.Public())})
+			if tt.env == "" && os.Getenv(relay.QueueDepthKnob) != fmt.Sprint(relay.QueueDepth) {
+				t.Errorf("%s=%q after NewDERP, want %d", relay.QueueDepthKnob, os.Getenv(relay.QueueDepthKnob), relay.QueueDepth)
+			}
+
+			// The stalled client reads through a pipe, which holds nothing:
+			// what it does not read waits in the relay's queue. It uses the
+			// mesh key, whose clients the relay waits 30 s for rather than 2.
+			stalledKey := key.NewNode()
+			stalled := dialPipe(t, ctx, r, stalledKey, r.derp.MeshKey())
+			a, w := dialDERP(t, ctx, r, sender, key.DERPMesh{}), dialDERP(t, ctx, r, watcher, key.DERPMesh{})
+			if !admitted(t, stalled) || !admitted(t, a) || !admitted(t, w) {
+				t.Fatal("a client was refused")
+			}
+			payload := make([]byte, 1000)
+			for i := range burst {
+				payload[0], payload[1] = byte(i>>8), byte(i)
+				if err := a.send(stalledKey.Public(), payload); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// The relay handles a client's packets in order: once the
+			// watcher has the marker, the burst is queued (or dropped).
+			if !relays(t, ctx, a, w) {
+				t.Fatal("the marker never came")
+			}
+			if err := a.send(stalledKey.Public(), []byte("end")); err != nil {
+				t.Fatal(err)
+			}
+			got := 0
+			for {
+				m, err := stalled.recv()
+				if err != nil {
+					t.Fatalf("after %d packets: %v", got, err)
+				}
+				p, ok := m.(derp.ReceivedPacket)
+				if !ok {
+					continue
+				}
+				if string(p.Data) == "end" {
+					break
+				}
+				got++
+			}
+			switch {
+			case tt.wantAll && got != burst:
+				t.Errorf("%d of %d packets arrived; the relay's queue dropped the rest", got, burst)
+			case !tt.wantAll && got > tt.wantMax:
+				t.Errorf("%d of %d packets arrived, want at most %d: the operator's queue depth was not used", got, burst, tt.wantMax)
+			}
+		})
+	}
+}
+
+// dialPipe connects a client to the relay over an in-memory pipe, which
+// buffers nothing.
+func dialPipe(t *testing.T, ctx context.Context, r *testRelay, priv key.NodePrivate, meshKey key.DERPMesh) *client {
+	t.Helper()
+	ours, theirs := net.Pipe()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.derp.ServeConn(ctx, theirs)
+	}()
+	t.Cleanup(func() {
+		ours.Close()
+		<-done
+	})
+	var opts []derp.ClientOpt
+	if !meshKey.IsZero() {
+		opts = append(opts, derp.MeshKey(meshKey))
+	}
+	c, err := derp.NewClient(priv, ours, bufio.NewReadWriter(bufio.NewReader(ours), bufio.NewWriter(ours)), func(string, ...any) {}, opts...)
+	if err != nil {
+		t.Fatalf("DERP handshake over a pipe: %v", err)
+	}
+	return &client{priv: priv, recv: c.Recv, send: c.Send, stop: func() { ours.Close() }}
+}
+
+// TestCloseLeavesNothing: Close ends the relay's clients, an admission in
+// progress, the warden and the mesh links, and leaves no goroutine behind.
+func TestCloseLeavesNothing(t *testing.T) {
+	before := goleak.IgnoreCurrent()
+	ctx := testContext(t)
+	known := key.NewNode()
+	keys := newFakeKeys(known.Public())
+	d, err := relay.NewDERP(relay.Options{Keys: keys, AdmitWait: testTimeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(d.Handler())
+	r := &testRelay{Server: srv, derp: d}
+	od, err := relay.NewDERP(relay.Options{Keys: keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := httptest.NewServer(od.Handler())
+	d.SetMeshPeers([]relay.MeshPeer{{ID: "other", URL: other.URL}})
+
+	c := dialDERP(t, ctx, r, known, key.DERPMesh{})
+	if !admitted(t, c) {
+		t.Fatal("known peer refused")
+	}
+	waiting := dialDERP(t, ctx, r, key.NewNode(), key.DERPMesh{})
+	select {
+	case <-keys.waiting:
+	case <-ctx.Done():
+		t.Fatal("the unknown client's admission never started")
+	}
+
+	d.Close()
+	if admitted(t, waiting) {
+		t.Error("the client waiting for admission was admitted by a closed relay")
+	}
+	for {
+		if _, err := c.recv(); err != nil {
+			break
+		}
+	}
+	d.SetMeshPeers([]relay.MeshPeer{{ID: "other", URL: other.URL}}) // does nothing
+	d.Close()                                                       // again: does nothing
+	if links := d.MeshLinks(); len(links) != 0 {
+		t.Errorf("mesh links after Close: %v", links)
+	}
+
+	c.stop()
+	waiting.stop()
+	srv.CloseClientConnections()
+	srv.Close()
+	od.Close()
+	other.CloseClientConnections()
+	other.Close()
+	http.DefaultClient.CloseIdleConnections()
+	goleak.VerifyNone(t, before)
 }

@@ -1,8 +1,12 @@
-// Package serve implements `tether server`: it declares the server's
-// settings, opens the store, listens, and in --dev mode sets up a complete
-// demo deployment. It is apart from package cli so that the client commands
-// never link the server or its store.
-package serve
+// Package servercmd is the `tether server` command: it declares the
+// server's settings, checks them, opens the store, listens, builds the
+// infrastructure the API server runs on (the coordinator, the built-in
+// relay, the replicas; see infra.go) and hands it in, and in --dev mode
+// sets up a complete demo deployment. It is wiring: what it wires lives in
+// packages of its own (server, coordinator, relay, replica, store). It is
+// apart from package cli so that the client commands never link the
+// server or its store.
+package servercmd
 
 import (
 	"context"
@@ -21,6 +25,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"github.com/tetherdev/tether/server"
 	"github.com/tetherdev/tether/site"
 )
@@ -74,7 +79,12 @@ func Command(stdout, stderr io.Writer, version string) *cobra.Command {
 			return Run(cmd.Context(), s, stdout, stderr, version)
 		},
 	}
-	f := cmd.Flags()
+	s.bindFlags(cmd.Flags())
+	return cmd
+}
+
+// bindFlags declares the flags that set s, with their defaults.
+func (s *Settings) bindFlags(f *pflag.FlagSet) {
 	f.StringVar(&s.AccessURL, "access-url", "", "external URL where users and agents reach this server (default: http:// + --http-address)")
 	f.StringVar(&s.HTTPAddress, "http-address", "127.0.0.1:3000", "address to listen on for HTTP(S)")
 	f.StringVar(&s.DataDir, "data-dir", "", "directory for the embedded database (default: ~/.local/share/tether, or ./.tether-dev with --dev)")
@@ -99,7 +109,6 @@ func Command(stdout, stderr io.Writer, version string) *cobra.Command {
 	f.StringSliceVar(&s.TrustedProxies, "trusted-proxies", nil, "addresses or CIDR ranges (comma separated) of reverse proxies in front of this server whose X-Forwarded-For names the client, for sign-in throttling and logs; others' X-Forwarded-For is ignored")
 	f.IntVar(&s.MaxWorkspacesPerUser, "max-workspaces-per-user", 100, "how many workspaces each user (admins too) may own; 0 for no limit")
 	f.BoolVar(&s.Dev, "dev", false, "demo mode: local data, a first admin, a workspace `dev` with its agent on this machine, and CLI credentials")
-	return cmd
 }
 
 func defaultDataDir(dev bool) string {
@@ -150,6 +159,9 @@ func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version stri
 		return err
 	}
 
+	if err := checkRelaySettings(s); err != nil {
+		return err
+	}
 	// Where other replicas reach our relay, checked before anything is
 	// opened.
 	var relayURL string
@@ -175,28 +187,20 @@ func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version stri
 	}
 	defer db.Close()
 
-	relay, err := startRelay(ctx, s, accessURL, logger.With(slog.String("component", "derp")))
+	inf, err := startInfra(ctx, s, accessURL, relayURL, logger)
 	if err != nil {
 		return err
 	}
-	defer relay.Close()
+	// Deferred before the API server's Close, so it runs after it.
+	defer inf.close()
 
-	var replicas *cluster
-	if s.PostgresURL != "" {
-		replicas, err = startCluster(ctx, s, relay, relayURL, logger.With(slog.String("component", "replica")))
-		if err != nil {
-			return err
-		}
-		defer replicas.close()
-	}
 	opts := server.Options{
 		Logger:               logger.With(slog.String("component", "server")),
 		Store:                db,
 		AccessURL:            accessURL,
 		Version:              version,
-		DERP:                 relay.handler,
-		DERPMeshKey:          relay.meshKey(),
-		DERPMap:              relay.derpMap,
+		Coordinator:          inf.coord,
+		DERPMap:              inf.derpMap,
 		BlockDirect:          s.BlockDirectConnections,
 		DERPForceWebSockets:  s.DERPForceWebSockets,
 		BrowserOnly:          s.BrowserOnly,
@@ -206,22 +210,19 @@ func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version stri
 		MaxWorkspacesPerUser: s.MaxWorkspacesPerUser,
 		Site:                 site.Handler(),
 	}
-	if relay.handler != nil {
+	if inf.derp != nil {
+		opts.DERP = inf.derp.Handler()
 		opts.DERPRegionID = s.DERPServerRegionID
+		opts.DERPMeshKey = inf.derp.MeshKey()
 	}
-	if replicas != nil {
-		opts.Replica, opts.Bus = replicas.id, replicas.manager
-		opts.Replicas, opts.SelfRelayURL = replicas.healthPeers, relayURL
+	if inf.cluster != nil {
+		opts.Replicas, opts.SelfRelayURL = inf.cluster.healthPeers, relayURL
 	}
 	srv, err := server.New(opts)
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
-	if replicas != nil {
-		replicas.attach(srv.Coordinator())
-	}
-	relay.attach(srv.Coordinator())
 
 	httpServer := &http.Server{
 		Handler:           srv.Handler(),

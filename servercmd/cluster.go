@@ -1,4 +1,4 @@
-package serve
+package servercmd
 
 import (
 	"context"
@@ -7,11 +7,11 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"sync/atomic"
 
 	"github.com/google/uuid"
 
 	"github.com/tetherdev/tether/coordinator"
+	"github.com/tetherdev/tether/relay"
 	"github.com/tetherdev/tether/replica"
 	"github.com/tetherdev/tether/server/healthcheck"
 )
@@ -21,61 +21,66 @@ import (
 // coordination events between its coordinator and the other replicas', and
 // meshes its relay with theirs.
 type cluster struct {
-	id      uuid.UUID
-	manager *replica.Manager
-	// mesh is nil without a built-in relay; set after the manager starts,
-	// while its heartbeat may already call OnPeers.
-	mesh  atomic.Pointer[mesh]
-	coord atomic.Pointer[coordinator.Coordinator]
+	id       uuid.UUID
+	manager  *replica.Manager
+	relayURL string
+	logger   *slog.Logger
 }
 
-// startCluster joins the replicas on s.PostgresURL. relayURL is where the
-// other replicas reach our relay ("" if they cannot).
-func startCluster(ctx context.Context, s Settings, r *relay, relayURL string, logger *slog.Logger) (*cluster, error) {
-	c := &cluster{id: uuid.New()}
+// openCluster opens this replica's membership on s.PostgresURL: the
+// manager can publish (it is the coordinator's bus) and knows the mesh
+// key, but the replica joins only at join. relayURL is where the other
+// replicas reach our relay ("" if they cannot).
+func openCluster(ctx context.Context, s Settings, relayURL string, logger *slog.Logger) (*cluster, error) {
+	c := &cluster{id: uuid.New(), relayURL: relayURL, logger: logger}
 	host, _ := os.Hostname()
-	m, err := replica.Start(ctx, replica.Options{
+	m, err := replica.Open(ctx, replica.Options{
 		URL:    s.PostgresURL,
 		Self:   replica.Info{ID: c.id, RelayURL: relayURL, Hostname: host},
 		Logger: logger,
-		OnEvent: func(ev coordinator.Event) {
-			if co := c.coord.Load(); co != nil {
-				co.HandleEvent(ev)
-			}
-		},
-		OnResync: func() {
-			if co := c.coord.Load(); co != nil {
-				co.Resync()
-			}
-		},
-		OnPeers: func(live []replica.Info) {
-			if m := c.mesh.Load(); m != nil {
-				m.update(live)
-			}
-		},
-		OnGone: func(gone replica.Info) {
-			logger.Info("replica gone", slog.String("replica", gone.ID.String()), slog.String("hostname", gone.Hostname))
-			if co := c.coord.Load(); co != nil {
-				co.ReplicaGone(gone.ID)
-			}
-		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("join the replicas on --postgres-url: %w", err)
 	}
 	c.manager = m
-	if r.derp != nil {
-		if err := r.derp.SetMeshKey(m.MeshKey()); err != nil {
-			m.Close()
-			return nil, fmt.Errorf("relay mesh key: %w", err)
-		}
-		ms := newMesh(r.derp, logger.With(slog.String("component", "mesh")))
-		c.mesh.Store(ms)
-		ms.update(m.Peers())
-	}
-	logger.Info("replica started", slog.String("replica", c.id.String()), slog.String("relay_url", relayURL),
-		slog.Int("other_replicas", len(m.Peers())))
 	return c, nil
+}
+
+// meshKey is the deployment's relay mesh key.
+func (c *cluster) meshKey() string { return c.manager.MeshKey() }
+
+// join makes this server a replica of the deployment: from here on the
+// other replicas' events go to co, and their relays are meshed with d (nil
+// without a built-in relay).
+func (c *cluster) join(ctx context.Context, co *coordinator.Coordinator, d *relay.DERP) error {
+	err := c.manager.Join(ctx, replica.Handlers{
+		OnEvent:  co.HandleEvent,
+		OnResync: co.Resync,
+		OnPeers: func(live []replica.Info) {
+			if d != nil {
+				d.SetMeshPeers(meshPeers(live))
+			}
+		},
+		OnGone: func(gone replica.Info) {
+			c.logger.Info("replica gone", slog.String("replica", gone.ID.String()), slog.String("hostname", gone.Hostname))
+			co.ReplicaGone(gone.ID)
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("join the replicas on --postgres-url: %w", err)
+	}
+	c.logger.Info("replica started", slog.String("replica", c.id.String()), slog.String("relay_url", c.relayURL),
+		slog.Int("other_replicas", len(c.manager.Peers())))
+	return nil
+}
+
+// meshPeers are the relays of the other replicas.
+func meshPeers(live []replica.Info) []relay.MeshPeer {
+	out := make([]relay.MeshPeer, 0, len(live))
+	for _, r := range live {
+		out = append(out, relay.MeshPeer{ID: "replica " + r.ID.String(), URL: r.RelayURL})
+	}
+	return out
 }
 
 // healthPeers lists the other replicas for the health report.
@@ -88,17 +93,9 @@ func (c *cluster) healthPeers() []healthcheck.Replica {
 	return out
 }
 
-// attach starts handing the other replicas' events to co.
-func (c *cluster) attach(co *coordinator.Coordinator) { c.coord.Store(co) }
-
 // close leaves the deployment: the others see this replica gone at their
 // next heartbeat.
-func (c *cluster) close() {
-	if m := c.mesh.Load(); m != nil {
-		m.close()
-	}
-	c.manager.Close()
-}
+func (c *cluster) close() { c.manager.Close() }
 
 // relayURLFor is where other replicas reach this server's relay: the
 // --derp-server-relay-url given, or http:// and the listening address when

@@ -22,6 +22,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/tetherdev/tether"
 	"github.com/tetherdev/tether/coordinator"
+	"github.com/tetherdev/tether/coordinator/coordclient"
 	"github.com/tetherdev/tether/tunnel"
 	"tailscale.com/tailcfg"
 )
@@ -161,7 +162,11 @@ func (n *Net) open(p *peer) {
 	p.conn, p.cancel = conn, cancel
 	close(p.ready)
 
-	stream := newLocalStream(conn, p.presence)
+	peers := coordclient.NewPeers(coordclient.PeersOptions{
+		Tunnel: agentTunnel{Conn: conn, agentID: p.agentID, presence: p.presence},
+		Logger: log.With(slog.String("component", "coordination")),
+	})
+	stream := &localStream{peers: peers}
 	conn.SetNodeCallback(stream.setNode)
 	conn.SetPeerGoneCallback(func(id uuid.UUID, why error) {
 		if id == p.agentID {
@@ -172,6 +177,7 @@ func (n *Net) open(p *peer) {
 	if err != nil && ctx.Err() == nil {
 		log.Warn("server tunnel coordination ended", slog.Any("err", err))
 	}
+	peers.Close()
 	conn.Close()
 }
 

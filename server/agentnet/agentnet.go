@@ -70,7 +70,7 @@ type peer struct {
 	cancel  context.CancelFunc
 	done    chan struct{} // closed when its coordination ends
 
-	active   atomic.Int64 // connections open through it
+	active   atomic.Int64 // callers using it: counted by acquire under Net.mu, uncounted by release
 	lastUsed atomic.Int64 // unix nanoseconds
 
 	presence *presence // whether the coordinator introduces the agent
@@ -108,8 +108,12 @@ func (n *Net) Close() {
 	n.wg.Wait()
 }
 
-// peer returns the open tunnel to agentID, opening one if needed.
-func (n *Net) peer(ctx context.Context, agentID uuid.UUID) (*peer, error) {
+// acquire returns the open tunnel to agentID, opening one if needed, and
+// counts the caller as using it until it calls release. The count is taken
+// under n.mu, where the idle reaper looks, so that the reaper never closes
+// a tunnel that a caller has been handed, nor one still being opened for
+// it (which may take longer than IdleTimeout).
+func (n *Net) acquire(ctx context.Context, agentID uuid.UUID) (*peer, error) {
 	n.mu.Lock()
 	if n.ctx.Err() != nil {
 		n.mu.Unlock()
@@ -118,18 +122,20 @@ func (n *Net) peer(ctx context.Context, agentID uuid.UUID) (*peer, error) {
 	p, ok := n.peers[agentID]
 	if !ok {
 		p = &peer{agentID: agentID, ready: make(chan struct{}), done: make(chan struct{}), presence: newPresence()}
-		p.lastUsed.Store(time.Now().UnixNano())
 		n.peers[agentID] = p
 		n.wg.Add(1)
 		go n.open(p)
 	}
+	p.active.Add(1)
 	n.mu.Unlock()
 	select {
 	case <-p.ready:
 	case <-ctx.Done():
+		p.release()
 		return nil, ctx.Err()
 	}
 	if p.err != nil {
+		p.release()
 		n.mu.Lock()
 		if n.peers[agentID] == p {
 			delete(n.peers, agentID)
@@ -222,14 +228,13 @@ func (n *Net) reapIdle() {
 // over the server's tunnel to it, waiting (until ctx ends) for the agent to
 // be reachable.
 func (n *Net) Dial(ctx context.Context, agentID uuid.UUID, port uint16) (net.Conn, error) {
-	p, err := n.peer(ctx, agentID)
+	p, err := n.acquire(ctx, agentID)
 	if err != nil {
 		return nil, err
 	}
-	p.active.Add(1)
 	c, err := p.conn.DialContext(ctx, "tcp", netip.AddrPortFrom(tether.TunnelIP(agentID), port))
 	if err != nil {
-		p.done1()
+		p.release()
 		return nil, err
 	}
 	return &trackedConn{Conn: c, p: p}, nil
@@ -255,11 +260,11 @@ func (n *Net) WatchAgent(agentID uuid.UUID) (left <-chan struct{}, why func() er
 
 // Ping pings the agent over the server's tunnel, opening it if needed.
 func (n *Net) Ping(ctx context.Context, agentID uuid.UUID) (tunnel.PingResult, error) {
-	p, err := n.peer(ctx, agentID)
+	p, err := n.acquire(ctx, agentID)
 	if err != nil {
 		return tunnel.PingResult{}, err
 	}
-	p.lastUsed.Store(time.Now().UnixNano())
+	defer p.release()
 	ip := tether.TunnelIP(agentID)
 	if err := p.conn.AwaitReachable(ctx, ip); err != nil {
 		return tunnel.PingResult{}, err
@@ -287,7 +292,8 @@ func (n *Net) SetDERPMap(m *tailcfg.DERPMap) {
 	}
 }
 
-func (p *peer) done1() {
+// release ends a use that acquire counted.
+func (p *peer) release() {
 	p.lastUsed.Store(time.Now().UnixNano())
 	p.active.Add(-1)
 }
@@ -300,7 +306,7 @@ type trackedConn struct {
 }
 
 func (c *trackedConn) Close() error {
-	c.once.Do(c.p.done1)
+	c.once.Do(c.p.release)
 	return c.Conn.Close()
 }
 

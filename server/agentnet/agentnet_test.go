@@ -1,6 +1,7 @@
 package agentnet
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"io"
@@ -15,7 +16,6 @@ import (
 	"github.com/tetherdev/tether"
 	"github.com/tetherdev/tether/coordinator"
 	"github.com/tetherdev/tether/coordinator/coordclient"
-	"github.com/tetherdev/tether/internal/mailbox"
 	"github.com/tetherdev/tether/tunnel"
 )
 
@@ -45,38 +45,29 @@ func newNet(t *testing.T, opts Options) (*Net, *coordinator.Coordinator) {
 	return n, c
 }
 
-// agentStream is a fake agent's coordination stream, in memory: its node
-// goes to the coordinator, the coordinator's responses go to its tunnel,
-// and the test ends it the ways an agent leaves.
+// errGoodbye, as the cause that ends an agentStream, makes it say goodbye.
+var errGoodbye = errors.New("goodbye")
+
+// agentStream is a fake agent's coordination stream: the server's own
+// in-memory stream, which the test ends as an agent ends its own, by
+// cancelling left (with errGoodbye when the agent stops, with another
+// cause when its connection breaks).
 type agentStream struct {
-	node  mailbox.Mailbox[*tether.Node]
-	sent  *tether.Node
-	peers *coordclient.Peers
-	leave chan error // nil: the agent says goodbye; else its stream breaks
+	*localStream
+	left context.Context
 }
 
 func (s *agentStream) Recv(ctx context.Context) (*tether.CoordinateRequest, error) {
-	for {
-		if n := s.node.Get(); n != nil && n != s.sent {
-			s.sent = n
-			return &tether.CoordinateRequest{Node: n}, nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case err := <-s.leave:
-			if err != nil {
-				return nil, err
-			}
-			return &tether.CoordinateRequest{Disconnect: true}, nil
-		case <-s.node.Changed():
-		}
+	ctx, cancel := context.WithCancel(ctx)
+	defer context.AfterFunc(s.left, cancel)()
+	req, err := s.localStream.Recv(ctx)
+	switch cause := context.Cause(s.left); {
+	case cause == errGoodbye:
+		return &tether.CoordinateRequest{Disconnect: true}, nil
+	case cause != nil:
+		return nil, cause
 	}
-}
-
-func (s *agentStream) Send(ctx context.Context, resp *tether.CoordinateResponse) error {
-	s.peers.Apply(resp)
-	return nil
+	return req, err
 }
 
 // fakeAgent is a workspace agent reduced to its tunnel, with an echo
@@ -85,7 +76,8 @@ type fakeAgent struct {
 	id     uuid.UUID
 	conn   *tunnel.Conn
 	stream *agentStream
-	served chan error // ServeAgent's result
+	end    context.CancelCauseFunc // ends stream
+	served chan error              // ServeAgent's result
 }
 
 const echoPort = 7
@@ -100,10 +92,12 @@ func startAgent(t *testing.T, c *coordinator.Coordinator, id uuid.UUID) *fakeAge
 		t.Fatal(err)
 	}
 	peers := coordclient.NewPeers(coordclient.PeersOptions{Tunnel: conn})
+	left, end := context.WithCancelCause(context.Background())
 	a := &fakeAgent{
 		id:     id,
 		conn:   conn,
-		stream: &agentStream{peers: peers, leave: make(chan error, 1)},
+		stream: &agentStream{localStream: &localStream{peers: peers}, left: left},
+		end:    end,
 		served: make(chan error, 1),
 	}
 	ln, err := conn.Listen("tcp", echoPort)
@@ -123,11 +117,12 @@ func startAgent(t *testing.T, c *coordinator.Coordinator, id uuid.UUID) *fakeAge
 			})
 		}
 	})
-	conn.SetNodeCallback(a.stream.node.Put)
+	conn.SetNodeCallback(a.stream.setNode)
 	sctx, cancel := context.WithCancel(context.Background())
 	go func() { a.served <- c.ServeAgent(sctx, id, a.stream) }()
 	t.Cleanup(func() {
 		cancel()
+		end(nil)
 		<-a.served
 		a.served <- nil
 		peers.Close()
@@ -143,7 +138,7 @@ func startAgent(t *testing.T, c *coordinator.Coordinator, id uuid.UUID) *fakeAge
 // broke keeps it.
 func (a *fakeAgent) leave(t *testing.T, err error) {
 	t.Helper()
-	a.stream.leave <- err
+	a.end(cmp.Or(err, errGoodbye))
 	select {
 	case got := <-a.served:
 		a.served <- got
@@ -243,10 +238,12 @@ func TestAgentComesBack(t *testing.T) {
 	a.leave(t, errors.New("connection reset"))
 	awaitClosed(t, ctx, left, "the agent is lost")
 
-	// The same process reconnects: same keys, a new stream.
+	// The same process reconnects: same keys, a new stream that starts
+	// by sending the node again.
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	a.stream.sent = nil // the new stream starts by sending the node again
+	a.stream.sent = nil
+	a.stream.left = context.Background()
 	served := make(chan error, 1)
 	go func() { served <- c.ServeAgent(sctx, a.id, a.stream) }()
 	defer func() {

@@ -238,7 +238,9 @@ func (a *Agent) serve(ctx context.Context, conn *tunnel.Conn, m tether.AgentMani
 	}()
 	go func() {
 		defer a.wg.Done()
-		a.reportConnections(ctx, conn, log)
+		t := time.NewTicker(connectionsPoll)
+		defer t.Stop()
+		a.reportConnections(ctx, conn.Status, t.C, log)
 	}()
 	conn.SetForwardTCP(a.track(a.forwardTCP))
 	conn.SetForwardUDP(a.track(a.forwardUDP))

@@ -4,8 +4,12 @@
 // The server is a coordination client like any CLI, but in-process: each
 // agent it talks to gets its own tunnel peer (a tunnel.Conn with a fresh ID),
 // introduced through the server's coordinator over an in-memory stream.
-// Peers are opened on demand and closed once idle, so a server that serves
-// no browser holds no tunnels.
+// What the coordinator says of the agent is applied by the same rules as
+// for a CLI (coordclient.Peers): a lost agent stays in the tunnel until it
+// is reintroduced or coordclient.DefaultLostPeerTimeout passes, and the
+// tunnel ends its connections if it stops answering meanwhile. Peers are
+// opened on demand and closed once idle, so a server that serves no
+// browser holds no tunnels.
 package agentnet
 
 import (

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // The end-to-end tests build the real binary once and drive real processes:
 // a server, agents, and the CLI, each with its own config directory.
@@ -41,7 +41,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	tetherBin = filepath.Join(dir, "tether")
-	build := exec.Command("go", "build", "-o", tetherBin, ".")
+	build := exec.Command("go", "build", "-o", tetherBin, "github.com/tetherdev/tether/cmd/tether")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build tether:", err)

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // DERP maps as operators deploy them: Tailscale's own relay server (derper)
 // as a region of its own, several regions with peers choosing the nearest,

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // The lab tests run the real binary inside natlab's network namespaces: the
 // server on a Public host, the agent on one host and the CLI on another,

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // Helpers of the relay tests (relay_*_test.go): Tailscale's own relay
 // server (derper), DERP map files, a UDP delay proxy in front of STUN, and

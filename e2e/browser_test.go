@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // Browser tests: the dashboard, the web terminal and web apps, as a person
 // uses them, in headless Chromium against the real binary. They skip

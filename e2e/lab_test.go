@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // End-to-end tests across NATs: the real server, agent and CLI, each in a
 // network namespace of natlab's small internet.

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // The server behind nginx, as operators deploy it: everything (login,
 // coordination, relay, ssh) goes through the proxy. A proxy set up for

@@ -4,19 +4,21 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/tetherdev/tether/internal/harness"
 )
 
 // The agents of these tests tell themselves apart by AGENT_MARKER, which
 // their ssh sessions inherit.
-func startMarkedAgent(t *testing.T, name, url, token, marker string) *proc {
+func startMarkedAgent(t *testing.T, name, url, token, marker string) *harness.Proc {
 	t.Helper()
-	return start(t, name, []string{"TETHER_AGENT_TOKEN=" + token, "AGENT_MARKER=" + marker}, "agent", "--url", url)
+	return here.Start(t, name, []string{"TETHER_AGENT_TOKEN=" + token, "AGENT_MARKER=" + marker}, "agent", "--url", url)
 }
 
 // sshMarker returns the marker of the agent that answers ssh to dev.
-func sshMarker(u *user) string {
-	u.t.Helper()
-	return strings.TrimSpace(u.must("ssh", "dev", "--", "printenv", "AGENT_MARKER"))
+func sshMarker(t *testing.T, u *harness.User) string {
+	t.Helper()
+	return strings.TrimSpace(u.Must("ssh", "dev", "--", "printenv", "AGENT_MARKER"))
 }
 
 // refusedLine is what an agent logs each time the server refuses it
@@ -30,39 +32,39 @@ const refusedLine = "the server refused this agent: another agent is already con
 // few seconds, logging only "EOF"). When the first leaves, the second
 // takes over.
 func TestDuplicateAgentRefused(t *testing.T) {
-	srv := startServer(t)
-	u := admin(t, srv)
-	token, agentURL := u.createWorkspace("dev")
+	srv := here.StartServer(t)
+	u := here.Admin(t, srv.URL)
+	token, agentURL := u.CreateWorkspace("dev")
 	first := startMarkedAgent(t, "agent-1", agentURL, token, "one")
-	waitFor(t, statusTimeout, "the first agent connected", func() bool { return u.agentStatus("dev") == "connected" })
+	harness.WaitFor(t, harness.StatusTimeout, "the first agent connected", func() bool { return u.AgentStatus("dev") == "connected" })
 
 	second := startMarkedAgent(t, "agent-2", agentURL, token, "two")
-	waitFor(t, statusTimeout, "the second agent to say it is refused", func() bool { return strings.Contains(second.output(), refusedLine) })
-	if out := second.output(); !strings.Contains(out, "Stop the other agent") || !strings.Contains(out, "create a workspace for it") {
+	harness.WaitFor(t, harness.StatusTimeout, "the second agent to say it is refused", func() bool { return strings.Contains(second.Output(), refusedLine) })
+	if out := second.Output(); !strings.Contains(out, "Stop the other agent") || !strings.Contains(out, "create a workspace for it") {
 		t.Errorf("the refused agent does not say what to do:\n%s", out)
 	}
-	if !strings.Contains(srv.output(), "refused a second agent for the workspace") {
-		t.Errorf("the server does not log the refusal:\n%s", srv.output())
+	if !strings.Contains(srv.Output(), "refused a second agent for the workspace") {
+		t.Errorf("the server does not log the refusal:\n%s", srv.Output())
 	}
 	// It tries again later, and is refused again; the first agent is
 	// never disturbed.
-	waitFor(t, 2*statusTimeout, "the second agent's second refusal", func() bool { return strings.Count(second.output(), refusedLine) >= 2 })
-	if m := sshMarker(u); m != "one" {
+	harness.WaitFor(t, 2*harness.StatusTimeout, "the second agent's second refusal", func() bool { return strings.Count(second.Output(), refusedLine) >= 2 })
+	if m := sshMarker(t, u); m != "one" {
 		t.Errorf("ssh reached agent %q, want the first one", m)
 	}
-	if n := strings.Count(srv.output(), `msg="agent connected"`); n != 1 {
+	if n := strings.Count(srv.Output(), `msg="agent connected"`); n != 1 {
 		t.Errorf("the server logged %d agent connections, want 1 (no flapping)", n)
 	}
-	if strings.Contains(first.output(), "coordinator connection failed") {
-		t.Errorf("the first agent lost its connection:\n%s", first.output())
+	if strings.Contains(first.Output(), "coordinator connection failed") {
+		t.Errorf("the first agent lost its connection:\n%s", first.Output())
 	}
 
 	// The first one leaves: the second takes its place at its next try.
-	first.stop()
-	waitFor(t, 2*statusTimeout, "the second agent takes over", func() bool {
-		return strings.Contains(second.output(), "took its place") && u.agentStatus("dev") == "connected"
+	first.Stop()
+	harness.WaitFor(t, 2*harness.StatusTimeout, "the second agent takes over", func() bool {
+		return strings.Contains(second.Output(), "took its place") && u.AgentStatus("dev") == "connected"
 	})
-	if m := sshMarker(u); m != "two" {
+	if m := sshMarker(t, u); m != "two" {
 		t.Errorf("ssh reached agent %q after the first left, want the second", m)
 	}
 }
@@ -73,31 +75,31 @@ func TestDuplicateAgentRefused(t *testing.T) {
 // process is frozen). The new agent takes over within seconds, without
 // being refused; the old one, when it wakes, is the one refused.
 func TestAgentRestartReplacesDeadConnection(t *testing.T) {
-	srv := startServer(t)
-	u := admin(t, srv)
-	token, agentURL := u.createWorkspace("dev")
+	srv := here.StartServer(t)
+	u := here.Admin(t, srv.URL)
+	token, agentURL := u.CreateWorkspace("dev")
 	old := startMarkedAgent(t, "agent-old", agentURL, token, "old")
-	waitFor(t, statusTimeout, "the first agent connected", func() bool { return u.agentStatus("dev") == "connected" })
-	if err := syscall.Kill(-old.cmd.Process.Pid, syscall.SIGSTOP); err != nil {
+	harness.WaitFor(t, harness.StatusTimeout, "the first agent connected", func() bool { return u.AgentStatus("dev") == "connected" })
+	if err := syscall.Kill(-old.Cmd.Process.Pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	thaw := func() { syscall.Kill(-old.cmd.Process.Pid, syscall.SIGCONT) }
+	thaw := func() { syscall.Kill(-old.Cmd.Process.Pid, syscall.SIGCONT) }
 	t.Cleanup(thaw)
 
 	restarted := startMarkedAgent(t, "agent-new", agentURL, token, "new")
-	waitFor(t, statusTimeout, "the server to replace the frozen agent's connection", func() bool {
-		return strings.Contains(srv.output(), "replacing the workspace's agent connection: it did not answer a ping")
+	harness.WaitFor(t, harness.StatusTimeout, "the server to replace the frozen agent's connection", func() bool {
+		return strings.Contains(srv.Output(), "replacing the workspace's agent connection: it did not answer a ping")
 	})
-	if m := sshMarker(u); m != "new" {
+	if m := sshMarker(t, u); m != "new" {
 		t.Errorf("ssh reached agent %q, want the restarted one", m)
 	}
-	if strings.Contains(restarted.output(), refusedLine) {
-		t.Errorf("the restarted agent was refused:\n%s", restarted.output())
+	if strings.Contains(restarted.Output(), refusedLine) {
+		t.Errorf("the restarted agent was refused:\n%s", restarted.Output())
 	}
 
 	thaw()
-	waitFor(t, statusTimeout, "the old agent, awake, to be refused", func() bool { return strings.Contains(old.output(), refusedLine) })
-	if m := sshMarker(u); m != "new" {
+	harness.WaitFor(t, harness.StatusTimeout, "the old agent, awake, to be refused", func() bool { return strings.Contains(old.Output(), refusedLine) })
+	if m := sshMarker(t, u); m != "new" {
 		t.Errorf("ssh reached agent %q after the old one woke, want the restarted one", m)
 	}
 }
@@ -107,21 +109,21 @@ func TestAgentRestartReplacesDeadConnection(t *testing.T) {
 // it is refused too (a dead connection there ends within the heartbeat).
 func TestDuplicateAgentAcrossReplicas(t *testing.T) {
 	pg := postgresURL(t)
-	a := startServer(t, "--postgres-url", pg)
-	b := startServer(t, "--postgres-url", pg)
-	u := admin(t, a)
-	token, _ := u.createWorkspace("dev")
-	startMarkedAgent(t, "agent-on-a", a.url, token, "a")
-	waitFor(t, statusTimeout, "the first agent connected", func() bool { return u.agentStatus("dev") == "connected" })
+	a := here.StartServer(t, "--postgres-url", pg)
+	b := here.StartServer(t, "--postgres-url", pg)
+	u := here.Admin(t, a.URL)
+	token, _ := u.CreateWorkspace("dev")
+	startMarkedAgent(t, "agent-on-a", a.URL, token, "a")
+	harness.WaitFor(t, harness.StatusTimeout, "the first agent connected", func() bool { return u.AgentStatus("dev") == "connected" })
 
-	onB := startMarkedAgent(t, "agent-on-b", b.url, token, "b")
-	waitFor(t, statusTimeout, "the agent on replica B to be refused", func() bool {
-		return strings.Contains(onB.output(), refusedLine) && strings.Contains(onB.output(), "through another replica")
+	onB := startMarkedAgent(t, "agent-on-b", b.URL, token, "b")
+	harness.WaitFor(t, harness.StatusTimeout, "the agent on replica B to be refused", func() bool {
+		return strings.Contains(onB.Output(), refusedLine) && strings.Contains(onB.Output(), "through another replica")
 	})
-	if !strings.Contains(b.output(), "connected through another replica") {
-		t.Errorf("replica B does not log the refusal:\n%s", b.output())
+	if !strings.Contains(b.Output(), "connected through another replica") {
+		t.Errorf("replica B does not log the refusal:\n%s", b.Output())
 	}
-	if m := sshMarker(u); m != "a" {
+	if m := sshMarker(t, u); m != "a" {
 		t.Errorf("ssh reached agent %q, want the first one", m)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tetherdev/tether/internal/harness"
 	"github.com/tetherdev/tether/internal/pgtest"
 )
 
@@ -24,27 +25,27 @@ func postgresURL(t *testing.T) string {
 // servers on one database are TestReplicas.
 func TestPostgresStore(t *testing.T) {
 	pg := postgresURL(t)
-	srv := startServer(t, "--postgres-url", pg)
-	u := admin(t, srv)
-	token, agentURL := u.createWorkspace("dev")
-	startAgent(t, agentURL, token)
-	waitFor(t, statusTimeout, "agent connected", func() bool { return u.agentStatus("dev") == "connected" })
-	if out := u.must("ssh", "dev", "--", "echo", "on-postgres"); !strings.Contains(out, "on-postgres") {
+	srv := here.StartServer(t, "--postgres-url", pg)
+	u := here.Admin(t, srv.URL)
+	token, agentURL := u.CreateWorkspace("dev")
+	here.StartAgent(t, agentURL, token)
+	harness.WaitFor(t, harness.StatusTimeout, "agent connected", func() bool { return u.AgentStatus("dev") == "connected" })
+	if out := u.Must("ssh", "dev", "--", "echo", "on-postgres"); !strings.Contains(out, "on-postgres") {
 		t.Errorf("ssh through a server on PostgreSQL: %q", out)
 	}
 
 	// State lives in PostgreSQL: a restart with a fresh data directory
 	// keeps the user, the session and the workspace.
-	addr := strings.TrimPrefix(srv.url, "http://")
-	srv.stop()
-	srv = startServerAt(t, t.TempDir(), addr, "--postgres-url", pg)
-	waitFor(t, statusTimeout, "agent reconnected", func() bool { return u.agentStatus("dev") == "connected" })
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	srv.Stop()
+	srv = here.StartServerWith(t, harness.ServerOptions{Addr: addr, Args: []string{"--postgres-url", pg}})
+	harness.WaitFor(t, harness.StatusTimeout, "agent reconnected", func() bool { return u.AgentStatus("dev") == "connected" })
 
 	// A relay URL other replicas could not use is refused before anything
 	// is opened.
-	r := u.run("server", "--postgres-url", pg, "--derp-server-relay-url", "ftp://relay", "--http-address", "127.0.0.1:0", "--derp-server-stun-addresses", "disable")
-	if r.code == 0 || !strings.Contains(r.stderr, "--derp-server-relay-url") || !strings.Contains(r.stderr, "http://") {
-		t.Errorf("server with --derp-server-relay-url ftp://relay: code %d, stderr %q", r.code, r.stderr)
+	r := u.Run("server", "--postgres-url", pg, "--derp-server-relay-url", "ftp://relay", "--http-address", "127.0.0.1:0", "--derp-server-stun-addresses", "disable")
+	if r.Code == 0 || !strings.Contains(r.Stderr, "--derp-server-relay-url") || !strings.Contains(r.Stderr, "http://") {
+		t.Errorf("server with --derp-server-relay-url ftp://relay: code %d, stderr %q", r.Code, r.Stderr)
 	}
 
 	// A wrong password, and a server that is not there.
@@ -55,9 +56,9 @@ func TestPostgresStore(t *testing.T) {
 	const secret = "not-the-password-4711"
 	bu.User = url.UserPassword(bu.User.Username(), secret)
 	for _, bad := range []string{bu.String(), fmt.Sprintf("postgres://tether:%s@127.0.0.1:1/nothing", secret)} {
-		r := u.run("server", "--postgres-url", bad, "--http-address", "127.0.0.1:0", "--derp-server-stun-addresses", "disable")
-		if r.code == 0 || !strings.Contains(r.stderr, "postgres-url") || strings.Contains(r.stderr+r.stdout, secret) || strings.Contains(r.stderr, "goroutine") {
-			t.Errorf("server with a bad --postgres-url: code %d, stderr %q", r.code, r.stderr)
+		r := u.Run("server", "--postgres-url", bad, "--http-address", "127.0.0.1:0", "--derp-server-stun-addresses", "disable")
+		if r.Code == 0 || !strings.Contains(r.Stderr, "postgres-url") || strings.Contains(r.Stderr+r.Stdout, secret) || strings.Contains(r.Stderr, "goroutine") {
+			t.Errorf("server with a bad --postgres-url: code %d, stderr %q", r.Code, r.Stderr)
 		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/tetherdev/tether/internal/harness"
 )
 
 // webTerminal is a raw web terminal WebSocket, as the dashboard opens it.
@@ -24,11 +25,11 @@ type webTerminal struct {
 	end  chan error // why reading ended
 }
 
-func openWebTerminal(t *testing.T, srv *testServer, token, owner, ws string) *webTerminal {
+func openWebTerminal(t *testing.T, srv *harness.Server, token, owner, ws string) *webTerminal {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), harness.CommandTimeout)
 	defer cancel()
-	u := "ws" + strings.TrimPrefix(srv.url, "http") + "/api/v2/workspaces/" + owner + "/" + ws + "/pty?reconnect=" + t.Name()
+	u := "ws" + strings.TrimPrefix(srv.URL, "http") + "/api/v2/workspaces/" + owner + "/" + ws + "/pty?reconnect=" + t.Name()
 	conn, _, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPHeader: http.Header{"Tether-Session-Token": {token}}})
 	if err != nil {
 		t.Fatalf("open the web terminal: %v", err)
@@ -51,7 +52,7 @@ func openWebTerminal(t *testing.T, srv *testServer, token, owner, ws string) *we
 // user's profile. The test needs the socket, not the shell.)
 func (wt *webTerminal) alive() {
 	wt.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), harness.CommandTimeout)
 	defer cancel()
 	if err := wt.conn.Ping(ctx); err != nil {
 		wt.t.Fatalf("the web terminal does not answer: %v", err)
@@ -68,26 +69,26 @@ func (wt *webTerminal) awaitClose(want string) {
 		if !errors.As(err, &ce) || ce.Code != 4403 || !strings.Contains(ce.Reason, want) {
 			wt.t.Errorf("the web terminal ended with %v; want status 4403 saying %q", err, want)
 		}
-	case <-time.After(statusTimeout):
-		wt.t.Errorf("the web terminal is still open %s after the change; want it closed saying %q", statusTimeout, want)
+	case <-time.After(harness.StatusTimeout):
+		wt.t.Errorf("the web terminal is still open %s after the change; want it closed saying %q", harness.StatusTimeout, want)
 	}
 }
 
 // awaitExit waits for a long-running command to exit non-zero with want on
 // its output.
-func (p *proc) awaitExit(want string) {
-	p.t.Helper()
+func awaitExit(t *testing.T, p *harness.Proc, want string) {
+	t.Helper()
 	select {
-	case <-p.done:
-	case <-time.After(statusTimeout):
-		p.t.Fatalf("%s is still running %s after the change; want it to exit saying %q:\n%s", p.name, statusTimeout, want, p.output())
+	case <-p.Done():
+	case <-time.After(harness.StatusTimeout):
+		t.Fatalf("%s is still running %s after the change; want it to exit saying %q:\n%s", p.Name, harness.StatusTimeout, want, p.Output())
 	}
 	var ee *exec.ExitError
-	if !errors.As(p.waitEr, &ee) || ee.ExitCode() == 0 || !strings.Contains(p.output(), want) {
-		p.t.Errorf("%s ended with %v; want a non-zero exit saying %q:\n%s", p.name, p.waitEr, want, p.output())
+	if !errors.As(p.Err(), &ee) || ee.ExitCode() == 0 || !strings.Contains(p.Output(), want) {
+		t.Errorf("%s ended with %v; want a non-zero exit saying %q:\n%s", p.Name, p.Err(), want, p.Output())
 	}
-	if strings.Contains(p.output(), "goroutine ") || strings.Contains(p.output(), "panic") {
-		p.t.Errorf("%s printed a stack trace:\n%s", p.name, p.output())
+	if strings.Contains(p.Output(), "goroutine ") || strings.Contains(p.Output(), "panic") {
+		t.Errorf("%s printed a stack trace:\n%s", p.Name, p.Output())
 	}
 }
 
@@ -96,148 +97,148 @@ func (p *proc) awaitExit(want string) {
 // and their web terminal; their API calls are refused; unsuspending lets
 // them back in.
 func TestSuspendEndsEverythingAtOnce(t *testing.T) {
-	srv := startServer(t)
-	adm := admin(t, srv)
-	bob := member(t, srv, adm, "bob")
-	token, agentURL := bob.createWorkspace("dev")
-	startAgent(t, agentURL, token)
-	waitFor(t, statusTimeout, "agent connected", func() bool { return bob.agentStatus("dev") == "connected" })
+	srv := here.StartServer(t)
+	adm := here.Admin(t, srv.URL)
+	bob := here.Member(t, srv.URL, adm, "bob")
+	token, agentURL := bob.CreateWorkspace("dev")
+	here.StartAgent(t, agentURL, token)
+	harness.WaitFor(t, harness.StatusTimeout, "agent connected", func() bool { return bob.AgentStatus("dev") == "connected" })
 
-	ssh := start(t, "ssh", bob.env, "ssh", "dev", "--", "echo ready; sleep 600")
-	ssh.waitLine(regexp.MustCompile(`^ready$`))
+	ssh := here.Start(t, "ssh", bob.Env, "ssh", "dev", "--", "echo ready; sleep 600")
+	ssh.WaitLine(regexp.MustCompile(`^ready$`))
 
 	remote, local := upperServer(t), freePort(t, "tcp")
-	pf := start(t, "port-forward", bob.env, "port-forward", "dev", "--tcp", fmt.Sprintf("%d:%d", local, remote))
-	pf.waitLine(regexp.MustCompile(`Press Ctrl\+C`))
+	pf := here.Start(t, "port-forward", bob.Env, "port-forward", "dev", "--tcp", fmt.Sprintf("%d:%d", local, remote))
+	pf.WaitLine(regexp.MustCompile(`Press Ctrl\+C`))
 	fwd, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", local), 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer fwd.Close()
-	fwd.SetDeadline(time.Now().Add(commandTimeout))
+	fwd.SetDeadline(time.Now().Add(harness.CommandTimeout))
 	rd := bufio.NewReader(fwd)
 	fmt.Fprintln(fwd, "hello")
 	if line, err := rd.ReadString('\n'); line != "HELLO\n" {
 		t.Fatalf("through the forward: %q, %v", line, err)
 	}
 
-	term := openWebTerminal(t, srv, bob.token(), "me", "dev")
+	term := openWebTerminal(t, srv, bob.Token(), "me", "dev")
 	term.alive()
 
-	adm.must("users", "suspend", "bob")
+	adm.Must("users", "suspend", "bob")
 
-	ssh.awaitExit("your account was suspended")
-	pf.awaitExit("your account was suspended")
+	awaitExit(t, ssh, "your account was suspended")
+	awaitExit(t, pf, "your account was suspended")
 	term.awaitClose("your account was suspended")
-	fwd.SetDeadline(time.Now().Add(statusTimeout))
+	fwd.SetDeadline(time.Now().Add(harness.StatusTimeout))
 	fmt.Fprintln(fwd, "still there?")
 	if line, err := rd.ReadString('\n'); err == nil {
 		t.Errorf("the forwarded connection still answers after the suspension: %q", line)
 	}
 
-	if stderr := bob.fails("list"); !strings.Contains(stderr, "tether login") {
+	if stderr := bob.Fails("list"); !strings.Contains(stderr, "tether login") {
 		t.Errorf("a suspended member's list: %q", stderr)
 	}
-	if code, body := api(t, "GET", srv.url+"/api/v2/users/me", bob.token(), nil); code != http.StatusUnauthorized {
+	if code, body := api(t, "GET", srv.URL+"/api/v2/users/me", bob.Token(), nil); code != http.StatusUnauthorized {
 		t.Errorf("a suspended member's API call: %d %s", code, body)
 	}
-	if stderr := newUser(t).fails("login", srv.url, "--username", "bob", "--password", "bob-password"); !strings.Contains(stderr, "suspended") {
+	if stderr := here.NewUser(t).Fails("login", srv.URL, "--username", "bob", "--password", "bob-password"); !strings.Contains(stderr, "suspended") {
 		t.Errorf("a suspended member signing in: %q", stderr)
 	}
-	if out := adm.must("users", "list"); !regexp.MustCompile(`(?m)^bob\s+bob@example\.com\s+member\s+suspended\s`).MatchString(out) {
+	if out := adm.Must("users", "list"); !regexp.MustCompile(`(?m)^bob\s+bob@example\.com\s+member\s+suspended\s`).MatchString(out) {
 		t.Errorf("users list does not show bob suspended:\n%s", out)
 	}
 
-	adm.must("users", "unsuspend", "bob")
-	bob.must("login", srv.url, "--username", "bob", "--password", "bob-password")
-	if out := bob.must("ssh", "dev", "--", "echo", "back"); out != "back\n" {
+	adm.Must("users", "unsuspend", "bob")
+	bob.Must("login", srv.URL, "--username", "bob", "--password", "bob-password")
+	if out := bob.Must("ssh", "dev", "--", "echo", "back"); out != "back\n" {
 		t.Errorf("after unsuspending: %q", out)
 	}
 }
 
 // Roles, passwords, signing out and deleting, through the CLI.
 func TestUserLifecycleCLI(t *testing.T) {
-	srv := startServer(t)
-	adm := admin(t, srv)
-	bob := member(t, srv, adm, "bob")
-	bob.createWorkspace("dev")
-	adm.createWorkspace("mine")
+	srv := here.StartServer(t)
+	adm := here.Admin(t, srv.URL)
+	bob := here.Member(t, srv.URL, adm, "bob")
+	bob.CreateWorkspace("dev")
+	adm.CreateWorkspace("mine")
 
 	// set-role: bob sees every workspace while an admin.
-	if out := adm.must("users", "set-role", "bob", "admin"); !strings.Contains(out, "bob is now admin") {
+	if out := adm.Must("users", "set-role", "bob", "admin"); !strings.Contains(out, "bob is now admin") {
 		t.Errorf("set-role: %q", out)
 	}
-	if ws := bob.workspaces(); len(ws) != 2 {
+	if ws := bob.Workspaces(); len(ws) != 2 {
 		t.Errorf("bob as admin lists %d workspaces, want 2", len(ws))
 	}
-	adm.must("users", "set-role", "bob", "member")
-	if ws := bob.workspaces(); len(ws) != 1 {
+	adm.Must("users", "set-role", "bob", "member")
+	if ws := bob.Workspaces(); len(ws) != 1 {
 		t.Errorf("bob as member again lists %d workspaces, want 1", len(ws))
 	}
 
 	// The last admin stays, and does not lock themselves out.
-	if stderr := adm.fails("users", "set-role", "alice", "member"); !strings.Contains(stderr, "--yes") {
+	if stderr := adm.Fails("users", "set-role", "alice", "member"); !strings.Contains(stderr, "--yes") {
 		t.Errorf("demoting yourself without confirmation: %q", stderr)
 	}
-	if stderr := adm.fails("users", "set-role", "alice", "member", "--yes"); !strings.Contains(stderr, "last active admin") {
+	if stderr := adm.Fails("users", "set-role", "alice", "member", "--yes"); !strings.Contains(stderr, "last active admin") {
 		t.Errorf("demoting the last admin: %q", stderr)
 	}
-	if stderr := adm.fails("users", "suspend", "alice"); !strings.Contains(stderr, "cannot suspend yourself") {
+	if stderr := adm.Fails("users", "suspend", "alice"); !strings.Contains(stderr, "cannot suspend yourself") {
 		t.Errorf("suspending yourself: %q", stderr)
 	}
-	if stderr := bob.fails("users", "suspend", "alice"); !strings.Contains(stderr, "only admins") {
+	if stderr := bob.Fails("users", "suspend", "alice"); !strings.Contains(stderr, "only admins") {
 		t.Errorf("a member suspending: %q", stderr)
 	}
-	if stderr := bob.fails("users", "delete", "alice", "--yes"); !strings.Contains(stderr, "only admins") {
+	if stderr := bob.Fails("users", "delete", "alice", "--yes"); !strings.Contains(stderr, "only admins") {
 		t.Errorf("a member deleting: %q", stderr)
 	}
 
 	// reset-password on oneself ends the other sessions, keeps this one.
-	laptop := newUser(t)
-	laptop.must("login", srv.url, "--username", "bob", "--password", "bob-password")
-	if stderr := bob.fails("users", "reset-password", "--old-password", "bob-password", "--password", "password123"); !strings.Contains(stderr, "most common") {
+	laptop := here.NewUser(t)
+	laptop.Must("login", srv.URL, "--username", "bob", "--password", "bob-password")
+	if stderr := bob.Fails("users", "reset-password", "--old-password", "bob-password", "--password", "password123"); !strings.Contains(stderr, "most common") {
 		t.Errorf("a common new password: %q", stderr)
 	}
-	if stderr := bob.fails("users", "reset-password", "--old-password", "wrong-one", "--password", "a-better-passphrase"); !strings.Contains(stderr, "not correct") {
+	if stderr := bob.Fails("users", "reset-password", "--old-password", "wrong-one", "--password", "a-better-passphrase"); !strings.Contains(stderr, "not correct") {
 		t.Errorf("a wrong current password: %q", stderr)
 	}
-	bob.must("users", "reset-password", "--old-password", "bob-password", "--password", "a-better-passphrase")
-	bob.must("list")
-	laptop.fails("list")
+	bob.Must("users", "reset-password", "--old-password", "bob-password", "--password", "a-better-passphrase")
+	bob.Must("list")
+	laptop.Fails("list")
 
 	// An admin's reset ends them all.
-	adm.must("users", "reset-password", "bob", "--password", "reset-by-alice")
-	bob.fails("list")
-	bob.must("login", srv.url, "--username", "bob", "--password", "reset-by-alice")
+	adm.Must("users", "reset-password", "bob", "--password", "reset-by-alice")
+	bob.Fails("list")
+	bob.Must("login", srv.URL, "--username", "bob", "--password", "reset-by-alice")
 
 	// logout --all ends every session of the user, and only theirs.
-	laptop.must("login", srv.url, "--username", "bob", "--password", "reset-by-alice")
-	if out := laptop.must("logout", "--all"); !strings.Contains(out, "2 sessions ended") {
+	laptop.Must("login", srv.URL, "--username", "bob", "--password", "reset-by-alice")
+	if out := laptop.Must("logout", "--all"); !strings.Contains(out, "2 sessions ended") {
 		t.Errorf("logout --all: %q", out)
 	}
-	bob.fails("list")
-	laptop.fails("list")
-	adm.must("list")
-	bob.must("login", srv.url, "--username", "bob", "--password", "reset-by-alice")
-	if out := adm.must("users", "logout", "bob"); !strings.Contains(out, "1 session") {
+	bob.Fails("list")
+	laptop.Fails("list")
+	adm.Must("list")
+	bob.Must("login", srv.URL, "--username", "bob", "--password", "reset-by-alice")
+	if out := adm.Must("users", "logout", "bob"); !strings.Contains(out, "1 session") {
 		t.Errorf("users logout: %q", out)
 	}
-	bob.fails("list")
+	bob.Fails("list")
 
 	// delete asks, naming the workspaces that go with the user.
-	if stderr := adm.fails("users", "delete", "bob"); !strings.Contains(stderr, "--yes") || !strings.Contains(stderr, "1 workspace (dev)") {
+	if stderr := adm.Fails("users", "delete", "bob"); !strings.Contains(stderr, "--yes") || !strings.Contains(stderr, "1 workspace (dev)") {
 		t.Errorf("delete without confirmation: %q", stderr)
 	}
-	if out := adm.must("users", "delete", "bob", "--yes"); !strings.Contains(out, "Deleted user bob and their 1 workspace (dev)") {
+	if out := adm.Must("users", "delete", "bob", "--yes"); !strings.Contains(out, "Deleted user bob and their 1 workspace (dev)") {
 		t.Errorf("delete: %q", out)
 	}
-	if stderr := newUser(t).fails("login", srv.url, "--username", "bob", "--password", "reset-by-alice"); !strings.Contains(stderr, "incorrect") {
+	if stderr := here.NewUser(t).Fails("login", srv.URL, "--username", "bob", "--password", "reset-by-alice"); !strings.Contains(stderr, "incorrect") {
 		t.Errorf("a deleted user signing in: %q", stderr)
 	}
-	if ws := adm.workspaces(); len(ws) != 1 || ws[0].Name != "mine" {
+	if ws := adm.Workspaces(); len(ws) != 1 || ws[0].Name != "mine" {
 		t.Errorf("workspaces after deleting bob: %+v", ws)
 	}
-	if stderr := adm.fails("users", "create", "--username", "me", "--email", "me@example.com", "--password", "a-fine-passphrase"); !strings.Contains(stderr, "reserved") {
+	if stderr := adm.Fails("users", "create", "--username", "me", "--email", "me@example.com", "--password", "a-fine-passphrase"); !strings.Contains(stderr, "reserved") {
 		t.Errorf("a user named me: %q", stderr)
 	}
 }
@@ -246,27 +247,25 @@ func TestUserLifecycleCLI(t *testing.T) {
 // so many (TETHER_MAX_WORKSPACES_PER_USER).
 func TestListPagesAndWorkspaceLimit(t *testing.T) {
 	const limit = 130
-	p := start(t, "server", []string{fmt.Sprintf("TETHER_MAX_WORKSPACES_PER_USER=%d", limit)},
-		"server", "--http-address", "127.0.0.1:0", "--data-dir", t.TempDir(), "--derp-server-stun-addresses", "127.0.0.1:0")
-	srv := &testServer{proc: p, url: p.waitLine(listeningRE)[1]}
-	adm := admin(t, srv)
+	srv := here.StartServerWith(t, harness.ServerOptions{Env: []string{fmt.Sprintf("TETHER_MAX_WORKSPACES_PER_USER=%d", limit)}})
+	adm := here.Admin(t, srv.URL)
 	for i := range limit - 1 {
 		body := strings.NewReader(fmt.Sprintf(`{"name":"w%03d"}`, i))
-		if code, b := api(t, "POST", srv.url+"/api/v2/workspaces", adm.token(), body, "Content-Type", "application/json"); code != http.StatusCreated {
+		if code, b := api(t, "POST", srv.URL+"/api/v2/workspaces", adm.Token(), body, "Content-Type", "application/json"); code != http.StatusCreated {
 			t.Fatalf("create w%03d: %d %s", i, code, b)
 		}
 	}
-	adm.must("create", "last")
-	ws := adm.workspaces()
+	adm.Must("create", "last")
+	ws := adm.Workspaces()
 	if len(ws) != limit || ws[0].Name != "last" || ws[1].Name != "w000" || ws[limit-1].Name != fmt.Sprintf("w%03d", limit-2) {
 		t.Errorf("list shows %d workspaces, want all %d in order", len(ws), limit)
 	}
-	code, body := api(t, "GET", srv.url+"/api/v2/workspaces", adm.token(), nil)
+	code, body := api(t, "GET", srv.URL+"/api/v2/workspaces", adm.Token(), nil)
 	var page []json.RawMessage
 	if json.Unmarshal(body, &page) != nil || code != 200 || len(page) != 100 {
 		t.Errorf("one API call returns %d workspaces, want a page of 100", len(page))
 	}
-	if stderr := adm.fails("create", "one-more"); !strings.Contains(stderr, "--max-workspaces-per-user") {
+	if stderr := adm.Fails("create", "one-more"); !strings.Contains(stderr, "--max-workspaces-per-user") {
 		t.Errorf("creating past the limit: %q", stderr)
 	}
 }

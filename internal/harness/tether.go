@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -186,22 +188,34 @@ func (u *User) RunInput(stdin string, args ...string) Result {
 	u.t.Helper()
 	ctx, cancel := context.WithTimeout(u.t.Context(), CommandTimeout)
 	defer cancel()
+	r, err := u.Exec(ctx, stdin, args...)
+	if err != nil {
+		u.t.Fatalf("%v (given %s)\nstdout: %.2000s\nstderr: %s", err, CommandTimeout, r.Stdout, r.Stderr)
+	}
+	return r
+}
+
+// Exec runs a CLI command with stdin within ctx, and returns what it
+// printed and its exit code. Its error is for a command that did not run,
+// or did not finish before ctx ended; it never fails the test, for callers
+// that count failures (the bench).
+func (u *User) Exec(ctx context.Context, stdin string, args ...string) (Result, error) {
 	cmd := u.Cmd(ctx, args...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
+	r := Result{Stdout: stdout.String(), Stderr: stderr.String()}
 	if ctx.Err() != nil {
-		u.t.Fatalf("tether %s did not finish within %s (%v)\nstdout: %.2000s\nstderr: %s",
-			strings.Join(args, " "), CommandTimeout, ctx.Err(), stdout.String(), stderr.String())
+		return r, fmt.Errorf("tether %s did not finish: %w", strings.Join(args, " "), ctx.Err())
 	}
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		r.Code = ee.ExitCode()
 	} else if err != nil {
-		u.t.Fatalf("tether %s: %v", strings.Join(args, " "), err)
+		return r, fmt.Errorf("tether %s: %w", strings.Join(args, " "), err)
 	}
-	return Result{Stdout: stdout.String(), Stderr: stderr.String(), Code: code}
+	return r, nil
 }
 
 // Must runs a command that must succeed and returns its stdout.

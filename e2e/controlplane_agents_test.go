@@ -103,27 +103,3 @@ func TestAgentRestartReplacesDeadConnection(t *testing.T) {
 		t.Errorf("ssh reached agent %q after the old one woke, want the restarted one", m)
 	}
 }
-
-// TestDuplicateAgentAcrossReplicas: the second agent reaches another
-// replica than the first, which cannot ask the first whether it is alive;
-// it is refused too (a dead connection there ends within the heartbeat).
-func TestDuplicateAgentAcrossReplicas(t *testing.T) {
-	pg := postgresURL(t)
-	a := here.StartServer(t, "--postgres-url", pg)
-	b := here.StartServer(t, "--postgres-url", pg)
-	u := here.Admin(t, a.URL)
-	token, _ := u.CreateWorkspace("dev")
-	startMarkedAgent(t, "agent-on-a", a.URL, token, "a")
-	harness.WaitFor(t, harness.StatusTimeout, "the first agent connected", func() bool { return u.AgentStatus("dev") == "connected" })
-
-	onB := startMarkedAgent(t, "agent-on-b", b.URL, token, "b")
-	harness.WaitFor(t, harness.StatusTimeout, "the agent on replica B to be refused", func() bool {
-		return strings.Contains(onB.Output(), refusedLine) && strings.Contains(onB.Output(), "through another replica")
-	})
-	if !strings.Contains(b.Output(), "connected through another replica") {
-		t.Errorf("replica B does not log the refusal:\n%s", b.Output())
-	}
-	if m := sshMarker(t, u); m != "a" {
-		t.Errorf("ssh reached agent %q, want the first one", m)
-	}
-}

@@ -208,6 +208,7 @@ func fakeTether(t *testing.T) Tether {
 	bin := filepath.Join(t.TempDir(), "tether")
 	script := `#!/bin/sh
 if [ "$1" = cat ]; then exec cat; fi
+if [ "$1" = sleep ]; then exec sleep 600; fi
 echo "args: $*"
 echo "config: $TETHER_CONFIG_DIR"
 [ -n "$FAKE_STDERR" ] && echo "$FAKE_STDERR" >&2
@@ -234,6 +235,14 @@ func TestUserCommands(t *testing.T) {
 	}
 	if stderr := u.Fails("ssh", "x"); stderr != "no such workspace\n" {
 		t.Errorf("Fails = %q", stderr)
+	}
+	if r, err := u.Exec(t.Context(), "", "ssh", "x"); err != nil || r.Code != 4 {
+		t.Errorf("Exec of a failing command = %+v, %v; want its exit code and no error", r, err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := u.Exec(ctx, "", "sleep"); err == nil || !strings.Contains(err.Error(), "tether sleep did not finish") {
+		t.Errorf("Exec past its deadline = %v", err)
 	}
 }
 

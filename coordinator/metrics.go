@@ -9,10 +9,10 @@ import (
 // stats are the coordinator's counters, kept with atomics so that counting
 // costs the hot path (a queue push under the lock) one add.
 type stats struct {
-	updatesSent    atomic.Uint64 // peer updates handed to a successful Send
-	coalesced      atomic.Uint64 // pending updates replaced by a newer one before being sent
-	sendTimeouts   atomic.Uint64 // peers dropped for not reading within SendTimeout
-	invalidNodes   atomic.Uint64 // streams ended for an invalid node
+	updatesSent  atomic.Uint64 // peer updates handed to a successful Send
+	coalesced    atomic.Uint64 // pending updates replaced by a newer one before being sent
+	sendTimeouts atomic.Uint64 // peers dropped for not reading within SendTimeout
+	invalidNodes atomic.Uint64 // streams ended for an invalid node
 }
 
 var (

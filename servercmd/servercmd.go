@@ -27,9 +27,9 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/tetherdev/tether/internal/logging"
-	"github.com/tetherdev/tether/store/storemetrics"
 	"github.com/tetherdev/tether/server"
 	"github.com/tetherdev/tether/site"
+	"github.com/tetherdev/tether/store/storemetrics"
 )
 
 // Settings are the flags of `tether server`, each also read from its

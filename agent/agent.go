@@ -234,7 +234,7 @@ func (a *Agent) serve(ctx context.Context, conn *tunnel.Conn, m tether.AgentMani
 		if err != nil {
 			return fmt.Errorf("listen for %s on the tunnel: %w", svc.name, err)
 		}
-		l := countingListener{Listener: tl, kind: svc.name, stats: a.sessions}
+		l := &countingListener{Listener: tl, kind: svc.name, stats: a.sessions}
 		a.wg.Add(2)
 		go func() {
 			defer a.wg.Done()

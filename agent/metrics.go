@@ -63,7 +63,7 @@ type countingListener struct {
 	stats sessionStats
 }
 
-func (l countingListener) Accept() (net.Conn, error) {
+func (l *countingListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err

@@ -30,7 +30,7 @@ func TestSessionMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := countingListener{Listener: tl, kind: sessionSSH, stats: a.sessions}
+	l := &countingListener{Listener: tl, kind: sessionSSH, stats: a.sessions}
 	defer l.Close()
 	for range 2 {
 		c, err := net.Dial("tcp", tl.Addr().String())

@@ -3,9 +3,12 @@ package metricstest
 
 import (
 	"fmt"
+	"io"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // Value returns the value of the series of the named metric whose labels
@@ -72,4 +75,19 @@ func Series(g prometheus.Gatherer, name string) (int, error) {
 		}
 	}
 	return 0, nil
+}
+
+// ParseText reads metrics in Prometheus' text format (a scrape of
+// /metrics) into a Gatherer, for Value and Series.
+func ParseText(r io.Reader) (prometheus.Gatherer, error) {
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := p.TextToMetricFamilies(r)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*dto.MetricFamily, 0, len(families))
+	for _, f := range families {
+		out = append(out, f)
+	}
+	return prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return out, nil }), nil
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"os/exec"
 	"regexp"
 	"strings"
 	"syscall"
@@ -147,24 +148,28 @@ func TestMetricsFollowATunnel(t *testing.T) {
 	}
 }
 
-// TestJSONLogs: with --log-format json, every line the server writes to
-// stderr is a JSON object, the libraries' included, and none repeats a
-// key.
+// TestJSONLogs: with --log-format json, every line the server and an
+// agent write to stderr is a JSON object, the libraries' included, and
+// none repeats a key.
 func TestJSONLogs(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), harness.CommandTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*harness.CommandTimeout)
 	defer cancel()
-	cmd := here.Cmd(ctx, nil, "server", "--http-address", "127.0.0.1:0", "--data-dir", t.TempDir(),
+	server := here.Cmd(ctx, nil, "server", "--http-address", "127.0.0.1:0", "--data-dir", t.TempDir(),
 		"--derp-server-stun-addresses", "127.0.0.1:0", "--log-format", "json", "--log-level", "debug",
 		"--prometheus-address", "127.0.0.1:0")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	stdout, err := cmd.StdoutPipe()
+	var serverLog, agentLog bytes.Buffer // read once their process has exited
+	server.Stderr = &serverLog
+	stdout, err := server.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
+	if err := server.Start(); err != nil {
 		t.Fatal(err)
 	}
+	defer func() {
+		server.Process.Kill()
+		server.Wait()
+	}()
 	sc := bufio.NewScanner(stdout)
 	var url string
 	for sc.Scan() {
@@ -174,47 +179,71 @@ func TestJSONLogs(t *testing.T) {
 		}
 	}
 	if url == "" {
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatalf("the server did not start:\n%s", stderr.String())
+		server.Process.Kill()
+		server.Wait()
+		t.Fatalf("the server did not start:\n%s", serverLog.String())
 	}
-	// Some traffic, so that more parts log: a sign-in, a relay probe.
-	u := here.NewUser(t)
-	u.LoginFirstAdmin(url)
-	api(t, "GET", url+"/derp/probe", "", nil)
-	cmd.Process.Signal(syscall.SIGTERM)
 	go func() { // drain stdout so that the server is never blocked on it
 		for sc.Scan() {
 		}
 	}()
-	if err := cmd.Wait(); err != nil {
-		t.Errorf("server exited with %v", err)
-	}
 
-	out := stderr.String()
-	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
-	if len(lines) < 3 {
-		t.Fatalf("only %d lines logged:\n%s", len(lines), out)
+	// An agent in JSON too, and a tunnel to it, so that every part logs.
+	u := here.NewUser(t)
+	u.LoginFirstAdmin(url)
+	token, agentURL := u.CreateWorkspace("dev")
+	agent := here.Cmd(ctx, []string{"TETHER_AGENT_TOKEN=" + token, "TETHER_AGENT_LOG_FORMAT=json"}, "agent", "--url", agentURL, "--log-level", "debug")
+	agent.Stderr = &agentLog
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
 	}
-	stun := 0
+	defer func() {
+		agent.Process.Kill()
+		agent.Wait()
+	}()
+	harness.WaitFor(t, harness.StatusTimeout, "the agent connected", func() bool { return u.AgentStatus("dev") == "connected" })
+	u.Must("ssh", "dev", "--", "true")
+	api(t, "GET", url+"/derp/probe", "", nil)
+
+	for _, p := range []struct {
+		name string
+		cmd  *exec.Cmd
+		log  *bytes.Buffer
+	}{{"agent", agent, &agentLog}, {"server", server, &serverLog}} {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		if err := p.cmd.Wait(); err != nil {
+			t.Errorf("%s exited with %v", p.name, err)
+		}
+		checkJSONLines(t, p.name, p.log.String())
+	}
+	if n := strings.Count(serverLog.String(), "STUN server listening"); n != 1 {
+		t.Errorf("the STUN server's start logged %d times, want once:\n%s", n, serverLog.String())
+	}
+}
+
+// checkJSONLines checks that every line of out is a JSON object with no
+// key twice, and that there are lines at debug level (the libraries').
+func checkJSONLines(t *testing.T, name, out string) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	debug := 0
 	for _, line := range lines {
-		dec := json.NewDecoder(strings.NewReader(line))
-		keys, err := objectKeys(dec)
+		keys, err := objectKeys(json.NewDecoder(strings.NewReader(line)))
 		if err != nil {
-			t.Errorf("not a JSON object: %q: %v", line, err)
+			t.Errorf("%s: not a JSON object: %q: %v", name, line, err)
 			continue
 		}
 		for k, n := range keys {
 			if n > 1 {
-				t.Errorf("key %q %d times in %s", k, n, line)
+				t.Errorf("%s: key %q %d times in %s", name, k, n, line)
 			}
 		}
-		if strings.Contains(line, "STUN server listening") {
-			stun++
+		if strings.Contains(line, `"level":"DEBUG"`) {
+			debug++
 		}
 	}
-	if stun != 1 {
-		t.Errorf("the STUN server's start logged %d times, want once:\n%s", stun, out)
+	if debug == 0 {
+		t.Errorf("%s: no debug line in %d lines:\n%s", name, len(lines), out)
 	}
 }
 

@@ -162,3 +162,29 @@ func TestHTTP(t *testing.T) {
 		t.Errorf("in flight after every request ended: %v", v)
 	}
 }
+
+// TestPrometheusBeyondLoopbackWarns: metrics may be served to another
+// host, which the log says.
+func TestPrometheusBeyondLoopbackWarns(t *testing.T) {
+	tests := []struct {
+		addr string
+		warn bool
+	}{
+		{"127.0.0.1:0", false},
+		{"[::1]:0", false},
+		{"0.0.0.0:0", true},
+	}
+	for _, tt := range tests {
+		var buf strings.Builder
+		logger := slog.New(slog.NewTextHandler(&buf, nil))
+		l, err := metrics.ListenPrometheus(tt.addr, prometheus.NewRegistry(), logger)
+		if err != nil {
+			t.Logf("%s: %v (no such address here)", tt.addr, err)
+			continue
+		}
+		l.Close()
+		if got := strings.Contains(buf.String(), "level=WARN"); got != tt.warn {
+			t.Errorf("%s: warned %v, want %v:\n%s", tt.addr, got, tt.warn, buf.String())
+		}
+	}
+}

@@ -92,7 +92,7 @@ func Command(stdout, stderr io.Writer, version string) *cobra.Command {
 				return err
 			}
 			defer logging.CaptureStdLog(logger)()
-			return Run(cmd.Context(), s, stdout, stderr, version)
+			return run(cmd.Context(), s, logger, stdout, version)
 		},
 	}
 	s.bindFlags(cmd.Flags())
@@ -149,6 +149,11 @@ func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version stri
 	if err != nil {
 		return err
 	}
+	return run(ctx, s, logger, stdout, version)
+}
+
+// run is Run with the logger made.
+func run(ctx context.Context, s Settings, logger *slog.Logger, stdout io.Writer, version string) error {
 	if s.MaxWorkspacesPerUser < 0 {
 		return fmt.Errorf("--max-workspaces-per-user %d: give 0 for no limit, or how many workspaces each user may own", s.MaxWorkspacesPerUser)
 	}

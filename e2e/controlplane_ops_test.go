@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"os"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -129,6 +130,20 @@ func TestMetricsFollowATunnel(t *testing.T) {
 	for _, m := range moved {
 		if v0, v1 := metric(t, m.g0, m.name, m.labels...), metric(t, m.g1, m.name, m.labels...); v1 <= v0 {
 			t.Errorf("%s%q did not move: %v before the tunnel, %v after", m.name, m.labels, v0, v1)
+		}
+	}
+
+	// Every metric of ours is in the README's tables.
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range []prometheus.Gatherer{after, agentAfter} {
+		families, _ := g.Gather()
+		for _, f := range families {
+			if name := f.GetName(); strings.HasPrefix(name, "tether_") && !bytes.Contains(readme, []byte("`"+name+"`")) {
+				t.Errorf("metric %s is not documented in README.md's Metrics section", name)
+			}
 		}
 	}
 

@@ -280,10 +280,14 @@ func run(ctx context.Context, s Settings, logger *slog.Logger, stdout io.Writer,
 		slog.String("listen", ln.Addr().String()), slog.String("store", storeDesc))
 
 	if s.Dev {
-		stopDev, err := startDev(ctx, devOptions{
+		do := devOptions{
 			accessURL: accessURL, dataDir: s.DataDir, configDir: s.ConfigDir,
 			store: db, logger: logger, stdout: stdout, version: version,
-		})
+		}
+		if ops.registry != nil {
+			do.metrics = ops.registry
+		}
+		stopDev, err := startDev(ctx, do)
 		if err != nil {
 			httpServer.Close()
 			return fmt.Errorf("dev mode: %w", err)

@@ -133,6 +133,9 @@ func (c agentCollector) Collect(ch chan<- prometheus.Metric) {
 			if !peerActive(p, now) {
 				continue
 			}
+			// A peer's path as tunnel.PeerStatus tells it; a third
+			// path (a UDP relay) gets its own label value here when the
+			// tunnel reports one.
 			path := tether.PathDERP
 			if p.Direct {
 				path = tether.PathDirect

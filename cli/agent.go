@@ -44,10 +44,11 @@ func agentCommand(env *Env) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&rawURL, "url", "", "URL of the Tether server, as printed by `tether create`")
+	f.StringVar(&rawURL, "url", "", "URL of the Tether server, as printed by 'tether create'")
 	f.StringVar(&token, "token", "", "the workspace's agent token")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
-	option.SetEnv(f, "url", "TETHER_AGENT_URL")
-	option.SetEnv(f, "token", "TETHER_AGENT_TOKEN")
+	// A deployment setting, but scoped: TETHER_URL is the CLI's, and the
+	// agent may run beside a server whose TETHER_LOG_LEVEL is not its own.
+	option.Scoped(cmd)
 	return cmd
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/tetherdev/tether"
 	"github.com/tetherdev/tether/cli/config"
+	"github.com/tetherdev/tether/cli/option"
 	"github.com/tetherdev/tether/client"
 )
 
@@ -92,6 +93,8 @@ func (r *root) loginCommand() *cobra.Command {
 	f.StringVar(&first.Password, "first-user-password", "", "password of the first admin (new servers only)")
 	f.StringVar(&username, "username", "", "username or email to sign in with")
 	f.StringVar(&password, "password", "", "password to sign in with")
+	// For scripts that set a deployment up; passwords have no variable.
+	option.Scoped(cmd, "first-user-username", "first-user-email", "username")
 	return cmd
 }
 

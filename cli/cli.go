@@ -121,6 +121,12 @@ func Run(ctx context.Context, cmd *cobra.Command, env *Env, args []string) int {
 	if errors.As(err, &ex) {
 		return ex.code
 	}
+	// Stopped while it waited (for an agent, a tunnel, an answer): the
+	// user knows why, so nothing more to say.
+	var intr *Interrupted
+	if errors.As(context.Cause(ctx), &intr) {
+		return intr.exitCode()
+	}
 	fmt.Fprintln(env.Stderr, formatError(err))
 	return 1
 }

@@ -43,7 +43,7 @@ func (r *root) loginCommand() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("check %s: %w", c.URL, err)
 			}
-			p := newPrompter(r.env)
+			p := newPrompter(ctx, r.env)
 			var resp tether.LoginResponse
 			if !exists {
 				if first.Username == "" || first.Email == "" || first.Password == "" {

@@ -24,6 +24,9 @@ func agentCommand(env *Env) *cobra.Command {
 			if token == "" {
 				return errors.New("no agent token: pass --token or set TETHER_AGENT_TOKEN (printed by `tether create`)")
 			}
+			if rawURL == "" {
+				return errors.New("no server URL: pass --url or set TETHER_AGENT_URL (`tether create` prints both)")
+			}
 			c, err := client.New(rawURL)
 			if err != nil {
 				return err

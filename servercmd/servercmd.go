@@ -176,12 +176,18 @@ func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version stri
 	if s.DataDir == "" {
 		s.DataDir = defaultDataDir(s.Dev)
 	}
-	if s.Dev {
-		// --dev keeps its admin's password in the data directory, whatever
-		// the store.
+	if s.Dev || s.PostgresURL == "" {
+		// The embedded store lives in the data directory, and --dev keeps
+		// its admin's password there whatever the store: one server at a
+		// time.
 		if err := os.MkdirAll(s.DataDir, 0o700); err != nil {
 			return fmt.Errorf("create --data-dir: %w", err)
 		}
+		unlock, err := lockDataDir(s.DataDir)
+		if err != nil {
+			return err
+		}
+		defer unlock()
 	}
 	db, storeDesc, err := openStore(ctx, s)
 	if err != nil {

@@ -38,11 +38,12 @@ func agentCommand(env *Env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			a, err := agent.New(agent.Options{Client: c, Logger: logger, Version: Version})
+			version := BuildVersion().Version
+			a, err := agent.New(agent.Options{Client: c, Logger: logger, Version: version})
 			if err != nil {
 				return err
 			}
-			logger.Info("starting agent", slog.String("url", c.URL.String()), slog.String("version", Version))
+			logger.Info("starting agent", slog.String("url", c.URL.String()), slog.String("version", version))
 			return a.Run(cmd.Context())
 		},
 	}

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/creack/pty"
 	"github.com/tetherdev/tether/internal/harness"
+	"golang.org/x/sys/unix"
 )
 
 // TestEnvironmentIsScopedToCommands: the variables the issue saw leak,
@@ -106,8 +108,8 @@ func TestSecondServerOnDataDir(t *testing.T) {
 }
 
 // runInTerminal runs the user's command in a pseudo-terminal, as a person
-// would, and returns its terminal's output so far and its end.
-func runInTerminal(t *testing.T, u *harness.User, args ...string) (*exec.Cmd, *lockedBuffer, <-chan error) {
+// would, and returns the terminal, its output so far and the command's end.
+func runInTerminal(t *testing.T, u *harness.User, args ...string) (*exec.Cmd, *os.File, *lockedBuffer, <-chan error) {
 	t.Helper()
 	cmd := exec.Command(here.Bin, args...)
 	cmd.Env = append(harness.CleanEnv(), u.Env...)
@@ -120,7 +122,7 @@ func runInTerminal(t *testing.T, u *harness.User, args ...string) (*exec.Cmd, *l
 	go io.Copy(out, ptmx)
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	return cmd, out, done
+	return cmd, ptmx, out, done
 }
 
 // TestCtrlCWhileWaiting: Ctrl-C at a prompt, or while waiting for an
@@ -136,9 +138,10 @@ func TestCtrlCWhileWaiting(t *testing.T) {
 	}{
 		{"at a prompt", []string{"delete", "dev"}, "Type its name to confirm"},
 		{"waiting for the agent", []string{"ssh", "idle", "--", "true"}, "Waiting for the agent"},
+		{"at a password prompt", []string{"login", env.Server.URL, "--username", "alice"}, "Password: "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cmd, out, done := runInTerminal(t, u, tc.args...)
+			cmd, ptmx, out, done := runInTerminal(t, u, tc.args...)
 			harness.WaitFor(t, harness.CommandTimeout, "the command to wait", func() bool { return strings.Contains(out.String(), tc.after) })
 			cmd.Process.Signal(syscall.SIGINT)
 			select {
@@ -146,6 +149,11 @@ func TestCtrlCWhileWaiting(t *testing.T) {
 				var ee *exec.ExitError
 				if !errors.As(err, &ee) || ee.ExitCode() != 130 || strings.Contains(out.String(), "error") {
 					t.Errorf("after Ctrl-C: %v\n%s", err, out.String())
+				}
+				// A password prompt turns echo off; Ctrl-C must turn it
+				// back on. (Master and slave share the terminal's modes.)
+				if tios, err := unix.IoctlGetTermios(int(ptmx.Fd()), unix.TCGETS); err != nil || tios.Lflag&unix.ECHO == 0 {
+					t.Errorf("the terminal's echo is off after Ctrl-C (%v)", err)
 				}
 			case <-time.After(harness.CommandTimeout):
 				t.Fatalf("still running %s after Ctrl-C:\n%s", harness.CommandTimeout, out.String())

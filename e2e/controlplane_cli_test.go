@@ -164,3 +164,20 @@ func TestCtrlCWhileWaiting(t *testing.T) {
 		t.Error("Ctrl-C at the prompt deleted the workspace")
 	}
 }
+
+// TestLoginHints: a login URL with a wrong path says in one line that it
+// is not a Tether server; one without a scheme (https://) against a plain
+// HTTP server suggests http://.
+func TestLoginHints(t *testing.T) {
+	srv := here.StartServer(t)
+	u := here.NewUser(t)
+	stderr := u.Fails("login", srv.URL+"/wrong/path", "--username", "alice", "--password", "x")
+	if !strings.Contains(stderr, srv.URL+"/wrong/path is not a Tether server") || strings.Count(strings.TrimSpace(stderr), "\n") > 0 {
+		t.Errorf("wrong path: %q", stderr)
+	}
+	hostPort := strings.TrimPrefix(srv.URL, "http://")
+	stderr = u.Fails("login", hostPort, "--username", "alice", "--password", "x")
+	if !strings.Contains(stderr, "run `tether login http://"+hostPort+"`") {
+		t.Errorf("no scheme: %q", stderr)
+	}
+}

@@ -9,14 +9,13 @@ import (
 	"syscall"
 
 	"github.com/tetherdev/tether/cli"
-	"github.com/tetherdev/tether/serve"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	env := cli.OSEnv()
 	root := cli.Root(env)
-	root.AddCommand(serve.Command(env.Stdout, env.Stderr, cli.Version))
+	root.AddCommand(serverCommand(env))
 	code := cli.Run(ctx, root, env, os.Args[1:])
 	stop()
 	os.Exit(code)

@@ -73,6 +73,12 @@ type User struct {
 	CreatedAt time.Time  `json:"created_at"`
 }
 
+// FirstUserResponse is GET /api/v2/users/first: whether the deployment has
+// been set up (a first admin exists).
+type FirstUserResponse struct {
+	Exists bool `json:"exists"`
+}
+
 // CreateFirstUserRequest creates the first admin of a new deployment. It is
 // accepted only while there are no users.
 type CreateFirstUserRequest struct {
@@ -479,4 +485,16 @@ type WorkspaceConnection struct {
 // tunnels; nil Connection means none.
 type AgentConnectionsReport struct {
 	Connection *WorkspaceConnection `json:"connection"`
+}
+
+// TerminalInput is one message from a browser to the web terminal's
+// WebSocket (/api/v2/workspaces/{owner}/{workspace}/pty?reconnect=SESSION),
+// sent as a text message: Data is input as typed or pasted; a non-zero
+// Height and Width resize the terminal, in rows and columns. The server
+// answers with binary messages of the terminal's raw output, and closes
+// with CloseAccessRevoked when the user loses access.
+type TerminalInput struct {
+	Data   *string `json:"data,omitempty"`
+	Height uint16  `json:"height,omitempty"`
+	Width  uint16  `json:"width,omitempty"`
 }

@@ -7,23 +7,35 @@ import (
 )
 
 // TestImportDirection keeps the architecture's layers apart: what runs in
-// a workspace or on a laptop never links the server or its store, and no
-// binary links the testing package.
+// a workspace or on a laptop never links the server or its store, the
+// server never links the agent, and no binary links the testing package.
 func TestImportDirection(t *testing.T) {
 	const mod = "github.com/tetherdev/tether"
 	tests := []struct {
 		pkg       string
 		forbidden []string
 	}{
-		{mod + "/agent", []string{mod + "/server", mod + "/store", mod + "/serve"}},
-		{mod + "/cli", []string{mod + "/server", mod + "/store", mod + "/serve"}},
+		{mod + "/agent", []string{mod + "/server", mod + "/store", mod + "/servercmd"}},
+		{mod + "/cli", []string{mod + "/server", mod + "/store", mod + "/servercmd"}},
 		{mod + "/client", []string{mod + "/server", mod + "/store", mod + "/coordinator"}},
 		{mod + "/tunnel", []string{mod + "/server", mod + "/store", mod + "/agent", mod + "/cli"}},
 		{mod + "/coordinator/coordclient", []string{mod + "/server", mod + "/store"}},
-		// The relay's guard asks the coordinator through an interface.
-		{mod + "/relayguard", []string{mod + "/server", mod + "/store", mod + "/coordinator"}},
+		// The control plane links no workspace code (PTYs, user shells):
+		// the web terminal speaks to the agent through ptyproto.
+		{mod + "/server/...", []string{mod + "/agent"}},
+		{mod + "/ptyproto", []string{mod + "/agent", mod + "/server"}},
+		// The relay is infrastructure any server can run (a replica, or one
+		// without a database): it asks who to admit through an interface
+		// and is told which relays to mesh with.
+		{mod + "/relay", []string{mod + "/server", mod + "/store", mod + "/servercmd", mod + "/coordinator", mod + "/replica"}},
+		// The command wires the server; the server never reaches back.
+		{mod + "/server", []string{mod + "/servercmd"}},
 		{mod, []string{mod + "/"}}, // the shared types are a leaf
 		{mod + "/cmd/tether", []string{"testing", mod + "/internal/natlab"}},
+		// The end-to-end harness is shared with bench, a command: test-only
+		// code (natlab, chromedp) stays in the e2e package's tests.
+		{mod + "/internal/harness", []string{"testing", mod + "/internal/natlab", mod + "/internal/pgtest", "github.com/chromedp/"}},
+		{mod + "/bench", []string{"testing", mod + "/internal/natlab", mod + "/internal/pgtest"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.pkg, func(t *testing.T) {

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"net/url"
@@ -24,6 +23,7 @@ import (
 	"github.com/tetherdev/tether/agent/sshd"
 	"github.com/tetherdev/tether/client"
 	"github.com/tetherdev/tether/coordinator/coordclient"
+	"github.com/tetherdev/tether/internal/retry"
 	"github.com/tetherdev/tether/speedtest"
 	"github.com/tetherdev/tether/tunnel"
 )
@@ -174,7 +174,7 @@ func (a *Agent) Run(ctx context.Context) error {
 // fetchManifest asks the server who this agent is, retrying while the
 // server cannot be reached.
 func (a *Agent) fetchManifest(ctx context.Context) (tether.AgentManifest, error) {
-	backoff := minBackoff
+	b := retry.Backoff{Min: minBackoff, Max: maxBackoff}
 	for {
 		m, err := a.client.AgentManifest(ctx)
 		if err == nil {
@@ -183,14 +183,11 @@ func (a *Agent) fetchManifest(ctx context.Context) (tether.AgentManifest, error)
 		if isPermanent(err) {
 			return m, fmt.Errorf("server refused the agent: %w", err)
 		}
-		wait := backoff/2 + rand.N(backoff/2+1)
+		wait := b.Next()
 		a.logger.Warn("cannot reach server; retrying", slog.Any("err", err), slog.Duration("in", wait))
-		select {
-		case <-ctx.Done():
+		if !retry.Sleep(ctx, wait) {
 			return m, nil
-		case <-time.After(wait):
 		}
-		backoff = min(backoff*2, maxBackoff)
 	}
 }
 
@@ -241,7 +238,9 @@ func (a *Agent) serve(ctx context.Context, conn *tunnel.Conn, m tether.AgentMani
 	}()
 	go func() {
 		defer a.wg.Done()
-		a.reportConnections(ctx, conn, log)
+		t := time.NewTicker(connectionsPoll)
+		defer t.Stop()
+		a.reportConnections(ctx, conn.Status, t.C, log)
 	}()
 	conn.SetForwardTCP(a.track(a.forwardTCP))
 	conn.SetForwardUDP(a.track(a.forwardUDP))

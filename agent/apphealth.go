@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tetherdev/tether"
+	"github.com/tetherdev/tether/internal/mailbox"
 )
 
 // appHealthResend is how often the agent repeats its apps' health even when
@@ -19,22 +20,21 @@ const appHealthResend = 30 * time.Second
 // server whenever one changes, and every appHealthResend.
 func (a *Agent) watchApps(ctx context.Context, apps []tether.App, log *slog.Logger) {
 	var (
-		mu      sync.Mutex
-		health  = map[string]string{}
-		changed = make(chan struct{}, 1)
+		mu     sync.Mutex
+		health = map[string]string{} // guarded by mu
+		// latest holds copies of health for the reporting loop. It is
+		// put under mu, so that a copy never replaces a newer one.
+		latest mailbox.Mailbox[map[string]string]
 	)
 	set := func(name, v string) {
 		mu.Lock()
-		old := health[name]
-		health[name] = v
-		mu.Unlock()
-		if old != v {
-			log.Info("app health", slog.String("app", name), slog.String("health", v))
-			select {
-			case changed <- struct{}{}:
-			default:
-			}
+		defer mu.Unlock()
+		if health[name] == v {
+			return
 		}
+		health[name] = v
+		latest.Put(maps.Clone(health))
+		log.Info("app health", slog.String("app", name), slog.String("health", v))
 	}
 	var wg sync.WaitGroup
 	for _, app := range apps {
@@ -49,15 +49,13 @@ func (a *Agent) watchApps(ctx context.Context, apps []tether.App, log *slog.Logg
 		}()
 	}
 	defer wg.Wait()
-	if len(health) == 0 {
-		return
+	if latest.Get() == nil {
+		return // no app has a health check
 	}
 	t := time.NewTicker(appHealthResend)
 	defer t.Stop()
 	for {
-		mu.Lock()
-		report := tether.AppHealthReport{Apps: maps.Clone(health)}
-		mu.Unlock()
+		report := tether.AppHealthReport{Apps: latest.Get()}
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		if err := a.client.ReportAppHealth(rctx, report); err != nil && ctx.Err() == nil {
 			log.Debug("report app health", slog.Any("err", err))
@@ -66,7 +64,7 @@ func (a *Agent) watchApps(ctx context.Context, apps []tether.App, log *slog.Logg
 		select {
 		case <-ctx.Done():
 			return
-		case <-changed:
+		case <-latest.Changed():
 		case <-t.C:
 		}
 	}

@@ -38,18 +38,20 @@ func summarizeConnections(st *tunnel.Status, now time.Time) *tether.WorkspaceCon
 	return c
 }
 
-func (a *Agent) reportConnections(ctx context.Context, conn *tunnel.Conn, log *slog.Logger) {
+// reportConnections summarizes the tunnel's status at every tick (every
+// connectionsPoll; the tests tick it themselves) and reports it when it
+// changed, when the last report is connectionsResend old, or when the
+// last one failed.
+func (a *Agent) reportConnections(ctx context.Context, status func(context.Context) *tunnel.Status, tick <-chan time.Time, log *slog.Logger) {
 	var last *tether.WorkspaceConnection
 	var sentAt time.Time
-	t := time.NewTicker(connectionsPoll)
-	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-tick:
 		}
-		cur := summarizeConnections(conn.Status(ctx), time.Now())
+		cur := summarizeConnections(status(ctx), time.Now())
 		if sameConnection(cur, last) && time.Since(sentAt) < connectionsResend {
 			continue
 		}

@@ -1,7 +1,7 @@
 // Package cli is Tether's command line for users and agents: login, users,
 // templates, workspaces, the agent, and (in later files) the commands that
 // open tunnels. `tether server` is wired in by cmd/tether from package
-// serve, so that this package never links the server or its store.
+// servercmd, so that this package never links the server or its store.
 package cli
 
 import (

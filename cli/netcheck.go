@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
+	"github.com/tetherdev/tether"
 	"github.com/tetherdev/tether/tunnel"
 	"tailscale.com/tailcfg"
 )
@@ -63,23 +64,7 @@ func (r *root) netcheckCommand() *cobra.Command {
 				varies = mappingVaries(probeMapping(ctx, info.DERPMap))
 			}
 			if format == "json" {
-				latency := map[string]float64{}
-				for id, d := range nc.DERPLatency {
-					latency[regionCode(info.DERPMap.Regions, id)] = float64(d.Microseconds()) / 1000
-				}
-				return writeJSON(r.env.Stdout, map[string]any{
-					"udp":                       nc.UDP,
-					"ipv4":                      nc.IPv4,
-					"ipv6":                      nc.IPv6,
-					"global_v4":                 addrOrEmpty(nc.GlobalV4.String(), nc.GlobalV4.IsValid()),
-					"global_v6":                 addrOrEmpty(nc.GlobalV6.String(), nc.GlobalV6.IsValid()),
-					"mapping_varies_by_dest_ip": varies,
-					"preferred_derp":            regionCode(info.DERPMap.Regions, preferred),
-					"derp_latency_ms":           latency,
-					"endpoints":                 st.Endpoints,
-					"direct_blocked":            info.DisableDirect,
-					"stun_configured":           hasSTUN(info.DERPMap),
-				})
+				return writeJSON(r.env.Stdout, netcheckOutput(info, st, preferred, varies))
 			}
 			w := r.env.Stdout
 			fmt.Fprintln(w, "Network check:")
@@ -134,6 +119,30 @@ func (r *root) netcheckCommand() *cobra.Command {
 	}
 	outputFlag(cmd, &format)
 	return cmd
+}
+
+// netcheckOutput is what `tether netcheck --output json` prints: the
+// tunnel's status st (with its network check) on the deployment of info,
+// with the home region preferred and the NAT mapping as varies says.
+func netcheckOutput(info tether.ConnectionInfo, st *tunnel.Status, preferred int, varies string) tether.NetcheckOutput {
+	nc := st.Netcheck
+	latency := map[string]float64{}
+	for id, d := range nc.DERPLatency {
+		latency[regionCode(info.DERPMap.Regions, id)] = float64(d.Microseconds()) / 1000
+	}
+	return tether.NetcheckOutput{
+		UDP:                   nc.UDP,
+		IPv4:                  nc.IPv4,
+		IPv6:                  nc.IPv6,
+		GlobalV4:              addrOrEmpty(nc.GlobalV4.String(), nc.GlobalV4.IsValid()),
+		GlobalV6:              addrOrEmpty(nc.GlobalV6.String(), nc.GlobalV6.IsValid()),
+		MappingVariesByDestIP: varies,
+		PreferredDERP:         regionCode(info.DERPMap.Regions, preferred),
+		DERPLatencyMS:         latency,
+		Endpoints:             st.Endpoints,
+		DirectBlocked:         info.DisableDirect,
+		STUNConfigured:        hasSTUN(info.DERPMap),
+	}
 }
 
 func yesNo(b bool) string {

@@ -10,16 +10,24 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/tetherdev/tether"
 	"github.com/tetherdev/tether/tunnel"
 )
 
-// pingJSON is one line of `tether ping --output json`.
-type pingJSON struct {
-	Seq        int     `json:"seq"`
-	Path       string  `json:"path"` // "direct" or "derp"; "timeout" when no pong came
-	Endpoint   string  `json:"endpoint,omitempty"`
-	DERPRegion string  `json:"derp_region,omitempty"`
-	LatencyMS  float64 `json:"latency_ms"`
+// pingOutput is the line of `tether ping --output json` for a pong.
+func pingOutput(seq int, res tunnel.PingResult) tether.PingOutput {
+	out := tether.PingOutput{Seq: seq, LatencyMS: float64(res.Latency.Microseconds()) / 1000}
+	out.Path, out.Endpoint, out.DERPRegion = pathOf(res)
+	return out
+}
+
+// pathOf names a pong's path as `tether list` does: direct with its
+// endpoint, or derp with its region.
+func pathOf(res tunnel.PingResult) (path, endpoint, derpRegion string) {
+	if res.Direct {
+		return tether.PathDirect, res.Endpoint, ""
+	}
+	return tether.PathDERP, "", res.DERPRegionCode
 }
 
 // pingTimeout is how long one ping waits for its pong.
@@ -66,21 +74,15 @@ func (r *root) pingCommand() *cobra.Command {
 				}
 				if err != nil {
 					if format == "json" {
-						json.NewEncoder(out).Encode(pingJSON{Seq: seq, Path: "timeout"})
+						json.NewEncoder(out).Encode(tether.PingOutput{Seq: seq, Path: tether.PathTimeout})
 					} else {
 						fmt.Fprintf(out, "ping %d: no pong within %s\n", seq, pingTimeout)
 					}
 					continue
 				}
 				last = &res
-				line := pingJSON{Seq: seq, LatencyMS: float64(res.Latency.Microseconds()) / 1000}
-				if res.Direct {
-					line.Path, line.Endpoint = "direct", res.Endpoint
-				} else {
-					line.Path, line.DERPRegion = "derp", res.DERPRegionCode
-				}
 				if format == "json" {
-					json.NewEncoder(out).Encode(line)
+					json.NewEncoder(out).Encode(pingOutput(seq, res))
 					continue
 				}
 				via := "DERP(" + res.DERPRegionCode + ")"

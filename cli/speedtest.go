@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/tetherdev/tether"
 	"github.com/tetherdev/tether/speedtest"
+	"github.com/tetherdev/tether/tunnel"
 )
 
 func (r *root) speedtestCommand() *cobra.Command {
@@ -36,8 +37,10 @@ func (r *root) speedtestCommand() *cobra.Command {
 				return err
 			}
 			defer t.stop()
+			var pong *tunnel.PingResult
 			path := "unknown"
 			if res, err := t.conn.Ping(ctx, t.agentIP); err == nil {
+				pong = &res
 				path = "DERP(" + res.DERPRegionCode + ")"
 				if res.Direct {
 					path = "direct " + res.Endpoint
@@ -55,15 +58,7 @@ func (r *root) speedtestCommand() *cobra.Command {
 				return fmt.Errorf("speed test: %w", err)
 			}
 			if format == "json" {
-				return writeJSON(r.env.Stdout, map[string]any{
-					"direction":       res.Direction,
-					"path":            path,
-					"bytes":           res.Bytes,
-					"duration_s":      res.Duration.Seconds(),
-					"throughput_mbps": res.Throughput() * 8 / 1e6,
-					"throughput_MBps": res.Throughput() / 1e6,
-					"intervals":       res.Intervals,
-				})
+				return writeJSON(r.env.Stdout, speedtestOutput(res, pong))
 			}
 			rows := make([][]string, 0, len(res.Intervals)+1)
 			for _, iv := range res.Intervals {
@@ -81,6 +76,31 @@ func (r *root) speedtestCommand() *cobra.Command {
 	cmd.Flags().StringVar(&direction, "direction", "down", "down (workspace to you) or up (you to workspace)")
 	outputFlag(cmd, &format)
 	return cmd
+}
+
+// speedtestOutput is what `tether speedtest --output json` prints of res;
+// pong is the ping before the test, nil if none came back.
+func speedtestOutput(res speedtest.Result, pong *tunnel.PingResult) tether.SpeedtestOutput {
+	out := tether.SpeedtestOutput{
+		Direction:           string(res.Direction),
+		Path:                tether.PathUnknown,
+		Bytes:               res.Bytes,
+		DurationS:           res.Duration.Seconds(),
+		ThroughputBytesPerS: res.Throughput(),
+		Intervals:           make([]tether.SpeedtestInterval, 0, len(res.Intervals)),
+	}
+	if pong != nil {
+		out.Path, out.Endpoint, out.DERPRegion = pathOf(*pong)
+	}
+	for _, iv := range res.Intervals {
+		out.Intervals = append(out.Intervals, tether.SpeedtestInterval{
+			StartS:              iv.Start.Seconds(),
+			EndS:                iv.End.Seconds(),
+			Bytes:               iv.Bytes,
+			ThroughputBytesPerS: iv.Throughput(),
+		})
+	}
+	return out
 }
 
 func formatBytes(n int64) string {

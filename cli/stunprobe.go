@@ -9,6 +9,8 @@ import (
 
 	"tailscale.com/net/stun"
 	"tailscale.com/tailcfg"
+
+	"github.com/tetherdev/tether/derpmap"
 )
 
 // magicsock's netcheck cannot tell a hard NAT (a new public port for each
@@ -28,47 +30,18 @@ const (
 // given as IP addresses (names would need DNS lookups, which a diagnosis
 // should not wait for).
 func stunServers(dm *tailcfg.DERPMap) []netip.AddrPort {
-	if dm == nil {
-		return nil
-	}
 	var out []netip.AddrPort
-	for _, id := range dm.RegionIDs() {
-		for _, n := range dm.Regions[id].Nodes {
-			if n.STUNPort < 0 {
-				continue
-			}
-			port := uint16(n.STUNPort)
-			if port == 0 {
-				port = 3478
-			}
-			ip, err := netip.ParseAddr(n.IPv4)
-			if n.IPv4 == "" {
-				ip, err = netip.ParseAddr(n.HostName)
-			}
-			if err != nil || !ip.Is4() {
-				continue
-			}
-			out = append(out, netip.AddrPortFrom(ip, port))
+	for _, s := range derpmap.STUNServers(dm) {
+		if s.IPv4.IsValid() {
+			out = append(out, netip.AddrPortFrom(s.IPv4, s.Port))
 		}
 	}
 	slices.SortFunc(out, netip.AddrPort.Compare)
 	return slices.Compact(out)
 }
 
-// hasSTUN reports whether any node of the DERP map serves STUN.
-func hasSTUN(dm *tailcfg.DERPMap) bool {
-	if dm == nil {
-		return false
-	}
-	for _, r := range dm.Regions {
-		for _, n := range r.Nodes {
-			if n.STUNPort >= 0 {
-				return true
-			}
-		}
-	}
-	return false
-}
+// hasSTUN reports whether the DERP map has any STUN server.
+func hasSTUN(dm *tailcfg.DERPMap) bool { return len(derpmap.STUNServers(dm)) > 0 }
 
 // probeMapping asks each STUN server of the DERP map which address it sees
 // us at, from one UDP socket, and returns the answers by server. It needs

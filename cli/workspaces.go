@@ -40,18 +40,12 @@ func (r *root) createCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			agentCmd := fmt.Sprintf("TETHER_AGENT_TOKEN=%s tether agent --url %s", resp.AgentToken, resp.AgentURL)
+			out := createOutput(resp)
 			if format == "json" {
-				return writeJSON(r.env.Stdout, map[string]string{
-					"name":          resp.Workspace.Name,
-					"owner":         resp.Workspace.Owner,
-					"agent_token":   resp.AgentToken,
-					"agent_url":     resp.AgentURL,
-					"agent_command": agentCmd,
-				})
+				return writeJSON(r.env.Stdout, out)
 			}
 			fmt.Fprintf(r.env.Stdout, "Created workspace %s.\n\n", resp.Workspace.Name)
-			fmt.Fprintf(r.env.Stdout, "Run its agent inside the workspace (the token is shown only this once):\n\n  %s\n\n", agentCmd)
+			fmt.Fprintf(r.env.Stdout, "Run its agent inside the workspace (the token is shown only this once):\n\n  %s\n\n", out.AgentCommand)
 			fmt.Fprintf(r.env.Stdout, "Then connect with `tether ssh %s`.\n", resp.Workspace.Name)
 			return nil
 		},
@@ -59,6 +53,17 @@ func (r *root) createCommand() *cobra.Command {
 	cmd.Flags().StringVarP(&template, "template", "t", "", "template to create the workspace from")
 	outputFlag(cmd, &format)
 	return cmd
+}
+
+// createOutput is what `tether create` prints about a new workspace.
+func createOutput(resp tether.CreateWorkspaceResponse) tether.CreateWorkspaceOutput {
+	return tether.CreateWorkspaceOutput{
+		Name:         resp.Workspace.Name,
+		Owner:        resp.Workspace.Owner,
+		AgentToken:   resp.AgentToken,
+		AgentURL:     resp.AgentURL,
+		AgentCommand: fmt.Sprintf("TETHER_AGENT_TOKEN=%s tether agent --url %s", resp.AgentToken, resp.AgentURL),
+	}
 }
 
 func (r *root) listCommand() *cobra.Command {

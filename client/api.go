@@ -15,9 +15,7 @@ func (c *Client) BuildInfo(ctx context.Context) (tether.BuildInfo, error) {
 
 // HasFirstUser reports whether the deployment has been set up.
 func (c *Client) HasFirstUser(ctx context.Context) (bool, error) {
-	var v struct {
-		Exists bool `json:"exists"`
-	}
+	var v tether.FirstUserResponse
 	return v.Exists, c.do(ctx, http.MethodGet, "/api/v2/users/first", nil, &v)
 }
 

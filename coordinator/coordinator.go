@@ -25,7 +25,7 @@
 // The coordinator also answers which tunnel keys belong to the deployment
 // (KnowsNodeKey, AwaitNodeKey): the keys of the latest nodes of the peers
 // it holds or hears of from other replicas. The built-in DERP relay admits
-// only those (package relayguard).
+// only those (package relay).
 //
 // # Slow consumers
 //
@@ -330,6 +330,9 @@ func (c *Coordinator) recvLoop(ctx context.Context, pc *peerConn, s Stream) (gra
 			return false, fmt.Errorf("receive: %w", err)
 		}
 		if req.Node != nil {
+			// The one check of a node from a peer, whatever its
+			// stream (WebSocket, in-memory): past this point the
+			// coordinator trusts it.
 			if err := req.Node.Validate(pc.id); err != nil {
 				return false, fmt.Errorf("%w: %v", ErrInvalidNode, err)
 			}

@@ -11,7 +11,7 @@ import (
 // The node keys the coordinator knows are the keys of the latest nodes of
 // every peer it holds or hears of: agents and clients here, and those on
 // other replicas. The built-in DERP relay serves only these keys (package
-// relayguard asks KnowsNodeKey and AwaitNodeKey), so a peer's key stays
+// relay asks KnowsNodeKey and AwaitNodeKey), so a peer's key stays
 // known exactly as long as some replica holds a stream for it and its node
 // has not been replaced by one with another key.
 

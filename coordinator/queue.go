@@ -14,6 +14,10 @@ import (
 // position, so a busy counterpart cannot starve the others), and a new DERP
 // map replaces a pending one. Its length is thus bounded by the peer's
 // number of counterparts, however slowly the peer reads.
+//
+// It is not a mailbox.Mailbox, though it wakes its reader the same way: a
+// mailbox keeps one latest value, and a queue keeps the latest of each of
+// many (one per counterpart, in order), which its sender takes in batches.
 type queue struct {
 	// wake has room for one signal: pushers never block, and the sender
 	// drains everything pending each time it wakes.

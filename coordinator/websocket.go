@@ -48,8 +48,9 @@ func (e *ProtocolError) Error() string { return e.Reason }
 // It reads text messages of at most tether.MaxCoordinateMessage bytes, each
 // one JSON CoordinateRequest (unknown fields are ignored), and closes the
 // socket with a reason on anything else: StatusMessageTooBig for an
-// oversized message, StatusUnsupportedData for a binary or malformed one,
-// StatusPolicyViolation for a node that is not valid for this peer. It pings
+// oversized message, StatusUnsupportedData for a binary or malformed one.
+// A node that is not valid for this peer is the coordinator's to refuse
+// (ErrInvalidNode), and Close sends StatusPolicyViolation for it. It pings
 // the peer every heartbeat interval, so that dead sockets are noticed and
 // proxies see traffic, and closes the socket when a ping goes unanswered.
 //
@@ -158,11 +159,7 @@ func (w *WebSocket) Recv(ctx context.Context) (*tether.CoordinateRequest, error)
 	if err := json.Unmarshal(buf.Bytes(), &req); err != nil {
 		return nil, w.fail(websocket.StatusUnsupportedData, "malformed coordinate request: "+err.Error())
 	}
-	if req.Node != nil {
-		if err := req.Node.Validate(w.peerID); err != nil {
-			return nil, w.fail(websocket.StatusPolicyViolation, "invalid node: "+err.Error())
-		}
-	}
+	// The node is checked by the coordinator, for every kind of stream.
 	return &req, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -29,7 +30,8 @@ type recvResult struct {
 }
 
 // FuzzWebSocketRecv sends one message over a real WebSocket to the
-// coordinator's reader. Its verdict must match the protocol's rules,
+// coordinator's reader, and checks its node as the coordinator's receive
+// loop does. Its verdict must match the protocol's rules,
 // computed here independently: a text message of at most
 // MaxCoordinateMessage bytes that decodes as a CoordinateRequest whose node
 // (if any) is valid for the peer is delivered as decoded; anything else
@@ -64,6 +66,13 @@ func FuzzWebSocketRecv(f *testing.F) {
 		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 		defer cancel()
 		req, err := ws.Recv(ctx)
+		if err == nil && req.Node != nil {
+			// The coordinator's receive loop checks nodes, whatever
+			// the stream, and ends it with ErrInvalidNode.
+			if verr := req.Node.Validate(fuzzPeer); verr != nil {
+				err = fmt.Errorf("%w: %v", coordinator.ErrInvalidNode, verr)
+			}
+		}
 		results <- recvResult{req, err}
 		ws.Close(err)
 	}))
@@ -112,6 +121,15 @@ func FuzzWebSocketRecv(f *testing.F) {
 			}
 			return
 		}
+		if errors.Is(got.err, coordinator.ErrInvalidNode) {
+			if wantReason != invalidNodeReason {
+				t.Fatalf("refused as an invalid node, want %v %q: %v", wantStatus, wantReason, got.err)
+			}
+			if status != websocket.StatusPolicyViolation || !strings.HasPrefix(reason, invalidNodeReason) || len(reason) > 123 {
+				t.Fatalf("invalid node: peer saw %v %q", status, reason)
+			}
+			return
+		}
 		var pe *coordinator.ProtocolError
 		if !errors.As(got.err, &pe) {
 			t.Fatalf("invalid message (want %v %q) returned %v, not a protocol error", wantStatus, wantReason, got.err)
@@ -143,10 +161,14 @@ func expectedVerdict(binary bool, msg []byte) (websocket.StatusCode, string) {
 		return websocket.StatusUnsupportedData, "malformed coordinate request"
 	}
 	if req.Node != nil && req.Node.Validate(fuzzPeer) != nil {
-		return websocket.StatusPolicyViolation, "invalid node: "
+		return websocket.StatusPolicyViolation, invalidNodeReason
 	}
 	return websocket.StatusNormalClosure, ""
 }
+
+// invalidNodeReason starts the close reason of a stream that sent an
+// invalid node.
+const invalidNodeReason = "invalid node: "
 
 func closeReason(err error) string {
 	var ce websocket.CloseError

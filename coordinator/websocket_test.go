@@ -226,6 +226,10 @@ func TestWebSocketViolations(t *testing.T) {
 		msg        func() []byte
 		wantStatus websocket.StatusCode
 		wantReason string
+		// invalidNode: the coordinator refuses the node (ErrInvalidNode),
+		// and Close sends its status; otherwise the stream itself closed
+		// the socket (a *ProtocolError).
+		invalidNode bool
 	}{
 		{
 			name:       "malformed JSON",
@@ -266,8 +270,9 @@ func TestWebSocketViolations(t *testing.T) {
 				b, _ := json.Marshal(tether.CoordinateRequest{Node: newNode(uuid.New(), 1)})
 				return b
 			},
-			wantStatus: websocket.StatusPolicyViolation,
-			wantReason: "invalid node: address",
+			wantStatus:  websocket.StatusPolicyViolation,
+			wantReason:  "invalid node: address",
+			invalidNode: true,
 		},
 		{
 			name: "node with oversized DERP latency keys",
@@ -285,8 +290,9 @@ func TestWebSocketViolations(t *testing.T) {
 				}
 				return b
 			},
-			wantStatus: websocket.StatusPolicyViolation,
-			wantReason: "invalid node: DERP latency key",
+			wantStatus:  websocket.StatusPolicyViolation,
+			wantReason:  "invalid node: DERP latency key",
+			invalidNode: true,
 		},
 	}
 	for _, tt := range tests {
@@ -313,7 +319,10 @@ func TestWebSocketViolations(t *testing.T) {
 				t.Errorf("reason is %d bytes, more than a close frame holds", len(reason))
 			}
 			var pe *coordinator.ProtocolError
-			if err := <-s.errs; !errors.As(err, &pe) || pe.Status != tt.wantStatus {
+			switch err := <-s.errs; {
+			case tt.invalidNode && !errors.Is(err, coordinator.ErrInvalidNode):
+				t.Errorf("ServeAgent = %v, want ErrInvalidNode", err)
+			case !tt.invalidNode && (!errors.As(err, &pe) || pe.Status != tt.wantStatus):
 				t.Errorf("ServeAgent = %v, want a ProtocolError with %v", err, tt.wantStatus)
 			}
 			cl.awaitUpdate(ctx, func(u tether.PeerUpdate) bool { return u.ID == agentID && u.Kind == tether.PeerLost })

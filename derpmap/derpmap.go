@@ -2,7 +2,9 @@
 // the server's built-in relay region, regions loaded from a Tailscale-format
 // JSON map (a file or a URL), and the STUN servers peers use to learn their
 // public endpoints. It never adds relays or STUN servers that the operator
-// did not configure: offline deployments stay offline.
+// did not configure: offline deployments stay offline. STUNServers reads
+// the STUN servers back out of a map, for the diagnoses (the server's
+// health check, the CLI's netcheck and ping).
 package derpmap
 
 import (

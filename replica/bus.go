@@ -14,6 +14,7 @@ import (
 
 	"github.com/tetherdev/tether/coordinator"
 	"github.com/tetherdev/tether/internal/pgsetup"
+	"github.com/tetherdev/tether/internal/retry"
 )
 
 // The bus. A replica publishes an event with NOTIFY on its deployment's
@@ -34,8 +35,7 @@ const (
 	// maxNotifyPayload is the largest event sent inline, with room to spare
 	// under PostgreSQL's limit of 8000 bytes.
 	maxNotifyPayload = 7000
-	// Reconnection delays of the listener, doubling from the first to the
-	// last.
+	// Reconnection delays of the listener (retry.Backoff's bounds).
 	minListenBackoff = 100 * time.Millisecond
 	maxListenBackoff = 10 * time.Second
 )
@@ -108,7 +108,7 @@ func (m *Manager) listenLoop(conn *pgx.Conn) {
 		}
 	}()
 	ctx := m.ctx
-	backoff := minListenBackoff
+	b := retry.Backoff{Min: minListenBackoff, Max: maxListenBackoff}
 	for {
 		if conn == nil {
 			connectCtx, cancel := context.WithTimeout(ctx, maxListenBackoff)
@@ -121,17 +121,16 @@ func (m *Manager) listenLoop(conn *pgx.Conn) {
 				return
 			}
 			if err != nil {
-				m.logger.Debug("reconnect to listen for other replicas' events", slog.Duration("retry_in", backoff),
+				wait := b.Next()
+				m.logger.Debug("reconnect to listen for other replicas' events", slog.Duration("retry_in", wait),
 					slog.String("err", err.Error()))
-				select {
-				case <-ctx.Done():
+				if !retry.Sleep(ctx, wait) {
 					return
-				case <-time.After(backoff):
 				}
-				backoff = min(2*backoff, maxListenBackoff)
 				continue
 			}
-			conn, backoff = c, minListenBackoff
+			conn = c
+			b.Reset()
 			m.logger.Info("listening for other replicas' events again; asking them to repeat what they hold, since events published meanwhile are lost")
 			if m.onResync != nil {
 				m.onResync()

@@ -100,7 +100,7 @@ func (m *Manager) beat(ctx context.Context) error {
 
 // refreshPeers reads the live set and reports what changed: OnGone for each
 // replica that left it, then OnPeers with the new set. The first call (from
-// Start, before any goroutine runs) always calls OnPeers. On error it
+// Join, before any goroutine runs) always calls OnPeers. On error it
 // changes nothing: a replica we cannot read about is not gone.
 func (m *Manager) refreshPeers(ctx context.Context) {
 	rows, err := m.pool.Query(ctx, `

@@ -5,7 +5,7 @@
 // that their relays can mesh; and they pass coordinator events to each
 // other over PostgreSQL's LISTEN/NOTIFY (see bus.go).
 //
-// Start creates what it needs in the schema the URL selects (search_path),
+// Open creates what it needs in the schema the URL selects (search_path),
 // beside the store's tables:
 //
 //	tether_replicas      one row per replica, upserted at every heartbeat
@@ -48,23 +48,29 @@ type Info struct {
 	LastSeenAt time.Time // its last heartbeat, by the database's clock
 }
 
-// Options configure Start.
+// Options configure Open.
 type Options struct {
 	// URL is the PostgreSQL URL, as given to --postgres-url. Its
 	// search_path chooses the schema, as for store/postgres.
 	URL string
 	// Self describes this replica: ID (required), RelayURL and Hostname.
-	// Start fills in the times.
+	// Join fills in the times.
 	Self Info
 	// Logger receives what goes wrong in the background (lost heartbeats,
 	// a lost listening connection). Nil discards.
 	Logger *slog.Logger
+	// HeartbeatInterval is how often a replica writes its heartbeat and
+	// reads the others'. Zero means DefaultHeartbeatInterval. A replica
+	// not seen for MissedHeartbeats intervals is gone.
+	HeartbeatInterval time.Duration
+}
 
-	// The callbacks may be nil. OnPeers and OnGone are called from one
-	// goroutine (first from Start itself, then from the heartbeat), never
-	// concurrently with each other; OnEvent is called from another. None
-	// is called after Close returns, and none may call Close.
-
+// Handlers receive what the other replicas do, from Join on. Each may be
+// nil. OnPeers and OnGone are called from one goroutine (first from Join
+// itself, then from the heartbeat), never concurrently with each other;
+// OnEvent and OnResync from another. None is called after Close returns,
+// and none may call Close.
+type Handlers struct {
 	// OnEvent receives each event another replica published, in that
 	// replica's order (see Publish), never concurrently with itself. A slow
 	// OnEvent delays the events behind it.
@@ -75,7 +81,7 @@ type Options struct {
 	// others may be stale (see coordinator.Resync).
 	OnResync func()
 	// OnPeers receives the other live replicas, sorted by ID: once during
-	// Start, then whenever the set (or a member's RelayURL or Hostname)
+	// Join, then whenever the set (or a member's RelayURL or Hostname)
 	// changes.
 	OnPeers func(live []Info)
 	// OnGone receives a replica that left (Close) or whose heartbeat
@@ -84,11 +90,6 @@ type Options struct {
 	// heartbeat only stalled and then resumed comes back through OnPeers
 	// as if it were new.
 	OnGone func(Info)
-
-	// HeartbeatInterval is how often a replica writes its heartbeat and
-	// reads the others'. Zero means DefaultHeartbeatInterval. A replica
-	// not seen for MissedHeartbeats intervals is gone.
-	HeartbeatInterval time.Duration
 }
 
 const (
@@ -112,26 +113,38 @@ const (
 	eventRetention = 5 * time.Minute
 )
 
-// closeTimeout bounds the round trips of Close and of a failed Start, so
+// closeTimeout bounds the round trips of Close and of a failed Join, so
 // that an unreachable database cannot hang a shutdown.
 const closeTimeout = 5 * time.Second
 
 // meshKeyName is the mesh key's row in tether_deployment.
 const meshKeyName = "derp_mesh_key"
 
-// ErrClosed is returned by Publish after Close.
+// ErrClosed is returned by Publish and Join after Close.
 var ErrClosed = errors.New("replica manager is closed")
 
 // Manager is this replica's membership in the deployment. Its methods are
-// safe for concurrent use.
+// safe for concurrent use, but for Join and Close.
+//
+// A Manager comes to life in two steps, so that the coordinator and the
+// relay can be built between them: Open connects and reads the mesh key,
+// and a Manager is then already the coordinator's Bus (Publish works);
+// Join registers the replica and starts handing the others' events and
+// membership to Handlers, which by then can name the coordinator and the
+// relay themselves. Nothing the other replicas do is missed between the
+// two steps, because this replica is not yet registered: they do not
+// count it, and its own peers have not connected.
 type Manager struct {
 	self     Info // StartedAt as registered
 	interval time.Duration
+	logger   *slog.Logger
+
+	// Set by Join before its goroutines start, read only by them and by
+	// Join itself.
 	onEvent  func(coordinator.Event)
 	onResync func()
 	onPeers  func([]Info)
 	onGone   func(Info)
-	logger   *slog.Logger
 
 	pool       *pgxpool.Pool
 	listenConf *pgx.ConnConfig // for the listener's reconnections
@@ -151,6 +164,12 @@ type Manager struct {
 	// for tests that break it.
 	listenerPID atomic.Uint32
 
+	// joinMu makes Close wait for a Join in progress; joined says whether
+	// the heartbeat and the listener run (then hbDone and listenDone get
+	// closed when they stop).
+	joinMu sync.Mutex
+	joined bool // guarded by joinMu
+
 	mu    sync.Mutex
 	peers []Info // the other live replicas, sorted by ID
 
@@ -160,13 +179,14 @@ type Manager struct {
 
 var _ coordinator.Bus = (*Manager)(nil)
 
-// Start registers this replica in the database at o.URL, creating the
-// tables and the mesh key if it is the first, starts listening for the
-// other replicas' events and calls o.OnPeers with the replicas alive now.
-// ctx bounds only the start; the Manager runs until Close.
+// Open connects to the database at o.URL and creates the tables and the
+// mesh key if this replica is the first of the deployment. The Manager can
+// then publish and tell the mesh key, but it is not yet a member of the
+// deployment: Join makes it one. Close it in either case. ctx bounds only
+// Open.
 //
 // Errors name the host, database and schema but never the password.
-func Start(ctx context.Context, o Options) (*Manager, error) {
+func Open(ctx context.Context, o Options) (*Manager, error) {
 	cfg, err := pgsetup.ParseConfig(o.URL)
 	if err != nil {
 		return nil, fmt.Errorf("start replica: %w", err)
@@ -180,10 +200,6 @@ func Start(ctx context.Context, o Options) (*Manager, error) {
 	m := &Manager{
 		self:     o.Self,
 		interval: o.HeartbeatInterval,
-		onEvent:  o.OnEvent,
-		onResync: o.OnResync,
-		onPeers:  o.OnPeers,
-		onGone:   o.OnGone,
 		logger:   o.Logger,
 		where:    pgsetup.Describe(cfg.ConnConfig),
 		// The listener keeps the pool's settings, application_name
@@ -205,33 +221,50 @@ func Start(ctx context.Context, o Options) (*Manager, error) {
 		m.pool.Close()
 		return nil, err
 	}
-
 	m.ctx, m.cancel = context.WithCancel(context.Background())
+	return m, nil
+}
+
+// Join makes this replica a member of the deployment: it starts listening
+// for the other replicas' events, registers, calls h.OnPeers with the
+// replicas alive now, and from then on hands h what the others do until
+// Close. ctx bounds only Join. Call it once; after a failed Join, only
+// Close remains.
+func (m *Manager) Join(ctx context.Context, h Handlers) error {
+	m.joinMu.Lock()
+	defer m.joinMu.Unlock()
+	switch {
+	case m.ctx.Err() != nil:
+		return ErrClosed
+	case m.hbDone != nil:
+		return errors.New("replica: Join called twice")
+	}
+	m.onEvent, m.onResync, m.onPeers, m.onGone = h.OnEvent, h.OnResync, h.OnPeers, h.OnGone
+	// A Join that fails leaves hbDone set, so that it cannot be tried
+	// again with half of its work done.
+	m.hbDone = make(chan struct{})
+
 	conn, err := m.listen(ctx)
 	if err != nil {
-		m.cancel()
-		m.pool.Close()
-		return nil, fmt.Errorf("listen for other replicas' events at %s: %w", m.where, err)
+		return fmt.Errorf("listen for other replicas' events at %s: %w", m.where, err)
 	}
 	if err := m.register(ctx); err != nil {
-		m.cancel()
 		closeConn(conn)
-		m.pool.Close()
-		return nil, err
+		return err
 	}
-	// The first read of the live set decides what Start reports; the
+	// The first read of the live set decides what Join reports; the
 	// heartbeat reports changes from there.
 	m.refreshPeers(ctx)
 
 	var hbCtx context.Context
 	hbCtx, m.hbCancel = context.WithCancel(m.ctx)
-	m.hbDone = make(chan struct{})
 	m.listenDone = make(chan struct{})
+	m.joined = true
 	go m.heartbeatLoop(hbCtx)
 	go m.listenLoop(conn)
 	m.logger.Info("replica registered", slog.String("replica", m.self.ID.String()),
 		slog.String("database", m.where), slog.Int("other_replicas", len(m.Peers())))
-	return m, nil
+	return nil
 }
 
 // setUp connects, creates the tables and reads (or creates) the mesh key.
@@ -320,10 +353,15 @@ func (m *Manager) Peers() []Info {
 func (m *Manager) Close() error {
 	m.closeOnce.Do(func() {
 		m.cancel()
-		// The heartbeat must have stopped before the row goes, or it could
-		// write the row back.
-		<-m.hbDone
-		<-m.listenDone
+		m.joinMu.Lock()
+		joined := m.joined
+		m.joinMu.Unlock()
+		if joined {
+			// The heartbeat must have stopped before the row goes, or it
+			// could write the row back.
+			<-m.hbDone
+			<-m.listenDone
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
 		defer cancel()
 		if _, err := m.pool.Exec(ctx, `DELETE FROM tether_replicas WHERE id = $1`, m.self.ID); err != nil {

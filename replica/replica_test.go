@@ -69,13 +69,20 @@ func (r *recorder) signal() {
 	}
 }
 
-func (r *recorder) options(dbURL string, interval time.Duration) replica.Options {
+// options are those of a new replica on dbURL.
+func options(dbURL string, interval time.Duration) replica.Options {
 	id := uuid.New()
 	name := "replica-" + id.String()[:8]
 	return replica.Options{
 		URL:               dbURL,
 		Self:              replica.Info{ID: id, RelayURL: "http://" + name + ":3000", Hostname: name},
 		HeartbeatInterval: interval,
+	}
+}
+
+// handlers record what the Manager reports.
+func (r *recorder) handlers() replica.Handlers {
+	return replica.Handlers{
 		OnEvent: func(ev coordinator.Event) {
 			r.mu.Lock()
 			r.events = append(r.events, ev)
@@ -144,17 +151,26 @@ type member struct {
 	self replica.Info
 }
 
-// start starts a Manager on dbURL, closed when the test ends.
+// start opens a Manager on dbURL and joins it, closed when the test ends.
 func start(t *testing.T, dbURL string, interval time.Duration) *member {
 	t.Helper()
-	rec := newRecorder()
-	o := rec.options(dbURL, interval)
-	m, err := replica.Start(pgtest.Context(t), o)
+	m := open(t, dbURL, interval)
+	if err := m.Join(pgtest.Context(t), m.rec.handlers()); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// open opens a Manager on dbURL, closed when the test ends.
+func open(t *testing.T, dbURL string, interval time.Duration) *member {
+	t.Helper()
+	o := options(dbURL, interval)
+	m, err := replica.Open(pgtest.Context(t), o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
-	return &member{Manager: m, rec: rec, self: o.Self}
+	return &member{Manager: m, rec: newRecorder(), self: o.Self}
 }
 
 // sortedIDs returns the members' IDs in the order OnPeers lists them.
@@ -179,17 +195,17 @@ func (m *member) waitForPeers(t *testing.T, others ...*member) {
 func TestPeersSeeEachOther(t *testing.T) {
 	dbURL, _ := pgtest.NewSchema(t)
 	a := start(t, dbURL, steady)
-	// OnPeers has been called once Start returns, even with nobody there.
+	// OnPeers has been called once Join returns, even with nobody there.
 	a.rec.mu.Lock()
 	if len(a.rec.peers) != 1 || len(a.rec.peers[0]) != 0 {
-		t.Errorf("OnPeers calls during the first replica's Start: %v; want one, empty", a.rec.peers)
+		t.Errorf("OnPeers calls during the first replica's Join: %v; want one, empty", a.rec.peers)
 	}
 	a.rec.mu.Unlock()
 
 	b := start(t, dbURL, steady)
-	// The second sees the first from Start on.
+	// The second sees the first from Join on.
 	if got := b.Peers(); len(got) != 1 || got[0].ID != a.self.ID {
-		t.Fatalf("second replica's Peers after Start: %+v; want the first", got)
+		t.Fatalf("second replica's Peers after Join: %+v; want the first", got)
 	}
 	a.waitForPeers(t, b)
 
@@ -280,6 +296,47 @@ func TestEventsReachTheOthersInOrder(t *testing.T) {
 		t.Errorf("the publisher received %v; want only the other replica's marker 1000", got)
 	}
 	a.rec.mu.Unlock()
+}
+
+// TestOpenThenJoin: an opened replica can publish (it is already a
+// coordinator's Bus) but is no member until Join: it is not registered and
+// hears nothing. Join makes it one, once; Close works either way.
+func TestOpenThenJoin(t *testing.T) {
+	dbURL, schema := pgtest.NewSchema(t)
+	ctx := pgtest.Context(t)
+	a := start(t, dbURL, steady)
+	b := open(t, dbURL, steady)
+	if n := adminCount(t, `SELECT count(*) FROM `+schema+`.tether_replicas`); n != 1 {
+		t.Errorf("%d replicas registered with one joined and one opened; want 1", n)
+	}
+	agent := uuid.New()
+	if err := b.Publish(ctx, agentNode(agent, 1)); err != nil {
+		t.Fatalf("Publish before Join: %v", err)
+	}
+	a.rec.waitFor(t, "the event of the replica not yet joined", func(r *recorder) bool { return len(r.events) == 1 })
+
+	if err := b.Join(ctx, b.rec.handlers()); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.Peers(); len(got) != 1 || got[0].ID != a.self.ID {
+		t.Fatalf("Peers after Join: %+v; want the first replica", got)
+	}
+	a.waitForPeers(t, b)
+	if err := a.Publish(ctx, agentNode(agent, 2)); err != nil {
+		t.Fatal(err)
+	}
+	b.rec.waitFor(t, "an event after Join", func(r *recorder) bool { return len(r.events) == 1 })
+	if err := b.Join(ctx, b.rec.handlers()); err == nil {
+		t.Error("a second Join succeeded")
+	}
+
+	c := open(t, dbURL, steady)
+	if err := c.Close(); err != nil {
+		t.Fatalf("Close without Join: %v", err)
+	}
+	if err := c.Join(ctx, c.rec.handlers()); err != replica.ErrClosed {
+		t.Errorf("Join after Close: %v; want ErrClosed", err)
+	}
 }
 
 func TestPublishChecksTheReplica(t *testing.T) {
@@ -437,7 +494,7 @@ func TestMeshKeyIsShared(t *testing.T) {
 	for i := range n {
 		go func() {
 			var err error
-			ms[i], err = replica.Start(pgtest.Context(t), newRecorder().options(dbURL, steady))
+			ms[i], err = replica.Open(pgtest.Context(t), options(dbURL, steady))
 			errs <- err
 		}()
 	}
@@ -568,21 +625,21 @@ func TestCleanUpForgetsOldRows(t *testing.T) {
 
 func TestWrongPasswordIsNotEchoed(t *testing.T) {
 	pgtest.CheckWrongPassword(t, func(ctx context.Context, dbURL string) (io.Closer, error) {
-		return replica.Start(ctx, newRecorder().options(dbURL, steady))
+		return replica.Open(ctx, options(dbURL, steady))
 	})
 }
 
 // TestBadOptions needs no database: none of these reaches one.
 func TestBadOptions(t *testing.T) {
 	pgtest.CheckBadURLs(t, func(ctx context.Context, dbURL string) (io.Closer, error) {
-		return replica.Start(ctx, replica.Options{URL: dbURL, Self: replica.Info{ID: uuid.New()}})
+		return replica.Open(ctx, replica.Options{URL: dbURL, Self: replica.Info{ID: uuid.New()}})
 	})
 	t.Run("no ID", func(t *testing.T) {
 		const secret = "s3cret-pw-d0nt-show"
 		dbURL := "postgres://tether:" + secret + "@" + pgtest.ClosedAddr(t) + "/tether"
-		_, err := replica.Start(pgtest.Context(t), replica.Options{URL: dbURL})
+		_, err := replica.Open(pgtest.Context(t), replica.Options{URL: dbURL})
 		if err == nil {
-			t.Fatal("Start succeeded")
+			t.Fatal("Open succeeded")
 		}
 		if strings.Contains(err.Error(), secret) {
 			t.Fatalf("the error repeats the password: %v", err)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/tetherdev/tether"
+	"github.com/tetherdev/tether/coordinator"
 	"github.com/tetherdev/tether/store"
 	"github.com/tetherdev/tether/store/sqlite"
 	"golang.org/x/crypto/bcrypt"
@@ -114,6 +115,8 @@ func newFixture(t testing.TB, fo fixtureOptions) *fixture {
 	if fo.edit != nil {
 		fo.edit(&opts)
 	}
+	co := coordinator.New(coordinator.Options{DERPMap: opts.DERPMap})
+	opts.Coordinator = co
 	f.s, err = New(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -122,6 +125,7 @@ func newFixture(t testing.TB, fo fixtureOptions) *fixture {
 	t.Cleanup(func() {
 		f.hs.Close()
 		f.s.Close()
+		co.Close()
 		db.Close()
 	})
 

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tetherdev/tether"
+	"github.com/tetherdev/tether/coordinator"
 	"github.com/tetherdev/tether/store"
 	"github.com/tetherdev/tether/store/sqlite"
 	"tailscale.com/tailcfg"
@@ -81,6 +82,11 @@ func newTestServer(t *testing.T, opts Options, wrap func(store.Store) store.Stor
 	if opts.DERPMap == nil {
 		opts.DERPMap = &tailcfg.DERPMap{Regions: map[int]*tailcfg.DERPRegion{}}
 	}
+	co := opts.Coordinator
+	if co == nil {
+		co = coordinator.New(coordinator.Options{DERPMap: opts.DERPMap})
+		opts.Coordinator = co
+	}
 	ts.srv, err = New(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -90,6 +96,7 @@ func newTestServer(t *testing.T, opts Options, wrap func(store.Store) store.Stor
 		ts.http.CloseClientConnections()
 		ts.http.Close()
 		ts.srv.Close()
+		co.Close()
 	})
 	return ts
 }

@@ -36,6 +36,12 @@ type Options struct {
 	Version string
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+	// Coordinator introduces the peers whose coordination streams the
+	// server accepts (agents, CLIs, its own tunnels to agents). Required.
+	// It is the caller's: with several replicas the caller wires it to
+	// them, and the relay asks it which keys to admit. The server only
+	// serves streams on it; close it after Close, when no stream is left.
+	Coordinator *coordinator.Coordinator
 
 	// DERP serves the built-in relay at /derp; nil when the server runs
 	// none (--derp-server-enable=false).
@@ -70,12 +76,6 @@ type Options struct {
 	// (--max-workspaces-per-user); 0 means no limit.
 	MaxWorkspacesPerUser int
 
-	// Replica and Bus make the coordinator one of several replicas that
-	// share a database: it publishes its peers' events on Bus, and the
-	// caller hands it the other replicas' events (Coordinator().HandleEvent).
-	// A nil Bus means a single server.
-	Replica uuid.UUID
-	Bus     coordinator.Bus
 	// Replicas lists the other replicas and SelfRelayURL is where they
 	// reach this one's relay, for the health report's relay mesh check.
 	Replicas     func() []healthcheck.Replica
@@ -128,6 +128,9 @@ func New(opts Options) (*Server, error) {
 	if opts.DERPMap == nil {
 		return nil, errors.New("server: DERPMap is required")
 	}
+	if opts.Coordinator == nil {
+		return nil, errors.New("server: Coordinator is required")
+	}
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -159,6 +162,7 @@ func New(opts Options) (*Server, error) {
 		selfRelayURL:        opts.SelfRelayURL,
 		derpRegionID:        opts.DERPRegionID,
 		derpMeshKey:         opts.DERPMeshKey,
+		coord:               opts.Coordinator,
 		connInfo: tether.ConnectionInfo{
 			DERPMap:             opts.DERPMap,
 			DisableDirect:       opts.BlockDirect,
@@ -166,12 +170,6 @@ func New(opts Options) (*Server, error) {
 			BrowserOnly:         opts.BrowserOnly,
 		},
 	}
-	s.coord = coordinator.New(coordinator.Options{
-		Logger:  logger.With(slog.String("component", "coordinator")),
-		DERPMap: opts.DERPMap,
-		Replica: opts.Replica,
-		Bus:     opts.Bus,
-	})
 	s.agentNet, err = agentnet.New(agentnet.Options{
 		Logger:              logger.With(slog.String("component", "agentnet")),
 		Coordinator:         s.coord,
@@ -212,18 +210,13 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // Close ends every WebSocket, tunnel and background task and waits for
-// them. It does not close the store.
+// them. It closes neither the store nor the coordinator.
 func (s *Server) Close() error {
 	s.cancel()
 	s.agentNet.Close()
 	s.wg.Wait()
-	s.coord.Close()
 	return nil
 }
-
-// Coordinator is the server's coordinator, for a caller that relays the
-// events of other replicas to it.
-func (s *Server) Coordinator() *coordinator.Coordinator { return s.coord }
 
 func (s *Server) routes(derp, site http.Handler) {
 	s.routeList = s.routeTable(derp, site)

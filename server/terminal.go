@@ -12,17 +12,17 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/tetherdev/tether"
-	"github.com/tetherdev/tether/agent/reconnectingpty"
+	"github.com/tetherdev/tether/ptyproto"
 	"github.com/tetherdev/tether/server/agentnet"
 	"github.com/tetherdev/tether/store"
 )
 
 // The web terminal: a browser's WebSocket, relayed by the server over its
-// own tunnel to the agent's reconnecting PTY.
+// own tunnel to the agent's reconnecting PTY (package ptyproto).
 //
-// Browser to server: text messages, each a JSON object: {"data": "..."} is
-// input as typed or pasted, {"height": H, "width": W} a resize.
-// Server to browser: binary messages of raw terminal output.
+// Browser to server: text messages, each a JSON tether.TerminalInput:
+// {"data": "..."} is input as typed or pasted, {"height": H, "width": W} a
+// resize. Server to browser: binary messages of raw terminal output.
 //
 // The browser names its session (query "reconnect"); reconnecting with the
 // same name reattaches to the same shell and replays its recent output.
@@ -47,12 +47,6 @@ func agentLeftReason(why error) string {
 		return "the workspace's agent stopped answering"
 	}
 	return "the workspace's agent disconnected"
-}
-
-type terminalInput struct {
-	Data   *string `json:"data"`
-	Height uint16  `json:"height"`
-	Width  uint16  `json:"width"`
 }
 
 // errAgentOffline is what browsers see when a workspace's agent is away.
@@ -101,7 +95,7 @@ func (s *Server) workspacePTY(w http.ResponseWriter, r *http.Request, u store.Us
 	}
 	// Sessions are per user, so that two people with access to one
 	// workspace never share a shell by accident.
-	pty, err := reconnectingpty.Attach(r.Context(), agentConn, reconnectingpty.Header{
+	pty, err := ptyproto.Attach(r.Context(), agentConn, ptyproto.Header{
 		ID: u.ID.String() + "/" + session, Height: height, Width: width,
 	})
 	if err != nil {
@@ -187,7 +181,7 @@ func (s *Server) workspacePTY(w http.ResponseWriter, r *http.Request, u store.Us
 		if err != nil {
 			break
 		}
-		var in terminalInput
+		var in tether.TerminalInput
 		if typ != websocket.MessageText || json.Unmarshal(msg, &in) != nil {
 			conn.Close(websocket.StatusUnsupportedData, `send JSON text messages: {"data": "..."} or {"height": H, "width": W}`)
 			break

@@ -21,7 +21,7 @@ func (s *Server) getFirstUser(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]bool{"exists": n > 0})
+	writeJSON(w, http.StatusOK, tether.FirstUserResponse{Exists: n > 0})
 	return nil
 }
 

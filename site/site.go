@@ -23,7 +23,16 @@
 // For quick iteration, `npm run dev` serves the sources, rebuilt on every
 // save, at http://127.0.0.1:5173 and proxies /api (WebSockets included) to
 // a running `tether server` (TETHER_URL, default http://127.0.0.1:3000).
+//
+// # The API's types
+//
+// src/tether.gen.ts declares the API's wire types, generated from the Go
+// package tether (internal/tsgen): the dashboard never declares one by
+// hand. After changing them in Go, run `go generate ./site` and rebuild;
+// TestTypesUpToDate fails while the file is stale.
 package site
+
+//go:generate go run ../internal/tsgen/cmd/tsgen -o src/tether.gen.ts ..
 
 import (
 	"bytes"

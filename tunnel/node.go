@@ -73,12 +73,7 @@ func (c *Conn) nodeLocked() *tether.Node {
 }
 
 // pokeNode tells the node loop that our node may have changed.
-func (c *Conn) pokeNode() {
-	select {
-	case c.nodeDirty <- struct{}{}:
-	default:
-	}
-}
+func (c *Conn) pokeNode() { c.nodeDirty.Put(struct{}{}) }
 
 func (c *Conn) nodeLoop() {
 	defer c.wg.Done()
@@ -88,7 +83,7 @@ func (c *Conn) nodeLoop() {
 		select {
 		case <-c.closed:
 			return
-		case <-c.nodeDirty:
+		case <-c.nodeDirty.Changed():
 		}
 		settle.Reset(nodeSettle)
 		select {

@@ -68,13 +68,15 @@ func (t *peerTable) without(id uuid.UUID) *peerTable {
 
 // UpsertPeer adds the peer with the given ID, or updates it with a newer
 // node. It is how the coordinator's introductions take effect: from now on
-// the peer may reach our listeners and we may dial it. A node that claims any
-// address other than tether.TunnelIP(id), or a key that another peer uses,
-// is rejected.
+// the peer may reach our listeners and we may dial it. The peer's address
+// is tether.TunnelIP(id), whatever the node says. A node with a key that
+// another peer uses, or our own, is rejected.
+//
+// n must be valid for id (tether.Node.Validate); the Conn does not check
+// it again. Nodes are checked once on their way, where they enter a
+// process: the coordinator checks what peers send it, and the
+// coordination client what the coordinator sends (package coordclient).
 func (c *Conn) UpsertPeer(id uuid.UUID, n *tether.Node) error {
-	if err := n.Validate(id); err != nil {
-		return fmt.Errorf("peer %s: %w", id, err)
-	}
 	if id == c.id || n.Key == c.key.Public() {
 		return fmt.Errorf("peer %s: is this peer itself", id)
 	}

@@ -56,6 +56,7 @@ import (
 
 	"github.com/tetherdev/tether"
 	"github.com/tetherdev/tether/derpws"
+	"github.com/tetherdev/tether/internal/mailbox"
 )
 
 // ErrUnknownPeer is returned for an address that belongs to no upserted peer.
@@ -148,7 +149,9 @@ type Conn struct {
 	closed    chan struct{} // closed by Close
 	closeOnce sync.Once
 	wg        sync.WaitGroup // the node loop
-	nodeDirty chan struct{}  // buffered(1): our node may have changed
+	// nodeDirty says our node may have changed. It carries no value: the
+	// node loop builds the node from the fields below once changes settle.
+	nodeDirty mailbox.Mailbox[struct{}]
 
 	mu             sync.Mutex
 	isClosed       bool
@@ -204,7 +207,6 @@ func New(ctx context.Context, opts Options) (_ *Conn, err error) {
 		prefix:         netip.PrefixFrom(addr, addr.BitLen()),
 		key:            key.NewNode(),
 		closed:         make(chan struct{}),
-		nodeDirty:      make(chan struct{}, 1),
 		derpMap:        opts.DERPMap.Clone(),
 		blockEndpoints: opts.BlockEndpoints,
 		peersChanged:   make(chan struct{}),

@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/tetherdev/tether/agent/reconnectingpty"
+	"github.com/tetherdev/tether/ptyproto"
 )
 
 // testTimeout bounds every wait in these tests.
@@ -72,14 +73,14 @@ const maxKept = 1 << 20
 // term is an attached client whose output is collected in the background.
 type term struct {
 	t    *testing.T
-	conn *reconnectingpty.Conn
+	conn *ptyproto.Conn
 	done chan struct{} // closed at EOF
 
 	mu  sync.Mutex
 	out bytes.Buffer
 }
 
-func attach(t *testing.T, ts *testServer, h reconnectingpty.Header) *term {
+func attach(t *testing.T, ts *testServer, h ptyproto.Header) *term {
 	t.Helper()
 	nc, err := net.DialTimeout("tcp", ts.addr, testTimeout)
 	if err != nil {
@@ -87,7 +88,7 @@ func attach(t *testing.T, ts *testServer, h reconnectingpty.Header) *term {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	c, err := reconnectingpty.Attach(ctx, nc, h)
+	c, err := ptyproto.Attach(ctx, nc, h)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +168,7 @@ func (tm *term) waitEOF() {
 
 func TestReconnect(t *testing.T) {
 	ts := startServer(t, reconnectingpty.Options{})
-	h := reconnectingpty.Header{ID: "reload", Height: 24, Width: 80}
+	h := ptyproto.Header{ID: "reload", Height: 24, Width: 80}
 
 	a := attach(t, ts, h)
 	a.send("X=42; echo \"hel\"\"lo PID=[$$]\"\n")
@@ -191,7 +192,7 @@ func TestReconnect(t *testing.T) {
 
 func TestResize(t *testing.T) {
 	ts := startServer(t, reconnectingpty.Options{})
-	h := reconnectingpty.Header{ID: "resize", Height: 30, Width: 100}
+	h := ptyproto.Header{ID: "resize", Height: 30, Width: 100}
 	a := attach(t, ts, h)
 	a.send("echo \"S1=[$(stty size)]\"\n")
 	if got := a.waitFor(`S1=\[([\d ]+)\]`); got != "30 100" {
@@ -207,7 +208,7 @@ func TestResize(t *testing.T) {
 	a.close()
 
 	// Attaching with another size resizes the terminal to it.
-	b := attach(t, ts, reconnectingpty.Header{ID: "resize", Height: 50, Width: 132})
+	b := attach(t, ts, ptyproto.Header{ID: "resize", Height: 50, Width: 132})
 	b.send("echo \"S3=[$(stty size)]\"\n")
 	if got := b.waitFor(`S3=\[([\d ]+)\]`); got != "50 132" {
 		t.Errorf("size after reattach = %q, want 50 132", got)
@@ -216,7 +217,7 @@ func TestResize(t *testing.T) {
 
 func TestExitEndsSession(t *testing.T) {
 	ts := startServer(t, reconnectingpty.Options{})
-	h := reconnectingpty.Header{ID: "exit", Height: 24, Width: 80}
+	h := ptyproto.Header{ID: "exit", Height: 24, Width: 80}
 	a := attach(t, ts, h)
 	a.send("echo \"PID=[$$]\"\n")
 	pid := a.waitFor(`PID=\[(\d+)\]`)
@@ -248,7 +249,7 @@ func waitSessions(t *testing.T, ts *testServer, want int) {
 
 func TestCommand(t *testing.T) {
 	ts := startServer(t, reconnectingpty.Options{Env: []string{"TETHER_WORKSPACE=dev"}})
-	a := attach(t, ts, reconnectingpty.Header{
+	a := attach(t, ts, ptyproto.Header{
 		ID:      "cmd",
 		Command: `echo "one $TETHER $TETHER_WORKSPACE $TERM"; tty; echo two`,
 	})
@@ -264,7 +265,7 @@ func TestCommand(t *testing.T) {
 
 func TestSharedSession(t *testing.T) {
 	ts := startServer(t, reconnectingpty.Options{})
-	h := reconnectingpty.Header{ID: "shared", Height: 24, Width: 80}
+	h := ptyproto.Header{ID: "shared", Height: 24, Width: 80}
 	a := attach(t, ts, h)
 	a.send("echo \"re\"\"ady\"\n")
 	a.waitFor(`ready`)
@@ -281,7 +282,7 @@ func TestSharedSession(t *testing.T) {
 
 func TestIdleTimeout(t *testing.T) {
 	ts := startServer(t, reconnectingpty.Options{IdleTimeout: 200 * time.Millisecond})
-	h := reconnectingpty.Header{ID: "idle", Height: 24, Width: 80}
+	h := ptyproto.Header{ID: "idle", Height: 24, Width: 80}
 	a := attach(t, ts, h)
 	a.send("echo \"PID=[$$]\"\n")
 	pid := a.waitFor(`PID=\[(\d+)\]`)
@@ -305,7 +306,7 @@ func TestUTF8(t *testing.T) {
 	// A scrollback small enough to be cut, and output full of multi-byte
 	// characters, so that the cut lands inside one most of the time.
 	ts := startServer(t, reconnectingpty.Options{ScrollbackSize: 1001})
-	h := reconnectingpty.Header{ID: "utf8", Height: 24, Width: 80}
+	h := ptyproto.Header{ID: "utf8", Height: 24, Width: 80}
 	a := attach(t, ts, h)
 	a.send("printf 'h\\303\\251llo w\\303\\266rld \\342\\234\\223 %%s\\n' done\n")
 	a.waitFor(`héllo wörld ✓ done`)
@@ -383,7 +384,7 @@ func TestBadHeader(t *testing.T) {
 
 func TestClose(t *testing.T) {
 	ts := startServer(t, reconnectingpty.Options{})
-	a := attach(t, ts, reconnectingpty.Header{ID: "close", Height: 24, Width: 80})
+	a := attach(t, ts, ptyproto.Header{ID: "close", Height: 24, Width: 80})
 	a.send("echo \"PID=[$$]\"\n")
 	pid := a.waitFor(`PID=\[(\d+)\]`)
 
@@ -400,7 +401,7 @@ func TestClose(t *testing.T) {
 // disconnected instead of stalling the session for the others.
 func TestStalledClientDropped(t *testing.T) {
 	ts := startServer(t, reconnectingpty.Options{})
-	h := reconnectingpty.Header{ID: "stall", Height: 24, Width: 80}
+	h := ptyproto.Header{ID: "stall", Height: 24, Width: 80}
 	a := attach(t, ts, h)
 	a.send("echo \"re\"\"ady\"\n")
 	a.waitFor(`ready`)
@@ -413,7 +414,7 @@ func TestStalledClientDropped(t *testing.T) {
 	defer nc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	b, err := reconnectingpty.Attach(ctx, nc, h)
+	b, err := ptyproto.Attach(ctx, nc, h)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,11 +1,6 @@
 package reconnectingpty
 
-import (
-	"bytes"
-	"io"
-	"strings"
-	"testing"
-)
+import "testing"
 
 func TestScrollback(t *testing.T) {
 	tests := []struct {
@@ -36,36 +31,5 @@ func TestScrollback(t *testing.T) {
 				t.Errorf("kept %d bytes, more than %d", len(b.buf), tt.size)
 			}
 		})
-	}
-}
-
-func TestFrames(t *testing.T) {
-	var buf bytes.Buffer
-	writeFrame(&buf, frameData, []byte("ls -l\n"))
-	writeFrame(&buf, frameResize, resizePayload(40, 120))
-	writeFrame(&buf, frameData, nil)
-	if err := writeFrame(&buf, frameData, make([]byte, maxFramePayload+1)); err == nil {
-		t.Error("oversized frame was written")
-	}
-
-	p := make([]byte, maxFramePayload)
-	typ, payload, err := readFrame(&buf, p)
-	if err != nil || typ != frameData || string(payload) != "ls -l\n" {
-		t.Errorf("frame 1 = %c %q %v", typ, payload, err)
-	}
-	typ, payload, err = readFrame(&buf, p)
-	h, w, ok := parseResize(payload)
-	if err != nil || typ != frameResize || !ok || h != 40 || w != 120 {
-		t.Errorf("frame 2 = %c %d %d %v", typ, h, w, err)
-	}
-	typ, payload, err = readFrame(&buf, p)
-	if err != nil || typ != frameData || len(payload) != 0 {
-		t.Errorf("frame 3 = %c %q %v", typ, payload, err)
-	}
-	if _, _, err := readFrame(&buf, p); err != io.EOF {
-		t.Errorf("after the last frame: %v, want EOF", err)
-	}
-	if _, _, err := readFrame(strings.NewReader("d\x00\x05ab"), p); err != io.ErrUnexpectedEOF {
-		t.Errorf("truncated frame: %v, want unexpected EOF", err)
 	}
 }

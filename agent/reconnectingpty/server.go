@@ -2,7 +2,6 @@ package reconnectingpty
 
 import (
 	"bufio"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +9,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/tetherdev/tether/ptyproto"
 )
 
 // ErrServerClosed is returned by Serve after Close.
@@ -166,8 +167,8 @@ func (s *Server) handleConn(c net.Conn) {
 	logger := s.logger.With("remote", c.RemoteAddr().String())
 
 	c.SetReadDeadline(time.Now().Add(headerTimeout))
-	br := bufio.NewReaderSize(c, maxHeaderLen)
-	h, err := readHeader(br)
+	br := bufio.NewReaderSize(c, ptyproto.MaxHeaderLen)
+	h, err := ptyproto.ReadHeader(br)
 	if err != nil {
 		logger.Debug("bad header", "err", err)
 		fmt.Fprintf(c, "\r\nreconnectingpty: %v\r\n", err)
@@ -194,27 +195,9 @@ func (s *Server) handleConn(c net.Conn) {
 	sess.detach(cl)
 }
 
-func readHeader(br *bufio.Reader) (Header, error) {
-	line, err := br.ReadSlice('\n')
-	if errors.Is(err, bufio.ErrBufferFull) {
-		return Header{}, fmt.Errorf("header is longer than %d bytes", maxHeaderLen)
-	}
-	if err != nil {
-		return Header{}, fmt.Errorf("read header: %w", err)
-	}
-	var h Header
-	if err := json.Unmarshal(line, &h); err != nil {
-		return Header{}, fmt.Errorf("parse header: %w", err)
-	}
-	if err := h.validate(); err != nil {
-		return Header{}, err
-	}
-	return h, nil
-}
-
 // attach attaches c to the session that h names, starting it if it is not
 // running.
-func (s *Server) attach(c net.Conn, h Header, logger *slog.Logger) (*session, *client, error) {
+func (s *Server) attach(c net.Conn, h ptyproto.Header, logger *slog.Logger) (*session, *client, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {

@@ -3,7 +3,6 @@ package reconnectingpty
 import (
 	"bufio"
 	"fmt"
-	"github.com/tetherdev/tether/agent/usershell"
 	"log/slog"
 	"net"
 	"os"
@@ -12,6 +11,9 @@ import (
 	"syscall"
 	"time"
 	"unicode/utf8"
+
+	"github.com/tetherdev/tether/agent/usershell"
+	"github.com/tetherdev/tether/ptyproto"
 )
 
 const (
@@ -54,7 +56,7 @@ type client struct {
 }
 
 // startSessionLocked starts a new session for h and registers it.
-func (s *Server) startSessionLocked(h Header, logger *slog.Logger) (*session, error) {
+func (s *Server) startSessionLocked(h ptyproto.Header, logger *slog.Logger) (*session, error) {
 	u, err := usershell.Current()
 	if err != nil {
 		return nil, err
@@ -262,19 +264,19 @@ func (sess *session) removeClientLocked(cl *client) {
 // readInput applies a client's frames to the terminal until the client's
 // connection ends.
 func (sess *session) readInput(br *bufio.Reader) error {
-	buf := make([]byte, maxFramePayload)
+	buf := make([]byte, ptyproto.MaxFramePayload)
 	for {
-		typ, payload, err := readFrame(br, buf)
+		typ, payload, err := ptyproto.ReadFrame(br, buf)
 		if err != nil {
 			return err
 		}
 		switch typ {
-		case frameData:
+		case ptyproto.FrameData:
 			if _, err := sess.ptmx.Write(payload); err != nil {
 				return fmt.Errorf("write to terminal: %w", err)
 			}
-		case frameResize:
-			h, w, ok := parseResize(payload)
+		case ptyproto.FrameResize:
+			h, w, ok := ptyproto.ParseResize(payload)
 			if !ok {
 				return fmt.Errorf("malformed resize frame")
 			}

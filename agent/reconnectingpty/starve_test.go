@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tetherdev/tether/agent/reconnectingpty"
+	"github.com/tetherdev/tether/ptyproto"
 )
 
 // TestStarvedOutputReader checks that a session's last output reaches its
@@ -31,7 +32,7 @@ func TestStarvedOutputReader(t *testing.T) {
 		{"background holder", fmt.Sprintf("setsid sleep 60 & seq 1 %d; echo holder=$!", lines)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			a := attach(t, ts, reconnectingpty.Header{ID: tc.name, Command: tc.command})
+			a := attach(t, ts, ptyproto.Header{ID: tc.name, Command: tc.command})
 			a.waitEOF()
 			out := a.output()
 			var want strings.Builder

@@ -5,11 +5,11 @@ package main
 import (
 	"github.com/spf13/cobra"
 	"github.com/tetherdev/tether/cli"
-	"github.com/tetherdev/tether/serve"
+	"github.com/tetherdev/tether/servercmd"
 )
 
-// serverCommand is `tether server`, from package serve so that package cli
+// serverCommand is `tether server`, from package servercmd so that package cli
 // never links the server.
 func serverCommand(env *cli.Env) *cobra.Command {
-	return serve.Command(env.Stdout, env.Stderr, cli.Version)
+	return servercmd.Command(env.Stdout, env.Stderr, cli.Version)
 }

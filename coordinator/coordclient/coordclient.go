@@ -2,7 +2,9 @@
 // tether.CoordinateRequest) over a WebSocket: it sends the peer's node,
 // applies the nodes of the peers the coordinator introduces to a Tunnel, and
 // reconnects with backoff when the WebSocket breaks. It is used by agents and
-// CLIs and imports no server code.
+// CLIs and imports no server code. Its rules for applying the coordinator's
+// responses (Peers) serve the server's own tunnels too, which reach the
+// coordinator in process.
 //
 // # Tunnels outlive the coordinator
 //
@@ -16,7 +18,7 @@
 //
 //   - PeerDisconnected (the peer left on purpose): removed at once.
 //   - PeerLost (the peer's own coordination WebSocket broke): kept for
-//     Options.LostPeerTimeout, because its tunnel may well still work and
+//     LostPeerTimeout, because its tunnel may well still work and
 //     it will likely reconnect and be reintroduced, which cancels the
 //     removal. A peer that never comes back is removed when it expires.
 //
@@ -38,8 +40,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -48,11 +48,15 @@ import (
 	"tailscale.com/tailcfg"
 
 	"github.com/tetherdev/tether"
+	"github.com/tetherdev/tether/internal/mailbox"
+	"github.com/tetherdev/tether/internal/retry"
 )
 
 // Tunnel is what the client configures: the peer's WireGuard side.
 type Tunnel interface {
 	// UpsertPeer adds the peer with the given ID, or updates its node.
+	// n is valid for id (tether.Node.Validate): it was checked where it
+	// entered the process.
 	UpsertPeer(id uuid.UUID, n *tether.Node) error
 	// RemovePeer removes the peer; unknown IDs are ignored.
 	RemovePeer(id uuid.UUID)
@@ -153,34 +157,18 @@ func RetryAfter(err error, d time.Duration) error {
 type Client struct {
 	opts   Options
 	logger *slog.Logger
+	peers  *Peers
 
 	running   atomic.Bool
 	connected atomic.Bool
 
-	// nodeWake has room for one signal: SetNode never blocks, and the
-	// writer always sends the latest node.
-	nodeWake chan struct{}
-	nodeMu   sync.Mutex
-	node     *tether.Node // guarded by nodeMu
-
-	mu      sync.Mutex
-	peers   map[uuid.UUID]*peerState // what the Tunnel holds; guarded by mu
-	changed chan struct{}            // closed when peers change; guarded by mu
-	stopped bool                     // Run has returned; guarded by mu
-}
-
-type peerState struct {
-	node    *tether.Node
-	lost    *time.Timer // non-nil while lost: removes the peer when it fires
-	lostGen int         // tells a stale timer from the current one
-	told    bool        // the Tunnel was told the peer is lost
+	// node is this peer's latest node: SetNode never blocks, and the
+	// writer always sends the latest one.
+	node mailbox.Mailbox[*tether.Node]
 }
 
 // New returns a Client. It does nothing until Run.
 func New(opts Options) *Client {
-	if opts.LostPeerTimeout <= 0 {
-		opts.LostPeerTimeout = DefaultLostPeerTimeout
-	}
 	if opts.HeartbeatInterval == 0 {
 		opts.HeartbeatInterval = DefaultHeartbeatInterval
 	}
@@ -196,11 +184,9 @@ func New(opts Options) *Client {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	return &Client{
-		opts:     opts,
-		logger:   logger,
-		nodeWake: make(chan struct{}, 1),
-		peers:    make(map[uuid.UUID]*peerState),
-		changed:  make(chan struct{}),
+		opts:   opts,
+		logger: logger,
+		peers:  NewPeers(PeersOptions{Tunnel: opts.Tunnel, Logger: logger, LostPeerTimeout: opts.LostPeerTimeout}),
 	}
 }
 
@@ -208,21 +194,7 @@ func New(opts Options) *Client {
 // it is connected, skipping any that were replaced meanwhile, and again
 // after every reconnect. It never blocks, so it may be called from the
 // tunnel's node callback.
-func (c *Client) SetNode(n *tether.Node) {
-	c.nodeMu.Lock()
-	c.node = n
-	c.nodeMu.Unlock()
-	select {
-	case c.nodeWake <- struct{}{}:
-	default:
-	}
-}
-
-func (c *Client) currentNode() *tether.Node {
-	c.nodeMu.Lock()
-	defer c.nodeMu.Unlock()
-	return c.node
-}
+func (c *Client) SetNode(n *tether.Node) { c.node.Put(n) }
 
 // Connected reports whether the coordination WebSocket is up.
 func (c *Client) Connected() bool { return c.connected.Load() }
@@ -230,19 +202,7 @@ func (c *Client) Connected() bool { return c.connected.Load() }
 // AwaitPeer waits until the coordinator has introduced the peer with the
 // given ID (and it is not lost), and returns its node.
 func (c *Client) AwaitPeer(ctx context.Context, id uuid.UUID) (*tether.Node, error) {
-	for {
-		c.mu.Lock()
-		p, changed := c.peers[id], c.changed
-		c.mu.Unlock()
-		if p != nil && p.lost == nil {
-			return p.node, nil
-		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
+	return c.peers.Await(ctx, id)
 }
 
 // Run connects to the coordinator and keeps connecting until ctx ends, Dial
@@ -259,10 +219,10 @@ func (c *Client) Run(ctx context.Context) error {
 	if c.running.Swap(true) {
 		return errors.New("coordclient: Run called twice")
 	}
-	defer c.stop()
+	defer c.peers.Close()
 
-	b := backoff{min: c.opts.MinBackoff, max: c.opts.MaxBackoff}
-	for sessions := 0; ; {
+	b := retry.Backoff{Min: c.opts.MinBackoff, Max: c.opts.MaxBackoff}
+	for {
 		conn, err := c.opts.Dial(ctx)
 		if ctx.Err() != nil {
 			if conn != nil {
@@ -275,16 +235,13 @@ func (c *Client) Run(ctx context.Context) error {
 			return fmt.Errorf("dial coordinator: %w", err)
 		}
 		if err == nil {
-			sessions++
-			if sessions > 1 {
-				c.expectReintroductions()
-			}
+			c.peers.SessionStarted()
 			start := time.Now()
 			c.logger.Debug("connected to the coordinator")
 			err = c.session(ctx, conn)
 			// Blind until the next session: whatever the coordinator
 			// said about lost peers may no longer hold.
-			c.untellLost()
+			c.peers.SessionEnded()
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -292,54 +249,18 @@ func (c *Client) Run(ctx context.Context) error {
 				return err
 			}
 			if time.Since(start) > c.opts.MaxBackoff {
-				b.reset()
+				b.Reset()
 			}
 		}
-		wait := b.next()
+		wait := b.Next()
 		if ra := (*retryAfterError)(nil); errors.As(err, &ra) {
 			wait = max(wait, ra.wait)
 			c.logger.Debug("coordinator refused the connection, retrying", slog.Any("error", err), slog.Duration("retry_in", wait))
 		} else {
 			c.logger.Info("coordinator connection failed, retrying", slog.Any("error", err), slog.Duration("retry_in", wait))
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !retry.Sleep(ctx, wait) {
 			return nil
-		case <-t.C:
 		}
 	}
 }
-
-// stop cancels pending removals once Run returns.
-func (c *Client) stop() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.stopped = true
-	for id, p := range c.peers {
-		if p.lost != nil {
-			p.lost.Stop()
-			p.lost = nil
-		}
-		c.untellLostLocked(id, p)
-	}
-}
-
-// backoff is exponential backoff with jitter: each wait is drawn from the
-// upper half of the current step, so that peers that lost the coordinator
-// together do not return together.
-type backoff struct {
-	min, max, cur time.Duration
-}
-
-func (b *backoff) next() time.Duration {
-	if b.cur == 0 {
-		b.cur = b.min
-	} else {
-		b.cur = min(2*b.cur, b.max)
-	}
-	return b.cur/2 + rand.N(b.cur/2+1)
-}
-
-func (b *backoff) reset() { b.cur = 0 }

@@ -1,7 +1,9 @@
 package coordclient
 
 import (
+	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -9,36 +11,91 @@ import (
 	"github.com/tetherdev/tether"
 )
 
-// apply hands one response to the Tunnel.
-func (c *Client) apply(resp *tether.CoordinateResponse) {
+// PeersOptions configure Peers.
+type PeersOptions struct {
+	// Tunnel receives peers and DERP maps. Required.
+	Tunnel Tunnel
+	// Logger receives peer events. Nil discards.
+	Logger *slog.Logger
+	// LostPeerTimeout is how long a lost peer stays in the Tunnel before it
+	// is removed, unless reintroduced. Zero means DefaultLostPeerTimeout.
+	LostPeerTimeout time.Duration
+}
+
+// Peers applies a coordinator's responses to a Tunnel: it is the one place
+// that decides what each PeerUpdate does to the tunnel, by the rules in
+// the package comment. Client uses it over a WebSocket; the server's own
+// tunnels (package server/agentnet) use it over an in-memory stream, with
+// the same rules.
+//
+// Peers trusts the nodes it is given: they are checked where they enter
+// the process (the Client checks what it reads off its WebSocket; the
+// coordinator checks what peers send it).
+//
+// Its methods are safe for concurrent use.
+type Peers struct {
+	tunnel      Tunnel
+	logger      *slog.Logger
+	lostTimeout time.Duration
+
+	mu       sync.Mutex
+	peers    map[uuid.UUID]*peerState // what the Tunnel holds; guarded by mu
+	changed  chan struct{}            // closed when peers change; guarded by mu
+	sessions int                      // coordination sessions started; guarded by mu
+	closed   bool                     // guarded by mu
+}
+
+type peerState struct {
+	node    *tether.Node
+	lost    *time.Timer // non-nil while lost: removes the peer when it fires
+	lostGen int         // tells a stale timer from the current one
+	told    bool        // the Tunnel was told the peer is lost
+}
+
+// NewPeers returns an empty Peers for opts.Tunnel.
+func NewPeers(opts PeersOptions) *Peers {
+	if opts.LostPeerTimeout <= 0 {
+		opts.LostPeerTimeout = DefaultLostPeerTimeout
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Peers{
+		tunnel:      opts.Tunnel,
+		logger:      logger,
+		lostTimeout: opts.LostPeerTimeout,
+		peers:       make(map[uuid.UUID]*peerState),
+		changed:     make(chan struct{}),
+	}
+}
+
+// Apply hands one response to the Tunnel. Every PeerNode update must carry
+// a node that is valid for its peer (tether.Node.Validate).
+func (ps *Peers) Apply(resp *tether.CoordinateResponse) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if ps.closed {
+		return
+	}
 	if resp.DERPMap != nil {
-		c.opts.Tunnel.SetDERPMap(resp.DERPMap)
+		ps.tunnel.SetDERPMap(resp.DERPMap)
 	}
 	if len(resp.Peers) == 0 {
 		return
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	for _, u := range resp.Peers {
-		log := c.logger.With(slog.String("peer", u.ID.String()))
-		p := c.peers[u.ID]
+		log := ps.logger.With(slog.String("peer", u.ID.String()))
+		p := ps.peers[u.ID]
 		switch u.Kind {
 		case tether.PeerNode:
-			if u.Node == nil {
-				log.Warn("coordinator sent a peer update without a node")
-				continue
-			}
-			if err := u.Node.Validate(u.ID); err != nil {
-				log.Warn("coordinator sent an invalid node", slog.Any("error", err))
-				continue
-			}
-			if err := c.opts.Tunnel.UpsertPeer(u.ID, u.Node); err != nil {
+			if err := ps.tunnel.UpsertPeer(u.ID, u.Node); err != nil {
 				log.Warn("cannot add peer to the tunnel", slog.Any("error", err))
 				continue
 			}
 			if p == nil {
 				p = &peerState{}
-				c.peers[u.ID] = p
+				ps.peers[u.ID] = p
 				log.Debug("peer introduced")
 			}
 			p.node = u.Node
@@ -50,90 +107,128 @@ func (c *Client) apply(resp *tether.CoordinateResponse) {
 			}
 			log.Debug("peer disconnected", slog.String("reason", u.Reason))
 			p.stopLostTimer()
-			delete(c.peers, u.ID)
-			c.opts.Tunnel.RemovePeer(u.ID)
+			delete(ps.peers, u.ID)
+			ps.tunnel.RemovePeer(u.ID)
 		case tether.PeerLost:
 			if p == nil {
 				continue
 			}
 			log.Debug("peer lost", slog.String("reason", u.Reason))
-			c.markLostLocked(u.ID, p)
-			c.tellLostLocked(u.ID, p)
+			ps.markLostLocked(u.ID, p)
+			ps.tellLostLocked(u.ID, p)
 		default:
 			// A newer coordinator may know kinds this client does not.
 			log.Debug("ignoring peer update of unknown kind", slog.String("kind", string(u.Kind)))
 		}
 	}
-	c.notifyLocked()
+	ps.notifyLocked()
 }
 
-// expectReintroductions marks every known peer lost: after a reconnect, the
-// coordinator reintroduces those still there, and the others (which may have
-// left while this client was away) expire.
+// SessionStarted says that a coordination session began. From the second
+// one on, every known peer counts as lost until the coordinator mentions
+// it again: it reintroduces those still there at once, and the others
+// (which may have left while this peer was away, unreported) expire.
 //
 // The Tunnel hears of them as lost too: a peer that is still there is
 // reintroduced at once, while one that left meanwhile (killed while the
 // server restarted, say) would otherwise never be reported.
-func (c *Client) expectReintroductions() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for id, p := range c.peers {
-		c.markLostLocked(id, p)
-		c.tellLostLocked(id, p)
+func (ps *Peers) SessionStarted() {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	ps.sessions++
+	if ps.sessions == 1 {
+		return
 	}
-	c.notifyLocked()
+	for id, p := range ps.peers {
+		ps.markLostLocked(id, p)
+		ps.tellLostLocked(id, p)
+	}
+	ps.notifyLocked()
+}
+
+// SessionEnded says that the coordination session broke: whatever the
+// coordinator said about lost peers may no longer hold, so the Tunnel is
+// told that no peer is known to be lost. (The removal timers run on: a
+// peer not reintroduced by the next session still expires.)
+func (ps *Peers) SessionEnded() {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	for id, p := range ps.peers {
+		ps.untellLostLocked(id, p)
+	}
+}
+
+// Close cancels pending removals and takes back every lost state the
+// Tunnel was told of; the peers stay in the Tunnel, whose owner decides
+// what happens next. After Close, Peers changes nothing in the Tunnel.
+func (ps *Peers) Close() {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	for id, p := range ps.peers {
+		p.stopLostTimer()
+		ps.untellLostLocked(id, p)
+	}
+	ps.closed = true
+}
+
+// Await waits until the coordinator has introduced the peer with the given
+// ID (and it is not lost), and returns its node.
+func (ps *Peers) Await(ctx context.Context, id uuid.UUID) (*tether.Node, error) {
+	for {
+		ps.mu.Lock()
+		p, changed := ps.peers[id], ps.changed
+		ps.mu.Unlock()
+		if p != nil && p.lost == nil {
+			return p.node, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 }
 
 // tellLostLocked tells the Tunnel that the peer is lost.
-func (c *Client) tellLostLocked(id uuid.UUID, p *peerState) {
-	if p.told || c.stopped {
+func (ps *Peers) tellLostLocked(id uuid.UUID, p *peerState) {
+	if p.told || ps.closed {
 		return
 	}
 	p.told = true
-	c.opts.Tunnel.SetPeerLost(id, true)
+	ps.tunnel.SetPeerLost(id, true)
 }
 
 // untellLostLocked takes back what tellLostLocked said.
-func (c *Client) untellLostLocked(id uuid.UUID, p *peerState) {
+func (ps *Peers) untellLostLocked(id uuid.UUID, p *peerState) {
 	if !p.told {
 		return
 	}
 	p.told = false
-	c.opts.Tunnel.SetPeerLost(id, false)
-}
-
-// untellLost takes back every lost state the Tunnel was told of: the
-// client's coordination broke, so it no longer knows.
-func (c *Client) untellLost() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for id, p := range c.peers {
-		c.untellLostLocked(id, p)
-	}
+	ps.tunnel.SetPeerLost(id, false)
 }
 
 // markLostLocked starts p's removal timer, unless it runs already.
-func (c *Client) markLostLocked(id uuid.UUID, p *peerState) {
-	if p.lost != nil || c.stopped {
+func (ps *Peers) markLostLocked(id uuid.UUID, p *peerState) {
+	if p.lost != nil || ps.closed {
 		return
 	}
 	p.lostGen++
 	gen := p.lostGen
-	p.lost = time.AfterFunc(c.opts.LostPeerTimeout, func() { c.expire(id, gen) })
+	p.lost = time.AfterFunc(ps.lostTimeout, func() { ps.expire(id, gen) })
 }
 
 // expire removes a lost peer whose time is up.
-func (c *Client) expire(id uuid.UUID, gen int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	p := c.peers[id]
-	if p == nil || p.lost == nil || p.lostGen != gen || c.stopped {
+func (ps *Peers) expire(id uuid.UUID, gen int) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	p := ps.peers[id]
+	if p == nil || p.lost == nil || p.lostGen != gen || ps.closed {
 		return // reintroduced or removed meanwhile
 	}
-	c.logger.Debug("lost peer expired", slog.String("peer", id.String()))
-	delete(c.peers, id)
-	c.opts.Tunnel.RemovePeer(id)
-	c.notifyLocked()
+	ps.logger.Debug("lost peer expired", slog.String("peer", id.String()))
+	delete(ps.peers, id)
+	ps.tunnel.RemovePeer(id)
+	ps.notifyLocked()
 }
 
 func (p *peerState) stopLostTimer() {
@@ -143,8 +238,8 @@ func (p *peerState) stopLostTimer() {
 	}
 }
 
-// notifyLocked wakes AwaitPeer callers.
-func (c *Client) notifyLocked() {
-	close(c.changed)
-	c.changed = make(chan struct{})
+// notifyLocked wakes Await callers.
+func (ps *Peers) notifyLocked() {
+	close(ps.changed)
+	ps.changed = make(chan struct{})
 }

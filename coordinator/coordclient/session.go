@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"slices"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -99,8 +101,29 @@ func (c *Client) readLoop(ctx context.Context, conn *websocket.Conn) error {
 		if err := json.Unmarshal(buf.Bytes(), &resp); err != nil {
 			return fail(conn, websocket.StatusUnsupportedData, "malformed coordinate response: "+err.Error())
 		}
-		c.apply(&resp)
+		c.dropInvalidNodes(&resp)
+		c.peers.Apply(&resp)
 	}
+}
+
+// dropInvalidNodes removes from resp the peer updates whose node is not
+// valid for their peer, logging each. This is where nodes enter this
+// process, and the one place they are checked on this side: Peers and the
+// Tunnel trust what passes. The coordinator checked them already as they
+// reached it, but a peer must not crash or hold unbounded state because
+// of what a server (of another version, or broken) sent; an invalid node
+// is skipped rather than fatal, as the rest of the message may be good.
+func (c *Client) dropInvalidNodes(resp *tether.CoordinateResponse) {
+	resp.Peers = slices.DeleteFunc(resp.Peers, func(u tether.PeerUpdate) bool {
+		if u.Kind != tether.PeerNode {
+			return false
+		}
+		err := u.Node.Validate(u.ID)
+		if err != nil {
+			c.logger.Warn("coordinator sent an invalid node", slog.String("peer", u.ID.String()), slog.Any("error", err))
+		}
+		return err != nil
+	})
 }
 
 // fail closes the socket with a reason and returns it as an error.
@@ -118,7 +141,7 @@ func fail(conn *websocket.Conn, status websocket.StatusCode, reason string) erro
 func (c *Client) writeLoop(ctx context.Context, conn *websocket.Conn, stop <-chan struct{}) error {
 	var sent *tether.Node
 	for {
-		if n := c.currentNode(); n != nil && n != sent {
+		if n := c.node.Get(); n != nil && n != sent {
 			ctx, cancel := context.WithTimeout(ctx, writeTimeout)
 			err := writeJSON(ctx, conn, &tether.CoordinateRequest{Node: n})
 			cancel()
@@ -130,7 +153,7 @@ func (c *Client) writeLoop(ctx context.Context, conn *websocket.Conn, stop <-cha
 		select {
 		case <-stop:
 			return nil
-		case <-c.nodeWake:
+		case <-c.node.Changed():
 		}
 	}
 }

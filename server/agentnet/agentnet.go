@@ -4,8 +4,12 @@
 // The server is a coordination client like any CLI, but in-process: each
 // agent it talks to gets its own tunnel peer (a tunnel.Conn with a fresh ID),
 // introduced through the server's coordinator over an in-memory stream.
-// Peers are opened on demand and closed once idle, so a server that serves
-// no browser holds no tunnels.
+// What the coordinator says of the agent is applied by the same rules as
+// for a CLI (coordclient.Peers): a lost agent stays in the tunnel until it
+// is reintroduced or coordclient.DefaultLostPeerTimeout passes, and the
+// tunnel ends its connections if it stops answering meanwhile. Peers are
+// opened on demand and closed once idle, so a server that serves no
+// browser holds no tunnels.
 package agentnet
 
 import (
@@ -22,6 +26,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/tetherdev/tether"
 	"github.com/tetherdev/tether/coordinator"
+	"github.com/tetherdev/tether/coordinator/coordclient"
 	"github.com/tetherdev/tether/tunnel"
 	"tailscale.com/tailcfg"
 )
@@ -69,7 +74,7 @@ type peer struct {
 	cancel  context.CancelFunc
 	done    chan struct{} // closed when its coordination ends
 
-	active   atomic.Int64 // connections open through it
+	active   atomic.Int64 // callers using it: counted by acquire under Net.mu, uncounted by release
 	lastUsed atomic.Int64 // unix nanoseconds
 
 	presence *presence // whether the coordinator introduces the agent
@@ -107,8 +112,12 @@ func (n *Net) Close() {
 	n.wg.Wait()
 }
 
-// peer returns the open tunnel to agentID, opening one if needed.
-func (n *Net) peer(ctx context.Context, agentID uuid.UUID) (*peer, error) {
+// acquire returns the open tunnel to agentID, opening one if needed, and
+// counts the caller as using it until it calls release. The count is taken
+// under n.mu, where the idle reaper looks, so that the reaper never closes
+// a tunnel that a caller has been handed, nor one still being opened for
+// it (which may take longer than IdleTimeout).
+func (n *Net) acquire(ctx context.Context, agentID uuid.UUID) (*peer, error) {
 	n.mu.Lock()
 	if n.ctx.Err() != nil {
 		n.mu.Unlock()
@@ -117,18 +126,20 @@ func (n *Net) peer(ctx context.Context, agentID uuid.UUID) (*peer, error) {
 	p, ok := n.peers[agentID]
 	if !ok {
 		p = &peer{agentID: agentID, ready: make(chan struct{}), done: make(chan struct{}), presence: newPresence()}
-		p.lastUsed.Store(time.Now().UnixNano())
 		n.peers[agentID] = p
 		n.wg.Add(1)
 		go n.open(p)
 	}
+	p.active.Add(1)
 	n.mu.Unlock()
 	select {
 	case <-p.ready:
 	case <-ctx.Done():
+		p.release()
 		return nil, ctx.Err()
 	}
 	if p.err != nil {
+		p.release()
 		n.mu.Lock()
 		if n.peers[agentID] == p {
 			delete(n.peers, agentID)
@@ -161,7 +172,11 @@ func (n *Net) open(p *peer) {
 	p.conn, p.cancel = conn, cancel
 	close(p.ready)
 
-	stream := newLocalStream(conn, p.presence)
+	peers := coordclient.NewPeers(coordclient.PeersOptions{
+		Tunnel: agentTunnel{Conn: conn, agentID: p.agentID, presence: p.presence},
+		Logger: log.With(slog.String("component", "coordination")),
+	})
+	stream := &localStream{peers: peers}
 	conn.SetNodeCallback(stream.setNode)
 	conn.SetPeerGoneCallback(func(id uuid.UUID, why error) {
 		if id == p.agentID {
@@ -172,6 +187,7 @@ func (n *Net) open(p *peer) {
 	if err != nil && ctx.Err() == nil {
 		log.Warn("server tunnel coordination ended", slog.Any("err", err))
 	}
+	peers.Close()
 	conn.Close()
 }
 
@@ -216,14 +232,13 @@ func (n *Net) reapIdle() {
 // over the server's tunnel to it, waiting (until ctx ends) for the agent to
 // be reachable.
 func (n *Net) Dial(ctx context.Context, agentID uuid.UUID, port uint16) (net.Conn, error) {
-	p, err := n.peer(ctx, agentID)
+	p, err := n.acquire(ctx, agentID)
 	if err != nil {
 		return nil, err
 	}
-	p.active.Add(1)
 	c, err := p.conn.DialContext(ctx, "tcp", netip.AddrPortFrom(tether.TunnelIP(agentID), port))
 	if err != nil {
-		p.done1()
+		p.release()
 		return nil, err
 	}
 	return &trackedConn{Conn: c, p: p}, nil
@@ -249,11 +264,11 @@ func (n *Net) WatchAgent(agentID uuid.UUID) (left <-chan struct{}, why func() er
 
 // Ping pings the agent over the server's tunnel, opening it if needed.
 func (n *Net) Ping(ctx context.Context, agentID uuid.UUID) (tunnel.PingResult, error) {
-	p, err := n.peer(ctx, agentID)
+	p, err := n.acquire(ctx, agentID)
 	if err != nil {
 		return tunnel.PingResult{}, err
 	}
-	p.lastUsed.Store(time.Now().UnixNano())
+	defer p.release()
 	ip := tether.TunnelIP(agentID)
 	if err := p.conn.AwaitReachable(ctx, ip); err != nil {
 		return tunnel.PingResult{}, err
@@ -281,7 +296,8 @@ func (n *Net) SetDERPMap(m *tailcfg.DERPMap) {
 	}
 }
 
-func (p *peer) done1() {
+// release ends a use that acquire counted.
+func (p *peer) release() {
 	p.lastUsed.Store(time.Now().UnixNano())
 	p.active.Add(-1)
 }
@@ -294,7 +310,7 @@ type trackedConn struct {
 }
 
 func (c *trackedConn) Close() error {
-	c.once.Do(c.p.done1)
+	c.once.Do(c.p.release)
 	return c.Conn.Close()
 }
 

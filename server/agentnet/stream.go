@@ -2,79 +2,76 @@ package agentnet
 
 import (
 	"context"
-	"sync"
+
+	"github.com/google/uuid"
 
 	"github.com/tetherdev/tether"
+	"github.com/tetherdev/tether/coordinator/coordclient"
+	"github.com/tetherdev/tether/internal/mailbox"
 	"github.com/tetherdev/tether/tunnel"
 )
 
 // localStream is an in-process coordination stream between the coordinator
 // and one of the server's tunnel peers: requests carry the peer's node, and
-// responses are applied to the tunnel directly.
+// responses are applied to the tunnel by the same rules as every other
+// peer's (coordclient.Peers).
 type localStream struct {
-	conn     *tunnel.Conn
-	presence *presence // of the peer's agent
-
-	mu      sync.Mutex
-	node    *tether.Node  // latest node not yet received by the coordinator
-	changed chan struct{} // signalled when node is set
+	node  mailbox.Mailbox[*tether.Node] // the peer's latest node
+	sent  *tether.Node                  // the last node Recv returned; only Recv uses it
+	peers *coordclient.Peers
 }
 
-func newLocalStream(conn *tunnel.Conn, pr *presence) *localStream {
-	return &localStream{conn: conn, presence: pr, changed: make(chan struct{}, 1)}
-}
-
-// setNode is the tunnel's node callback. It keeps only the latest node, so
-// it never blocks the tunnel.
-func (s *localStream) setNode(n *tether.Node) {
-	s.mu.Lock()
-	s.node = n
-	s.mu.Unlock()
-	select {
-	case s.changed <- struct{}{}:
-	default:
-	}
-}
+// setNode is the tunnel's node callback. It never blocks the tunnel.
+func (s *localStream) setNode(n *tether.Node) { s.node.Put(n) }
 
 func (s *localStream) Recv(ctx context.Context) (*tether.CoordinateRequest, error) {
 	for {
-		s.mu.Lock()
-		n := s.node
-		s.node = nil
-		s.mu.Unlock()
-		if n != nil {
+		if n := s.node.Get(); n != nil && n != s.sent {
+			s.sent = n
 			return &tether.CoordinateRequest{Node: n}, nil
 		}
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-s.changed:
+		case <-s.node.Changed():
 		}
 	}
 }
 
+// Send applies resp. The coordinator checked its nodes as they reached it.
 func (s *localStream) Send(ctx context.Context, resp *tether.CoordinateResponse) error {
-	if resp.DERPMap != nil {
-		s.conn.SetDERPMap(resp.DERPMap)
+	s.peers.Apply(resp)
+	return nil
+}
+
+// agentTunnel is a server tunnel as coordclient.Peers drives it: what the
+// coordinator says of the agent also goes to the agent's presence, for
+// WatchAgent. (Its removal reaches the presence through the tunnel's
+// peer-gone callback, ErrPeerLeft.) The agent is the only peer the
+// coordinator introduces to it.
+type agentTunnel struct {
+	*tunnel.Conn
+	agentID  uuid.UUID
+	presence *presence
+}
+
+func (t agentTunnel) UpsertPeer(id uuid.UUID, n *tether.Node) error {
+	if err := t.Conn.UpsertPeer(id, n); err != nil {
+		return err
 	}
-	for _, u := range resp.Peers {
-		switch u.Kind {
-		case tether.PeerNode:
-			if err := s.conn.UpsertPeer(u.ID, u.Node); err != nil {
-				return err
-			}
-			s.presence.arrived()
-		case tether.PeerDisconnected:
-			s.presence.leave(ErrAgentDisconnected)
-			s.conn.RemovePeer(u.ID)
-		case tether.PeerLost:
-			// Keep it: its tunnel may still work, and it will likely be
-			// reintroduced when its coordination reconnects. The tunnel
-			// ends its connections if it stops answering; watchers hear
-			// of it now.
-			s.presence.leave(ErrAgentLost)
-			s.conn.SetPeerLost(u.ID, true)
-		}
+	if id == t.agentID {
+		t.presence.arrived()
 	}
 	return nil
+}
+
+func (t agentTunnel) SetPeerLost(id uuid.UUID, lost bool) {
+	if lost && id == t.agentID {
+		// Its tunnel may still work, and it will likely be
+		// reintroduced when its coordination reconnects. The tunnel
+		// ends its connections if it stops answering; watchers hear of
+		// it now.
+		t.presence.leave(ErrAgentLost)
+	}
+	t.Conn.SetPeerLost(id, lost)
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/tetherdev/tether"
+	"github.com/tetherdev/tether/derpmap"
 	"tailscale.com/derp"
 	"tailscale.com/derp/derphttp"
 	"tailscale.com/net/netmon"
@@ -200,57 +201,28 @@ func storeCheck(ctx context.Context, check func(context.Context) error) tether.H
 	return c
 }
 
-// stunTarget is one STUN server named by the DERP map.
-type stunTarget struct {
-	region string
-	host   string
-	port   int
-}
-
-func stunTargets(m *tailcfg.DERPMap) []stunTarget {
-	var out []stunTarget
-	for _, id := range m.RegionIDs() {
-		r := m.Regions[id]
-		for _, n := range r.Nodes {
-			if n.STUNPort < 0 {
-				continue
-			}
-			port := n.STUNPort
-			if port == 0 {
-				port = 3478
-			}
-			host := n.HostName
-			if ip, err := netip.ParseAddr(n.IPv4); err == nil {
-				host = ip.String()
-			} else if ip, err := netip.ParseAddr(n.IPv6); err == nil {
-				host = ip.String()
-			}
-			out = append(out, stunTarget{region: r.RegionCode, host: host, port: port})
-		}
-	}
-	return out
+// stunResult is one STUN server's answer, in the stun check's details.
+type stunResult struct {
+	Server string `json:"server"`
+	Seen   string `json:"seen,omitempty"`
+	Error  string `json:"error,omitempty"`
 }
 
 func stunServers(ctx context.Context, m *tailcfg.DERPMap) tether.HealthCheck {
 	c := tether.HealthCheck{Name: "stun", Severity: tether.SeverityOK}
-	targets := stunTargets(m)
+	targets := derpmap.STUNServers(m)
 	if len(targets) == 0 {
 		c.Severity = tether.SeverityWarning
 		c.Message = "no STUN servers are configured: peers behind NAT cannot learn their public address, so they go direct only when they reach each other's local addresses. Set --stun-addresses or enable the built-in STUN server."
 		return c
 	}
-	type result struct {
-		Server string `json:"server"`
-		Seen   string `json:"seen,omitempty"`
-		Error  string `json:"error,omitempty"`
-	}
-	results := make([]result, len(targets))
+	results := make([]stunResult, len(targets))
 	var wg sync.WaitGroup
 	for i, t := range targets {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			addr := net.JoinHostPort(t.host, strconv.Itoa(t.port))
+			addr := t.Addr()
 			results[i].Server = addr
 			seen, err := stunProbe(ctx, addr)
 			if err != nil {

@@ -1,6 +1,7 @@
-// The slice of Tether's HTTP API (/api/v2) that the dashboard uses. Every
-// call carries the HttpOnly session cookie; a 401 from any call except the
-// sign-in itself sends the browser to /login and comes back afterwards.
+// The slice of Tether's HTTP API (/api/v2) that the dashboard uses, typed
+// with the wire types generated from Go (tether.gen.ts). Every call carries
+// the HttpOnly session cookie; a 401 from any call except the sign-in
+// itself sends the browser to /login and comes back afterwards.
 //
 // Every call also carries the CSRF header: the server refuses requests that
 // change something when the cookie signs them in and they carry neither the
@@ -8,76 +9,17 @@
 // make a browser send.
 
 import { nextPage } from "./pages";
-
-export interface User {
-  id: string;
-  username: string;
-  email: string;
-  role: "admin" | "member" | string;
-  status?: "active" | "suspended" | string;
-}
-
-export type AppHealth = "healthy" | "unhealthy" | "initializing" | "disabled";
-
-export interface App {
-  name: string;
-  url: string;
-  subdomain: boolean;
-  share: "owner" | "authenticated" | "public" | string;
-  healthcheck?: { url: string; interval?: string; threshold?: number } | null;
-  health?: AppHealth | string;
-}
-
-export interface Connection {
-  path: "direct" | "derp" | string;
-  derp_region?: string;
-  endpoint?: string;
-  latency_ms?: number;
-}
-
-export interface Workspace {
-  id: string;
-  name: string;
-  owner: string;
-  template?: string;
-  agent_status: "connected" | "disconnected" | string;
-  last_seen: string | null;
-  agent_ip?: string;
-  agent_version?: string;
-  apps: App[] | null;
-  connection?: Connection | null;
-}
-
-export interface BuildInfo {
-  version: string;
-  access_url: string;
-  wildcard_access_url?: string;
-}
-
-export type Severity = "ok" | "warning" | "error" | string;
-
-export interface HealthCheck {
-  name: string;
-  severity: Severity;
-  message: string;
-  details?: unknown;
-}
-
-export interface DERPRegionHealth {
-  region_id: number;
-  code: string;
-  name: string;
-  severity: Severity;
-  message: string;
-  latency_ms?: number;
-}
-
-export interface HealthReport {
-  healthy: boolean;
-  severity: Severity;
-  checks: HealthCheck[] | null;
-  derp_regions?: DERPRegionHealth[] | null;
-}
+import {
+  CSRFHeader,
+  type BuildInfo,
+  type ErrorResponse,
+  type FirstUserResponse,
+  type HealthReport,
+  type LoginRequest,
+  type LoginResponse,
+  type User,
+  type Workspace,
+} from "./tether.gen";
 
 /** ApiError is a non-2xx answer, with the server's message for people. */
 export class ApiError extends Error {
@@ -108,13 +50,10 @@ interface RequestOptions {
   headers?: (h: Headers) => void;
 }
 
-/** csrfHeader is tether.CSRFHeader: proof that a request comes from the
- * dashboard's own scripts. */
-export const csrfHeader = "Tether-CSRF";
-
-/** requestHeaders are the headers of every API request. */
+/** requestHeaders are the headers of every API request; CSRFHeader proves
+ * that a request comes from the dashboard's own scripts. */
 export function requestHeaders(json: boolean): Record<string, string> {
-  const headers: Record<string, string> = { Accept: "application/json", [csrfHeader]: "1" };
+  const headers: Record<string, string> = { Accept: "application/json", [CSRFHeader]: "1" };
   if (json) headers["Content-Type"] = "application/json";
   return headers;
 }
@@ -147,7 +86,7 @@ async function request<T>(path: string, opts: RequestOptions = {}): Promise<T> {
     let message = `${res.status} ${res.statusText}`.trim();
     let detail = "";
     try {
-      const e = (await res.json()) as { message?: string; detail?: string };
+      const e = (await res.json()) as Partial<ErrorResponse>;
       if (e.message) message = e.message;
       if (e.detail) detail = e.detail;
     } catch {
@@ -176,9 +115,9 @@ async function requestAll<T>(path: string, signal?: AbortSignal): Promise<T[]> {
 
 export const api = {
   login: (login: string, password: string) =>
-    request<{ session_token: string; user: User }>("/users/login", {
+    request<LoginResponse>("/users/login", {
       method: "POST",
-      body: { login, password },
+      body: { login, password } satisfies LoginRequest,
       noAuthRedirect: true,
     }),
   logout: () => request<void>("/users/logout", { method: "POST", noAuthRedirect: true }),
@@ -190,7 +129,7 @@ export const api = {
       throw err;
     }),
   firstUserExists: () =>
-    request<{ exists: boolean }>("/users/first", { noAuthRedirect: true }),
+    request<FirstUserResponse>("/users/first", { noAuthRedirect: true }),
   buildInfo: () => request<BuildInfo>("/buildinfo", { noAuthRedirect: true }),
   workspaces: (signal?: AbortSignal) => requestAll<Workspace>("/workspaces", signal),
   workspace: (owner: string, name: string) =>

@@ -1,9 +1,10 @@
 import type { ComponentChildren } from "preact";
 import { useEffect, useState } from "preact/hooks";
-import { api, type User } from "./api";
+import { api } from "./api";
 import { HealthPage } from "./health";
 import { LoginPage } from "./login";
 import { parseRoute } from "./routes";
+import type { User } from "./tether.gen";
 import { Link, Logo, navEvent, navigate } from "./ui";
 import { WorkspacesPage } from "./workspaces";
 

@@ -1,15 +1,18 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import type { App, Workspace } from "./api";
 import { appLink, connectionLabel, relativeTime } from "./format";
+import type { App, Workspace } from "./tether.gen";
 
 const ws: Workspace = {
   id: "1",
   name: "dev",
   owner: "alice",
+  owner_id: "2",
   agent_status: "connected",
   last_seen: null,
+  agent_ip: "fd7a:115c:a1e0::1",
   apps: [],
+  created_at: "2025-01-01T12:00:00Z",
 };
 const app = (name: string, subdomain: boolean): App => ({ name, url: "http://127.0.0.1:8080", subdomain, share: "owner" });
 
@@ -34,9 +37,9 @@ test("appLink", () => {
 test("connectionLabel", () => {
   assert.equal(connectionLabel(undefined), "");
   assert.equal(connectionLabel(null), "");
-  assert.equal(connectionLabel({ path: "direct", latency_ms: 3.14159 }), "Direct · 3.1 ms");
-  assert.equal(connectionLabel({ path: "derp", derp_region: "code", latency_ms: 42.6 }), "Relay (code) · 43 ms");
-  assert.equal(connectionLabel({ path: "derp" }), "Relay");
+  assert.equal(connectionLabel({ path: "direct", endpoint: "203.0.113.7:41641", peers: 1 }), "Direct");
+  assert.equal(connectionLabel({ path: "derp", derp_region: "code", peers: 2 }), "Relay (code)");
+  assert.equal(connectionLabel({ path: "derp", peers: 1 }), "Relay");
 });
 
 test("relativeTime", () => {

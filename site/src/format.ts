@@ -1,6 +1,6 @@
 // Presentation helpers kept free of the DOM so that they can be tested alone.
 
-import type { App, Connection, Workspace } from "./api";
+import { PathDERP, PathDirect, type App, type Workspace, type WorkspaceConnection } from "./tether.gen";
 
 /** relativeTime says how long ago t was, as a person would: "3 min ago". */
 export function relativeTime(t: string | null | undefined, now: number): string {
@@ -17,18 +17,12 @@ export function relativeTime(t: string | null | undefined, now: number): string 
   return `${Math.floor(h / 24)} days ago`;
 }
 
-/** connectionLabel describes how the server reaches the workspace's agent. */
-export function connectionLabel(c: Connection | null | undefined): string {
+/** connectionLabel describes how the workspace's agent reaches its peers. */
+export function connectionLabel(c: WorkspaceConnection | null | undefined): string {
   if (!c) return "";
-  let path: string;
-  if (c.path === "direct") path = "Direct";
-  else if (c.path === "derp") path = c.derp_region ? `Relay (${c.derp_region})` : "Relay";
-  else path = c.path;
-  if (typeof c.latency_ms === "number" && Number.isFinite(c.latency_ms)) {
-    const ms = c.latency_ms < 10 ? c.latency_ms.toFixed(1) : Math.round(c.latency_ms).toString();
-    return `${path} · ${ms} ms`;
-  }
-  return path;
+  if (c.path === PathDirect) return "Direct";
+  if (c.path === PathDERP) return c.derp_region ? `Relay (${c.derp_region})` : "Relay";
+  return c.path;
 }
 
 export interface AppLink {

@@ -1,5 +1,6 @@
 import { useEffect, useState } from "preact/hooks";
-import { api, type DERPRegionHealth, type HealthCheck, type HealthReport } from "./api";
+import { api } from "./api";
+import type { DERPRegionHealth, HealthCheck, HealthReport } from "./tether.gen";
 import { Badge, ErrorBox, severityTone, usePoll } from "./ui";
 
 // The health check runs probes on the server; a slow refresh is enough.

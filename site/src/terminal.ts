@@ -1,13 +1,14 @@
 // The web terminal: a full-window xterm.js attached to a reconnecting PTY
 // on the workspace's agent, through the server.
 //
-// Wire protocol of /api/v2/workspaces/OWNER/WS/pty?reconnect=ID&height=H&width=W:
-// the server sends binary messages, each raw terminal output (a message may
-// end inside a UTF-8 sequence: xterm decodes Uint8Array input as a stream);
-// the browser sends text messages, {"data": "..."} for input and
-// {"height": H, "width": W} for a resize. On a reconnect with the same id the
-// server first replays the session's recent output, so the page resets its
-// screen before the replay instead of showing everything twice.
+// Wire protocol of /api/v2/workspaces/OWNER/WS/pty?reconnect=ID&height=H&width=W
+// (server/terminal.go): the server sends binary messages, each raw terminal
+// output (a message may end inside a UTF-8 sequence: xterm decodes
+// Uint8Array input as a stream); the browser sends text messages, each a
+// TerminalInput: {"data": "..."} for input and {"height": H, "width": W}
+// for a resize. On a reconnect with the same id the server first replays
+// the session's recent output, so the page resets its screen before the
+// replay instead of showing everything twice.
 //
 // xterm.js draws with its DOM renderer (no WebGL or canvas addon is loaded),
 // so the screen's text is in .xterm-rows, where browser tests read it; they
@@ -19,6 +20,7 @@ import { ApiError, api } from "./api";
 import { stampStyleNonces } from "./csp";
 import { capitalize } from "./format";
 import { chooseSession, type KeyValue } from "./session";
+import { AgentConnected, CloseAccessRevoked, type TerminalInput } from "./tether.gen";
 
 declare global {
   interface Window {
@@ -77,12 +79,6 @@ const lightTheme: ITheme = {
 };
 
 const disconnectedLine = "[disconnected — reconnecting…]";
-
-// accessRevoked is the close status (tether.CloseAccessRevoked) with which
-// the server ends the terminal of a user who lost access: suspended,
-// deleted, signed out, or no longer allowed to reach the workspace. Its
-// reason says which; reconnecting cannot help.
-const accessRevoked = 4403;
 
 // Reconnect delays grow from minDelay to maxDelay; a connection that stayed
 // up for stableAfter counts as a success and starts the series again.
@@ -213,7 +209,11 @@ class PTYConnection {
     sock.onclose = (ev: CloseEvent) => {
       if (this.sock !== sock) return;
       this.sock = null;
-      if (ev.code === accessRevoked) {
+      // The server ends the terminal of a user who lost access (suspended,
+      // deleted, signed out, or no longer allowed to reach the workspace)
+      // with CloseAccessRevoked; its reason says which, and reconnecting
+      // cannot help.
+      if (ev.code === CloseAccessRevoked) {
         this.stopped = true;
         const why = ev.reason || "your access to this workspace was revoked";
         this.term.write(`\r\n[${why}]\r\n`);
@@ -238,7 +238,7 @@ class PTYConnection {
     this.connect();
   }
 
-  private send(msg: object): void {
+  private send(msg: TerminalInput): void {
     if (this.sock?.readyState === WebSocket.OPEN) this.sock.send(JSON.stringify(msg));
   }
 
@@ -252,7 +252,7 @@ class PTYConnection {
     if (!opened) {
       try {
         const ws = await api.workspace(this.owner, this.workspace);
-        if (ws.agent_status !== "connected") note = "the workspace's agent is not connected; waiting for it";
+        if (ws.agent_status !== AgentConnected) note = "the workspace's agent is not connected; waiting for it";
       } catch (err) {
         if (err instanceof ApiError && (err.status === 404 || err.status === 403)) {
           this.stopped = true;

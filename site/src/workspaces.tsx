@@ -1,7 +1,16 @@
 import { useEffect, useState } from "preact/hooks";
-import { api, type App, type BuildInfo, type Workspace } from "./api";
+import { api } from "./api";
 import { appLink, capitalize, connectionLabel, relativeTime } from "./format";
 import { terminalHref } from "./routes";
+import {
+  AgentConnected,
+  ShareAuthenticated,
+  ShareOwner,
+  SharePublic,
+  type BuildInfo,
+  type Workspace,
+  type WorkspaceApp,
+} from "./tether.gen";
 import { Badge, ErrorBox, usePoll, type Tone } from "./ui";
 
 const pollInterval = 3000;
@@ -35,7 +44,7 @@ export function WorkspacesPage() {
         <h1>Workspaces</h1>
         {list && (
           <span class="muted">
-            {list.filter((w) => w.agent_status === "connected").length} of {list.length} connected
+            {list.filter((w) => w.agent_status === AgentConnected).length} of {list.length} connected
           </span>
         )}
       </div>
@@ -82,7 +91,7 @@ export function WorkspacesPage() {
 }
 
 function WorkspaceRow({ ws, now, wildcard }: { ws: Workspace; now: number; wildcard?: string }) {
-  const connected = ws.agent_status === "connected";
+  const connected = ws.agent_status === AgentConnected;
   const conn = connectionLabel(ws.connection);
   const apps = ws.apps ?? [];
   return (
@@ -144,9 +153,9 @@ const healthTone: Record<string, Tone> = {
   disabled: "neutral",
 };
 
-function AppItem({ ws, app, wildcard }: { ws: Workspace; app: App; wildcard?: string }) {
+function AppItem({ ws, app, wildcard }: { ws: Workspace; app: WorkspaceApp; wildcard?: string }) {
   const link = appLink(ws, app, wildcard);
-  const share = app.share && app.share !== "owner" ? ` · shared: ${app.share}` : "";
+  const share = app.share && app.share !== ShareOwner ? ` · shared: ${app.share}` : "";
   // "disabled" means the app has no health check: nothing to report, and a
   // grey "Disabled" badge would read as "this app is switched off".
   const health = app.health && app.health !== "disabled" ? (
@@ -176,8 +185,8 @@ function AppItem({ ws, app, wildcard }: { ws: Workspace; app: App; wildcard?: st
       >
         {app.name}
       </a>
-      {app.share === "public" && <span class="share" title="Anyone can open this app, without signing in">public</span>}
-      {app.share === "authenticated" && <span class="share" title="Any signed-in user can open this app">shared</span>}
+      {app.share === SharePublic && <span class="share" title="Anyone can open this app, without signing in">public</span>}
+      {app.share === ShareAuthenticated && <span class="share" title="Any signed-in user can open this app">shared</span>}
       {health}
     </li>
   );

@@ -1,0 +1,145 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/tetherdev/tether"
+	"github.com/tetherdev/tether/speedtest"
+	"github.com/tetherdev/tether/tunnel"
+	"tailscale.com/tailcfg"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/ with what the code prints")
+
+// TestJSONOutput renders each command's --output json from fixed values and
+// compares it with testdata/output: the shapes the README documents and
+// scripts rely on. After a deliberate change, run with -update and review
+// the diff.
+func TestJSONOutput(t *testing.T) {
+	created := time.Date(2026, 12, 1, 9, 30, 0, 0, time.UTC)
+	seen := created.Add(2 * time.Hour)
+	ownerID := uuid.MustParse("6f1d0c1e-2b3a-4c5d-8e9f-0a1b2c3d4e5f")
+	ws := tether.Workspace{
+		ID:          uuid.MustParse("0c7a9d42-1e2f-4a5b-9c8d-7e6f5a4b3c2d"),
+		Name:        "dev",
+		Owner:       "alice",
+		OwnerID:     ownerID,
+		Template:    "python-dev",
+		AgentStatus: tether.AgentConnected,
+		LastSeen:    &seen,
+		AgentIP:     "fd7a:115c:a1e0:c7a:9d42:1e2f:4a5b:9c8d",
+		Apps: []tether.WorkspaceApp{{
+			App: tether.App{Name: "web", URL: "http://127.0.0.1:8080", Share: tether.ShareOwner,
+				Healthcheck: &tether.Healthcheck{URL: "http://127.0.0.1:8080/healthz", Interval: tether.Duration(5 * time.Second), Threshold: 3}},
+			Health: tether.AppHealthHealthy,
+		}},
+		CreatedAt:  created,
+		Connection: &tether.WorkspaceConnection{Path: tether.PathDirect, Endpoint: "203.0.113.7:41641", Peers: 1},
+	}
+	derpMap := &tailcfg.DERPMap{Regions: map[int]*tailcfg.DERPRegion{
+		900: {RegionID: 900, RegionCode: "tether", RegionName: "Tether", Nodes: []*tailcfg.DERPNode{{Name: "900a", RegionID: 900, HostName: "tether.example.com", STUNPort: 3478}}},
+		901: {RegionID: 901, RegionCode: "fra", RegionName: "Frankfurt", Nodes: []*tailcfg.DERPNode{{Name: "901a", RegionID: 901, HostName: "fra.example.com", STUNPort: 3478}}},
+	}}
+
+	tests := []struct {
+		name  string // the golden file in testdata/output
+		write func(*bytes.Buffer) error
+	}{
+		{"create.json", func(b *bytes.Buffer) error {
+			return writeJSON(b, createOutput(tether.CreateWorkspaceResponse{
+				Workspace: ws, AgentToken: "agent-token", AgentURL: "https://tether.example.com",
+			}))
+		}},
+		{"list.json", func(b *bytes.Buffer) error {
+			offline := tether.Workspace{ID: uuid.MustParse("9b8a7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"), Name: "scratch", Owner: "alice",
+				OwnerID: ownerID, AgentStatus: tether.AgentDisconnected, CreatedAt: created}
+			return writeJSON(b, []tether.Workspace{ws, offline})
+		}},
+		{"users-list.json", func(b *bytes.Buffer) error {
+			return writeJSON(b, []tether.User{{ID: ownerID, Username: "alice", Email: "alice@example.com",
+				Role: tether.RoleAdmin, Status: tether.UserActive, CreatedAt: created}})
+		}},
+		{"templates-list.json", func(b *bytes.Buffer) error {
+			return writeJSON(b, []tether.Template{{ID: uuid.MustParse("3e2d1c0b-a9f8-4e7d-b6c5-a4b3c2d1e0f9"), Name: "python-dev",
+				AgentURL: "https://tether.internal.example.com", Apps: []tether.App{ws.Apps[0].App}, CreatedAt: created, UpdatedAt: seen}})
+		}},
+		{"ping.jsonl", func(b *bytes.Buffer) error {
+			enc := json.NewEncoder(b)
+			for _, line := range []tether.PingOutput{
+				pingOutput(1, tunnel.PingResult{DERPRegionID: 900, DERPRegionCode: "tether", Latency: 12345 * time.Microsecond}),
+				{Seq: 2, Path: tether.PathTimeout},
+				pingOutput(3, tunnel.PingResult{Direct: true, Endpoint: "203.0.113.7:41641", Latency: 876 * time.Microsecond}),
+			} {
+				if err := enc.Encode(line); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+		{"speedtest.json", func(b *bytes.Buffer) error {
+			res := speedtest.Result{Direction: speedtest.Down, Bytes: 250_000_000, Duration: 2 * time.Second, Intervals: []speedtest.Interval{
+				{Start: 0, End: time.Second, Bytes: 100_000_000},
+				{Start: time.Second, End: 2 * time.Second, Bytes: 150_000_000},
+			}}
+			return writeJSON(b, speedtestOutput(res, &tunnel.PingResult{Direct: true, Endpoint: "203.0.113.7:41641", Latency: time.Millisecond}))
+		}},
+		{"speedtest-relayed.json", func(b *bytes.Buffer) error {
+			res := speedtest.Result{Direction: speedtest.Up, Bytes: 16_000_000, Duration: time.Second, Intervals: []speedtest.Interval{
+				{Start: 0, End: time.Second, Bytes: 16_000_000},
+			}}
+			return writeJSON(b, speedtestOutput(res, &tunnel.PingResult{DERPRegionID: 900, DERPRegionCode: "tether", Latency: 20 * time.Millisecond}))
+		}},
+		{"speedtest-no-pong.json", func(b *bytes.Buffer) error {
+			return writeJSON(b, speedtestOutput(speedtest.Result{Direction: speedtest.Down}, nil))
+		}},
+		{"netcheck.json", func(b *bytes.Buffer) error {
+			st := &tunnel.Status{
+				Endpoints: []netip.AddrPort{netip.MustParseAddrPort("192.168.1.20:41641"), netip.MustParseAddrPort("203.0.113.7:41641")},
+				Netcheck: &tunnel.Netcheck{
+					UDP: true, IPv4: true, GlobalV4: netip.MustParseAddrPort("203.0.113.7:41641"),
+					MappingVariesByDestIP: "false", PreferredDERP: 900,
+					DERPLatency: map[int]time.Duration{900: 4200 * time.Microsecond, 901: 31 * time.Millisecond},
+				},
+			}
+			return writeJSON(b, netcheckOutput(tether.ConnectionInfo{DERPMap: derpMap}, st, 900, "false"))
+		}},
+		{"netcheck-offline.json", func(b *bytes.Buffer) error {
+			// No STUN, direct connections blocked: nothing measured.
+			offline := &tailcfg.DERPMap{Regions: map[int]*tailcfg.DERPRegion{
+				900: {RegionID: 900, RegionCode: "tether", Nodes: []*tailcfg.DERPNode{{Name: "900a", RegionID: 900, STUNPort: -1}}},
+			}}
+			st := &tunnel.Status{BlockEndpoints: true, Netcheck: &tunnel.Netcheck{}}
+			return writeJSON(b, netcheckOutput(tether.ConnectionInfo{DERPMap: offline, DisableDirect: true}, st, 0, ""))
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got bytes.Buffer
+			if err := tt.write(&got); err != nil {
+				t.Fatal(err)
+			}
+			golden := filepath.Join("testdata", "output", tt.name)
+			if *update {
+				if err := os.WriteFile(golden, got.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test ./cli -run TestJSONOutput -update to write it)", err)
+			}
+			if !bytes.Equal(got.Bytes(), want) {
+				t.Errorf("%s: got\n%s\nwant\n%s\nIf the change is deliberate, update the README's JSON table and run with -update.", golden, got.Bytes(), want)
+			}
+		})
+	}
+}

@@ -1,0 +1,315 @@
+// Package servercmd is the `tether server` command: it declares the
+// server's settings, checks them, opens the store, listens, builds the
+// infrastructure the API server runs on (the coordinator, the built-in
+// relay, the replicas; see infra.go) and hands it in, and in --dev mode
+// sets up a complete demo deployment. It is wiring: what it wires lives in
+// packages of its own (server, coordinator, relay, replica, store). It is
+// apart from package cli so that the client commands never link the
+// server or its store.
+package servercmd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"github.com/tetherdev/tether/server"
+	"github.com/tetherdev/tether/site"
+)
+
+// Settings are the flags of `tether server`, each also read from its
+// TETHER_ environment variable.
+type Settings struct {
+	AccessURL   string
+	HTTPAddress string
+	DataDir     string
+	PostgresURL string
+	// DERPServerRelayURL is where other replicas reach this one's relay.
+	DERPServerRelayURL string
+	TLSCertFile        string
+	TLSKeyFile         string
+	LogLevel           string
+	Dev                bool
+	ConfigDir          string // where --dev writes CLI credentials
+
+	DERPServerEnable        bool
+	DERPServerRegionID      int
+	DERPServerRegionCode    string
+	DERPServerRegionName    string
+	DERPServerSTUNAddresses []string
+	STUNAddresses           []string
+	DERPConfigPath          string
+	DERPConfigURL           string
+	DERPForceWebSockets     bool
+	BlockDirectConnections  bool
+	BrowserOnly             bool
+	WildcardAccessURL       string
+	AllowPathAppSharing     bool
+	TrustedProxies          []string
+	MaxWorkspacesPerUser    int
+}
+
+// Command returns `tether server`. version is reported by the API.
+func Command(stdout, stderr io.Writer, version string) *cobra.Command {
+	var s Settings
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the Tether control plane (API, dashboard, coordinator, DERP relay)",
+		Long: "Run the Tether server. Users and agents reach it at its access URL.\n\n" +
+			"Try it on one machine with `tether server --dev`: it creates an admin, a workspace `dev`\n" +
+			"whose agent runs here, and CLI credentials, so that `tether ssh dev` works at once.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if cf := cmd.Flag("config-dir"); cf != nil {
+				s.ConfigDir = cf.Value.String()
+			}
+			return Run(cmd.Context(), s, stdout, stderr, version)
+		},
+	}
+	s.bindFlags(cmd.Flags())
+	return cmd
+}
+
+// bindFlags declares the flags that set s, with their defaults.
+func (s *Settings) bindFlags(f *pflag.FlagSet) {
+	f.StringVar(&s.AccessURL, "access-url", "", "external URL where users and agents reach this server (default: http:// + --http-address)")
+	f.StringVar(&s.HTTPAddress, "http-address", "127.0.0.1:3000", "address to listen on for HTTP(S)")
+	f.StringVar(&s.DataDir, "data-dir", "", "directory for the embedded database (default: ~/.local/share/tether, or ./.tether-dev with --dev)")
+	f.StringVar(&s.PostgresURL, "postgres-url", "", "PostgreSQL database to keep state in (postgres://USER:PASSWORD@HOST/DB), instead of the embedded one in --data-dir")
+	f.StringVar(&s.DERPServerRelayURL, "derp-server-relay-url", "", "with --postgres-url: URL where the other replicas reach this replica's relay (default: http:// + --http-address when that names a host)")
+	f.StringVar(&s.TLSCertFile, "tls-cert-file", "", "PEM certificate to serve HTTPS with (with --tls-key-file)")
+	f.StringVar(&s.TLSKeyFile, "tls-key-file", "", "PEM private key of --tls-cert-file")
+	f.StringVar(&s.LogLevel, "log-level", "info", "debug, info, warn or error")
+	f.BoolVar(&s.DERPServerEnable, "derp-server-enable", true, "run the built-in DERP relay at /derp")
+	f.IntVar(&s.DERPServerRegionID, "derp-server-region-id", 999, "region ID of the built-in relay in the DERP map")
+	f.StringVar(&s.DERPServerRegionCode, "derp-server-region-code", "tether", "region code of the built-in relay")
+	f.StringVar(&s.DERPServerRegionName, "derp-server-region-name", "Tether", "region name of the built-in relay")
+	f.StringSliceVar(&s.DERPServerSTUNAddresses, "derp-server-stun-addresses", []string{"0.0.0.0:3478"}, "UDP addresses for the built-in STUN server (comma separated), or disable")
+	f.StringSliceVar(&s.STUNAddresses, "stun-addresses", nil, "STUN servers (host:port, comma separated) peers use to find their public address; default: the built-in one; disable for none")
+	f.StringVar(&s.DERPConfigPath, "derp-config-path", "", "file with a DERP map (Tailscale JSON format) of relays to add")
+	f.StringVar(&s.DERPConfigURL, "derp-config-url", "", "URL of a DERP map (Tailscale JSON format) of relays to add")
+	f.BoolVar(&s.DERPForceWebSockets, "derp-force-websockets", false, "peers reach relays over WebSocket only (for proxies that pass nothing else)")
+	f.BoolVar(&s.BlockDirectConnections, "block-direct-connections", false, "relay all traffic: peers publish no direct endpoints")
+	f.BoolVar(&s.BrowserOnly, "browser-only", false, "refuse CLI tunnels (ssh, port-forward, ping, speedtest); the web terminal and apps keep working")
+	f.StringVar(&s.WildcardAccessURL, "wildcard-access-url", "", "serve subdomain apps at APP--WS--USER.<domain>: a pattern like *.apps.example.com whose hosts resolve to this server")
+	f.BoolVar(&s.AllowPathAppSharing, "dangerous-allow-path-app-sharing", false, "let path-based apps open for users other than their owner (admins included); their scripts run on the dashboard's origin and could act as the visitor")
+	f.StringSliceVar(&s.TrustedProxies, "trusted-proxies", nil, "addresses or CIDR ranges (comma separated) of reverse proxies in front of this server whose X-Forwarded-For names the client, for sign-in throttling and logs; others' X-Forwarded-For is ignored")
+	f.IntVar(&s.MaxWorkspacesPerUser, "max-workspaces-per-user", 100, "how many workspaces each user (admins too) may own; 0 for no limit")
+	f.BoolVar(&s.Dev, "dev", false, "demo mode: local data, a first admin, a workspace `dev` with its agent on this machine, and CLI credentials")
+}
+
+func defaultDataDir(dev bool) string {
+	if dev {
+		return ".tether-dev"
+	}
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "tether")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "share", "tether")
+	}
+	return ".tether"
+}
+
+// Run runs the server until ctx ends.
+func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version string) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(s.LogLevel)); err != nil {
+		return fmt.Errorf("--log-level %q must be debug, info, warn or error", s.LogLevel)
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if s.MaxWorkspacesPerUser < 0 {
+		return fmt.Errorf("--max-workspaces-per-user %d: give 0 for no limit, or how many workspaces each user may own", s.MaxWorkspacesPerUser)
+	}
+	if (s.TLSCertFile == "") != (s.TLSKeyFile == "") {
+		return errors.New("--tls-cert-file and --tls-key-file go together: pass both or neither")
+	}
+	var tlsConfig *tls.Config
+	if s.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(s.TLSCertFile, s.TLSKeyFile)
+		if err != nil {
+			return fmt.Errorf("load TLS certificate: %w", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	trustedProxies, err := parsePrefixes(s.TrustedProxies)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", s.HTTPAddress)
+	if err != nil {
+		return fmt.Errorf("listen on --http-address %s: %w", s.HTTPAddress, err)
+	}
+	defer ln.Close()
+	accessURL, err := resolveAccessURL(s.AccessURL, ln.Addr(), tlsConfig != nil)
+	if err != nil {
+		return err
+	}
+
+	if err := checkRelaySettings(s); err != nil {
+		return err
+	}
+	// Where other replicas reach our relay, checked before anything is
+	// opened.
+	var relayURL string
+	if s.PostgresURL != "" && s.DERPServerEnable {
+		if relayURL, err = relayURLFor(s, ln.Addr(), tlsConfig != nil, logger); err != nil {
+			return err
+		}
+	}
+
+	if s.DataDir == "" {
+		s.DataDir = defaultDataDir(s.Dev)
+	}
+	if s.Dev {
+		// --dev keeps its admin's password in the data directory, whatever
+		// the store.
+		if err := os.MkdirAll(s.DataDir, 0o700); err != nil {
+			return fmt.Errorf("create --data-dir: %w", err)
+		}
+	}
+	db, storeDesc, err := openStore(ctx, s)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	inf, err := startInfra(ctx, s, accessURL, relayURL, logger)
+	if err != nil {
+		return err
+	}
+	// Deferred before the API server's Close, so it runs after it.
+	defer inf.close()
+
+	opts := server.Options{
+		Logger:               logger.With(slog.String("component", "server")),
+		Store:                db,
+		AccessURL:            accessURL,
+		Version:              version,
+		Coordinator:          inf.coord,
+		DERPMap:              inf.derpMap,
+		BlockDirect:          s.BlockDirectConnections,
+		DERPForceWebSockets:  s.DERPForceWebSockets,
+		BrowserOnly:          s.BrowserOnly,
+		WildcardAccessURL:    s.WildcardAccessURL,
+		AllowPathAppSharing:  s.AllowPathAppSharing,
+		TrustedProxies:       trustedProxies,
+		MaxWorkspacesPerUser: s.MaxWorkspacesPerUser,
+		Site:                 site.Handler(),
+	}
+	if inf.derp != nil {
+		opts.DERP = inf.derp.Handler()
+		opts.DERPRegionID = s.DERPServerRegionID
+		opts.DERPMeshKey = inf.derp.MeshKey()
+	}
+	if inf.cluster != nil {
+		opts.Replicas, opts.SelfRelayURL = inf.cluster.healthPeers, relayURL
+	}
+	srv, err := server.New(opts)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+
+	httpServer := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+		// DERP and WebSockets hijack HTTP/1.1 connections.
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
+	}
+	serveErr := make(chan error, 1)
+	go func() {
+		if tlsConfig != nil {
+			httpServer.TLSConfig = tlsConfig
+			serveErr <- httpServer.ServeTLS(ln, "", "")
+		} else {
+			serveErr <- httpServer.Serve(ln)
+		}
+	}()
+	logger.Info("server started", slog.String("access_url", accessURL.String()),
+		slog.String("listen", ln.Addr().String()), slog.String("store", storeDesc))
+
+	if s.Dev {
+		stopDev, err := startDev(ctx, devOptions{
+			accessURL: accessURL, dataDir: s.DataDir, configDir: s.ConfigDir,
+			store: db, logger: logger, stdout: stdout, version: version,
+		})
+		if err != nil {
+			httpServer.Close()
+			return fmt.Errorf("dev mode: %w", err)
+		}
+		defer stopDev()
+	} else {
+		fmt.Fprintf(stdout, "Tether is listening at %s\n", accessURL)
+	}
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		return fmt.Errorf("serve HTTP: %w", err)
+	}
+	logger.Info("shutting down")
+	srv.Close() // ends WebSockets, which Shutdown does not wait for
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := httpServer.Shutdown(sctx); err != nil {
+		httpServer.Close()
+	}
+	return nil
+}
+
+// parsePrefixes reads --trusted-proxies: addresses or CIDR ranges.
+func parsePrefixes(list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, v := range list {
+		v = strings.TrimSpace(v)
+		if v == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(v); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(v)
+		if err != nil {
+			return nil, fmt.Errorf("--trusted-proxies: %q is neither an IP address nor a CIDR range such as 10.0.0.0/8", v)
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	return out, nil
+}
+
+// resolveAccessURL checks --access-url, or derives one from the listener.
+func resolveAccessURL(raw string, addr net.Addr, useTLS bool) (*url.URL, error) {
+	if raw == "" {
+		scheme := "http"
+		if useTLS {
+			scheme = "https"
+		}
+		host := addr.String()
+		if tcp, ok := addr.(*net.TCPAddr); ok && tcp.IP.IsUnspecified() {
+			host = net.JoinHostPort("127.0.0.1", fmt.Sprint(tcp.Port))
+		}
+		return &url.URL{Scheme: scheme, Host: host}, nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("--access-url %q must be an http:// or https:// URL with a host", raw)
+	}
+	u.Path = ""
+	return u, nil
+}

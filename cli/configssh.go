@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -52,7 +53,10 @@ func (r *root) configSSHCommand() *cobra.Command {
 			if err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return fmt.Errorf("read %s: %w", file, err)
 			}
-			block := sshBlock(exe, r.configDir)
+			block, err := sshBlock(runtime.GOOS, exe, r.configDir)
+			if err != nil {
+				return err
+			}
 			updated, err := replaceSSHBlock(old, block)
 			if err != nil {
 				return fmt.Errorf("%s: %w", file, err)
@@ -80,29 +84,58 @@ func (r *root) configSSHCommand() *cobra.Command {
 	return cmd
 }
 
-// sshBlock renders the managed block. Host keys are not checked because the
-// tunnel already authenticates the agent by its WireGuard key, and the
-// agent's SSH host key may change when it restarts.
-func sshBlock(exe, configDir string) string {
+// sshBlock renders the managed block for an OpenSSH on goos. Host keys are
+// not checked because the tunnel already authenticates the agent by its
+// WireGuard key, and the agent's SSH host key may change when it restarts.
+// /dev/null is the null device for Windows' OpenSSH too.
+func sshBlock(goos, exe, configDir string) (string, error) {
+	for _, p := range []string{exe, configDir} {
+		if strings.ContainsAny(p, "\r\n") {
+			return "", fmt.Errorf("%q has a line break, which an ssh_config line cannot hold: move it, or pass --config-dir", p)
+		}
+	}
 	var b strings.Builder
 	fmt.Fprintln(&b, sshBlockStart)
 	fmt.Fprintln(&b, "# Managed by `tether config-ssh`: edits between these markers are replaced.")
 	fmt.Fprintf(&b, "Host %s*\n", sshHostPrefix)
-	fmt.Fprintf(&b, "  ProxyCommand %s --config-dir %s ssh --stdio %%h\n", quoteSSH(exe), quoteSSH(configDir))
+	fmt.Fprintf(&b, "  ProxyCommand %s --config-dir %s ssh --stdio %%h\n", proxyCommandArg(goos, exe), proxyCommandArg(goos, configDir))
 	fmt.Fprintln(&b, "  ConnectTimeout 0")
 	fmt.Fprintln(&b, "  StrictHostKeyChecking no")
 	fmt.Fprintln(&b, "  UserKnownHostsFile /dev/null")
 	fmt.Fprintln(&b, "  LogLevel ERROR")
 	fmt.Fprintln(&b, sshBlockEnd)
-	return b.String()
+	return b.String(), nil
 }
 
-// quoteSSH quotes a path for an ssh_config value when it needs it.
-func quoteSSH(s string) string {
-	if strings.ContainsAny(s, " \t\"") {
-		return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"`
+// proxyCommandArg writes s (a path) as one word of a ProxyCommand, which
+// OpenSSH hands on in two different ways. First it expands %-tokens in the
+// whole line, so a % of the path is doubled. Then:
+//
+//   - On Unix, it runs `$SHELL -c "exec LINE"`: a path with anything but
+//     plain characters is single-quoted, the only quoting in which sh (and
+//     bash, zsh, fish) take everything but ' literally.
+//   - Windows' own OpenSSH passes the line to CreateProcess, whose program
+//     then splits it by the C runtime's rules (Go's os.Args does too),
+//     where a backslash is literal unless it comes before a quote. Every
+//     path is double-quoted: Windows paths are full of spaces (a user
+//     named Jane Doe, Program Files) and backslashes, and quoted they also
+//     survive the sh -c of Git for Windows' ssh (all but a UNC path's
+//     leading \\). Backslashes before the closing quote (a config
+//     directory D:\) are doubled, so that they do not escape it; a
+//     Windows path cannot contain a quote.
+func proxyCommandArg(goos, s string) string {
+	s = strings.ReplaceAll(s, "%", "%%")
+	if goos == "windows" {
+		trailing := len(s) - len(strings.TrimRight(s, `\`))
+		return `"` + s + strings.Repeat(`\`, trailing) + `"`
 	}
-	return s
+	plain := func(r rune) bool {
+		return 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || strings.ContainsRune("/._-+:,@%=", r)
+	}
+	if s != "" && strings.IndexFunc(s, func(r rune) bool { return !plain(r) }) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // replaceSSHBlock puts block in place of the existing managed block, or at
@@ -122,7 +155,9 @@ func replaceSSHBlock(old []byte, block string) ([]byte, error) {
 		return nil, errors.New("the tether block's markers are damaged: fix or remove them by hand, then run config-ssh again")
 	}
 	end += len(sshBlockEnd)
-	if end < len(s) && s[end] == '\n' {
+	if strings.HasPrefix(s[end:], "\r\n") { // edited by a Windows editor
+		end += 2
+	} else if strings.HasPrefix(s[end:], "\n") {
 		end++
 	}
 	return []byte(s[:start] + block + s[end:]), nil

@@ -7,10 +7,8 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/signal"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -183,8 +181,11 @@ func (r *root) runSSH(ctx context.Context, conn net.Conn, ws tether.Workspace, g
 	sess.Stdin, sess.Stdout, sess.Stderr = r.env.Stdin, r.env.Stdout, r.env.Stderr
 
 	if wantTTY {
-		fd := int(stdinFile.Fd())
-		w, h, err := term.GetSize(fd)
+		lt := localTerminal{in: stdinFile}
+		if f, ok := r.env.Stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			lt.out = f
+		}
+		w, h, err := lt.size()
 		if err != nil {
 			w, h = 80, 24
 		}
@@ -195,12 +196,13 @@ func (r *root) runSSH(ctx context.Context, conn net.Conn, ws tether.Workspace, g
 		if err := sess.RequestPty(termName, h, w, ssh.TerminalModes{ssh.ECHO: 1}); err != nil {
 			return fmt.Errorf("request terminal: %w", err)
 		}
-		state, err := term.MakeRaw(fd)
+		restore, err := lt.makeRaw()
 		if err != nil {
 			return fmt.Errorf("set terminal to raw mode: %w", err)
 		}
-		defer term.Restore(fd, state)
-		stopResize := watchResize(fd, sess)
+		defer restore()
+		sess.Stdin = lt.input()
+		stopResize := lt.watchSize([2]int{w, h}, func(cols, rows int) { sess.WindowChange(rows, cols) })
 		defer stopResize()
 	}
 
@@ -262,33 +264,6 @@ func (r *root) runSSH(ctx context.Context, conn net.Conn, ws tether.Workspace, g
 		return &exitError{code: exitConnectionLost}
 	}
 	return err
-}
-
-// watchResize sends the terminal's size to the session whenever it changes.
-func watchResize(fd int, sess *ssh.Session) (stop func()) {
-	ch := make(chan os.Signal, 1)
-	signal.Notify(ch, syscall.SIGWINCH)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	done := make(chan struct{})
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-done:
-				return
-			case <-ch:
-				if w, h, err := term.GetSize(fd); err == nil {
-					sess.WindowChange(h, w)
-				}
-			}
-		}
-	}()
-	return func() {
-		signal.Stop(ch)
-		close(done)
-		wg.Wait()
-	}
 }
 
 // signalNumber maps an SSH signal name to its number, for the shell's

@@ -6,11 +6,13 @@ package usershell
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -66,13 +68,28 @@ func (u *User) Environ() []string {
 	return Setenv(os.Environ(), "USER="+u.Name, "LOGNAME="+u.Name, "HOME="+u.Home, "SHELL="+u.Shell)
 }
 
-// loginShell returns the user's shell from /etc/passwd, or /bin/sh. The
-// standard library's user package does not expose the shell.
+// loginShell returns the user's login shell: from /etc/passwd, where Linux
+// keeps it, or on macOS, where /etc/passwd lists only system accounts and
+// people's accounts live in Directory Services, from dscl. /bin/sh when
+// neither knows.
 func loginShell(name string) string {
-	const fallback = "/bin/sh"
-	f, err := os.Open("/etc/passwd")
+	if sh := passwdShell("/etc/passwd", name); sh != "" {
+		return sh
+	}
+	if runtime.GOOS == "darwin" {
+		if sh := directoryShell(name); sh != "" {
+			return sh
+		}
+	}
+	return "/bin/sh"
+}
+
+// passwdShell returns name's shell from the passwd file at path, or "".
+// The standard library's user package does not expose the shell.
+func passwdShell(path, name string) string {
+	f, err := os.Open(path)
 	if err != nil {
-		return fallback
+		return ""
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
@@ -82,7 +99,41 @@ func loginShell(name string) string {
 			return fields[6]
 		}
 	}
-	return fallback
+	return ""
+}
+
+// directoryShell asks macOS's Directory Services for name's shell, or "".
+// A session waits for it, so it gets a few seconds at most.
+func directoryShell(name string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "/usr/bin/dscl", ".", "-read", "/Users/"+name, "UserShell").Output()
+	if err != nil {
+		return ""
+	}
+	return parseUserShell(string(out))
+}
+
+// parseUserShell reads dscl's answer, "UserShell: /bin/zsh" (or, for a
+// value with a space, "UserShell:" and the value on the next line), or ""
+// when it names no absolute path.
+func parseUserShell(out string) string {
+	lines := strings.Split(out, "\n")
+	for i, line := range lines {
+		v, ok := strings.CutPrefix(line, "UserShell:")
+		if !ok {
+			continue
+		}
+		sh := strings.TrimSpace(v)
+		if sh == "" && i+1 < len(lines) {
+			sh = strings.TrimSpace(lines[i+1])
+		}
+		if filepath.IsAbs(sh) {
+			return sh
+		}
+		return ""
+	}
+	return ""
 }
 
 // Setenv returns env with each "KEY=value" of kvs set, replacing any

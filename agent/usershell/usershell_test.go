@@ -2,6 +2,7 @@ package usershell
 
 import (
 	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -15,6 +16,38 @@ func TestSetenv(t *testing.T) {
 	want := []string{"B=2", "A=9", "C=4"}
 	if !slices.Equal(got, want) {
 		t.Errorf("Setenv = %q, want %q", got, want)
+	}
+}
+
+func TestLoginShellSources(t *testing.T) {
+	passwd := filepath.Join(t.TempDir(), "passwd")
+	os.WriteFile(passwd, []byte("root:x:0:0:root:/root:/bin/bash\nnologin:x:1:1::/:\nme:x:1000:1000:Me:/home/me:/usr/bin/fish\n"), 0o600)
+	for _, tc := range []struct{ name, want string }{
+		{"me", "/usr/bin/fish"},
+		{"root", "/bin/bash"},
+		{"nologin", ""}, // no shell given
+		{"someone", ""}, // a macOS person: not in /etc/passwd
+	} {
+		if got := passwdShell(passwd, tc.name); got != tc.want {
+			t.Errorf("passwdShell(%s) = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+	if got := passwdShell(filepath.Join(t.TempDir(), "missing"), "me"); got != "" {
+		t.Errorf("passwdShell of a missing file = %q", got)
+	}
+
+	// dscl . -read /Users/NAME UserShell, as macOS answers it.
+	for _, tc := range []struct{ out, want string }{
+		{"UserShell: /bin/zsh\n", "/bin/zsh"},
+		{"UserShell:\n /Users/me/my tools/fish\n", "/Users/me/my tools/fish"}, // a value with a space, on its own line
+		{"UserShell: /usr/local/bin/bash", "/usr/local/bin/bash"},
+		{"UserShell: zsh\n", ""},
+		{"No such key: UserShell\n", ""},
+		{"", ""},
+	} {
+		if got := parseUserShell(tc.out); got != tc.want {
+			t.Errorf("parseUserShell(%q) = %q, want %q", tc.out, got, tc.want)
+		}
 	}
 }
 

@@ -1,6 +1,6 @@
 // Package config keeps the CLI's credentials between runs: the server URL and
 // the session token, as two files in the config directory ($TETHER_CONFIG_DIR,
-// default ~/.config/tether). TETHER_URL and TETHER_SESSION_TOKEN override them.
+// default DefaultDir). TETHER_URL and TETHER_SESSION_TOKEN override them.
 package config
 
 import (
@@ -8,19 +8,52 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
+	"runtime"
 	"strings"
 )
 
 // Dir is a config directory.
 type Dir string
 
-// DefaultDir returns $XDG_CONFIG_HOME/tether, or ~/.config/tether.
+// DefaultDir returns the config directory of this operating system's
+// convention; see defaultDir.
 func DefaultDir() string {
-	if d, err := os.UserConfigDir(); err == nil {
-		return filepath.Join(d, "tether")
+	return defaultDir(runtime.GOOS, os.Getenv)
+}
+
+// defaultDir is where the CLI keeps its files on goos, with getenv reading
+// the environment:
+//
+//   - Linux and other Unix: $XDG_CONFIG_HOME/tether, or ~/.config/tether.
+//   - macOS: ~/Library/Application Support/tether.
+//   - Windows: %AppData%\tether (AppData\Roaming, which follows the user
+//     from machine to machine in a domain, as a login should).
+//
+// These are os.UserConfigDir's; they are spelled out here, for any goos,
+// so that a test on Linux checks the Windows and macOS paths too. It
+// falls back to ./.tether when the home directory is unknown.
+func defaultDir(goos string, getenv func(string) string) string {
+	const name = "tether"
+	switch goos {
+	case "windows":
+		if appData := getenv("AppData"); appData != "" {
+			return strings.TrimRight(appData, `\/`) + `\` + name
+		}
+	case "darwin":
+		if home := getenv("HOME"); home != "" {
+			return path.Join(home, "Library", "Application Support", name)
+		}
+	default:
+		if xdg := getenv("XDG_CONFIG_HOME"); path.IsAbs(xdg) {
+			return path.Join(xdg, name)
+		}
+		if home := getenv("HOME"); home != "" {
+			return path.Join(home, ".config", name)
+		}
 	}
-	return filepath.Join(".", ".tether")
+	return "." + name
 }
 
 const (

@@ -8,7 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/tetherdev/tether/cli"
-	"github.com/tetherdev/tether/servercmd"
 )
 
 func main() {
@@ -22,6 +21,6 @@ func main() {
 // command is the whole `tether` command tree: the CLI's, and the server.
 func command(env *cli.Env) *cobra.Command {
 	root := cli.Root(env)
-	root.AddCommand(servercmd.Command(env.Stdout, env.Stderr, cli.BuildVersion().Version))
+	root.AddCommand(serverCommand(env))
 	return root
 }

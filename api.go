@@ -274,6 +274,10 @@ type CreateWorkspaceResponse struct {
 	Workspace  Workspace `json:"workspace"`
 	AgentToken string    `json:"agent_token"`
 	AgentURL   string    `json:"agent_url"`
+	// InstallCommand is the one-liner that installs the agent in the
+	// workspace and starts it: it fetches /install.sh from AgentURL and
+	// runs it with the token in its environment. It holds the token.
+	InstallCommand string `json:"install_command"`
 }
 
 // ConnectionInfo is what a peer needs before it joins the tunnel network.

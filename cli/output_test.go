@@ -56,6 +56,7 @@ func TestJSONOutput(t *testing.T) {
 		{"create.json", func(b *bytes.Buffer) error {
 			return writeJSON(b, createOutput(tether.CreateWorkspaceResponse{
 				Workspace: ws, AgentToken: "agent-token", AgentURL: "https://tether.example.com",
+				InstallCommand: "curl -fsSL https://tether.example.com/install.sh | TETHER_AGENT_TOKEN=agent-token sh",
 			}))
 		}},
 		{"list.json", func(b *bytes.Buffer) error {

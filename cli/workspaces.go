@@ -45,7 +45,12 @@ func (r *root) createCommand() *cobra.Command {
 				return writeJSON(r.env.Stdout, out)
 			}
 			fmt.Fprintf(r.env.Stdout, "Created workspace %s.\n\n", resp.Workspace.Name)
-			fmt.Fprintf(r.env.Stdout, "Run its agent inside the workspace (the token is shown only this once):\n\n  %s\n\n", out.AgentCommand)
+			if out.InstallCommand != "" {
+				fmt.Fprintf(r.env.Stdout, "Install and start its agent inside the workspace (the token is shown only this once):\n\n  %s\n\n", out.InstallCommand)
+				fmt.Fprintf(r.env.Stdout, "or, where tether is installed already:\n\n  %s\n\n", out.AgentCommand)
+			} else {
+				fmt.Fprintf(r.env.Stdout, "Run its agent inside the workspace (the token is shown only this once):\n\n  %s\n\n", out.AgentCommand)
+			}
 			fmt.Fprintf(r.env.Stdout, "Then connect with `tether ssh %s`.\n", resp.Workspace.Name)
 			return nil
 		},
@@ -58,11 +63,12 @@ func (r *root) createCommand() *cobra.Command {
 // createOutput is what `tether create` prints about a new workspace.
 func createOutput(resp tether.CreateWorkspaceResponse) tether.CreateWorkspaceOutput {
 	return tether.CreateWorkspaceOutput{
-		Name:         resp.Workspace.Name,
-		Owner:        resp.Workspace.Owner,
-		AgentToken:   resp.AgentToken,
-		AgentURL:     resp.AgentURL,
-		AgentCommand: fmt.Sprintf("TETHER_AGENT_TOKEN=%s tether agent --url %s", resp.AgentToken, resp.AgentURL),
+		Name:           resp.Workspace.Name,
+		Owner:          resp.Workspace.Owner,
+		AgentToken:     resp.AgentToken,
+		AgentURL:       resp.AgentURL,
+		InstallCommand: resp.InstallCommand,
+		AgentCommand:   fmt.Sprintf("TETHER_AGENT_TOKEN=%s tether agent --url %s", resp.AgentToken, resp.AgentURL),
 	}
 }
 

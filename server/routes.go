@@ -117,6 +117,8 @@ func (s *Server) routeTable(derp, site http.Handler) []route {
 			return tether.Errorf(tether.ENOTFOUND, "no API endpoint %s %s", r.Method, r.URL.Path)
 		}),
 		echo,
+		rawRoute("GET /bin/{file}", http.HandlerFunc(s.serveBinary)),
+		s.publicRoute("GET /install.sh", s.getInstallScript),
 
 		s.publicRoute("GET /api/v2/buildinfo", s.getBuildInfo),
 		s.publicRoute("GET /api/v2/connection-info", s.getConnectionInfo),

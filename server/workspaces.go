@@ -166,9 +166,10 @@ func (s *Server) postWorkspace(w http.ResponseWriter, r *http.Request, u store.U
 		return storeError(err, "workspace "+req.Name)
 	}
 	writeJSON(w, http.StatusCreated, tether.CreateWorkspaceResponse{
-		Workspace:  s.workspaceView(ws, apps),
-		AgentToken: token,
-		AgentURL:   agentURL,
+		Workspace:      s.workspaceView(ws, apps),
+		AgentToken:     token,
+		AgentURL:       agentURL,
+		InstallCommand: InstallCommand(agentURL, token),
 	})
 	return nil
 }

@@ -260,6 +260,12 @@ export interface CreateWorkspaceResponse {
   workspace: Workspace;
   agent_token: string;
   agent_url: string;
+  /**
+   * InstallCommand is the one-liner that installs the agent in the
+   * workspace and starts it: it fetches /install.sh from AgentURL and
+   * runs it with the token in its environment. It holds the token.
+   */
+  install_command: string;
 }
 
 /** ConnectionInfo is what a peer needs before it joins the tunnel network. */
@@ -551,7 +557,16 @@ export interface CreateWorkspaceOutput {
    * else the access URL.
    */
   agent_url: string;
-  /** AgentCommand runs the agent inside the workspace. */
+  /**
+   * InstallCommand installs the agent inside the workspace and starts
+   * it (curl … /install.sh | TETHER_AGENT_TOKEN=… sh): the server's
+   * CreateWorkspaceResponse.InstallCommand.
+   */
+  install_command: string;
+  /**
+   * AgentCommand runs the agent inside a workspace where tether is
+   * installed already.
+   */
   agent_command: string;
 }
 

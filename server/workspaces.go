@@ -28,6 +28,10 @@ func (s *Server) workspaceView(ws store.Workspace, apps []tether.App) tether.Wor
 		Apps:         s.appHealth.view(ws.ID, apps),
 		CreatedAt:    ws.CreatedAt,
 	}
+	if ws.StartupScript != nil {
+		st := ws.StartupScript.StartupScriptStatus
+		v.StartupScript = &st
+	}
 	if !ws.AgentLastSeenAt.IsZero() {
 		seen := ws.AgentLastSeenAt
 		v.LastSeen = &seen

@@ -103,9 +103,9 @@ func (r *root) listCommand() *cobra.Command {
 				if tpl == "" {
 					tpl = "-"
 				}
-				rows = append(rows, []string{w.Owner + "/" + w.Name, tpl, w.AgentStatus, ago(w.LastSeen, now), describePath(w.Connection)})
+				rows = append(rows, []string{w.Owner + "/" + w.Name, tpl, w.AgentStatus, ago(w.LastSeen, now), describePath(w.Connection), describeStartup(w.StartupScript)})
 			}
-			return table(r.env.Stdout, "WORKSPACE\tTEMPLATE\tAGENT\tLAST SEEN\tPATH", rows)
+			return table(r.env.Stdout, "WORKSPACE\tTEMPLATE\tAGENT\tLAST SEEN\tPATH\tSTARTUP", rows)
 		},
 	}
 	outputFlag(cmd, &format)
@@ -160,4 +160,18 @@ func describePath(c *tether.WorkspaceConnection) string {
 		return fmt.Sprintf("direct (%d active)", c.Peers)
 	}
 	return fmt.Sprintf("relayed via %s (%d active)", c.DERPRegion, c.Peers)
+}
+
+// describeStartup renders how a workspace's startup script went, for
+// `tether list`.
+func describeStartup(st *tether.StartupScriptStatus) string {
+	switch {
+	case st == nil:
+		return "-"
+	case st.Status == tether.StartupScriptFailed && st.ExitCode != nil && *st.ExitCode >= 0:
+		return fmt.Sprintf("failed (exit %d)", *st.ExitCode)
+	case st.Status == tether.StartupScriptTimedOut:
+		return "timed out"
+	}
+	return st.Status
 }

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -200,3 +201,62 @@ func (f *flipByte) Read(p []byte) (int, error) {
 }
 
 func (f *flipByte) Close() error { return f.r.Close() }
+
+// TestStartupScript: a template's startup script runs once the agent is
+// connected; its owner sees how it went in `tether list` and reads its
+// output; other members see nothing of it.
+func TestStartupScript(t *testing.T) {
+	srv := here.StartServer(t)
+	adm := here.Admin(t, srv.URL)
+	bob := here.Member(t, srv.URL, adm, "bob")
+
+	tpl := filepath.Join(t.TempDir(), "scripted.yaml")
+	yaml := "name: scripted\nstartup_script: |\n  echo \"setting up $TETHER_WORKSPACE in $PWD\"\n  echo 'no such package' >&2\n  exit 3\nstartup_script_timeout: 1m\n"
+	if err := os.WriteFile(tpl, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	adm.Must("templates", "push", "-f", tpl)
+	token, agentURL := adm.CreateWorkspace("box", "--template", "scripted")
+	state := t.TempDir()
+	here.StartAgent(t, agentURL, token, "XDG_STATE_HOME="+state)
+
+	var st *tether.StartupScriptStatus
+	harness.WaitFor(t, harness.StatusTimeout, "the startup script to finish", func() bool {
+		var list []tether.Workspace
+		if err := json.Unmarshal([]byte(adm.Must("list", "--output", "json")), &list); err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range list {
+			if w.Name == "box" && w.StartupScript != nil && w.StartupScript.FinishedAt != nil {
+				st = w.StartupScript
+			}
+		}
+		return st != nil
+	})
+	if st.Status != tether.StartupScriptFailed || st.ExitCode == nil || *st.ExitCode != 3 {
+		t.Fatalf("startup_script = %+v, want failed with exit 3", st)
+	}
+	if table := adm.Must("list"); !strings.Contains(table, "STARTUP") || !strings.Contains(table, "failed (exit 3)") {
+		t.Errorf("tether list does not show the startup script's failure:\n%s", table)
+	}
+
+	status, body := api(t, "GET", srv.URL+"/api/v2/workspaces/me/box/startup-script", adm.Token(), nil)
+	var res tether.StartupScriptResult
+	if err := json.Unmarshal(body, &res); status != 200 || err != nil {
+		t.Fatalf("GET startup-script: %d %s", status, body)
+	}
+	// The agent runs it in the home directory of the user it runs as.
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "setting up box in " + me.HomeDir + "\nno such package\n"; res.Output != want {
+		t.Errorf("output = %q, want %q", res.Output, want)
+	}
+	if logged, err := os.ReadFile(filepath.Join(state, "tether", "startup-script.log")); err != nil || string(logged) != res.Output || res.LogPath != filepath.Join(state, "tether", "startup-script.log") {
+		t.Errorf("log file %s: %q, %v; want the output", res.LogPath, logged, err)
+	}
+	if status, _ := api(t, "GET", srv.URL+"/api/v2/workspaces/alice/box/startup-script", bob.Token(), nil); status != http.StatusNotFound {
+		t.Errorf("another member reads the startup script: %d, want 404", status)
+	}
+}

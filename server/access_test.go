@@ -167,6 +167,7 @@ func accessTable() map[string]accessRow {
 		"/":                    {call: get("/"), rest: ok},
 		"/api/":                {call: get("/api/v2/nothing"), rest: http.StatusNotFound},
 		"GET /api/v2/debug/ws": {call: ws("/api/v2/debug/ws"), rest: http.StatusSwitchingProtocols},
+		"GET /healthz":         {call: get("/healthz"), rest: ok},
 		// Binaries and the install script are for anyone (a workspace has
 		// no credential but its agent token, in the environment).
 		"GET /bin/{file}": {call: get("/bin/tether-plan9-mips"), rest: http.StatusNotFound},

@@ -118,29 +118,29 @@ func hashReader(r io.Reader) (string, error) {
 // errNoBinary: the server has no binary of that name.
 var errNoBinary = errors.New("no such agent binary")
 
-// open returns the binary called name, its size, modification time and
-// checksum. The caller closes it.
-func (b *agentBinaries) open(name string) (f io.ReadSeeker, size int64, modTime time.Time, sum string, closeFn func(), err error) {
+// open returns the binary called name, its modification time and checksum,
+// and a function that closes it.
+func (b *agentBinaries) open(name string) (f io.ReadSeeker, modTime time.Time, sum string, closeFn func(), err error) {
 	if b.own != nil && name == b.ownName {
 		st, err := b.own.Stat()
 		if err != nil {
-			return nil, 0, time.Time{}, "", nil, err
+			return nil, time.Time{}, "", nil, err
 		}
 		sum, err := b.ownSum()
 		if err != nil {
-			return nil, 0, time.Time{}, "", nil, fmt.Errorf("hash the server's own binary: %w", err)
+			return nil, time.Time{}, "", nil, fmt.Errorf("hash the server's own binary: %w", err)
 		}
 		// A section reader of its own per request: the file is shared.
-		return io.NewSectionReader(b.own, 0, st.Size()), st.Size(), st.ModTime(), sum, func() {}, nil
+		return io.NewSectionReader(b.own, 0, st.Size()), st.ModTime(), sum, func() {}, nil
 	}
 	if b.dir == nil {
-		return nil, 0, time.Time{}, "", nil, errNoBinary
+		return nil, time.Time{}, "", nil, errNoBinary
 	}
 	file, err := b.dir.Open(name)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, 0, time.Time{}, "", nil, errNoBinary
+		return nil, time.Time{}, "", nil, errNoBinary
 	} else if err != nil {
-		return nil, 0, time.Time{}, "", nil, err
+		return nil, time.Time{}, "", nil, err
 	}
 	st, err := file.Stat()
 	if err == nil && !st.Mode().IsRegular() {
@@ -151,9 +151,9 @@ func (b *agentBinaries) open(name string) (f io.ReadSeeker, size int64, modTime 
 	}
 	if err != nil {
 		file.Close()
-		return nil, 0, time.Time{}, "", nil, err
+		return nil, time.Time{}, "", nil, err
 	}
-	return file, st.Size(), st.ModTime(), sum, func() { file.Close() }, nil
+	return file, st.ModTime(), sum, func() { file.Close() }, nil
 }
 
 // dirSum returns the checksum of the directory's file name, open as f,
@@ -220,7 +220,7 @@ func (s *Server) serveBinary(w http.ResponseWriter, r *http.Request) {
 		textError(w, http.StatusNotFound, fmt.Sprintf("no file %s here: agent binaries are at /bin/tether-OS-ARCH, such as /bin/tether-linux-amd64, with their SHA-256 at /bin/tether-OS-ARCH.sha256", file))
 		return
 	}
-	f, _, modTime, sum, closeFn, err := s.binaries.open(name)
+	f, modTime, sum, closeFn, err := s.binaries.open(name)
 	switch {
 	case errors.Is(err, errNoBinary):
 		have := s.binaries.available()

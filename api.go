@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"tailscale.com/tailcfg"
@@ -203,17 +204,83 @@ type Template struct {
 	Name string    `json:"name" yaml:"name"`
 	// AgentURL, when set, is the URL that agents of this template's
 	// workspaces use to reach the server instead of the access URL.
-	AgentURL  string    `json:"agent_url,omitempty" yaml:"agent_url"`
-	Apps      []App     `json:"apps" yaml:"apps"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
+	AgentURL string `json:"agent_url,omitempty" yaml:"agent_url"`
+	Apps     []App  `json:"apps" yaml:"apps"`
+	// StartupScript, when set, is run by each workspace's agent once it
+	// has connected, as the workspace's user in their home directory, and
+	// killed after StartupScriptTimeout.
+	StartupScript        string    `json:"startup_script,omitempty" yaml:"startup_script"`
+	StartupScriptTimeout Duration  `json:"startup_script_timeout,omitempty" yaml:"startup_script_timeout"`
+	CreatedAt            time.Time `json:"created_at"`
+	UpdatedAt            time.Time `json:"updated_at"`
 }
 
 // PushTemplateRequest creates a template or replaces the one of that name.
 type PushTemplateRequest struct {
-	Name     string `json:"name" yaml:"name"`
-	AgentURL string `json:"agent_url,omitempty" yaml:"agent_url"`
-	Apps     []App  `json:"apps" yaml:"apps"`
+	Name                 string   `json:"name" yaml:"name"`
+	AgentURL             string   `json:"agent_url,omitempty" yaml:"agent_url"`
+	Apps                 []App    `json:"apps" yaml:"apps"`
+	StartupScript        string   `json:"startup_script,omitempty" yaml:"startup_script"`
+	StartupScriptTimeout Duration `json:"startup_script_timeout,omitempty" yaml:"startup_script_timeout"`
+}
+
+// Limits of a template's startup script, and the timeout it gets when it
+// names none.
+const (
+	MaxStartupScriptSize        = 64 << 10
+	DefaultStartupScriptTimeout = Duration(30 * time.Minute)
+	MaxStartupScriptTimeout     = Duration(24 * time.Hour)
+	// MaxStartupScriptOutput is how much of a startup script's output,
+	// its end, the agent reports and the server keeps; the agent's log
+	// file in the workspace has all of it.
+	MaxStartupScriptOutput = 16 << 10
+)
+
+// Startup script statuses.
+const (
+	StartupScriptRunning   = "running"
+	StartupScriptSucceeded = "succeeded" // exited with status 0
+	StartupScriptFailed    = "failed"    // exited otherwise, or could not start
+	StartupScriptTimedOut  = "timed_out" // killed after its timeout
+)
+
+// StartupScriptStatus is how the last run of a workspace's startup script
+// went, or goes: it is part of every Workspace whose agent ran one.
+type StartupScriptStatus struct {
+	Status string `json:"status"`
+	// ExitCode is the script's exit status once it has exited; -1 when a
+	// signal ended it or it could not start.
+	ExitCode   *int       `json:"exit_code"`
+	StartedAt  time.Time  `json:"started_at"`
+	FinishedAt *time.Time `json:"finished_at"`
+}
+
+// Valid reports whether the status is consistent: a known status, with an
+// exit code and finish time once finished and none while running.
+func (s StartupScriptStatus) Valid() bool {
+	switch s.Status {
+	case StartupScriptRunning:
+		return s.ExitCode == nil && s.FinishedAt == nil
+	case StartupScriptSucceeded:
+		return s.ExitCode != nil && *s.ExitCode == 0 && s.FinishedAt != nil
+	case StartupScriptFailed, StartupScriptTimedOut:
+		return s.ExitCode != nil && s.FinishedAt != nil
+	}
+	return false
+}
+
+// StartupScriptResult is a startup script's status with the end of its
+// output: what the agent reports (POST /api/v2/agent/startup-script) and
+// what its owner reads (GET /api/v2/workspaces/{owner}/{name}/startup-script).
+type StartupScriptResult struct {
+	StartupScriptStatus
+	// Output is the end of what the script wrote to stdout and stderr, at
+	// most MaxStartupScriptOutput bytes; OutputTruncated says whether
+	// earlier output was left out.
+	Output          string `json:"output"`
+	OutputTruncated bool   `json:"output_truncated"`
+	// LogPath is the file in the workspace that holds all of the output.
+	LogPath string `json:"log_path"`
 }
 
 // Agent statuses, as `tether list` shows them.
@@ -241,6 +308,9 @@ type Workspace struct {
 	// Connection is how the agent's active tunnels go; nil when it has
 	// none (or is disconnected).
 	Connection *WorkspaceConnection `json:"connection,omitempty"`
+	// StartupScript is how the template's startup script went when the
+	// agent last ran it; nil if it never did.
+	StartupScript *StartupScriptStatus `json:"startup_script,omitempty"`
 }
 
 // App health, as the agent's health checks find it.
@@ -274,6 +344,10 @@ type CreateWorkspaceResponse struct {
 	Workspace  Workspace `json:"workspace"`
 	AgentToken string    `json:"agent_token"`
 	AgentURL   string    `json:"agent_url"`
+	// InstallCommand is the one-liner that installs the agent in the
+	// workspace and starts it: it fetches /install.sh from AgentURL and
+	// runs it with the token in its environment. It holds the token.
+	InstallCommand string `json:"install_command"`
 }
 
 // ConnectionInfo is what a peer needs before it joins the tunnel network.
@@ -295,6 +369,10 @@ type AgentManifest struct {
 	Owner         string         `json:"owner"`
 	Apps          []App          `json:"apps"`
 	Connection    ConnectionInfo `json:"connection"`
+	// StartupScript is the template's startup script ("" for none), to
+	// run once connected, for at most StartupScriptTimeout.
+	StartupScript        string   `json:"startup_script,omitempty"`
+	StartupScriptTimeout Duration `json:"startup_script_timeout,omitempty"`
 }
 
 // ErrorResponse is the body of every API error.
@@ -368,6 +446,9 @@ func (t *PushTemplateRequest) Validate() error {
 			return Errorf(EINVALID, "template %s: agent_url: %v", t.Name, err)
 		}
 	}
+	if err := t.validateStartupScript(); err != nil {
+		return err
+	}
 	seen := map[string]bool{}
 	for i := range t.Apps {
 		a := &t.Apps[i]
@@ -404,6 +485,31 @@ func (t *PushTemplateRequest) Validate() error {
 				return Errorf(EINVALID, "template %s: app %s: healthcheck threshold must be positive", t.Name, a.Name)
 			}
 		}
+	}
+	return nil
+}
+
+// validateStartupScript checks the startup script and its timeout, which
+// defaults to DefaultStartupScriptTimeout.
+func (t *PushTemplateRequest) validateStartupScript() error {
+	sc := t.StartupScript
+	switch {
+	case sc == "" && t.StartupScriptTimeout != 0:
+		return Errorf(EINVALID, "template %s: startup_script_timeout without a startup_script", t.Name)
+	case sc == "":
+		return nil
+	case len(sc) > MaxStartupScriptSize:
+		return Errorf(EINVALID, "template %s: startup_script is %d bytes, more than the %d allowed: install a script in the workspace's image and call it", t.Name, len(sc), MaxStartupScriptSize)
+	case !utf8.ValidString(sc) || strings.ContainsRune(sc, 0):
+		return Errorf(EINVALID, "template %s: startup_script must be text (UTF-8, without NUL bytes)", t.Name)
+	case strings.TrimSpace(sc) == "":
+		return Errorf(EINVALID, "template %s: startup_script is blank: leave it out for none", t.Name)
+	}
+	if t.StartupScriptTimeout == 0 {
+		t.StartupScriptTimeout = DefaultStartupScriptTimeout
+	}
+	if t.StartupScriptTimeout < Duration(time.Second) || t.StartupScriptTimeout > MaxStartupScriptTimeout {
+		return Errorf(EINVALID, "template %s: startup_script_timeout %s must be from 1s to %s", t.Name, time.Duration(t.StartupScriptTimeout), time.Duration(MaxStartupScriptTimeout))
 	}
 	return nil
 }

@@ -23,7 +23,12 @@ type CreateWorkspaceOutput struct {
 	// AgentURL is the URL the agent must use: the template's agent URL,
 	// else the access URL.
 	AgentURL string `json:"agent_url"`
-	// AgentCommand runs the agent inside the workspace.
+	// InstallCommand installs the agent inside the workspace and starts
+	// it (curl … /install.sh | TETHER_AGENT_TOKEN=… sh): the server's
+	// CreateWorkspaceResponse.InstallCommand.
+	InstallCommand string `json:"install_command"`
+	// AgentCommand runs the agent inside a workspace where tether is
+	// installed already.
 	AgentCommand string `json:"agent_command"`
 }
 

@@ -157,6 +157,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 
 	refusals := 0 // in a row, because another agent holds the workspace; only the dial loop uses it
+	// connected closes when the server first takes this agent's
+	// coordination: the startup script waits for it.
+	connected := make(chan struct{})
+	var connectedOnce sync.Once
 	coord := coordclient.New(coordclient.Options{
 		Logger:     log.With(slog.String("component", "coordination")),
 		Tunnel:     conn,
@@ -165,6 +169,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			ws, err := a.client.DialWebSocket(ctx, "/api/v2/agent/connect", url.Values{"version": {a.version}})
 			switch {
 			case err == nil:
+				connectedOnce.Do(func() { close(connected) })
 				if refusals > 0 {
 					log.Info("connected: the other agent with this workspace's token is gone, and this one took its place")
 				}
@@ -183,6 +188,22 @@ func (a *Agent) Run(ctx context.Context) error {
 		},
 	})
 	conn.SetNodeCallback(coord.SetNode)
+	if manifest.StartupScript != "" {
+		timeout := time.Duration(manifest.StartupScriptTimeout)
+		if timeout <= 0 {
+			timeout = time.Duration(tether.DefaultStartupScriptTimeout)
+		}
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			select {
+			case <-ctx.Done():
+				return
+			case <-connected:
+			}
+			a.runStartupScript(ctx, manifest.StartupScript, timeout, sessionEnv(manifest), log.With(slog.String("component", "startup")))
+		}()
+	}
 	log.Info("agent running", slog.String("tunnel_ip", conn.Addr().String()))
 	if err := coord.Run(ctx); err != nil && ctx.Err() == nil {
 		return fmt.Errorf("server refused the agent: %w", err)
@@ -210,9 +231,15 @@ func (a *Agent) fetchManifest(ctx context.Context) (tether.AgentManifest, error)
 	}
 }
 
+// sessionEnv is what the agent adds to the environment of what it runs
+// for the workspace's user: sessions and the startup script.
+func sessionEnv(m tether.AgentManifest) []string {
+	return []string{"TETHER_WORKSPACE=" + m.WorkspaceName, "TETHER_WORKSPACE_OWNER=" + m.Owner}
+}
+
 // serve starts the agent's services on the tunnel.
 func (a *Agent) serve(ctx context.Context, conn *tunnel.Conn, m tether.AgentManifest, log *slog.Logger) error {
-	env := []string{"TETHER_WORKSPACE=" + m.WorkspaceName, "TETHER_WORKSPACE_OWNER=" + m.Owner}
+	env := sessionEnv(m)
 	ssh, err := sshd.New(sshd.Options{Logger: log.With(slog.String("component", "ssh")), Env: env})
 	if err != nil {
 		return fmt.Errorf("start SSH server: %w", err)

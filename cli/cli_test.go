@@ -103,3 +103,23 @@ func TestFormatError(t *testing.T) {
 		}
 	}
 }
+
+func TestDescribeStartup(t *testing.T) {
+	code := func(n int) *int { return &n }
+	tests := []struct {
+		st   *tether.StartupScriptStatus
+		want string
+	}{
+		{nil, "-"},
+		{&tether.StartupScriptStatus{Status: tether.StartupScriptRunning}, "running"},
+		{&tether.StartupScriptStatus{Status: tether.StartupScriptSucceeded, ExitCode: code(0)}, "succeeded"},
+		{&tether.StartupScriptStatus{Status: tether.StartupScriptFailed, ExitCode: code(3)}, "failed (exit 3)"},
+		{&tether.StartupScriptStatus{Status: tether.StartupScriptFailed, ExitCode: code(-1)}, "failed"},
+		{&tether.StartupScriptStatus{Status: tether.StartupScriptTimedOut, ExitCode: code(-1)}, "timed out"},
+	}
+	for _, tt := range tests {
+		if got := describeStartup(tt.st); got != tt.want {
+			t.Errorf("describeStartup(%+v) = %q, want %q", tt.st, got, tt.want)
+		}
+	}
+}

@@ -45,6 +45,9 @@ func TestJSONOutput(t *testing.T) {
 		CreatedAt:  created,
 		Connection: &tether.WorkspaceConnection{Path: tether.PathDirect, Endpoint: "203.0.113.7:41641", Peers: 1},
 	}
+	startupEnd, exit0 := seen.Add(-time.Minute), 0
+	ws.StartupScript = &tether.StartupScriptStatus{Status: tether.StartupScriptSucceeded, ExitCode: &exit0,
+		StartedAt: startupEnd.Add(-42 * time.Second), FinishedAt: &startupEnd}
 	derpMap := &tailcfg.DERPMap{Regions: map[int]*tailcfg.DERPRegion{
 		900: {RegionID: 900, RegionCode: "tether", RegionName: "Tether", Nodes: []*tailcfg.DERPNode{{Name: "900a", RegionID: 900, HostName: "tether.example.com", STUNPort: 3478}}},
 		901: {RegionID: 901, RegionCode: "fra", RegionName: "Frankfurt", Nodes: []*tailcfg.DERPNode{{Name: "901a", RegionID: 901, HostName: "fra.example.com", STUNPort: 3478}}},
@@ -57,6 +60,7 @@ func TestJSONOutput(t *testing.T) {
 		{"create.json", func(b *bytes.Buffer) error {
 			return writeJSON(b, createOutput(tether.CreateWorkspaceResponse{
 				Workspace: ws, AgentToken: "agent-token", AgentURL: "https://tether.example.com",
+				InstallCommand: "curl -fsSL https://tether.example.com/install.sh | TETHER_AGENT_TOKEN=agent-token sh",
 			}))
 		}},
 		{"list.json", func(b *bytes.Buffer) error {

@@ -45,7 +45,12 @@ func (r *root) createCommand() *cobra.Command {
 				return writeJSON(r.env.Stdout, out)
 			}
 			fmt.Fprintf(r.env.Stdout, "Created workspace %s.\n\n", resp.Workspace.Name)
-			fmt.Fprintf(r.env.Stdout, "Run its agent inside the workspace (the token is shown only this once):\n\n  %s\n\n", out.AgentCommand)
+			if out.InstallCommand != "" {
+				fmt.Fprintf(r.env.Stdout, "Install and start its agent inside the workspace (the token is shown only this once):\n\n  %s\n\n", out.InstallCommand)
+				fmt.Fprintf(r.env.Stdout, "or, where tether is installed already:\n\n  %s\n\n", out.AgentCommand)
+			} else {
+				fmt.Fprintf(r.env.Stdout, "Run its agent inside the workspace (the token is shown only this once):\n\n  %s\n\n", out.AgentCommand)
+			}
 			fmt.Fprintf(r.env.Stdout, "Then connect with `tether ssh %s`.\n", resp.Workspace.Name)
 			return nil
 		},
@@ -58,11 +63,12 @@ func (r *root) createCommand() *cobra.Command {
 // createOutput is what `tether create` prints about a new workspace.
 func createOutput(resp tether.CreateWorkspaceResponse) tether.CreateWorkspaceOutput {
 	return tether.CreateWorkspaceOutput{
-		Name:         resp.Workspace.Name,
-		Owner:        resp.Workspace.Owner,
-		AgentToken:   resp.AgentToken,
-		AgentURL:     resp.AgentURL,
-		AgentCommand: fmt.Sprintf("TETHER_AGENT_TOKEN=%s tether agent --url %s", resp.AgentToken, resp.AgentURL),
+		Name:           resp.Workspace.Name,
+		Owner:          resp.Workspace.Owner,
+		AgentToken:     resp.AgentToken,
+		AgentURL:       resp.AgentURL,
+		InstallCommand: resp.InstallCommand,
+		AgentCommand:   fmt.Sprintf("TETHER_AGENT_TOKEN=%s tether agent --url %s", resp.AgentToken, resp.AgentURL),
 	}
 }
 
@@ -97,9 +103,9 @@ func (r *root) listCommand() *cobra.Command {
 				if tpl == "" {
 					tpl = "-"
 				}
-				rows = append(rows, []string{w.Owner + "/" + w.Name, tpl, w.AgentStatus, ago(w.LastSeen, now), describePath(w.Connection)})
+				rows = append(rows, []string{w.Owner + "/" + w.Name, tpl, w.AgentStatus, ago(w.LastSeen, now), describePath(w.Connection), describeStartup(w.StartupScript)})
 			}
-			return table(r.env.Stdout, "WORKSPACE\tTEMPLATE\tAGENT\tLAST SEEN\tPATH", rows)
+			return table(r.env.Stdout, "WORKSPACE\tTEMPLATE\tAGENT\tLAST SEEN\tPATH\tSTARTUP", rows)
 		},
 	}
 	outputFlag(cmd, &format)
@@ -154,4 +160,18 @@ func describePath(c *tether.WorkspaceConnection) string {
 		return fmt.Sprintf("direct (%d active)", c.Peers)
 	}
 	return fmt.Sprintf("relayed via %s (%d active)", c.DERPRegion, c.Peers)
+}
+
+// describeStartup renders how a workspace's startup script went, for
+// `tether list`.
+func describeStartup(st *tether.StartupScriptStatus) string {
+	switch {
+	case st == nil:
+		return "-"
+	case st.Status == tether.StartupScriptFailed && st.ExitCode != nil && *st.ExitCode >= 0:
+		return fmt.Sprintf("failed (exit %d)", *st.ExitCode)
+	case st.Status == tether.StartupScriptTimedOut:
+		return "timed out"
+	}
+	return st.Status
 }

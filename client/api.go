@@ -153,6 +153,19 @@ func (c *Client) ReportAppHealth(ctx context.Context, r tether.AppHealthReport) 
 }
 
 // ReportConnections sends a summary of the agent's active tunnels.
+// ReportStartupScript tells the server how the workspace's startup script
+// goes (agents only).
+func (c *Client) ReportStartupScript(ctx context.Context, r tether.StartupScriptResult) error {
+	return c.do(ctx, http.MethodPost, "/api/v2/agent/startup-script", r, nil)
+}
+
+// StartupScript returns the last startup script result of a workspace,
+// with its output.
+func (c *Client) StartupScript(ctx context.Context, owner, name string) (tether.StartupScriptResult, error) {
+	var v tether.StartupScriptResult
+	return v, c.do(ctx, http.MethodGet, workspacePath(owner, name)+"/startup-script", nil, &v)
+}
+
 func (c *Client) ReportConnections(ctx context.Context, r tether.AgentConnectionsReport) error {
 	return c.do(ctx, http.MethodPost, "/api/v2/agent/connections", r, nil)
 }

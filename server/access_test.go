@@ -168,6 +168,10 @@ func accessTable() map[string]accessRow {
 		"/api/":                {call: get("/api/v2/nothing"), rest: http.StatusNotFound},
 		"GET /api/v2/debug/ws": {call: ws("/api/v2/debug/ws"), rest: http.StatusSwitchingProtocols},
 		"GET /healthz":         {call: get("/healthz"), rest: ok},
+		// Binaries and the install script are for anyone (a workspace has
+		// no credential but its agent token, in the environment).
+		"GET /bin/{file}": {call: get("/bin/tether-plan9-mips"), rest: http.StatusNotFound},
+		"GET /install.sh": {call: get("/install.sh"), rest: ok},
 
 		"GET /api/v2/buildinfo": {call: get("/api/v2/buildinfo"), rest: ok},
 		"GET /api/v2/connection-info": {call: get("/api/v2/connection-info"),
@@ -217,6 +221,10 @@ func accessTable() map[string]accessRow {
 			ws, _ := f.addWorkspace(f.owner, f.name("del"), uuid.Nil)
 			return req{method: "DELETE", path: "/api/v2/workspaces/bob/" + ws.Name}
 		}, want: map[identity]int{owner: http.StatusNoContent, member: http.StatusNotFound, admin: http.StatusNoContent}},
+		"GET /api/v2/workspaces/{owner}/{name}/startup-script": {call: func(f *fixture) req {
+			f.setStartupScript(f.ws, tether.StartupScriptStatus{Status: tether.StartupScriptRunning}, "")
+			return get("/api/v2/workspaces/bob/dev/startup-script")(f)
+		}, want: map[identity]int{owner: ok, member: http.StatusNotFound, admin: ok}},
 		// No agent is connected: reaching the handler says so.
 		"GET /api/v2/workspaces/{owner}/{name}/pty": {call: ws("/api/v2/workspaces/bob/dev/pty?reconnect=r1"),
 			want: map[identity]int{owner: http.StatusServiceUnavailable, member: http.StatusNotFound, admin: http.StatusServiceUnavailable}},
@@ -233,6 +241,8 @@ func accessTable() map[string]accessRow {
 		"GET /api/v2/agent/connect":      {call: ws("/api/v2/agent/connect"), want: map[identity]int{agent: http.StatusSwitchingProtocols}},
 		"POST /api/v2/agent/app-health":  {call: post("/api/v2/agent/app-health", `{"apps":{}}`), want: map[identity]int{agent: http.StatusNoContent}},
 		"POST /api/v2/agent/connections": {call: post("/api/v2/agent/connections", `{}`), want: map[identity]int{agent: http.StatusNoContent}},
+		"POST /api/v2/agent/startup-script": {call: post("/api/v2/agent/startup-script", `{"status":"running","started_at":"2026-03-01T12:00:00Z"}`),
+			want: map[identity]int{agent: http.StatusNoContent}},
 	}
 }
 

@@ -47,6 +47,7 @@ func (s *Server) getAgentManifest(w http.ResponseWriter, r *http.Request, ws sto
 			return err
 		}
 		m.Apps = t.Apps
+		m.StartupScript, m.StartupScriptTimeout = t.StartupScript, t.StartupScriptTimeout
 	}
 	writeJSON(w, http.StatusOK, m)
 	return nil

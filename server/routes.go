@@ -119,6 +119,8 @@ func (s *Server) routeTable(derp, site http.Handler, sitePage func(string) bool)
 		}),
 		echo,
 		s.publicRoute("GET /healthz", getHealthz),
+		rawRoute("GET /bin/{file}", http.HandlerFunc(s.serveBinary)),
+		s.publicRoute("GET /install.sh", s.getInstallScript),
 
 		s.publicRoute("GET /api/v2/buildinfo", s.getBuildInfo),
 		s.publicRoute("GET /api/v2/connection-info", s.getConnectionInfo),
@@ -146,6 +148,7 @@ func (s *Server) routeTable(derp, site http.Handler, sitePage func(string) bool)
 		s.userRoute("POST /api/v2/workspaces", s.postWorkspace),
 		s.userRoute("GET /api/v2/workspaces/{owner}/{name}", s.getWorkspace),
 		s.userRoute("DELETE /api/v2/workspaces/{owner}/{name}", s.deleteWorkspace),
+		s.userRoute("GET /api/v2/workspaces/{owner}/{name}/startup-script", s.getStartupScript),
 		s.userWebSocket("GET /api/v2/workspaces/{owner}/{name}/pty", s.workspacePTY),
 		s.userWebSocket("GET /api/v2/workspaces/{owner}/{name}/coordinate", s.clientCoordinate),
 		s.publicRoute("GET /api/v2/applications/auth-redirect", s.appAuthRedirect),
@@ -154,6 +157,7 @@ func (s *Server) routeTable(derp, site http.Handler, sitePage func(string) bool)
 		s.agentWebSocket("GET /api/v2/agent/connect", s.agentConnect),
 		s.agentRoute("POST /api/v2/agent/app-health", s.postAppHealth),
 		s.agentRoute("POST /api/v2/agent/connections", s.postConnections),
+		s.agentRoute("POST /api/v2/agent/startup-script", s.postStartupScript),
 	)
 }
 

@@ -82,6 +82,13 @@ type Options struct {
 	// (--max-workspaces-per-user); 0 means no limit.
 	MaxWorkspacesPerUser int
 
+	// AgentBinary is the server's own binary (os.Executable), served as
+	// the agent binary for the server's OS and architecture; empty serves
+	// none. AgentBinariesDir holds those of other platforms
+	// (--agent-binaries-dir); empty for none. See binaries.go.
+	AgentBinary      string
+	AgentBinariesDir string
+
 	// Replicas lists the other replicas and SelfRelayURL is where they
 	// reach this one's relay, for the health report's relay mesh check.
 	Replicas     func() []healthcheck.Replica
@@ -118,6 +125,7 @@ type Server struct {
 	selfRelayURL        string
 	derpRegionID        int
 	derpMeshKey         key.DERPMesh
+	binaries            *agentBinaries
 	handler             http.Handler // serveHTTP, measured
 
 	// Requests being proxied to apps, and all so far, for metrics.go.
@@ -158,8 +166,13 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	binaries, err := newAgentBinaries(logger.With(slog.String("component", "binaries")), opts.AgentBinary, opts.AgentBinariesDir)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
+		binaries:            binaries,
 		wildcard:            wc,
 		allowPathAppSharing: opts.AllowPathAppSharing,
 		logins:              newLoginThrottle(),
@@ -195,6 +208,7 @@ func New(opts Options) (*Server, error) {
 	})
 	if err != nil {
 		cancel()
+		binaries.Close()
 		return nil, err
 	}
 	s.routes(opts.DERP, opts.Site, opts.SitePage)
@@ -231,6 +245,7 @@ func (s *Server) Close() error {
 	s.cancel()
 	s.agentNet.Close()
 	s.wg.Wait()
+	s.binaries.Close()
 	return nil
 }
 

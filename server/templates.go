@@ -47,6 +47,7 @@ func (s *Server) postTemplate(w http.ResponseWriter, r *http.Request, u store.Us
 	now := s.now()
 	t, err := s.store.UpsertTemplate(r.Context(), store.Template{
 		ID: uuid.New(), Name: req.Name, AgentURL: req.AgentURL, Apps: req.Apps,
+		StartupScript: req.StartupScript, StartupScriptTimeout: req.StartupScriptTimeout,
 		CreatedAt: now, UpdatedAt: now,
 	})
 	if err != nil {

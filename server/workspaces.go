@@ -28,6 +28,10 @@ func (s *Server) workspaceView(ws store.Workspace, apps []tether.App) tether.Wor
 		Apps:         s.appHealth.view(ws.ID, apps),
 		CreatedAt:    ws.CreatedAt,
 	}
+	if ws.StartupScript != nil {
+		st := ws.StartupScript.StartupScriptStatus
+		v.StartupScript = &st
+	}
 	if !ws.AgentLastSeenAt.IsZero() {
 		seen := ws.AgentLastSeenAt
 		v.LastSeen = &seen
@@ -166,9 +170,10 @@ func (s *Server) postWorkspace(w http.ResponseWriter, r *http.Request, u store.U
 		return storeError(err, "workspace "+req.Name)
 	}
 	writeJSON(w, http.StatusCreated, tether.CreateWorkspaceResponse{
-		Workspace:  s.workspaceView(ws, apps),
-		AgentToken: token,
-		AgentURL:   agentURL,
+		Workspace:      s.workspaceView(ws, apps),
+		AgentToken:     token,
+		AgentURL:       agentURL,
+		InstallCommand: InstallCommand(agentURL, token),
 	})
 	return nil
 }

@@ -64,6 +64,7 @@ type Settings struct {
 	AllowPathAppSharing     bool
 	TrustedProxies          []string
 	MaxWorkspacesPerUser    int
+	AgentBinariesDir        string
 
 	// PrometheusAddress and PprofAddress are where operators reach the
 	// metrics and the profiler; empty for none.
@@ -129,6 +130,7 @@ func (s *Settings) bindFlags(f *pflag.FlagSet) {
 	f.BoolVar(&s.AllowPathAppSharing, "dangerous-allow-path-app-sharing", false, "let path-based apps open for users other than their owner (admins included); their scripts run on the dashboard's origin and could act as the visitor")
 	f.StringSliceVar(&s.TrustedProxies, "trusted-proxies", nil, "addresses or CIDR ranges (comma separated) of reverse proxies in front of this server whose X-Forwarded-For names the client, for sign-in throttling and logs; others' X-Forwarded-For is ignored")
 	f.IntVar(&s.MaxWorkspacesPerUser, "max-workspaces-per-user", 100, "how many workspaces each user (admins too) may own; 0 for no limit")
+	f.StringVar(&s.AgentBinariesDir, "agent-binaries-dir", "", "directory of agent binaries for other platforms, served at /bin/tether-OS-ARCH beside the server's own ('go run ./internal/release -o DIR' builds them)")
 	f.BoolVar(&s.Dev, "dev", false, "demo mode: local data, a first admin, a workspace 'dev' with its agent on this machine, and CLI credentials")
 }
 
@@ -172,6 +174,9 @@ func run(ctx context.Context, s Settings, logger *slog.Logger, stdout io.Writer,
 	}
 	trustedProxies, err := parsePrefixes(s.TrustedProxies)
 	if err != nil {
+		return err
+	}
+	if err := checkBinariesDir(s.AgentBinariesDir); err != nil {
 		return err
 	}
 	ln, err := net.Listen("tcp", s.HTTPAddress)
@@ -249,6 +254,8 @@ func run(ctx context.Context, s Settings, logger *slog.Logger, stdout io.Writer,
 		TrustedProxies:       trustedProxies,
 		MaxWorkspacesPerUser: s.MaxWorkspacesPerUser,
 		Site:                 site.Handler(),
+		AgentBinary:          ownBinary(logger),
+		AgentBinariesDir:     s.AgentBinariesDir,
 		SitePage:             site.IsPage,
 	}
 	if ops.registry != nil {
@@ -318,6 +325,32 @@ func run(ctx context.Context, s Settings, logger *slog.Logger, stdout io.Writer,
 		httpServer.Close()
 	}
 	return nil
+}
+
+// checkBinariesDir checks --agent-binaries-dir before anything starts.
+func checkBinariesDir(dir string) error {
+	if dir == "" {
+		return nil
+	}
+	st, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("--agent-binaries-dir: %w", err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("--agent-binaries-dir %s is not a directory", dir)
+	}
+	return nil
+}
+
+// ownBinary is the path of the running binary, which the server serves as
+// the agent for its own platform; "" (serving none) when it cannot tell.
+func ownBinary(logger *slog.Logger) string {
+	exe, err := os.Executable()
+	if err != nil {
+		logger.Warn("cannot find this server's own binary, so it serves none as the agent for its platform", slog.Any("err", err))
+		return ""
+	}
+	return exe
 }
 
 // parsePrefixes reads --trusted-proxies: addresses or CIDR ranges.

@@ -79,6 +79,8 @@ func TestRunRefusesBadSettings(t *testing.T) {
 		{"missing certificate", []string{"--tls-cert-file", "/nonexistent/cert.pem", "--tls-key-file", "/nonexistent/key.pem"}, "load TLS certificate"},
 		{"trusted proxy", []string{"--trusted-proxies", "10.0.0.5,proxy.example.com"}, `--trusted-proxies: "proxy.example.com" is neither an IP address nor a CIDR range`},
 		{"listen address", []string{"--http-address", "127.0.0.1:99999"}, "listen on --http-address 127.0.0.1:99999"},
+		{"missing binaries directory", []string{"--agent-binaries-dir", "/nonexistent/bin"}, "--agent-binaries-dir: stat /nonexistent/bin: no such file or directory"},
+		{"binaries directory is a file", []string{"--agent-binaries-dir", "/etc/passwd"}, "--agent-binaries-dir /etc/passwd is not a directory"},
 		{"access URL", []string{"--access-url", "ftp://tether.example.com"}, `--access-url "ftp://tether.example.com" must be an http:// or https:// URL`},
 		{"region ID", []string{"--derp-server-region-id", "0"}, "--derp-server-region-id must be positive, not 0"},
 		// Checked before the database is opened: no PostgreSQL needed.

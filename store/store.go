@@ -11,7 +11,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -77,6 +79,10 @@ type Workspace struct {
 	AgentDisconnectedAt time.Time // zero if never disconnected
 	AgentLastSeenAt     time.Time // refreshed while connected
 	AgentVersion        string
+
+	// StartupScript is how the template's startup script went when the
+	// agent last ran it; nil if it never did.
+	StartupScript *tether.StartupScriptResult
 }
 
 // Store is the server's persistent state. Every method is safe for
@@ -150,6 +156,9 @@ type Store interface {
 	AgentSeen(ctx context.Context, id uuid.UUID, t time.Time) error
 	// AgentDisconnected records that the agent's connection ended at t.
 	AgentDisconnected(ctx context.Context, id uuid.UUID, t time.Time) error
+	// SetStartupScript records how the workspace's startup script went,
+	// replacing what was recorded before.
+	SetStartupScript(ctx context.Context, id uuid.UUID, r tether.StartupScriptResult) error
 
 	Close() error
 }
@@ -169,4 +178,26 @@ func SplitWorkspaceKey(key string) (owner, name string, ok bool) {
 func HashToken(token string) string {
 	sum := sha256.Sum256([]byte(token))
 	return hex.EncodeToString(sum[:])
+}
+
+// EncodeStartupScript and DecodeStartupScript are how both stores keep a
+// workspace's startup script result: one JSON text column, "" for none.
+// The result is written and read whole, never queried by its parts.
+func EncodeStartupScript(r tether.StartupScriptResult) (string, error) {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return "", fmt.Errorf("encode startup script result: %w", err)
+	}
+	return string(b), nil
+}
+
+func DecodeStartupScript(s string) (*tether.StartupScriptResult, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var r tether.StartupScriptResult
+	if err := json.Unmarshal([]byte(s), &r); err != nil {
+		return nil, fmt.Errorf("decode startup script result: %w", err)
+	}
+	return &r, nil
 }

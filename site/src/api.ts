@@ -17,6 +17,7 @@ import {
   type HealthReport,
   type LoginRequest,
   type LoginResponse,
+  type StartupScriptResult,
   type User,
   type Workspace,
 } from "./tether.gen";
@@ -134,5 +135,10 @@ export const api = {
   workspaces: (signal?: AbortSignal) => requestAll<Workspace>("/workspaces", signal),
   workspace: (owner: string, name: string) =>
     request<Workspace>(`/workspaces/${encodeURIComponent(owner)}/${encodeURIComponent(name)}`),
+  /** startupScript is the last result of a workspace's startup script, with its output. */
+  startupScript: (owner: string, name: string) =>
+    request<StartupScriptResult>(
+      `/workspaces/${encodeURIComponent(owner)}/${encodeURIComponent(name)}/startup-script`,
+    ),
   health: (signal?: AbortSignal) => request<HealthReport>("/debug/health", { signal }),
 };

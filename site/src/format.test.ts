@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { appLink, connectionLabel, relativeTime } from "./format";
+import { appLink, connectionLabel, relativeTime, startupLabel } from "./format";
 import type { App, Workspace } from "./tether.gen";
 
 const ws: Workspace = {
@@ -54,4 +54,28 @@ test("relativeTime", () => {
     ["2024-12-25T12:00:00Z", "7 days ago"],
   ];
   for (const [t, want] of cases) assert.equal(relativeTime(t, now), want, String(t));
+});
+
+test("startupLabel", () => {
+  const at = "2025-01-01T12:00:00Z";
+  assert.deepEqual(startupLabel({ status: "running", exit_code: null, started_at: at, finished_at: null }), {
+    text: "Startup running",
+    tone: "info",
+  });
+  assert.deepEqual(startupLabel({ status: "succeeded", exit_code: 0, started_at: at, finished_at: at }), {
+    text: "Startup OK",
+    tone: "ok",
+  });
+  assert.deepEqual(startupLabel({ status: "failed", exit_code: 3, started_at: at, finished_at: at }), {
+    text: "Startup failed (exit 3)",
+    tone: "error",
+  });
+  assert.deepEqual(startupLabel({ status: "failed", exit_code: -1, started_at: at, finished_at: at }), {
+    text: "Startup failed",
+    tone: "error",
+  });
+  assert.deepEqual(startupLabel({ status: "timed_out", exit_code: -1, started_at: at, finished_at: at }), {
+    text: "Startup timed out",
+    tone: "error",
+  });
 });

@@ -1,6 +1,18 @@
 // Presentation helpers kept free of the DOM so that they can be tested alone.
 
-import { PathDERP, PathDirect, type App, type Workspace, type WorkspaceConnection } from "./tether.gen";
+import {
+  PathDERP,
+  PathDirect,
+  StartupScriptFailed,
+  StartupScriptRunning,
+  StartupScriptSucceeded,
+  StartupScriptTimedOut,
+  type App,
+  type StartupScriptStatus,
+  type Workspace,
+  type WorkspaceConnection,
+} from "./tether.gen";
+import type { Tone } from "./ui";
 
 /** relativeTime says how long ago t was, as a person would: "3 min ago". */
 export function relativeTime(t: string | null | undefined, now: number): string {
@@ -55,4 +67,22 @@ export function appLink(ws: Workspace, app: App, wildcard: string | undefined): 
 
 export function capitalize(s: string): string {
   return s ? s[0].toUpperCase() + s.slice(1) : s;
+}
+
+/** startupLabel is a startup script's status as a badge says it. */
+export function startupLabel(st: StartupScriptStatus): { text: string; tone: Tone } {
+  switch (st.status) {
+    case StartupScriptRunning:
+      return { text: "Startup running", tone: "info" };
+    case StartupScriptSucceeded:
+      return { text: "Startup OK", tone: "ok" };
+    case StartupScriptFailed:
+      return {
+        text: st.exit_code != null && st.exit_code >= 0 ? `Startup failed (exit ${st.exit_code})` : "Startup failed",
+        tone: "error",
+      };
+    case StartupScriptTimedOut:
+      return { text: "Startup timed out", tone: "error" };
+  }
+  return { text: `Startup ${st.status}`, tone: "neutral" };
 }

@@ -189,6 +189,13 @@ export interface Template {
    */
   agent_url?: string;
   apps: App[] | null;
+  /**
+   * StartupScript, when set, is run by each workspace's agent once it
+   * has connected, as the workspace's user in their home directory, and
+   * killed after StartupScriptTimeout.
+   */
+  startup_script?: string;
+  startup_script_timeout?: Duration;
   created_at: string;
   updated_at: string;
 }
@@ -198,6 +205,61 @@ export interface PushTemplateRequest {
   name: string;
   agent_url?: string;
   apps: App[] | null;
+  startup_script?: string;
+  startup_script_timeout?: Duration;
+}
+
+// Limits of a template's startup script, and the timeout it gets when it
+// names none.
+export const MaxStartupScriptSize = 65536;
+export const DefaultStartupScriptTimeout = 1800000000000;
+export const MaxStartupScriptTimeout = 86400000000000;
+/**
+ * MaxStartupScriptOutput is how much of a startup script's output,
+ * its end, the agent reports and the server keeps; the agent's log
+ * file in the workspace has all of it.
+ */
+export const MaxStartupScriptOutput = 16384;
+
+// Startup script statuses.
+export const StartupScriptRunning = "running";
+/** exited with status 0 */
+export const StartupScriptSucceeded = "succeeded";
+/** exited otherwise, or could not start */
+export const StartupScriptFailed = "failed";
+/** killed after its timeout */
+export const StartupScriptTimedOut = "timed_out";
+
+/**
+ * StartupScriptStatus is how the last run of a workspace's startup script
+ * went, or goes: it is part of every Workspace whose agent ran one.
+ */
+export interface StartupScriptStatus {
+  status: string;
+  /**
+   * ExitCode is the script's exit status once it has exited; -1 when a
+   * signal ended it or it could not start.
+   */
+  exit_code: number | null;
+  started_at: string;
+  finished_at: string | null;
+}
+
+/**
+ * StartupScriptResult is a startup script's status with the end of its
+ * output: what the agent reports (POST /api/v2/agent/startup-script) and
+ * what its owner reads (GET /api/v2/workspaces/{owner}/{name}/startup-script).
+ */
+export interface StartupScriptResult extends StartupScriptStatus {
+  /**
+   * Output is the end of what the script wrote to stdout and stderr, at
+   * most MaxStartupScriptOutput bytes; OutputTruncated says whether
+   * earlier output was left out.
+   */
+  output: string;
+  output_truncated: boolean;
+  /** LogPath is the file in the workspace that holds all of the output. */
+  log_path: string;
 }
 
 // Agent statuses, as `tether list` shows them.
@@ -225,6 +287,11 @@ export interface Workspace {
    * none (or is disconnected).
    */
   connection?: WorkspaceConnection;
+  /**
+   * StartupScript is how the template's startup script went when the
+   * agent last ran it; nil if it never did.
+   */
+  startup_script?: StartupScriptStatus;
 }
 
 // App health, as the agent's health checks find it.
@@ -260,6 +327,12 @@ export interface CreateWorkspaceResponse {
   workspace: Workspace;
   agent_token: string;
   agent_url: string;
+  /**
+   * InstallCommand is the one-liner that installs the agent in the
+   * workspace and starts it: it fetches /install.sh from AgentURL and
+   * runs it with the token in its environment. It holds the token.
+   */
+  install_command: string;
 }
 
 /** ConnectionInfo is what a peer needs before it joins the tunnel network. */
@@ -283,6 +356,12 @@ export interface AgentManifest {
   owner: string;
   apps: App[] | null;
   connection: ConnectionInfo;
+  /**
+   * StartupScript is the template's startup script ("" for none), to
+   * run once connected, for at most StartupScriptTimeout.
+   */
+  startup_script?: string;
+  startup_script_timeout?: Duration;
 }
 
 /** ErrorResponse is the body of every API error. */
@@ -551,7 +630,16 @@ export interface CreateWorkspaceOutput {
    * else the access URL.
    */
   agent_url: string;
-  /** AgentCommand runs the agent inside the workspace. */
+  /**
+   * InstallCommand installs the agent inside the workspace and starts
+   * it (curl … /install.sh | TETHER_AGENT_TOKEN=… sh): the server's
+   * CreateWorkspaceResponse.InstallCommand.
+   */
+  install_command: string;
+  /**
+   * AgentCommand runs the agent inside a workspace where tether is
+   * installed already.
+   */
   agent_command: string;
 }
 

@@ -1,6 +1,6 @@
 import { useEffect, useState } from "preact/hooks";
 import { api } from "./api";
-import { appLink, capitalize, connectionLabel, relativeTime } from "./format";
+import { appLink, capitalize, connectionLabel, relativeTime, startupLabel } from "./format";
 import { terminalHref } from "./routes";
 import {
   AgentConnected,
@@ -8,6 +8,8 @@ import {
   ShareOwner,
   SharePublic,
   type BuildInfo,
+  type StartupScriptResult,
+  type StartupScriptStatus,
   type Workspace,
   type WorkspaceApp,
 } from "./tether.gen";
@@ -110,6 +112,7 @@ function WorkspaceRow({ ws, now, wildcard }: { ws: Workspace; now: number; wildc
         <div class="muted small" title={ws.last_seen ? new Date(ws.last_seen).toLocaleString() : undefined}>
           Last seen {relativeTime(ws.last_seen, now)}
         </div>
+        {ws.startup_script && <StartupScript ws={ws} st={ws.startup_script} />}
       </td>
       <td data-label="Connection">
         {conn ? (
@@ -189,5 +192,50 @@ function AppItem({ ws, app, wildcard }: { ws: Workspace; app: WorkspaceApp; wild
       {app.share === ShareAuthenticated && <span class="share" title="Any signed-in user can open this app">shared</span>}
       {health}
     </li>
+  );
+}
+
+/**
+ * StartupScript is the badge of a workspace's startup script; opening it
+ * shows the end of the script's output, fetched when opened and again as
+ * the status changes while it stays open.
+ */
+function StartupScript({ ws, st }: { ws: Workspace; st: StartupScriptStatus }) {
+  const [open, setOpen] = useState(false);
+  const [result, setResult] = useState<StartupScriptResult | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  useEffect(() => {
+    if (!open) return;
+    let live = true;
+    api.startupScript(ws.owner, ws.name).then(
+      (r) => live && (setResult(r), setError(null)),
+      (err) => live && setError(err),
+    );
+    return () => {
+      live = false;
+    };
+  }, [open, ws.owner, ws.name, st.status, st.finished_at]);
+  const label = startupLabel(st);
+  return (
+    <details class="startup" onToggle={(e) => setOpen((e.currentTarget as HTMLDetailsElement).open)}>
+      <summary title="The template's startup script: show its output">
+        <Badge tone={label.tone}>{label.text}</Badge>
+      </summary>
+      {error !== null && <ErrorBox error={error} title="Could not load the startup script's output." />}
+      {error === null && result === null && <p class="muted small">Loading…</p>}
+      {result !== null && (
+        <>
+          <pre class="startup-output" tabIndex={0} aria-label="Startup script output">
+            {result.output_truncated ? "…\n" : ""}
+            {result.output || "(no output)"}
+          </pre>
+          {result.log_path && (
+            <p class="muted small">
+              All of it is in <code>{result.log_path}</code> in the workspace.
+            </p>
+          )}
+        </>
+      )}
+    </details>
   );
 }

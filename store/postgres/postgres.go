@@ -149,6 +149,13 @@ var migrations = []string{
 	// before keep working, and create active users.)
 	`ALTER TABLE users ADD COLUMN status text NOT NULL DEFAULT 'active';
 	CREATE INDEX sessions_user_id ON sessions (user_id);`,
+	// 3: templates' startup scripts (the timeout in nanoseconds), and each
+	// workspace's last result of its script (JSON text,
+	// store.EncodeStartupScript; '' for none). Columns with defaults, as
+	// in 2.
+	`ALTER TABLE templates ADD COLUMN startup_script text NOT NULL DEFAULT '';
+	ALTER TABLE templates ADD COLUMN startup_script_timeout bigint NOT NULL DEFAULT 0;
+	ALTER TABLE workspaces ADD COLUMN startup_script text NOT NULL DEFAULT '';`,
 }
 
 func (db *DB) migrate(ctx context.Context, schema string) error {
@@ -501,24 +508,27 @@ func (db *DB) UpsertTemplate(ctx context.Context, t store.Template) (store.Templ
 		return t, fmt.Errorf("encode apps: %w", err)
 	}
 	got, err := scanTemplate(db.pool.QueryRow(ctx,
-		`INSERT INTO templates (id, name, agent_url, apps, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6)
-		 ON CONFLICT (name) DO UPDATE SET agent_url = excluded.agent_url, apps = excluded.apps, updated_at = excluded.updated_at
+		`INSERT INTO templates (id, name, agent_url, apps, startup_script, startup_script_timeout, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+		 ON CONFLICT (name) DO UPDATE SET agent_url = excluded.agent_url, apps = excluded.apps,
+		 startup_script = excluded.startup_script, startup_script_timeout = excluded.startup_script_timeout, updated_at = excluded.updated_at
 		 RETURNING `+templateColumns,
-		t.ID, t.Name, t.AgentURL, json.RawMessage(apps), t.CreatedAt, t.UpdatedAt))
+		t.ID, t.Name, t.AgentURL, json.RawMessage(apps), t.StartupScript, int64(t.StartupScriptTimeout), t.CreatedAt, t.UpdatedAt))
 	if err != nil {
 		return t, mapErr(err, "upsert template")
 	}
 	return got, nil
 }
 
-const templateColumns = `id, name, agent_url, apps, created_at, updated_at`
+const templateColumns = `id, name, agent_url, apps, startup_script, startup_script_timeout, created_at, updated_at`
 
 func scanTemplate(row pgx.Row) (store.Template, error) {
 	var t store.Template
 	var apps []byte
-	if err := row.Scan(&t.ID, &t.Name, &t.AgentURL, &apps, &t.CreatedAt, &t.UpdatedAt); err != nil {
+	var timeout int64
+	if err := row.Scan(&t.ID, &t.Name, &t.AgentURL, &apps, &t.StartupScript, &timeout, &t.CreatedAt, &t.UpdatedAt); err != nil {
 		return t, err
 	}
+	t.StartupScriptTimeout = tether.Duration(timeout)
 	t.CreatedAt, t.UpdatedAt = t.CreatedAt.UTC(), t.UpdatedAt.UTC()
 	if err := json.Unmarshal(apps, &t.Apps); err != nil {
 		return t, fmt.Errorf("decode apps of template %s: %w", t.Name, err)
@@ -593,15 +603,21 @@ func (db *DB) CreateWorkspace(ctx context.Context, w store.Workspace, maxPerOwne
 }
 
 const workspaceQuery = `SELECT w.id, w.name, w.owner_id, u.username, w.template_id, coalesce(t.name, ''),
-	w.agent_token_hash, w.created_at, w.agent_connected_at, w.agent_disconnected_at, w.agent_last_seen_at, w.agent_version
+	w.agent_token_hash, w.created_at, w.agent_connected_at, w.agent_disconnected_at, w.agent_last_seen_at, w.agent_version,
+	w.startup_script
 	FROM workspaces w JOIN users u ON u.id = w.owner_id LEFT JOIN templates t ON t.id = w.template_id`
 
 func scanWorkspace(row pgx.Row) (store.Workspace, error) {
 	var w store.Workspace
 	var tmpl *uuid.UUID
 	var conn, disc, seen *time.Time
+	var startup string
 	if err := row.Scan(&w.ID, &w.Name, &w.OwnerID, &w.Owner, &tmpl, &w.Template, &w.AgentTokenHash,
-		&w.CreatedAt, &conn, &disc, &seen, &w.AgentVersion); err != nil {
+		&w.CreatedAt, &conn, &disc, &seen, &w.AgentVersion, &startup); err != nil {
+		return w, err
+	}
+	var err error
+	if w.StartupScript, err = store.DecodeStartupScript(startup); err != nil {
 		return w, err
 	}
 	if tmpl != nil {
@@ -689,6 +705,14 @@ func (db *DB) AgentConnected(ctx context.Context, id uuid.UUID, t time.Time, ver
 func (db *DB) AgentSeen(ctx context.Context, id uuid.UUID, t time.Time) error {
 	return db.execOne(ctx, "record agent heartbeat",
 		`UPDATE workspaces SET agent_last_seen_at = $1 WHERE id = $2`, nullTime(t), id)
+}
+
+func (db *DB) SetStartupScript(ctx context.Context, id uuid.UUID, r tether.StartupScriptResult) error {
+	v, err := store.EncodeStartupScript(r)
+	if err != nil {
+		return err
+	}
+	return db.execOne(ctx, "record startup script", `UPDATE workspaces SET startup_script = $1 WHERE id = $2`, v, id)
 }
 
 func (db *DB) AgentDisconnected(ctx context.Context, id uuid.UUID, t time.Time) error {

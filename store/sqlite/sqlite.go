@@ -107,6 +107,11 @@ var migrations = []string{
 	// end them all.
 	`ALTER TABLE users ADD COLUMN status TEXT NOT NULL DEFAULT 'active';
 	CREATE INDEX sessions_user_id ON sessions (user_id);`,
+	// 3: templates' startup scripts, and each workspace's last result of
+	// its script (JSON, store.EncodeStartupScript; '' for none).
+	`ALTER TABLE templates ADD COLUMN startup_script TEXT NOT NULL DEFAULT '';
+	ALTER TABLE templates ADD COLUMN startup_script_timeout INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE workspaces ADD COLUMN startup_script TEXT NOT NULL DEFAULT '';`,
 }
 
 func (s *DB) migrate(ctx context.Context) error {
@@ -420,24 +425,26 @@ func (s *DB) UpsertTemplate(ctx context.Context, t store.Template) (store.Templa
 		return t, fmt.Errorf("encode apps: %w", err)
 	}
 	_, err = s.db.ExecContext(ctx,
-		`INSERT INTO templates (id, name, agent_url, apps, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
-		 ON CONFLICT (name) DO UPDATE SET agent_url = excluded.agent_url, apps = excluded.apps, updated_at = excluded.updated_at`,
-		t.ID.String(), t.Name, t.AgentURL, string(apps), toDB(t.CreatedAt), toDB(t.UpdatedAt))
+		`INSERT INTO templates (id, name, agent_url, apps, startup_script, startup_script_timeout, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+		 ON CONFLICT (name) DO UPDATE SET agent_url = excluded.agent_url, apps = excluded.apps,
+		 startup_script = excluded.startup_script, startup_script_timeout = excluded.startup_script_timeout, updated_at = excluded.updated_at`,
+		t.ID.String(), t.Name, t.AgentURL, string(apps), t.StartupScript, int64(t.StartupScriptTimeout), toDB(t.CreatedAt), toDB(t.UpdatedAt))
 	if err != nil {
 		return t, mapErr(err, "upsert template")
 	}
 	return s.TemplateByName(ctx, t.Name)
 }
 
-const templateColumns = `id, name, agent_url, apps, created_at, updated_at`
+const templateColumns = `id, name, agent_url, apps, startup_script, startup_script_timeout, created_at, updated_at`
 
 func scanTemplate(row interface{ Scan(...any) error }) (store.Template, error) {
 	var t store.Template
 	var id, apps string
-	var created, updated int64
-	if err := row.Scan(&id, &t.Name, &t.AgentURL, &apps, &created, &updated); err != nil {
+	var created, updated, timeout int64
+	if err := row.Scan(&id, &t.Name, &t.AgentURL, &apps, &t.StartupScript, &timeout, &created, &updated); err != nil {
 		return t, err
 	}
+	t.StartupScriptTimeout = tether.Duration(timeout)
 	t.ID = uuid.MustParse(id)
 	t.CreatedAt, t.UpdatedAt = fromDB(created), fromDB(updated)
 	if err := json.Unmarshal([]byte(apps), &t.Apps); err != nil {
@@ -504,15 +511,20 @@ func (s *DB) CreateWorkspace(ctx context.Context, w store.Workspace, maxPerOwner
 }
 
 const workspaceQuery = `SELECT w.id, w.name, w.owner_id, u.username, coalesce(w.template_id, ''), coalesce(t.name, ''),
-	w.agent_token_hash, w.created_at, w.agent_connected_at, w.agent_disconnected_at, w.agent_last_seen_at, w.agent_version
+	w.agent_token_hash, w.created_at, w.agent_connected_at, w.agent_disconnected_at, w.agent_last_seen_at, w.agent_version,
+	w.startup_script
 	FROM workspaces w JOIN users u ON u.id = w.owner_id LEFT JOIN templates t ON t.id = w.template_id`
 
 func scanWorkspace(row interface{ Scan(...any) error }) (store.Workspace, error) {
 	var w store.Workspace
-	var id, owner, tmpl string
+	var id, owner, tmpl, startup string
 	var created, conn, disc, seen int64
 	if err := row.Scan(&id, &w.Name, &owner, &w.Owner, &tmpl, &w.Template, &w.AgentTokenHash,
-		&created, &conn, &disc, &seen, &w.AgentVersion); err != nil {
+		&created, &conn, &disc, &seen, &w.AgentVersion, &startup); err != nil {
+		return w, err
+	}
+	var err error
+	if w.StartupScript, err = store.DecodeStartupScript(startup); err != nil {
 		return w, err
 	}
 	w.ID, w.OwnerID = uuid.MustParse(id), uuid.MustParse(owner)
@@ -606,6 +618,14 @@ func (s *DB) AgentConnected(ctx context.Context, id uuid.UUID, t time.Time, vers
 func (s *DB) AgentSeen(ctx context.Context, id uuid.UUID, t time.Time) error {
 	return s.execOne(ctx, "record agent heartbeat",
 		`UPDATE workspaces SET agent_last_seen_at = ? WHERE id = ?`, toDB(t), id.String())
+}
+
+func (s *DB) SetStartupScript(ctx context.Context, id uuid.UUID, r tether.StartupScriptResult) error {
+	v, err := store.EncodeStartupScript(r)
+	if err != nil {
+		return err
+	}
+	return s.execOne(ctx, "record startup script", `UPDATE workspaces SET startup_script = ? WHERE id = ?`, v, id.String())
 }
 
 func (s *DB) AgentDisconnected(ctx context.Context, id uuid.UUID, t time.Time) error {

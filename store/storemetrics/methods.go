@@ -158,3 +158,8 @@ func (m *Store) AgentDisconnected(ctx context.Context, id uuid.UUID, t time.Time
 	defer m.observe("AgentDisconnected", time.Now(), &err)
 	return m.Store.AgentDisconnected(ctx, id, t)
 }
+
+func (m *Store) SetStartupScript(ctx context.Context, id uuid.UUID, r tether.StartupScriptResult) (err error) {
+	defer m.observe("SetStartupScript", time.Now(), &err)
+	return m.Store.SetStartupScript(ctx, id, r)
+}

@@ -137,6 +137,14 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		if err != nil || len(list) != 1 {
 			t.Fatalf("ListTemplates = %+v, %v", list, err)
 		}
+		withScript := again
+		withScript.StartupScript, withScript.StartupScriptTimeout = "make deps\n", tether.Duration(90*time.Second)
+		if got, err = s.UpsertTemplate(ctx, withScript); err != nil || got.StartupScript != "make deps\n" || got.StartupScriptTimeout != withScript.StartupScriptTimeout {
+			t.Fatalf("UpsertTemplate with a startup script = %+v, %v", got, err)
+		}
+		if got, err = s.TemplateByID(ctx, tpl.ID); err != nil || got.StartupScript != "make deps\n" || got.StartupScriptTimeout != withScript.StartupScriptTimeout {
+			t.Fatalf("TemplateByID of a template with a startup script = %+v, %v", got, err)
+		}
 	})
 
 	t.Run("Workspaces", func(t *testing.T) {
@@ -198,6 +206,32 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		got, _ = s.WorkspaceByID(ctx, w.ID)
 		if !got.AgentDisconnectedAt.Equal(t3) {
 			t.Fatalf("after disconnect: %+v", got)
+		}
+		if got.StartupScript != nil {
+			t.Fatalf("startup script of a new workspace = %+v, want nil", got.StartupScript)
+		}
+		code := 3
+		t4 := t3.Add(time.Second)
+		for _, r := range []tether.StartupScriptResult{
+			{StartupScriptStatus: tether.StartupScriptStatus{Status: tether.StartupScriptRunning, StartedAt: t3}, Output: "step 1\n", LogPath: "/home/a/log"},
+			{StartupScriptStatus: tether.StartupScriptStatus{Status: tether.StartupScriptFailed, ExitCode: &code, StartedAt: t3, FinishedAt: &t4},
+				Output: "step 1\nstep 2: ünïcode\n", OutputTruncated: true, LogPath: "/home/a/log"},
+		} {
+			if err := s.SetStartupScript(ctx, w.ID, r); err != nil {
+				t.Fatal(err)
+			}
+			got, _ = s.WorkspaceByID(ctx, w.ID)
+			if g := got.StartupScript; g == nil || g.Status != r.Status || (g.ExitCode == nil) != (r.ExitCode == nil) ||
+				g.Output != r.Output || g.OutputTruncated != r.OutputTruncated || !g.StartedAt.Equal(r.StartedAt) || g.LogPath != r.LogPath {
+				t.Fatalf("after SetStartupScript(%+v): %+v", r, g)
+			}
+		}
+		all, _ = s.ListWorkspaces(ctx, alice.ID, store.Page{})
+		if len(all) != 1 || all[0].StartupScript == nil || *all[0].StartupScript.ExitCode != 3 {
+			t.Fatalf("ListWorkspaces lost the startup script: %+v", all)
+		}
+		if err := s.SetStartupScript(ctx, uuid.New(), tether.StartupScriptResult{}); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("startup script of a missing workspace: got %v, want ErrNotFound", err)
 		}
 		if err := s.SetAgentTokenHash(ctx, w.ID, store.HashToken("new")); err != nil {
 			t.Fatal(err)

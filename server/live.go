@@ -170,7 +170,7 @@ func (s *Server) recheckConns(ctx context.Context, conns []*liveConn, sessionGon
 		serr, ok := sessions[c.session]
 		if !ok {
 			var sess store.Session
-			sess, serr = s.store.SessionByTokenHash(ctx, c.session)
+			sess, _, serr = s.findSession(ctx, c.session)
 			if serr == nil && s.now().After(sess.ExpiresAt) {
 				serr = errSessionExpired
 			}

@@ -5,6 +5,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -75,6 +76,9 @@ type Options struct {
 	// MaxWorkspacesPerUser is how many workspaces each user may own
 	// (--max-workspaces-per-user); 0 means no limit.
 	MaxWorkspacesPerUser int
+	// MaxTokenLifetime is the longest lifetime an API token may be given
+	// (--max-token-lifetime); 0 means DefaultMaxTokenLifetime.
+	MaxTokenLifetime time.Duration
 
 	// Replicas lists the other replicas and SelfRelayURL is where they
 	// reach this one's relay, for the health report's relay mesh check.
@@ -100,6 +104,7 @@ type Server struct {
 	logins              *loginThrottle
 	trustedProxies      []netip.Prefix
 	maxWorkspaces       int
+	maxTokenLifetime    time.Duration
 	live                liveConns
 	appHealth           appHealth
 	connections         connections
@@ -150,6 +155,7 @@ func New(opts Options) (*Server, error) {
 		logins:              newLoginThrottle(),
 		trustedProxies:      opts.TrustedProxies,
 		maxWorkspaces:       opts.MaxWorkspacesPerUser,
+		maxTokenLifetime:    cmp.Or(opts.MaxTokenLifetime, DefaultMaxTokenLifetime),
 		logger:              logger,
 		store:               opts.Store,
 		accessURL:           opts.AccessURL,

@@ -60,6 +60,7 @@ type Settings struct {
 	AllowPathAppSharing     bool
 	TrustedProxies          []string
 	MaxWorkspacesPerUser    int
+	MaxTokenLifetime        time.Duration
 }
 
 // Command returns `tether server`. version is reported by the API.
@@ -108,6 +109,7 @@ func (s *Settings) bindFlags(f *pflag.FlagSet) {
 	f.BoolVar(&s.AllowPathAppSharing, "dangerous-allow-path-app-sharing", false, "let path-based apps open for users other than their owner (admins included); their scripts run on the dashboard's origin and could act as the visitor")
 	f.StringSliceVar(&s.TrustedProxies, "trusted-proxies", nil, "addresses or CIDR ranges (comma separated) of reverse proxies in front of this server whose X-Forwarded-For names the client, for sign-in throttling and logs; others' X-Forwarded-For is ignored")
 	f.IntVar(&s.MaxWorkspacesPerUser, "max-workspaces-per-user", 100, "how many workspaces each user (admins too) may own; 0 for no limit")
+	f.DurationVar(&s.MaxTokenLifetime, "max-token-lifetime", server.DefaultMaxTokenLifetime, "the longest lifetime an API token may be given (tether tokens create --lifetime); 8760h is a year")
 	f.BoolVar(&s.Dev, "dev", false, "demo mode: local data, a first admin, a workspace `dev` with its agent on this machine, and CLI credentials")
 }
 
@@ -133,6 +135,9 @@ func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version stri
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	if s.MaxWorkspacesPerUser < 0 {
 		return fmt.Errorf("--max-workspaces-per-user %d: give 0 for no limit, or how many workspaces each user may own", s.MaxWorkspacesPerUser)
+	}
+	if s.MaxTokenLifetime < time.Minute {
+		return fmt.Errorf("--max-token-lifetime %s: give the longest lifetime an API token may have, such as 720h (30 days)", s.MaxTokenLifetime)
 	}
 	if (s.TLSCertFile == "") != (s.TLSKeyFile == "") {
 		return errors.New("--tls-cert-file and --tls-key-file go together: pass both or neither")
@@ -208,6 +213,7 @@ func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version stri
 		AllowPathAppSharing:  s.AllowPathAppSharing,
 		TrustedProxies:       trustedProxies,
 		MaxWorkspacesPerUser: s.MaxWorkspacesPerUser,
+		MaxTokenLifetime:     s.MaxTokenLifetime,
 		Site:                 site.Handler(),
 	}
 	if inf.derp != nil {

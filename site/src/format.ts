@@ -56,3 +56,24 @@ export function appLink(ws: Workspace, app: App, wildcard: string | undefined): 
 export function capitalize(s: string): string {
   return s ? s[0].toUpperCase() + s.slice(1) : s;
 }
+
+/**
+ * agentCommand is what to run inside a new workspace to start its agent:
+ * the install one-liner when the server gives one, else the same command
+ * `tether create` prints (for a machine that has the tether binary).
+ */
+export function agentCommand(resp: { agent_token: string; agent_url: string } & Record<string, unknown>): string {
+  for (const k of ["install_command", "agent_install_command", "install_one_liner"]) {
+    const v = resp[k];
+    if (typeof v === "string" && v) return v;
+  }
+  return `TETHER_AGENT_TOKEN=${resp.agent_token} tether agent --url ${resp.agent_url}`;
+}
+
+/** formatDate writes a time as a short local date and time. */
+export function formatDate(t: string | null | undefined): string {
+  if (!t) return "never";
+  const d = new Date(t);
+  if (Number.isNaN(d.getTime())) return "unknown";
+  return d.toLocaleString(undefined, { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+}

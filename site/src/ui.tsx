@@ -159,7 +159,12 @@ export function Dialog({
   useEffect(() => {
     const d = ref.current;
     if (!d) return;
-    if (open && !d.open) d.showModal();
+    if (open && !d.open) {
+      d.showModal();
+      // showModal focuses the [autofocus] element; say so explicitly for
+      // browsers that focus the dialog itself instead.
+      d.querySelector<HTMLElement>("[autofocus]")?.focus();
+    }
     if (!open && d.open) d.close();
   }, [open]);
   return (
@@ -221,4 +226,15 @@ export function useAction(): [boolean, unknown, (fn: () => Promise<void>) => Pro
     }
   };
   return [busy, error, run, () => setError(null)];
+}
+
+/** useFocusOnMount focuses an element when it appears: for the button of a
+ * dialog's second step, where the autofocus attribute no longer applies
+ * (it works only as the dialog opens). */
+export function useFocusOnMount<T extends HTMLElement>() {
+  const ref = useRef<T>(null);
+  useEffect(() => {
+    ref.current?.focus();
+  }, []);
+  return ref;
 }

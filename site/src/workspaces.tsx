@@ -13,7 +13,7 @@ import {
   type Workspace,
   type WorkspaceApp,
 } from "./tether.gen";
-import { Badge, Dialog, ErrorBox, Secret, useAction, usePoll, type Tone } from "./ui";
+import { Badge, Dialog, ErrorBox, Secret, useAction, useFocusOnMount, usePoll, type Tone } from "./ui";
 
 const pollInterval = 3000;
 
@@ -265,28 +265,7 @@ function CreateWorkspaceForm({ onClose, onCreated }: { onClose: () => void; onCr
     api.templates().then((ts) => setTemplates(ts ?? []), () => setTemplates([]));
   }, []);
 
-  if (created) {
-    const ws = created.workspace;
-    return (
-      <div class="dialog-body" data-testid="workspace-created">
-        <p>
-          Workspace <strong>{ws.name}</strong> is ready for its agent. Run this inside the workspace
-          (the machine, VM or container it stands for):
-        </p>
-        <Secret value={agentCommand(created as CreateWorkspaceResponse & Record<string, unknown>)} label="Agent command" />
-        <p class="muted small">
-          The command holds the workspace's agent token, which is shown only this once. Once the agent
-          connects, the workspace shows as connected; then open its terminal, or{" "}
-          <code>tether ssh {ws.name}</code>.
-        </p>
-        <div class="dialog-actions">
-          <button class="button button-primary" type="button" onClick={onClose} autofocus>
-            Done
-          </button>
-        </div>
-      </div>
-    );
-  }
+  if (created) return <WorkspaceCreated created={created} onClose={onClose} />;
   const submit = (e: Event) => {
     e.preventDefault();
     void run(async () => {
@@ -335,6 +314,31 @@ function CreateWorkspaceForm({ onClose, onCreated }: { onClose: () => void; onCr
         </button>
       </div>
     </form>
+  );
+}
+
+/** WorkspaceCreated shows how to start the new workspace's agent. */
+function WorkspaceCreated({ created, onClose }: { created: CreateWorkspaceResponse; onClose: () => void }) {
+  const done = useFocusOnMount<HTMLButtonElement>();
+  const ws = created.workspace;
+  return (
+    <div class="dialog-body" data-testid="workspace-created">
+      <p>
+        Workspace <strong>{ws.name}</strong> is ready for its agent. Run this inside the workspace
+        (the machine, VM or container it stands for):
+      </p>
+      <Secret value={agentCommand(created as CreateWorkspaceResponse & Record<string, unknown>)} label="Agent command" />
+      <p class="muted small">
+        The command holds the workspace's agent token, which is shown only this once. Once the agent
+        connects, the workspace shows as connected; then open its terminal, or{" "}
+        <code>tether ssh {ws.name}</code>.
+      </p>
+      <div class="dialog-actions">
+        <button class="button button-primary" type="button" onClick={onClose} ref={done}>
+          Done
+        </button>
+      </div>
+    </div>
   );
 }
 

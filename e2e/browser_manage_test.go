@@ -112,12 +112,15 @@ func TestBrowserCreateAndDeleteWorkspace(t *testing.T) {
 	cmd := p.waitContains("the agent command", `document.querySelector("[data-testid=workspace-created] .secret-value")?.textContent ?? ""`, "TETHER_AGENT_TOKEN=")
 	p.screenshots("created")
 
-	// The command the page shows starts the agent.
-	m := regexp.MustCompile(`TETHER_AGENT_TOKEN=(\S+) tether agent --url (\S+)`).FindStringSubmatch(cmd)
-	if m == nil {
-		t.Fatalf("the dashboard's agent command %q is not one to run", cmd)
+	// The agent starts with what the page shows: the token and the URL of
+	// the install one-liner (curl -fsSL URL/install.sh | TETHER_AGENT_TOKEN=…
+	// sh), or of the tether agent command.
+	token := regexp.MustCompile(`TETHER_AGENT_TOKEN='?([A-Za-z0-9_-]+)`).FindStringSubmatch(cmd)
+	agentURL := regexp.MustCompile(`(?:--url |curl -fsSL '?)(https?://[^\s']+?)(?:/install\.sh)?'?(?:\s|$)`).FindStringSubmatch(cmd)
+	if token == nil || agentURL == nil {
+		t.Fatalf("the dashboard's agent command %q holds no token and URL", cmd)
 	}
-	here.StartAgent(t, m[2], m[1])
+	here.StartAgent(t, agentURL[1], token[1])
 	p.press(kb.Enter) // Done has the focus
 	p.waitText("the dialog to close", openDialog, func(s string) bool { return s == "" })
 	p.waitContains("the agent to connect", statusBadge("alice/box1"), "Connected")

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { appLink, connectionLabel, relativeTime } from "./format";
+import { agentCommand, appLink, connectionLabel, relativeTime } from "./format";
 import type { App, Workspace } from "./tether.gen";
 
 const ws: Workspace = {
@@ -54,4 +54,13 @@ test("relativeTime", () => {
     ["2024-12-25T12:00:00Z", "7 days ago"],
   ];
   for (const [t, want] of cases) assert.equal(relativeTime(t, now), want, String(t));
+});
+
+test("agentCommand prefers the install one-liner", () => {
+  const base = { agent_token: "tok", agent_url: "https://tether.example.com" };
+  assert.equal(agentCommand(base), "TETHER_AGENT_TOKEN=tok tether agent --url https://tether.example.com");
+  assert.equal(
+    agentCommand({ ...base, install_command: "curl -fsSL https://tether.example.com/install.sh | TETHER_AGENT_TOKEN=tok sh" }),
+    "curl -fsSL https://tether.example.com/install.sh | TETHER_AGENT_TOKEN=tok sh",
+  );
 });

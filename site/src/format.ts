@@ -59,14 +59,12 @@ export function capitalize(s: string): string {
 
 /**
  * agentCommand is what to run inside a new workspace to start its agent:
- * the install one-liner when the server gives one, else the same command
- * `tether create` prints (for a machine that has the tether binary).
+ * the install one-liner when the server gives one (install_command, from
+ * servers that serve /install.sh), else the command `tether create` prints,
+ * for a machine that has the tether binary.
  */
-export function agentCommand(resp: { agent_token: string; agent_url: string } & Record<string, unknown>): string {
-  for (const k of ["install_command", "agent_install_command", "install_one_liner"]) {
-    const v = resp[k];
-    if (typeof v === "string" && v) return v;
-  }
+export function agentCommand(resp: { agent_token: string; agent_url: string; install_command?: string }): string {
+  if (resp.install_command) return resp.install_command;
   return `TETHER_AGENT_TOKEN=${resp.agent_token} tether agent --url ${resp.agent_url}`;
 }
 

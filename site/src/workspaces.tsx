@@ -327,7 +327,7 @@ function WorkspaceCreated({ created, onClose }: { created: CreateWorkspaceRespon
         Workspace <strong>{ws.name}</strong> is ready for its agent. Run this inside the workspace
         (the machine, VM or container it stands for):
       </p>
-      <Secret value={agentCommand(created as CreateWorkspaceResponse & Record<string, unknown>)} label="Agent command" />
+      <Secret value={agentCommand(created)} label="Agent command" />
       <p class="muted small">
         The command holds the workspace's agent token, which is shown only this once. Once the agent
         connects, the workspace shows as connected; then open its terminal, or{" "}

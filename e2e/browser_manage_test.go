@@ -68,6 +68,11 @@ func (p *tab) colorScheme(scheme string) {
 // in dark colours as artifacts, and leaves the page light.
 func (p *tab) screenshots(what string) {
 	p.t.Helper()
+	// From the top: a page scrolled down (by the focus) comes out of a
+	// full-page capture shifted under its sticky top bar.
+	if err := p.eval(`(() => { window.scrollTo(0, 0); return true; })()`, new(bool)); err != nil {
+		p.fatalf("scroll to the top: %v", err)
+	}
 	for _, scheme := range []string{"dark", "light"} {
 		p.colorScheme(scheme)
 		ctx, cancel := context.WithTimeout(p.ctx, pageTimeout)

@@ -283,7 +283,7 @@ function TokensCard() {
       {list !== null && list.length === 0 && <p class="muted">You have no API tokens.</p>}
       {list !== null && list.length > 0 && (
         <div class="table-card">
-          <table>
+          <table class="table-middle">
             <thead>
               <tr>
                 <th>Token</th>

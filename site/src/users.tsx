@@ -123,7 +123,7 @@ export function UsersPage({ me }: { me: User | null }) {
       {list === null && error === null && <p class="muted">Loading…</p>}
       {list !== null && (
         <div class="card table-card">
-          <table>
+          <table class="table-middle">
             <thead>
               <tr>
                 <th>User</th>

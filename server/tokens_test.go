@@ -181,6 +181,19 @@ func TestAPITokenDeleteEndsConnections(t *testing.T) {
 	viaSession.alive()
 }
 
+// A tunnel opened with a token ends when the token expires, saying so.
+func TestAPITokenExpiryEndsConnections(t *testing.T) {
+	clk := &clock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	ts := newTestServer(t, Options{Now: clk.Now}, nil)
+	alice := ts.firstAdmin("alice")
+	ts.must(201, alice, "POST", "/api/v2/workspaces", tether.CreateWorkspaceRequest{Name: "dev"}, nil)
+	var created tether.CreateAPITokenResponse
+	ts.must(201, alice, "POST", "/api/v2/users/me/tokens", tether.CreateAPITokenRequest{Name: "ci", Lifetime: tether.Duration(time.Hour)}, &created)
+	s := ts.openTunnel(created.Token, "me", "dev")
+	clk.advance(time.Hour + time.Second)
+	s.awaitClose("the API token it was opened with expired")
+}
+
 // No app ever sees an API token, in any form the server accepts one.
 func TestStripCredentialsAPIToken(t *testing.T) {
 	f := newFixture(t, fixtureOptions{})

@@ -42,8 +42,14 @@ func (p *tab) focus(sel string) {
 	}
 }
 
-// focused describes the focused element: its tag, name and text.
-const focused = `(() => { const e = document.activeElement; return e ? (e.tagName + " " + (e.getAttribute("name") || "") + " " + (e.getAttribute("aria-label") || e.textContent || "").trim()).trim() : ""; })()`
+// focused describes the focused element: its tag, name and label (a
+// button's text; a field's aria-label).
+const focused = `(() => {
+	const e = document.activeElement;
+	if (!e) return "";
+	const field = ["INPUT", "SELECT", "TEXTAREA"].includes(e.tagName);
+	return (e.tagName + " " + (e.getAttribute("name") || "") + " " + (e.getAttribute("aria-label") || (field ? "" : e.textContent) || "").trim()).trim();
+})()`
 
 // focusRing is the focused element's outline, "none" when it has none.
 const focusRing = `(() => { const e = document.activeElement; const s = e && getComputedStyle(e); return s ? s.outlineStyle + " " + s.outlineWidth : "none"; })()`
@@ -110,9 +116,22 @@ func TestBrowserCreateAndDeleteWorkspace(t *testing.T) {
 	}
 	p.typeInto(`dialog[open] input[name=name]`, "box1")
 	p.waitContains("the template choice", `[...document.querySelectorAll("dialog[open] select option")].map(o => o.value).join(",")`, "py")
-	p.focus(`dialog[open] select[name=template]`)
-	p.press(kb.ArrowDown)
-	p.focus(`dialog[open] input[name=name]`)
+	// Keyboard only, in reading order: the name, the template, Cancel,
+	// Create.
+	for _, step := range []struct{ key, want string }{
+		{kb.Tab, "SELECT template"},
+		{kb.ArrowDown, "SELECT template"},
+		{kb.Tab, "BUTTON  Cancel"},
+		{kb.Tab, "BUTTON  Create workspace"},
+	} {
+		p.press(step.key)
+		if f := p.text(focused); f != step.want {
+			t.Fatalf("after %q the focus is on %q, want %q", step.key, f, step.want)
+		}
+	}
+	if v := p.text(`document.querySelector("dialog[open] select").value`); v != "py" {
+		t.Errorf("the arrow key chose template %q, want py", v)
+	}
 	p.press(kb.Enter)
 	cmd := p.waitContains("the agent command", `document.querySelector("[data-testid=workspace-created] .secret-value")?.textContent ?? ""`, "TETHER_AGENT_TOKEN=")
 	p.screenshots("created")

@@ -154,6 +154,14 @@ export function UsersPage({ me }: { me: User | null }) {
                         disabled={busy}
                         onChange={(e) => {
                           const role = e.currentTarget.value as Role;
+                          if (
+                            self &&
+                            role !== "admin" &&
+                            !confirm("Make yourself a member? You lose the admin pages and other users' workspaces; another admin can undo it.")
+                          ) {
+                            e.currentTarget.value = u.role;
+                            return;
+                          }
                           void act(`${u.username} is now ${role}.`, () => api.setUserRole(u.username, role));
                         }}
                       >

@@ -129,6 +129,39 @@ type DeleteUserResponse struct {
 	DeletedWorkspaces []string `json:"deleted_workspaces"`
 }
 
+// APIToken is an API token for scripts and CI, as listed: never its
+// secret, which only CreateAPITokenResponse carries, once. Tokens work in
+// the Tether-Session-Token header or as "Authorization: Bearer", never as
+// the dashboard's cookie, and only while their user is active.
+type APIToken struct {
+	ID        uuid.UUID `json:"id"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+	// LastUsedAt is when the token last authenticated a request, to the
+	// minute; nil if never.
+	LastUsedAt *time.Time `json:"last_used_at"`
+	ExpiresAt  time.Time  `json:"expires_at"`
+}
+
+// APITokenPrefix starts every API token, so that people (and secret
+// scanners) can tell one from a session token at a glance.
+const APITokenPrefix = "tether_token_"
+
+// CreateAPITokenRequest creates an API token of the caller's (POST
+// /api/v2/users/me/tokens). An empty Name gets one made up; a zero
+// Lifetime gets the default (30 days, or the server's maximum if shorter).
+type CreateAPITokenRequest struct {
+	Name     string   `json:"name,omitempty"`
+	Lifetime Duration `json:"lifetime,omitempty"`
+}
+
+// CreateAPITokenResponse carries the new token's secret, shown only this
+// once.
+type CreateAPITokenResponse struct {
+	APIToken
+	Token string `json:"token"`
+}
+
 // List endpoints (GET /api/v2/users, GET /api/v2/workspaces) answer one page
 // at a time: at most ?limit= items (DefaultPageSize when absent, at most
 // MaxPageSize), in a stable order. When more follow, the response has a

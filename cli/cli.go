@@ -80,6 +80,7 @@ func Root(env *Env) *cobra.Command {
 		r.logoutCommand(),
 		r.usersCommand(),
 		r.templatesCommand(),
+		r.tokensCommand(),
 		r.createCommand(),
 		r.listCommand(),
 		r.deleteCommand(),

@@ -83,6 +83,14 @@ func TestJSONOutput(t *testing.T) {
 			return writeJSON(b, []tether.Template{{ID: uuid.MustParse("3e2d1c0b-a9f8-4e7d-b6c5-a4b3c2d1e0f9"), Name: "python-dev",
 				AgentURL: "https://tether.internal.example.com", Apps: []tether.App{ws.Apps[0].App}, CreatedAt: created, UpdatedAt: seen}})
 		}},
+		{"tokens-create.json", func(b *bytes.Buffer) error {
+			return writeJSON(b, tether.CreateAPITokenResponse{APIToken: tether.APIToken{ID: uuid.MustParse("5a4b3c2d-1e0f-4a9b-8c7d-6e5f4a3b2c1d"),
+				Name: "ci", CreatedAt: created, ExpiresAt: created.Add(30 * 24 * time.Hour)}, Token: tether.APITokenPrefix + "secret"})
+		}},
+		{"tokens-ls.json", func(b *bytes.Buffer) error {
+			return writeJSON(b, []tether.APIToken{{ID: uuid.MustParse("5a4b3c2d-1e0f-4a9b-8c7d-6e5f4a3b2c1d"),
+				Name: "ci", CreatedAt: created, LastUsedAt: &seen, ExpiresAt: created.Add(30 * 24 * time.Hour)}})
+		}},
 		{"ping.jsonl", func(b *bytes.Buffer) error {
 			enc := json.NewEncoder(b)
 			for _, line := range []tether.PingOutput{

@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -10,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/tetherdev/tether"
-	"gopkg.in/yaml.v3"
+	"github.com/tetherdev/tether/internal/templatefile"
 )
 
 func (r *root) templatesCommand() *cobra.Command {
@@ -87,9 +85,6 @@ func (r *root) templatesCommand() *cobra.Command {
 	return cmd
 }
 
-// maxTemplateFile bounds what the CLI reads as a template.
-const maxTemplateFile = 1 << 20
-
 // readTemplate parses and validates a template file, so that mistakes are
 // reported with the file's line numbers before anything is sent.
 func readTemplate(path string, stdin io.Reader) (tether.PushTemplateRequest, error) {
@@ -104,28 +99,12 @@ func readTemplate(path string, stdin io.Reader) (tether.PushTemplateRequest, err
 		defer f.Close()
 		src, name = f, path
 	}
-	b, err := io.ReadAll(io.LimitReader(src, maxTemplateFile+1))
+	b, err := io.ReadAll(io.LimitReader(src, templatefile.MaxSize+1))
 	if err != nil {
 		return req, fmt.Errorf("read template %s: %w", name, err)
 	}
-	if len(b) > maxTemplateFile {
-		return req, fmt.Errorf("template %s is larger than %d bytes", name, maxTemplateFile)
+	if len(b) > templatefile.MaxSize {
+		return req, fmt.Errorf("template %s is larger than %d bytes", name, templatefile.MaxSize)
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&req); err != nil {
-		if errors.Is(err, io.EOF) {
-			return req, fmt.Errorf("template %s is empty", name)
-		}
-		return req, fmt.Errorf("template %s is not valid: %s", name, strings.TrimPrefix(err.Error(), "yaml: "))
-	}
-	// Push sends one template: a second document would be dropped
-	// without a word.
-	if err := dec.Decode(new(yaml.Node)); !errors.Is(err, io.EOF) {
-		return req, fmt.Errorf("template %s has more than one YAML document: push one template per file", name)
-	}
-	if err := req.Validate(); err != nil {
-		return req, fmt.Errorf("template %s: %w", name, err)
-	}
-	return req, nil
+	return templatefile.Parse(name, b)
 }

@@ -91,6 +91,25 @@ func (c *Client) CreateUser(ctx context.Context, req tether.CreateUserRequest) (
 	return v, c.do(ctx, http.MethodPost, "/api/v2/users", req, &v)
 }
 
+// CreateAPIToken creates an API token of the caller's; the response
+// carries its secret, which the server never shows again.
+func (c *Client) CreateAPIToken(ctx context.Context, req tether.CreateAPITokenRequest) (tether.CreateAPITokenResponse, error) {
+	var v tether.CreateAPITokenResponse
+	return v, c.do(ctx, http.MethodPost, userPath("me")+"/tokens", req, &v)
+}
+
+// APITokens lists a user's API tokens ("me" for the caller's; admins may
+// list anyone's).
+func (c *Client) APITokens(ctx context.Context, user string) ([]tether.APIToken, error) {
+	var v []tether.APIToken
+	return v, c.do(ctx, http.MethodGet, userPath(user)+"/tokens", nil, &v)
+}
+
+// DeleteAPIToken deletes a user's API token by name or ID.
+func (c *Client) DeleteAPIToken(ctx context.Context, user, token string) error {
+	return c.do(ctx, http.MethodDelete, userPath(user)+"/tokens/"+url.PathEscape(token), nil, nil)
+}
+
 func (c *Client) Templates(ctx context.Context) ([]tether.Template, error) {
 	var v []tether.Template
 	return v, c.do(ctx, http.MethodGet, "/api/v2/templates", nil, &v)

@@ -32,9 +32,13 @@ const (
 	agent     identity = "agent" // dev's agent token
 	expired   identity = "expired session"
 	invalid   identity = "invalid session"
+	// apiToken is an API token of the owner's: it gets what the owner
+	// gets in a header, and what a stranger gets in a cookie
+	// (accessRow.expectedFor).
+	apiToken identity = "owner's API token"
 )
 
-var identities = []identity{anonymous, owner, member, admin, agent, expired, invalid}
+var identities = []identity{anonymous, owner, member, admin, agent, expired, invalid, apiToken}
 
 // form is how a credential travels.
 type form string
@@ -74,6 +78,8 @@ func (f *fixture) credential(id identity) (token string, isAgent bool) {
 		return f.session(f.owner, -time.Minute), false
 	case invalid:
 		return newToken(), false
+	case apiToken:
+		return f.apiToken(f.owner, f.name("tok"), time.Hour), false
 	}
 	return "", false
 }
@@ -116,6 +122,9 @@ type accessRow struct {
 	// get, on user routes and agent routes, 401; on other routes, rest.
 	want map[identity]int
 	rest int
+	// tokenWant overrides, for an API token in a header, the owner's
+	// status.
+	tokenWant int
 }
 
 // get, post and friends build calls.
@@ -204,6 +213,18 @@ func accessTable() map[string]accessRow {
 			want: map[identity]int{owner: http.StatusNotFound, member: http.StatusNotFound, admin: http.StatusNoContent}},
 		"DELETE /api/v2/users/{user}/sessions": {call: onFreshUser(del, "/api/v2/users/%s/sessions"),
 			want: map[identity]int{owner: http.StatusNotFound, member: http.StatusNotFound, admin: ok}},
+		// Tokens: members see and delete their own (others' are "not
+		// found"), admins anyone's; everyone creates their own, but not
+		// with a token.
+		"GET /api/v2/users/{user}/tokens": {call: get("/api/v2/users/bob/tokens"),
+			want: map[identity]int{owner: ok, member: http.StatusNotFound, admin: ok}},
+		"POST /api/v2/users/{user}/tokens": {call: post("/api/v2/users/me/tokens", `{"lifetime":"1h"}`),
+			want: users(http.StatusCreated), tokenWant: http.StatusForbidden},
+		"DELETE /api/v2/users/{user}/tokens/{token}": {call: func(f *fixture) req {
+			name := f.name("del")
+			f.apiToken(f.owner, name, time.Hour)
+			return del("/api/v2/users/bob/tokens/" + name)(f)
+		}, want: map[identity]int{owner: http.StatusNoContent, member: http.StatusNotFound, admin: http.StatusNoContent}},
 
 		"GET /api/v2/templates": {call: get("/api/v2/templates"), want: users(ok)},
 		"POST /api/v2/templates": {call: func(f *fixture) req {
@@ -258,6 +279,21 @@ func (row accessRow) expected(rt route, id identity) int {
 	return row.rest
 }
 
+// expectedFor is the status an identity gets with its credential in form
+// fm: an API token is the owner in a header, and nobody in a cookie.
+func (row accessRow) expectedFor(rt route, id identity, fm form) int {
+	if id != apiToken {
+		return row.expected(rt, id)
+	}
+	if fm == formCookie || fm == formCookieCSRF {
+		return row.expected(rt, anonymous)
+	}
+	if row.tokenWant != 0 {
+		return row.tokenWant
+	}
+	return row.expected(rt, owner)
+}
+
 // accessFixture is a server with a stand-in relay and dashboard, and a
 // cached health report (the real checks reach out over the network).
 func accessFixture(t *testing.T) *fixture {
@@ -292,7 +328,7 @@ func TestAccessMatrix(t *testing.T) {
 					r := row.call(f)
 					f.sign(&r, id, fm)
 					resp, body := f.do(r)
-					if want := row.expected(rt, id); resp.StatusCode != want {
+					if want := row.expectedFor(rt, id, fm); resp.StatusCode != want {
 						t.Errorf("%s (%s): %d, want %d: %.300s", id, fm, resp.StatusCode, want, body)
 					}
 				}

@@ -275,8 +275,8 @@ func urlPort(u *url.URL) (uint16, error) {
 
 // stripCredentials removes from a request about to reach an app every
 // credential the server accepts, in every form it accepts it: the session
-// and agent token headers, "Authorization: Bearer" with a session or agent
-// token, and Tether's cookies under any of their names. A bearer token the
+// and agent token headers, "Authorization: Bearer" with a session, API or
+// agent token, and Tether's cookies under any of their names. A bearer token the
 // server does not know is the app's own business and passes: apps with an
 // API of their own (a notebook server's token, say) keep working. If the
 // store cannot say, the header is dropped.
@@ -301,13 +301,14 @@ func (s *Server) stripCredentials(r *http.Request) {
 }
 
 // isOurBearer reports whether an Authorization header value is a bearer
-// token of Tether's: a session's (current or expired) or an agent's.
+// token of Tether's: a session's or an API token's (current or expired), or
+// an agent's.
 func (s *Server) isOurBearer(ctx context.Context, auth string) bool {
 	if len(auth) <= 7 || !strings.EqualFold(auth[:7], "bearer ") {
 		return false
 	}
 	hash := store.HashToken(strings.TrimSpace(auth[7:]))
-	_, err := s.store.SessionByTokenHash(ctx, hash)
+	_, _, err := s.findSession(ctx, hash)
 	if !errors.Is(err, store.ErrNotFound) {
 		return true // ours, or the store cannot say
 	}

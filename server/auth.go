@@ -171,14 +171,14 @@ func (s *Server) authenticateUser(r *http.Request) (store.User, error) {
 
 // authenticateSession returns the request's session and its user.
 func (s *Server) authenticateSession(r *http.Request) (store.Session, store.User, error) {
-	token, _, err := s.sessionToken(r)
+	token, fromCookie, err := s.sessionToken(r)
 	if err != nil {
 		return store.Session{}, store.User{}, err
 	}
 	if token == "" {
 		return store.Session{}, store.User{}, errNoSession
 	}
-	return s.sessionUser(r.Context(), store.HashToken(token))
+	return s.credentialUser(r.Context(), store.HashToken(token), fromCookie)
 }
 
 // sessionUser returns the session stored under hash and its user, if both
@@ -186,8 +186,29 @@ func (s *Server) authenticateSession(r *http.Request) (store.Session, store.User
 // use: API calls, WebSockets, and the app tokens minted from it. A check
 // of the user's standing added here (a suspended account, say) therefore
 // holds everywhere at once.
+//
+// An API token (tokens.go) passes here too, as the session it stands for.
 func (s *Server) sessionUser(ctx context.Context, hash string) (store.Session, store.User, error) {
-	sess, err := s.store.SessionByTokenHash(ctx, hash)
+	return s.credentialUser(ctx, hash, false)
+}
+
+// credentialUser is sessionUser for a secret that came from the cookie
+// (fromCookie), where an API token is refused.
+func (s *Server) credentialUser(ctx context.Context, hash string, fromCookie bool) (store.Session, store.User, error) {
+	sess, tok, err := s.findSession(ctx, hash)
+	if tok != nil {
+		if fromCookie {
+			return sess, store.User{}, errTokenInCookie
+		}
+		if !s.now().Before(sess.ExpiresAt) {
+			return sess, store.User{}, tether.Errorf(tether.EUNAUTHORIZED, "API token %s expired: create another (`tether tokens create`)", tok.Name)
+		}
+		u, err := s.activeUser(ctx, sess.UserID)
+		if err == nil {
+			s.noteTokenUse(ctx, tok)
+		}
+		return sess, u, err
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		return sess, store.User{}, tether.Errorf(tether.EUNAUTHORIZED, "session token is invalid or was signed out: run `tether login` again")
 	}

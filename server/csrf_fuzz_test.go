@@ -27,6 +27,10 @@ func (s tokenStore) SessionByTokenHash(context.Context, string) (store.Session, 
 	return store.Session{}, store.ErrNotFound
 }
 
+func (s tokenStore) APITokenByHash(context.Context, string) (store.APIToken, error) {
+	return store.APIToken{}, store.ErrNotFound
+}
+
 func (s tokenStore) WorkspaceByAgentTokenHash(context.Context, string) (store.Workspace, error) {
 	if s.ours {
 		return store.Workspace{}, nil

@@ -188,6 +188,20 @@ func (f *fixture) session(u store.User, lifetime time.Duration) string {
 	return token
 }
 
+// apiToken creates an API token of u's named name, valid for lifetime
+// (negative: already expired), and returns its secret.
+func (f *fixture) apiToken(u store.User, name string, lifetime time.Duration) string {
+	f.t.Helper()
+	secret := newAPIToken()
+	now := f.clock.Now()
+	err := f.db.CreateAPIToken(context.Background(), store.APIToken{ID: uuid.New(), Name: name, TokenHash: store.HashToken(secret),
+		UserID: u.ID, CreatedAt: now.Add(min(lifetime, 0) - time.Hour), ExpiresAt: now.Add(lifetime)})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return secret
+}
+
 // name returns a fresh name with a prefix.
 func (f *fixture) name(prefix string) string {
 	return fmt.Sprintf("%s-%d", prefix, f.seq.Add(1))

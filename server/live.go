@@ -170,9 +170,13 @@ func (s *Server) recheckConns(ctx context.Context, conns []*liveConn, sessionGon
 		serr, ok := sessions[c.session]
 		if !ok {
 			var sess store.Session
-			sess, serr = s.store.SessionByTokenHash(ctx, c.session)
+			var tok *store.APIToken
+			sess, tok, serr = s.findSession(ctx, c.session)
 			if serr == nil && s.now().After(sess.ExpiresAt) {
 				serr = errSessionExpired
+				if tok != nil {
+					serr = errTokenExpired
+				}
 			}
 			sessions[c.session] = serr
 		}
@@ -189,7 +193,10 @@ func (s *Server) recheckConns(ctx context.Context, conns []*liveConn, sessionGon
 	}
 }
 
-var errSessionExpired = errors.New("session expired")
+var (
+	errSessionExpired = errors.New("session expired")
+	errTokenExpired   = errors.New("API token expired")
+)
 
 // liveAccess decides whether c keeps its access, given what the store said
 // about its user and session: "" if it does, else the reason it ends. An
@@ -209,6 +216,8 @@ func liveAccess(c *liveConn, u store.User, userErr, sessionErr error, sessionGon
 		return "your session was signed out: sign in again", nil
 	case errors.Is(sessionErr, errSessionExpired):
 		return "your session expired: sign in again", nil
+	case errors.Is(sessionErr, errTokenExpired):
+		return "the API token it was opened with expired", nil
 	case sessionErr != nil:
 		return "", sessionErr
 	case !canAccess(u, c.ws):

@@ -139,6 +139,9 @@ func (s *Server) routeTable(derp, site http.Handler, sitePage func(string) bool)
 		s.userRoute("PUT /api/v2/users/{user}/role", s.putUserRole),
 		s.userRoute("PUT /api/v2/users/{user}/password", s.putUserPassword),
 		s.userRoute("DELETE /api/v2/users/{user}/sessions", s.deleteUserSessions),
+		s.userRoute("GET /api/v2/users/{user}/tokens", s.getAPITokens),
+		s.userRoute("POST /api/v2/users/{user}/tokens", s.postAPIToken),
+		s.userRoute("DELETE /api/v2/users/{user}/tokens/{token}", s.deleteAPIToken),
 
 		s.userRoute("GET /api/v2/templates", s.getTemplates),
 		s.userRoute("POST /api/v2/templates", s.postTemplate),

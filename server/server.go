@@ -5,6 +5,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -81,6 +82,9 @@ type Options struct {
 	// MaxWorkspacesPerUser is how many workspaces each user may own
 	// (--max-workspaces-per-user); 0 means no limit.
 	MaxWorkspacesPerUser int
+	// MaxTokenLifetime is the longest lifetime an API token may be given
+	// (--max-token-lifetime); 0 means DefaultMaxTokenLifetime.
+	MaxTokenLifetime time.Duration
 
 	// AgentBinary is the server's own binary (os.Executable), served as
 	// the agent binary for the server's OS and architecture; empty serves
@@ -117,6 +121,7 @@ type Server struct {
 	logins              *loginThrottle
 	trustedProxies      []netip.Prefix
 	maxWorkspaces       int
+	maxTokenLifetime    time.Duration
 	live                liveConns
 	appHealth           appHealth
 	connections         connections
@@ -178,6 +183,7 @@ func New(opts Options) (*Server, error) {
 		logins:              newLoginThrottle(),
 		trustedProxies:      opts.TrustedProxies,
 		maxWorkspaces:       opts.MaxWorkspacesPerUser,
+		maxTokenLifetime:    cmp.Or(opts.MaxTokenLifetime, DefaultMaxTokenLifetime),
 		logger:              logger,
 		store:               opts.Store,
 		accessURL:           opts.AccessURL,

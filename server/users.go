@@ -143,7 +143,13 @@ func (s *Server) postLogout(w http.ResponseWriter, r *http.Request, u store.User
 		return err
 	}
 	hash := store.HashToken(token)
-	if err := s.store.DeleteSession(r.Context(), hash); err != nil {
+	if isAPIToken(token) {
+		// Signing out with an API token ends that token, as it would a
+		// session: nothing else could sign it out.
+		if err := s.endAPIToken(r.Context(), u, hash); err != nil {
+			return err
+		}
+	} else if err := s.store.DeleteSession(r.Context(), hash); err != nil {
 		return err
 	}
 	s.appTokens.revokeSession(hash)

@@ -65,6 +65,7 @@ type Settings struct {
 	TrustedProxies          []string
 	MaxWorkspacesPerUser    int
 	AgentBinariesDir        string
+	MaxTokenLifetime        time.Duration
 
 	// PrometheusAddress and PprofAddress are where operators reach the
 	// metrics and the profiler; empty for none.
@@ -131,6 +132,7 @@ func (s *Settings) bindFlags(f *pflag.FlagSet) {
 	f.StringSliceVar(&s.TrustedProxies, "trusted-proxies", nil, "addresses or CIDR ranges (comma separated) of reverse proxies in front of this server whose X-Forwarded-For names the client, for sign-in throttling and logs; others' X-Forwarded-For is ignored")
 	f.IntVar(&s.MaxWorkspacesPerUser, "max-workspaces-per-user", 100, "how many workspaces each user (admins too) may own; 0 for no limit")
 	f.StringVar(&s.AgentBinariesDir, "agent-binaries-dir", "", "directory of agent binaries for other platforms, served at /bin/tether-OS-ARCH beside the server's own ('go run ./internal/release -o DIR' builds them)")
+	f.DurationVar(&s.MaxTokenLifetime, "max-token-lifetime", server.DefaultMaxTokenLifetime, "the longest lifetime an API token may be given (tether tokens create --lifetime); 8760h is a year")
 	f.BoolVar(&s.Dev, "dev", false, "demo mode: local data, a first admin, a workspace 'dev' with its agent on this machine, and CLI credentials")
 }
 
@@ -160,6 +162,9 @@ func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version stri
 func run(ctx context.Context, s Settings, logger *slog.Logger, stdout io.Writer, version string) error {
 	if s.MaxWorkspacesPerUser < 0 {
 		return fmt.Errorf("--max-workspaces-per-user %d: give 0 for no limit, or how many workspaces each user may own", s.MaxWorkspacesPerUser)
+	}
+	if s.MaxTokenLifetime < time.Minute {
+		return fmt.Errorf("--max-token-lifetime %s: give the longest lifetime an API token may have, such as 720h (30 days)", s.MaxTokenLifetime)
 	}
 	if (s.TLSCertFile == "") != (s.TLSKeyFile == "") {
 		return errors.New("--tls-cert-file and --tls-key-file go together: pass both or neither")
@@ -253,6 +258,7 @@ func run(ctx context.Context, s Settings, logger *slog.Logger, stdout io.Writer,
 		AllowPathAppSharing:  s.AllowPathAppSharing,
 		TrustedProxies:       trustedProxies,
 		MaxWorkspacesPerUser: s.MaxWorkspacesPerUser,
+		MaxTokenLifetime:     s.MaxTokenLifetime,
 		Site:                 site.Handler(),
 		AgentBinary:          ownBinary(logger),
 		AgentBinariesDir:     s.AgentBinariesDir,

@@ -75,6 +75,7 @@ func TestRunRefusesBadSettings(t *testing.T) {
 		{"pprof beyond loopback", []string{"--pprof-address", "0.0.0.0:0"}, `--pprof-address "0.0.0.0:0" must be a loopback address`},
 		{"prometheus address", []string{"--prometheus-address", "2112"}, `--prometheus-address "2112": want host:port`},
 		{"negative workspace limit", []string{"--max-workspaces-per-user", "-1"}, "--max-workspaces-per-user -1"},
+		{"token lifetime", []string{"--max-token-lifetime", "0s"}, "--max-token-lifetime 0s"},
 		{"certificate without key", []string{"--tls-cert-file", "cert.pem"}, "--tls-cert-file and --tls-key-file go together"},
 		{"missing certificate", []string{"--tls-cert-file", "/nonexistent/cert.pem", "--tls-key-file", "/nonexistent/key.pem"}, "load TLS certificate"},
 		{"trusted proxy", []string{"--trusted-proxies", "10.0.0.5,proxy.example.com"}, `--trusted-proxies: "proxy.example.com" is neither an IP address nor a CIDR range`},

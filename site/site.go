@@ -1,13 +1,15 @@
 // Package site is Tether's browser dashboard: sign-in, the workspace list
-// with live agent status, apps and connection paths, deployment health, and
-// the web terminal (xterm.js). It is a small TypeScript single-page app
+// with live agent status, apps and connection paths, deployment health, the
+// web terminal (xterm.js), and the pages that manage workspaces, templates,
+// users and one's own account and API tokens. It is a small TypeScript single-page app
 // (Preact, esbuild) whose built files are committed under dist/ and
 // embedded here, so `go build` alone yields a working dashboard and npm is
 // needed only to change it.
 //
 // The server mounts Handler for the dashboard's paths. Files under
 // /assets/ are served as built; the pages listed in src/routes.json
-// (/login, /, /health, /@OWNER/WORKSPACE/terminal; see routes.go) get
+// (/login, /, /health, /templates, /users, /account,
+// /@OWNER/WORKSPACE/terminal; see routes.go) get
 // index.html, and the app picks the page from the path. The server
 // answers 404 for any other path (IsPage), so that the handler itself
 // still serves index.html for whatever it is given.

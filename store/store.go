@@ -60,6 +60,18 @@ type Session struct {
 	ExpiresAt time.Time
 }
 
+// APIToken is a stored API token. TokenHash is HashToken of its secret.
+// LastUsedAt is zero if it was never used.
+type APIToken struct {
+	ID         uuid.UUID
+	Name       string
+	TokenHash  string
+	UserID     uuid.UUID
+	CreatedAt  time.Time
+	ExpiresAt  time.Time
+	LastUsedAt time.Time
+}
+
 // Template is a stored template.
 type Template = tether.Template
 
@@ -129,6 +141,22 @@ type Store interface {
 	DeleteUserSessions(ctx context.Context, userID uuid.UUID, keepSession string) (int, error)
 	// DeleteExpiredSessions removes sessions that expired before now.
 	DeleteExpiredSessions(ctx context.Context, now time.Time) error
+
+	// API tokens are a user's credentials for scripts: unlike sessions
+	// they have names, survive the changes that end sessions (signing out
+	// everywhere, a new password, suspension), and go only with their
+	// deletion, their expiry or their user's deletion.
+
+	// CreateAPIToken stores t; a name the user already uses for a token
+	// wraps ErrConflict.
+	CreateAPIToken(ctx context.Context, t APIToken) error
+	APITokenByHash(ctx context.Context, hash string) (APIToken, error)
+	// ListAPITokens lists a user's tokens, expired ones included, by name.
+	ListAPITokens(ctx context.Context, userID uuid.UUID) ([]APIToken, error)
+	// DeleteAPIToken deletes a token of userID's by ID and returns it.
+	DeleteAPIToken(ctx context.Context, userID, id uuid.UUID) (APIToken, error)
+	// APITokenUsed records that the token authenticated a request at t.
+	APITokenUsed(ctx context.Context, id uuid.UUID, t time.Time) error
 
 	// UpsertTemplate creates the template, or replaces the one with the same
 	// name, keeping its ID and creation time. It returns the stored template.

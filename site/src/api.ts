@@ -11,7 +11,19 @@
 import { nextPage } from "./pages";
 import {
   CSRFHeader,
+  type APIToken,
   type BuildInfo,
+  type CreateAPITokenRequest,
+  type CreateAPITokenResponse,
+  type CreateUserRequest,
+  type CreateWorkspaceRequest,
+  type CreateWorkspaceResponse,
+  type DeleteUserResponse,
+  type EndSessionsResponse,
+  type Role,
+  type Template,
+  type UpdateUserPasswordRequest,
+  type UserStatus,
   type ErrorResponse,
   type FirstUserResponse,
   type HealthReport,
@@ -44,6 +56,8 @@ export function loginURL(): string {
 interface RequestOptions {
   method?: string;
   body?: unknown;
+  /** yaml is sent as it is, as application/yaml, instead of body. */
+  yaml?: string;
   /** noAuthRedirect keeps a 401 as an error instead of going to /login. */
   noAuthRedirect?: boolean;
   signal?: AbortSignal;
@@ -63,6 +77,10 @@ async function request<T>(path: string, opts: RequestOptions = {}): Promise<T> {
   const headers = requestHeaders(opts.body !== undefined);
   let body: string | undefined;
   if (opts.body !== undefined) body = JSON.stringify(opts.body);
+  if (opts.yaml !== undefined) {
+    headers["Content-Type"] = "application/yaml";
+    body = opts.yaml;
+  }
   let res: Response;
   try {
     res = await fetch("/api/v2" + path, {
@@ -141,4 +159,38 @@ export const api = {
       `/workspaces/${encodeURIComponent(owner)}/${encodeURIComponent(name)}/startup-script`,
     ),
   health: (signal?: AbortSignal) => request<HealthReport>("/debug/health", { signal }),
+
+  createWorkspace: (req: CreateWorkspaceRequest) =>
+    request<CreateWorkspaceResponse>("/workspaces", { method: "POST", body: req }),
+  deleteWorkspace: (owner: string, name: string) =>
+    request<void>(`/workspaces/${encodeURIComponent(owner)}/${encodeURIComponent(name)}`, { method: "DELETE" }),
+
+  templates: (signal?: AbortSignal) => request<Template[]>("/templates", { signal }),
+  /** pushTemplate uploads a template file; the server checks it and names
+   * the line of a mistake. */
+  pushTemplate: (yaml: string) => request<Template>("/templates", { method: "POST", yaml }),
+
+  users: (signal?: AbortSignal) => requestAll<User>("/users", signal),
+  createUser: (req: CreateUserRequest) => request<User>("/users", { method: "POST", body: req }),
+  setUserRole: (user: string, role: Role) =>
+    request<User>(`${userPath(user)}/role`, { method: "PUT", body: { role } }),
+  setUserStatus: (user: string, status: UserStatus) =>
+    request<User>(`${userPath(user)}/status`, { method: "PUT", body: { status } }),
+  setPassword: (user: string, req: UpdateUserPasswordRequest) =>
+    request<void>(`${userPath(user)}/password`, { method: "PUT", body: req }),
+  deleteUser: (user: string, deleteWorkspaces: boolean) =>
+    request<DeleteUserResponse>(`${userPath(user)}${deleteWorkspaces ? "?delete_workspaces=true" : ""}`, {
+      method: "DELETE",
+    }),
+  endSessions: (user: string) =>
+    request<EndSessionsResponse>(`${userPath(user)}/sessions`, { method: "DELETE", noAuthRedirect: true }),
+
+  tokens: (signal?: AbortSignal) => request<APIToken[]>("/users/me/tokens", { signal }),
+  createToken: (req: CreateAPITokenRequest) =>
+    request<CreateAPITokenResponse>("/users/me/tokens", { method: "POST", body: req }),
+  deleteToken: (id: string) => request<void>(`/users/me/tokens/${encodeURIComponent(id)}`, { method: "DELETE" }),
 };
+
+function userPath(user: string): string {
+  return "/users/" + encodeURIComponent(user);
+}

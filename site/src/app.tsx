@@ -1,11 +1,14 @@
 import type { ComponentChildren } from "preact";
 import { useEffect, useState } from "preact/hooks";
+import { AccountPage } from "./account";
 import { api } from "./api";
 import { HealthPage } from "./health";
 import { LoginPage } from "./login";
 import { parseRoute } from "./routes";
 import type { User } from "./tether.gen";
+import { TemplatesPage } from "./templates";
 import { Link, Logo, navEvent, navigate } from "./ui";
+import { UsersPage } from "./users";
 import { WorkspacesPage } from "./workspaces";
 
 export function App() {
@@ -25,30 +28,24 @@ export function App() {
     case "login":
       return <LoginPage />;
     case "workspaces":
-      return (
-        <Shell path={path}>
-          <WorkspacesPage />
-        </Shell>
-      );
+      return <Shell path={path}>{() => <WorkspacesPage />}</Shell>;
     case "health":
-      return (
-        <Shell path={path}>
-          <HealthPage />
-        </Shell>
-      );
+      return <Shell path={path}>{() => <HealthPage />}</Shell>;
+    case "templates":
+      return <Shell path={path}>{(me) => <TemplatesPage me={me} />}</Shell>;
+    case "users":
+      return <Shell path={path}>{(me) => <UsersPage me={me} />}</Shell>;
+    case "account":
+      return <Shell path={path}>{(me) => <AccountPage me={me} />}</Shell>;
     default:
       // The terminal is started before the app renders (see main.tsx).
-      return (
-        <Shell path={path}>
-          <NotFound />
-        </Shell>
-      );
+      return <Shell path={path}>{() => <NotFound />}</Shell>;
   }
 }
 
 // Shell is the frame of the signed-in pages. It stays mounted while the
 // user moves between them, so "who am I" is asked once.
-function Shell({ path, children }: { path: string; children: ComponentChildren }) {
+function Shell({ path, children }: { path: string; children: (me: User | null) => ComponentChildren }) {
   const [me, setMe] = useState<User | null>(null);
   useEffect(() => {
     api.me().then(setMe, () => {});
@@ -75,14 +72,21 @@ function Shell({ path, children }: { path: string; children: ComponentChildren }
           </Link>
           <nav>
             {nav("/", "Workspaces")}
+            {nav("/templates", "Templates")}
+            {me?.role === "admin" && nav("/users", "Users")}
             {nav("/health", "Health")}
           </nav>
           <div class="user">
             {me && (
-              <span class="user-name" title={me.email}>
+              <Link
+                href="/account"
+                class={path === "/account" ? "user-name active" : "user-name"}
+                title={`${me.email}: your account, password and API tokens`}
+                aria-current={path === "/account" ? "page" : undefined}
+              >
                 {me.username}
                 {me.role === "admin" && <span class="role">admin</span>}
-              </span>
+              </Link>
             )}
             <button class="button button-quiet" type="button" onClick={signOut}>
               Sign out
@@ -90,7 +94,7 @@ function Shell({ path, children }: { path: string; children: ComponentChildren }
           </div>
         </div>
       </header>
-      <main class="content">{children}</main>
+      <main class="content">{children(me)}</main>
     </>
   );
 }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { appLink, connectionLabel, relativeTime, startupLabel } from "./format";
+import { agentCommand, appLink, connectionLabel, relativeTime, startupLabel } from "./format";
 import type { App, Workspace } from "./tether.gen";
 
 const ws: Workspace = {
@@ -78,4 +78,13 @@ test("startupLabel", () => {
     text: "Startup timed out",
     tone: "error",
   });
+});
+
+test("agentCommand prefers the install one-liner", () => {
+  const base = { agent_token: "tok", agent_url: "https://tether.example.com" };
+  assert.equal(agentCommand(base), "TETHER_AGENT_TOKEN=tok tether agent --url https://tether.example.com");
+  assert.equal(
+    agentCommand({ ...base, install_command: "curl -fsSL https://tether.example.com/install.sh | TETHER_AGENT_TOKEN=tok sh" }),
+    "curl -fsSL https://tether.example.com/install.sh | TETHER_AGENT_TOKEN=tok sh",
+  );
 });

@@ -86,3 +86,22 @@ export function startupLabel(st: StartupScriptStatus): { text: string; tone: Ton
   }
   return { text: `Startup ${st.status}`, tone: "neutral" };
 }
+
+/**
+ * agentCommand is what to run inside a new workspace to start its agent:
+ * the install one-liner when the server gives one (install_command, from
+ * servers that serve /install.sh), else the command `tether create` prints,
+ * for a machine that has the tether binary.
+ */
+export function agentCommand(resp: { agent_token: string; agent_url: string; install_command?: string }): string {
+  if (resp.install_command) return resp.install_command;
+  return `TETHER_AGENT_TOKEN=${resp.agent_token} tether agent --url ${resp.agent_url}`;
+}
+
+/** formatDate writes a time as a short local date and time. */
+export function formatDate(t: string | null | undefined): string {
+  if (!t) return "never";
+  const d = new Date(t);
+  if (Number.isNaN(d.getTime())) return "unknown";
+  return d.toLocaleString(undefined, { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+}

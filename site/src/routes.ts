@@ -9,6 +9,9 @@ export type Route =
   | { page: "login" }
   | { page: "workspaces" }
   | { page: "health" }
+  | { page: "templates" }
+  | { page: "users" }
+  | { page: "account" }
   | { page: "terminal"; owner: string; workspace: string }
   | { page: "notfound" };
 
@@ -61,7 +64,7 @@ export function terminalHref(owner: string, workspace: string): string {
 
 /** spaPages are the pages this app renders itself; every other path is a
  * document of its own (the terminal, apps, API URLs) and needs a page load. */
-const spaPages = new Set<Route["page"]>(["login", "workspaces", "health"]);
+const spaPages = new Set<Route["page"]>(["login", "workspaces", "health", "templates", "users", "account"]);
 
 export function isSPAPage(pathname: string): boolean {
   return spaPages.has(parseRoute(pathname).page);

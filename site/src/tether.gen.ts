@@ -125,6 +125,48 @@ export interface DeleteUserResponse {
   deleted_workspaces: string[] | null;
 }
 
+/**
+ * APIToken is an API token for scripts and CI, as listed: never its
+ * secret, which only CreateAPITokenResponse carries, once. Tokens work in
+ * the Tether-Session-Token header or as "Authorization: Bearer", never as
+ * the dashboard's cookie, and only while their user is active.
+ */
+export interface APIToken {
+  id: string;
+  name: string;
+  created_at: string;
+  /**
+   * LastUsedAt is when the token last authenticated a request, to the
+   * minute; nil if never.
+   */
+  last_used_at: string | null;
+  expires_at: string;
+}
+
+/**
+ * APITokenPrefix starts every API token, so that people (and secret
+ * scanners) can tell one from a session token at a glance.
+ */
+export const APITokenPrefix = "tether_token_";
+
+/**
+ * CreateAPITokenRequest creates an API token of the caller's (POST
+ * /api/v2/users/me/tokens). An empty Name gets one made up; a zero
+ * Lifetime gets the default (30 days, or the server's maximum if shorter).
+ */
+export interface CreateAPITokenRequest {
+  name?: string;
+  lifetime?: Duration;
+}
+
+/**
+ * CreateAPITokenResponse carries the new token's secret, shown only this
+ * once.
+ */
+export interface CreateAPITokenResponse extends APIToken {
+  token: string;
+}
+
 // List endpoints (GET /api/v2/users, GET /api/v2/workspaces) answer one page
 // at a time: at most ?limit= items (DefaultPageSize when absent, at most
 // MaxPageSize), in a stable order. When more follow, the response has a

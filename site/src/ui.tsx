@@ -2,7 +2,7 @@
 // polling that pauses in hidden tabs, and status badges.
 
 import type { ComponentChildren, JSX } from "preact";
-import { useEffect, useRef } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { capitalize } from "./format";
 import { isSPAPage } from "./routes";
 
@@ -131,4 +131,110 @@ export function Logo() {
       <path class="logo-line" d="M12.3 13.3 19.7 18.7" />
     </svg>
   );
+}
+
+let dialogSeq = 0;
+
+/**
+ * Dialog is a modal dialog (the native <dialog>, shown with showModal):
+ * the browser keeps focus inside it, Escape closes it, and focus goes back
+ * to where it was. Its contents mount only while it is open, so each
+ * opening starts fresh. A form inside submits with Enter.
+ */
+export function Dialog({
+  open,
+  title,
+  onClose,
+  children,
+  wide,
+}: {
+  open: boolean;
+  title: string;
+  onClose: () => void;
+  children: ComponentChildren;
+  wide?: boolean;
+}) {
+  const ref = useRef<HTMLDialogElement>(null);
+  const id = useRef(`dialog-${++dialogSeq}`).current;
+  useEffect(() => {
+    const d = ref.current;
+    if (!d) return;
+    if (open && !d.open) {
+      d.showModal();
+      // showModal focuses the [autofocus] element; say so explicitly for
+      // browsers that focus the dialog itself instead.
+      d.querySelector<HTMLElement>("[autofocus]")?.focus();
+    }
+    if (!open && d.open) d.close();
+  }, [open]);
+  return (
+    <dialog
+      ref={ref}
+      class={wide ? "dialog dialog-wide" : "dialog"}
+      aria-labelledby={id}
+      onCancel={(e) => {
+        e.preventDefault();
+        onClose();
+      }}
+    >
+      {open && (
+        <>
+          <h2 id={id}>{title}</h2>
+          {children}
+        </>
+      )}
+    </dialog>
+  );
+}
+
+/** Secret shows a value to copy (a token, a command) with a Copy button. */
+export function Secret({ value, label }: { value: string; label: string }) {
+  const [copied, setCopied] = useState(false);
+  const copy = async () => {
+    try {
+      await navigator.clipboard.writeText(value);
+      setCopied(true);
+    } catch {
+      // No clipboard (plain http): the text is selectable.
+    }
+  };
+  return (
+    <div class="secret">
+      <pre class="secret-value" aria-label={label} tabIndex={0}>
+        {value}
+      </pre>
+      <button class="button" type="button" onClick={copy}>
+        {copied ? "Copied" : "Copy"}
+      </button>
+    </div>
+  );
+}
+
+/** useAction tracks one action at a time: busy while it runs, and its error. */
+export function useAction(): [boolean, unknown, (fn: () => Promise<void>) => Promise<void>, () => void] {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  const run = async (fn: () => Promise<void>) => {
+    setBusy(true);
+    setError(null);
+    try {
+      await fn();
+    } catch (err) {
+      setError(err);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return [busy, error, run, () => setError(null)];
+}
+
+/** useFocusOnMount focuses an element when it appears: for the button of a
+ * dialog's second step, where the autofocus attribute no longer applies
+ * (it works only as the dialog opens). */
+export function useFocusOnMount<T extends HTMLElement>() {
+  const ref = useRef<T>(null);
+  useEffect(() => {
+    ref.current?.focus();
+  }, []);
+  return ref;
 }

@@ -1,6 +1,6 @@
 import { useEffect, useState } from "preact/hooks";
 import { api } from "./api";
-import { appLink, capitalize, connectionLabel, relativeTime, startupLabel } from "./format";
+import { agentCommand, appLink, capitalize, connectionLabel, relativeTime, startupLabel } from "./format";
 import { terminalHref } from "./routes";
 import {
   AgentConnected,
@@ -10,10 +10,12 @@ import {
   type BuildInfo,
   type StartupScriptResult,
   type StartupScriptStatus,
+  type CreateWorkspaceResponse,
+  type Template,
   type Workspace,
   type WorkspaceApp,
 } from "./tether.gen";
-import { Badge, ErrorBox, usePoll, type Tone } from "./ui";
+import { Badge, Dialog, ErrorBox, Secret, useAction, useFocusOnMount, usePoll, type Tone } from "./ui";
 
 const pollInterval = 3000;
 
@@ -22,13 +24,15 @@ export function WorkspacesPage() {
   const [error, setError] = useState<unknown>(null);
   const [build, setBuild] = useState<BuildInfo | null>(null);
   const [now, setNow] = useState(Date.now());
+  const [creating, setCreating] = useState(false);
+  const [deleting, setDeleting] = useState<Workspace | null>(null);
 
   useEffect(() => {
     document.title = "Workspaces — Tether";
     api.buildInfo().then(setBuild, () => {});
   }, []);
 
-  usePoll(async (signal) => {
+  const refresh = usePoll(async (signal) => {
     try {
       const ws = (await api.workspaces(signal)) ?? [];
       ws.sort((a, b) => a.owner.localeCompare(b.owner) || a.name.localeCompare(b.name));
@@ -49,7 +53,23 @@ export function WorkspacesPage() {
             {list.filter((w) => w.agent_status === AgentConnected).length} of {list.length} connected
           </span>
         )}
+        <button class="button button-primary" type="button" onClick={() => setCreating(true)}>
+          New workspace
+        </button>
       </div>
+      <CreateWorkspaceDialog
+        open={creating}
+        onClose={() => setCreating(false)}
+        onCreated={refresh}
+      />
+      <DeleteWorkspaceDialog
+        ws={deleting}
+        onClose={() => setDeleting(null)}
+        onDeleted={() => {
+          setList((l) => l && l.filter((w) => w.id !== deleting?.id));
+          refresh();
+        }}
+      />
       {error !== null && (
         <ErrorBox
           error={error}
@@ -61,8 +81,8 @@ export function WorkspacesPage() {
         <div class="card empty">
           <h2>No workspaces yet</h2>
           <p>
-            Create one with <code>tether create NAME</code>, then run the agent it prints inside the
-            workspace.
+            Create one with <strong>New workspace</strong> (or <code>tether create NAME</code>), then run
+            the agent command it shows inside the workspace.
           </p>
         </div>
       )}
@@ -82,7 +102,13 @@ export function WorkspacesPage() {
             </thead>
             <tbody>
               {list.map((w) => (
-                <WorkspaceRow key={w.id} ws={w} now={now} wildcard={build?.wildcard_access_url} />
+                <WorkspaceRow
+                  key={w.id}
+                  ws={w}
+                  now={now}
+                  wildcard={build?.wildcard_access_url}
+                  onDelete={() => setDeleting(w)}
+                />
               ))}
             </tbody>
           </table>
@@ -92,7 +118,17 @@ export function WorkspacesPage() {
   );
 }
 
-function WorkspaceRow({ ws, now, wildcard }: { ws: Workspace; now: number; wildcard?: string }) {
+function WorkspaceRow({
+  ws,
+  now,
+  wildcard,
+  onDelete,
+}: {
+  ws: Workspace;
+  now: number;
+  wildcard?: string;
+  onDelete: () => void;
+}) {
   const connected = ws.agent_status === AgentConnected;
   const conn = connectionLabel(ws.connection);
   const apps = ws.apps ?? [];
@@ -144,6 +180,14 @@ function WorkspaceRow({ ws, now, wildcard }: { ws: Workspace; now: number; wildc
         >
           Terminal
         </a>
+        <button
+          class="button button-danger-quiet"
+          type="button"
+          onClick={onDelete}
+          aria-label={`Delete workspace ${ws.owner}/${ws.name}`}
+        >
+          Delete
+        </button>
       </td>
     </tr>
   );
@@ -237,5 +281,153 @@ function StartupScript({ ws, st }: { ws: Workspace; st: StartupScriptStatus }) {
         </>
       )}
     </details>
+  );
+}
+
+/** CreateWorkspaceDialog asks for a name and a template, then shows the
+ * command that starts the new workspace's agent: its token is shown only
+ * this once. */
+function CreateWorkspaceDialog({
+  open,
+  onClose,
+  onCreated,
+}: {
+  open: boolean;
+  onClose: () => void;
+  onCreated: () => void;
+}) {
+  return (
+    <Dialog open={open} title="New workspace" onClose={onClose}>
+      <CreateWorkspaceForm onClose={onClose} onCreated={onCreated} />
+    </Dialog>
+  );
+}
+
+function CreateWorkspaceForm({ onClose, onCreated }: { onClose: () => void; onCreated: () => void }) {
+  const [name, setName] = useState("");
+  const [template, setTemplate] = useState("");
+  const [templates, setTemplates] = useState<Template[] | null>(null);
+  const [created, setCreated] = useState<CreateWorkspaceResponse | null>(null);
+  const [busy, error, run] = useAction();
+  useEffect(() => {
+    api.templates().then((ts) => setTemplates(ts ?? []), () => setTemplates([]));
+  }, []);
+
+  if (created) return <WorkspaceCreated created={created} onClose={onClose} />;
+  const submit = (e: Event) => {
+    e.preventDefault();
+    void run(async () => {
+      const resp = await api.createWorkspace({ name: name.trim(), template: template || undefined });
+      setCreated(resp);
+      onCreated();
+    });
+  };
+  return (
+    <form class="dialog-body" onSubmit={submit}>
+      {error !== null && <ErrorBox error={error} />}
+      <label>
+        Name
+        <input
+          name="name"
+          required
+          autofocus
+          autocomplete="off"
+          autocapitalize="none"
+          spellcheck={false}
+          pattern="[a-z]([a-z0-9\-]*[a-z0-9])?"
+          maxLength={20}
+          title="Lowercase letters, digits and hyphens, starting with a letter"
+          value={name}
+          onInput={(e) => setName(e.currentTarget.value)}
+        />
+        <span class="hint">Lowercase letters, digits and hyphens; at most 20.</span>
+      </label>
+      <label>
+        Template
+        <select name="template" value={template} onChange={(e) => setTemplate(e.currentTarget.value)}>
+          <option value="">No template</option>
+          {(templates ?? []).map((t) => (
+            <option key={t.id} value={t.name}>
+              {t.name}
+            </option>
+          ))}
+        </select>
+      </label>
+      <div class="dialog-actions">
+        <button class="button" type="button" onClick={onClose}>
+          Cancel
+        </button>
+        <button class="button button-primary" type="submit" disabled={busy}>
+          {busy ? "Creating…" : "Create workspace"}
+        </button>
+      </div>
+    </form>
+  );
+}
+
+/** WorkspaceCreated shows how to start the new workspace's agent. */
+function WorkspaceCreated({ created, onClose }: { created: CreateWorkspaceResponse; onClose: () => void }) {
+  const done = useFocusOnMount<HTMLButtonElement>();
+  const ws = created.workspace;
+  return (
+    <div class="dialog-body" data-testid="workspace-created">
+      <p>
+        Workspace <strong>{ws.name}</strong> is ready for its agent. Run this inside the workspace
+        (the machine, VM or container it stands for):
+      </p>
+      <Secret value={agentCommand(created)} label="Agent command" />
+      <p class="muted small">
+        The command holds the workspace's agent token, which is shown only this once. Once the agent
+        connects, the workspace shows as connected; then open its terminal, or{" "}
+        <code>tether ssh {ws.name}</code>.
+      </p>
+      <div class="dialog-actions">
+        <button class="button button-primary" type="button" onClick={onClose} ref={done}>
+          Done
+        </button>
+      </div>
+    </div>
+  );
+}
+
+/** DeleteWorkspaceDialog confirms a deletion: the agent's token stops
+ * working and the workspace's sessions end. */
+function DeleteWorkspaceDialog({
+  ws,
+  onClose,
+  onDeleted,
+}: {
+  ws: Workspace | null;
+  onClose: () => void;
+  onDeleted: () => void;
+}) {
+  const [busy, error, run] = useAction();
+  const del = () =>
+    run(async () => {
+      if (!ws) return;
+      await api.deleteWorkspace(ws.owner, ws.name);
+      onDeleted();
+      onClose();
+    });
+  return (
+    <Dialog open={ws !== null} title="Delete workspace?" onClose={onClose}>
+      {ws && (
+        <div class="dialog-body">
+          {error !== null && <ErrorBox error={error} />}
+          <p>
+            Delete <strong>{ws.owner}/{ws.name}</strong>? Its agent's token stops working and its open
+            terminals and tunnels end. This cannot be undone.
+          </p>
+          <div class="dialog-actions">
+            <button class="button" type="button" onClick={onClose} autofocus>
+              Cancel
+            </button>
+            <button class="button button-danger" type="button" onClick={del} disabled={busy}>
+              {busy ? "Deleting…" : "Delete workspace"}
+            </button>
+          </div>
+        </div>
+      )}
+    </Dialog>
   );
 }

@@ -156,6 +156,18 @@ var migrations = []string{
 	`ALTER TABLE templates ADD COLUMN startup_script text NOT NULL DEFAULT '';
 	ALTER TABLE templates ADD COLUMN startup_script_timeout bigint NOT NULL DEFAULT 0;
 	ALTER TABLE workspaces ADD COLUMN startup_script text NOT NULL DEFAULT '';`,
+	// 4: API tokens, named per user. (A new table: replicas of the
+	// release before ignore it.)
+	`CREATE TABLE api_tokens (
+		id uuid PRIMARY KEY,
+		name text NOT NULL,
+		token_hash text NOT NULL UNIQUE,
+		user_id uuid NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+		created_at timestamptz NOT NULL,
+		expires_at timestamptz NOT NULL,
+		last_used_at timestamptz,
+		UNIQUE (user_id, name)
+	);`,
 }
 
 func (db *DB) migrate(ctx context.Context, schema string) error {
@@ -500,6 +512,49 @@ func (db *DB) DeleteUserSessions(ctx context.Context, userID uuid.UUID, keepSess
 func (db *DB) DeleteExpiredSessions(ctx context.Context, now time.Time) error {
 	_, err := db.pool.Exec(ctx, `DELETE FROM sessions WHERE expires_at < $1`, now)
 	return mapErr(err, "delete expired sessions")
+}
+
+func (db *DB) CreateAPIToken(ctx context.Context, t store.APIToken) error {
+	_, err := db.pool.Exec(ctx,
+		`INSERT INTO api_tokens (id, name, token_hash, user_id, created_at, expires_at, last_used_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		t.ID, t.Name, t.TokenHash, t.UserID, t.CreatedAt, t.ExpiresAt, nullTime(t.LastUsedAt))
+	return mapErr(err, "create API token")
+}
+
+const apiTokenColumns = `id, name, token_hash, user_id, created_at, expires_at, last_used_at`
+
+func scanAPIToken(row pgx.Row) (store.APIToken, error) {
+	var t store.APIToken
+	var used *time.Time
+	if err := row.Scan(&t.ID, &t.Name, &t.TokenHash, &t.UserID, &t.CreatedAt, &t.ExpiresAt, &used); err != nil {
+		return t, err
+	}
+	t.CreatedAt, t.ExpiresAt, t.LastUsedAt = t.CreatedAt.UTC(), t.ExpiresAt.UTC(), fromNullTime(used)
+	return t, nil
+}
+
+func (db *DB) APITokenByHash(ctx context.Context, hash string) (store.APIToken, error) {
+	t, err := scanAPIToken(db.pool.QueryRow(ctx, `SELECT `+apiTokenColumns+` FROM api_tokens WHERE token_hash = $1`, hash))
+	return t, mapErr(err, "API token")
+}
+
+func (db *DB) ListAPITokens(ctx context.Context, userID uuid.UUID) ([]store.APIToken, error) {
+	rows, err := db.pool.Query(ctx, `SELECT `+apiTokenColumns+` FROM api_tokens WHERE user_id = $1 ORDER BY name COLLATE "C"`, userID)
+	if err != nil {
+		return nil, mapErr(err, "list API tokens")
+	}
+	ts, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.APIToken, error) { return scanAPIToken(row) })
+	return ts, mapErr(err, "list API tokens")
+}
+
+func (db *DB) DeleteAPIToken(ctx context.Context, userID, id uuid.UUID) (store.APIToken, error) {
+	t, err := scanAPIToken(db.pool.QueryRow(ctx,
+		`DELETE FROM api_tokens WHERE user_id = $1 AND id = $2 RETURNING `+apiTokenColumns, userID, id))
+	return t, mapErr(err, "delete API token")
+}
+
+func (db *DB) APITokenUsed(ctx context.Context, id uuid.UUID, t time.Time) error {
+	return db.execOne(ctx, "record API token use", `UPDATE api_tokens SET last_used_at = $1 WHERE id = $2`, nullTime(t), id)
 }
 
 func (db *DB) UpsertTemplate(ctx context.Context, t store.Template) (store.Template, error) {

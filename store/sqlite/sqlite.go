@@ -112,6 +112,17 @@ var migrations = []string{
 	`ALTER TABLE templates ADD COLUMN startup_script TEXT NOT NULL DEFAULT '';
 	ALTER TABLE templates ADD COLUMN startup_script_timeout INTEGER NOT NULL DEFAULT 0;
 	ALTER TABLE workspaces ADD COLUMN startup_script TEXT NOT NULL DEFAULT '';`,
+	// 4: API tokens, named per user.
+	`CREATE TABLE api_tokens (
+		id TEXT PRIMARY KEY,
+		name TEXT NOT NULL,
+		token_hash TEXT NOT NULL UNIQUE,
+		user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+		created_at INTEGER NOT NULL,
+		expires_at INTEGER NOT NULL,
+		last_used_at INTEGER NOT NULL DEFAULT 0,
+		UNIQUE (user_id, name)
+	);`,
 }
 
 func (s *DB) migrate(ctx context.Context) error {
@@ -417,6 +428,59 @@ func (s *DB) DeleteUserSessions(ctx context.Context, userID uuid.UUID, keepSessi
 func (s *DB) DeleteExpiredSessions(ctx context.Context, now time.Time) error {
 	_, err := s.db.ExecContext(ctx, `DELETE FROM sessions WHERE expires_at < ?`, toDB(now))
 	return mapErr(err, "delete expired sessions")
+}
+
+func (s *DB) CreateAPIToken(ctx context.Context, t store.APIToken) error {
+	_, err := s.db.ExecContext(ctx,
+		`INSERT INTO api_tokens (id, name, token_hash, user_id, created_at, expires_at, last_used_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		t.ID.String(), t.Name, t.TokenHash, t.UserID.String(), toDB(t.CreatedAt), toDB(t.ExpiresAt), toDB(t.LastUsedAt))
+	return mapErr(err, "create API token")
+}
+
+const apiTokenColumns = `id, name, token_hash, user_id, created_at, expires_at, last_used_at`
+
+func scanAPIToken(row interface{ Scan(...any) error }) (store.APIToken, error) {
+	var t store.APIToken
+	var id, uid string
+	var created, expires, used int64
+	if err := row.Scan(&id, &t.Name, &t.TokenHash, &uid, &created, &expires, &used); err != nil {
+		return t, err
+	}
+	t.ID, t.UserID = uuid.MustParse(id), uuid.MustParse(uid)
+	t.CreatedAt, t.ExpiresAt, t.LastUsedAt = fromDB(created), fromDB(expires), fromDB(used)
+	return t, nil
+}
+
+func (s *DB) APITokenByHash(ctx context.Context, hash string) (store.APIToken, error) {
+	t, err := scanAPIToken(s.db.QueryRowContext(ctx, `SELECT `+apiTokenColumns+` FROM api_tokens WHERE token_hash = ?`, hash))
+	return t, mapErr(err, "API token")
+}
+
+func (s *DB) ListAPITokens(ctx context.Context, userID uuid.UUID) ([]store.APIToken, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+apiTokenColumns+` FROM api_tokens WHERE user_id = ? ORDER BY name`, userID.String())
+	if err != nil {
+		return nil, mapErr(err, "list API tokens")
+	}
+	defer rows.Close()
+	var ts []store.APIToken
+	for rows.Next() {
+		t, err := scanAPIToken(rows)
+		if err != nil {
+			return nil, mapErr(err, "list API tokens")
+		}
+		ts = append(ts, t)
+	}
+	return ts, mapErr(rows.Err(), "list API tokens")
+}
+
+func (s *DB) DeleteAPIToken(ctx context.Context, userID, id uuid.UUID) (store.APIToken, error) {
+	t, err := scanAPIToken(s.db.QueryRowContext(ctx,
+		`DELETE FROM api_tokens WHERE user_id = ? AND id = ? RETURNING `+apiTokenColumns, userID.String(), id.String()))
+	return t, mapErr(err, "delete API token")
+}
+
+func (s *DB) APITokenUsed(ctx context.Context, id uuid.UUID, t time.Time) error {
+	return s.execOne(ctx, "record API token use", `UPDATE api_tokens SET last_used_at = ? WHERE id = ?`, toDB(t), id.String())
 }
 
 func (s *DB) UpsertTemplate(ctx context.Context, t store.Template) (store.Template, error) {

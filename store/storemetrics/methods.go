@@ -163,3 +163,28 @@ func (m *Store) SetStartupScript(ctx context.Context, id uuid.UUID, r tether.Sta
 	defer m.observe("SetStartupScript", time.Now(), &err)
 	return m.Store.SetStartupScript(ctx, id, r)
 }
+
+func (m *Store) CreateAPIToken(ctx context.Context, t store.APIToken) (err error) {
+	defer m.observe("CreateAPIToken", time.Now(), &err)
+	return m.Store.CreateAPIToken(ctx, t)
+}
+
+func (m *Store) ListAPITokens(ctx context.Context, userID uuid.UUID) (_ []store.APIToken, err error) {
+	defer m.observe("ListAPITokens", time.Now(), &err)
+	return m.Store.ListAPITokens(ctx, userID)
+}
+
+func (m *Store) DeleteAPIToken(ctx context.Context, userID, id uuid.UUID) (_ store.APIToken, err error) {
+	defer m.observe("DeleteAPIToken", time.Now(), &err)
+	return m.Store.DeleteAPIToken(ctx, userID, id)
+}
+
+func (m *Store) APITokenUsed(ctx context.Context, id uuid.UUID, t time.Time) (err error) {
+	defer m.observe("APITokenUsed", time.Now(), &err)
+	return m.Store.APITokenUsed(ctx, id, t)
+}
+
+func (m *Store) APITokenByHash(ctx context.Context, hash string) (_ store.APIToken, err error) {
+	defer m.observe("APITokenByHash", time.Now(), &err)
+	return m.Store.APITokenByHash(ctx, hash)
+}

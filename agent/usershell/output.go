@@ -73,17 +73,24 @@ func DrainOutput(out *os.File, readDone <-chan struct{}, grace time.Duration) {
 }
 
 // readable reports whether a read on f would return data now.
-func readable(f *os.File) (bool, error) {
+func readable(f *os.File) (bool, error) { return WaitReadable(f, 0) }
+
+// WaitReadable reports whether a read on f would return data, waiting up to
+// timeout for it (0: not at all). An error means f is closed. When poll(2)
+// itself fails it reports true: better a read that waits than bytes left
+// behind.
+func WaitReadable(f *os.File, timeout time.Duration) (bool, error) {
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return false, err
 	}
+	ts := unix.NsecToTimespec(max(timeout, 0).Nanoseconds())
 	var ready bool
 	var pollErr error
 	err = rc.Control(func(fd uintptr) {
 		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 		for {
-			_, pollErr = unix.Poll(fds, 0)
+			_, pollErr = unix.Ppoll(fds, &ts, nil)
 			if !errors.Is(pollErr, unix.EINTR) {
 				break
 			}
@@ -94,7 +101,6 @@ func readable(f *os.File) (bool, error) {
 		return false, err
 	}
 	if pollErr != nil {
-		// Cannot tell: assume bytes are queued rather than drop them.
 		return true, nil
 	}
 	return ready, nil

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/signal"
@@ -70,12 +69,12 @@ func (r *root) sshCommand() *cobra.Command {
 // did.
 func (r *root) pipeStdio(conn net.Conn, gone func() error) error {
 	go func() {
-		io.Copy(conn, r.env.Stdin)
+		copyStdio(conn, stdinStream(r.env.Stdin))
 		if cw, ok := conn.(interface{ CloseWrite() error }); ok {
 			cw.CloseWrite()
 		}
 	}()
-	_, err := io.Copy(r.env.Stdout, conn)
+	err := copyStdio(r.env.Stdout, conn)
 	// A connection the tunnel ended reads as a plain EOF: only gone tells
 	// it from the agent closing it.
 	if gerr := gone(); gerr != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -258,5 +259,24 @@ func TestCloseWriteHalfCloses(t *testing.T) {
 	}
 	if err := <-replied; err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestWaitReadable(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if ok, err := WaitReadable(r, time.Millisecond); ok || err != nil {
+		t.Fatalf("empty pipe: WaitReadable = %v, %v; want false, nil", ok, err)
+	}
+	w.WriteString("x")
+	if ok, err := WaitReadable(r, time.Millisecond); !ok || err != nil {
+		t.Fatalf("pipe with a byte: WaitReadable = %v, %v; want true, nil", ok, err)
+	}
+	r.Close()
+	if _, err := WaitReadable(r, time.Millisecond); err == nil {
+		t.Fatal("closed pipe: WaitReadable gave no error")
 	}
 }

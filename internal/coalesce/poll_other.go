@@ -1,0 +1,12 @@
+//go:build !unix
+
+package coalesce
+
+import (
+	"os"
+	"time"
+)
+
+// waitReadable cannot tell on this system: a StreamReader returns each
+// piece as it comes.
+func waitReadable(*os.File, time.Duration) (bool, error) { return false, nil }

@@ -18,6 +18,7 @@ const stdioBufSize = 256 << 10
 // (see coalesce.StreamReader).
 func stdinStream(in io.Reader) io.Reader {
 	if f, ok := in.(*os.File); ok {
+		coalesce.GrowPipe(f)
 		return coalesce.NewStreamReader(f)
 	}
 	return in
@@ -27,6 +28,9 @@ func stdinStream(in io.Reader) io.Reader {
 // ends or either fails. Unlike io.Copy it never hands the copy to an
 // *os.File's ReadFrom, which uses 32 KiB of its own.
 func copyStdio(dst io.Writer, src io.Reader) error {
+	if f, ok := dst.(*os.File); ok {
+		coalesce.GrowPipe(f)
+	}
 	buf := make([]byte, stdioBufSize)
 	for {
 		n, err := src.Read(buf)

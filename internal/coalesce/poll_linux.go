@@ -33,3 +33,14 @@ func waitReadable(f *os.File, timeout time.Duration) (bool, error) {
 	}
 	return ready, nil
 }
+
+// growPipe asks the kernel for a pipe buffer of size bytes.
+func growPipe(f *os.File, size int) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	rc.Control(func(fd uintptr) {
+		unix.FcntlInt(fd, unix.F_SETPIPE_SZ, size)
+	})
+}

@@ -71,3 +71,14 @@ func gather(f *os.File, buf []byte, n int, deadline time.Time) (int, error) {
 func WaitReadable(f *os.File, timeout time.Duration) (bool, error) {
 	return waitReadable(f, timeout)
 }
+
+// PipeSize is the buffer GrowPipe asks for: the most an unprivileged
+// process may have (/proc/sys/fs/pipe-max-size), against the kernel's 64
+// KiB. A larger pipe lets the reader take more per wake-up, and the writer
+// block less often.
+const PipeSize = 1 << 20
+
+// GrowPipe enlarges the buffer of f, if it is a pipe, to PipeSize where the
+// system allows it. It is best effort: a file that is not a pipe, or a
+// system that says no, keeps the buffer it has.
+func GrowPipe(f *os.File) { growPipe(f, PipeSize) }

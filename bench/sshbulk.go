@@ -73,6 +73,11 @@ func (e *e2e) sshBulk(ctx context.Context) error {
 	case err != nil:
 		return err
 	}
+	if sd != nil {
+		if err := e.plainTrue(ctx, sd); err != nil {
+			return err
+		}
+	}
 	for _, dir := range []string{"down", "up"} {
 		if err := e.sshTransfer(ctx, "sshbulk/openssh-tether-"+dir, dir, viaTether, "OpenSSH through config-ssh, "+sshBulkCipher); err != nil {
 			return err
@@ -84,6 +89,31 @@ func (e *e2e) sshBulk(ctx context.Context) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// plainTrue times `ssh 127.0.0.1 true` to the plain sshd, start to exit,
+// cfg.sshRuns times after one warm-up: the outside figure that `tether ssh
+// WS -- true` (the ssh part) should stay below.
+func (e *e2e) plainTrue(ctx context.Context, sd *plainSSHD) error {
+	var ds []time.Duration
+	for i := range e.cfg.sshRuns + 1 {
+		bin, args, _ := sd.argv("true")
+		cctx, cancel := context.WithTimeout(ctx, harness.CommandTimeout)
+		t0 := time.Now()
+		out, err := exec.CommandContext(cctx, bin, args...).CombinedOutput()
+		d := time.Since(t0)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("ssh to the plain sshd: %v: %s", err, strings.TrimSpace(string(out)))
+		}
+		if i > 0 {
+			ds = append(ds, d)
+		}
+	}
+	s := summarize(ds)
+	e.res.lower("sshbulk/openssh-plain-true-p50", millis(s.P50), "ms",
+		fmt.Sprintf("%d runs after 1 warm-up; max %.0f ms; `ssh 127.0.0.1 true` to the plain sshd", s.N, millis(s.Max)))
 	return nil
 }
 

@@ -5,19 +5,23 @@ package main
 import (
 	"context"
 	"os"
-	"os/signal"
-	"syscall"
 
+	"github.com/spf13/cobra"
 	"github.com/tetherdev/tether/cli"
 	"github.com/tetherdev/tether/servercmd"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := cli.NotifyContext(context.Background())
 	env := cli.OSEnv()
-	root := cli.Root(env)
-	root.AddCommand(servercmd.Command(env.Stdout, env.Stderr, cli.Version))
-	code := cli.Run(ctx, root, env, os.Args[1:])
+	code := cli.Run(ctx, command(env), env, os.Args[1:])
 	stop()
 	os.Exit(code)
+}
+
+// command is the whole `tether` command tree: the CLI's, and the server.
+func command(env *cli.Env) *cobra.Command {
+	root := cli.Root(env)
+	root.AddCommand(servercmd.Command(env.Stdout, env.Stderr, cli.BuildVersion().Version))
+	return root
 }

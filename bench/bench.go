@@ -58,6 +58,8 @@ type config struct {
 	rttWarm  time.Duration
 	rttCount int
 	sshRuns  int
+	// The sshbulk part (sshbulk.go): bytes per transfer.
+	sshBulkBytes int64
 	// The ssh load test (sshload.go).
 	sshLoadAgents      int
 	sshLoadConcurrency int
@@ -87,7 +89,7 @@ func (c *config) logf(format string, args ...any) {
 }
 
 // allParts, in the order they run.
-var allParts = []string{"tcp", "library", "firstbyte", "speedtest", "portforward", "ssh", "sshload", "nat", "coord"}
+var allParts = []string{"tcp", "library", "firstbyte", "speedtest", "portforward", "ssh", "sshbulk", "sshload", "nat", "coord"}
 
 func main() {
 	if code, ok := childMode(os.Args[1:]); ok {
@@ -126,6 +128,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.DurationVar(&cfg.warm, "warm", time.Second, "traffic before each throughput window (the path settles)")
 	fs.IntVar(&cfg.rttCount, "rtt-count", 2000, "round trips per latency figure")
 	fs.IntVar(&cfg.sshRuns, "ssh-runs", 30, "runs of `tether ssh WS -- true`")
+	fs.Int64Var(&cfg.sshBulkBytes, "sshbulk-bytes", 300e6, "bytes per ssh transfer in the sshbulk part (each direction, each path, each run)")
 	fs.IntVar(&cfg.sshLoadAgents, "sshload-agents", 30, "workspaces (agents) in the ssh load test")
 	fs.IntVar(&cfg.sshLoadConcurrency, "sshload-concurrency", 60, "concurrent `tether ssh` per round of the ssh load test")
 	fs.IntVar(&cfg.sshLoadSessions, "sshload-sessions", 1000, "sessions per phase of the ssh load test (whole rounds: at least this many)")
@@ -158,6 +161,7 @@ func parseFlags(args []string) (*config, error) {
 			"warm":                func() { cfg.warm = 500 * time.Millisecond },
 			"rtt-count":           func() { cfg.rttCount = 500 },
 			"ssh-runs":            func() { cfg.sshRuns = 10 },
+			"sshbulk-bytes":       func() { cfg.sshBulkBytes = 100e6 },
 			"sshload-agents":      func() { cfg.sshLoadAgents = 6 },
 			"sshload-concurrency": func() { cfg.sshLoadConcurrency = 12 },
 			"sshload-sessions":    func() { cfg.sshLoadSessions = 120 },
@@ -200,6 +204,8 @@ func parseFlags(args []string) (*config, error) {
 		return nil, fmt.Errorf("-duration %s is too short", cfg.duration)
 	case cfg.coordFanout < 1 || cfg.coordRate < 1 || cfg.coordUpdates < 1:
 		return nil, fmt.Errorf("-coord-fanout, -coord-rate and -coord-updates must be positive")
+	case cfg.sshBulkBytes < 10:
+		return nil, fmt.Errorf("-sshbulk-bytes must be at least 10")
 	case cfg.rttCount < 1 || cfg.sshRuns < 1 || cfg.runs < 1 || cfg.firstByteRuns < 1 || cfg.natRuns < 1:
 		return nil, fmt.Errorf("counts and runs must be positive")
 	case cfg.sshLoadAgents < 1 || cfg.sshLoadConcurrency < 1 || cfg.sshLoadSessions < 1 || cfg.sshLoadLines < 1 || cfg.sshLoadFreeze <= 0:
@@ -262,7 +268,7 @@ func run(args []string, stdout io.Writer) int {
 	var natTest string
 	buildErrs := make(chan error, 2)
 	builds := 0
-	needBinary := cfg.parts["speedtest"] || cfg.parts["portforward"] || cfg.parts["ssh"] || cfg.parts["sshload"] || cfg.parts["nat"] && os.Geteuid() == 0
+	needBinary := cfg.parts["speedtest"] || cfg.parts["portforward"] || cfg.parts["ssh"] || cfg.parts["sshbulk"] || cfg.parts["sshload"] || cfg.parts["nat"] && os.Geteuid() == 0
 	if needBinary && cfg.tether == "" {
 		cfg.logf("building tether from %s", root)
 		builds++
@@ -308,11 +314,11 @@ func run(args []string, stdout io.Writer) int {
 	})
 	step("firstbyte", func() error { return runFirstByte(ctx, cfg, res) })
 
-	if cfg.parts["speedtest"] || cfg.parts["portforward"] || cfg.parts["ssh"] {
+	if cfg.parts["speedtest"] || cfg.parts["portforward"] || cfg.parts["ssh"] || cfg.parts["sshbulk"] {
 		cfg.logf("starting server, agent and CLI on loopback")
 		e, err := startE2E(ctx, cfg, res, tmp)
 		if err != nil {
-			for _, p := range []string{"speedtest", "portforward", "ssh"} {
+			for _, p := range []string{"speedtest", "portforward", "ssh", "sshbulk"} {
 				if cfg.parts[p] {
 					res.failed[p] = "start deployment: " + err.Error()
 				}
@@ -336,6 +342,7 @@ func run(args []string, stdout io.Writer) int {
 				})
 			})
 			step("ssh", func() error { return e.p.run(func() error { return e.ssh(ctx, cfg.sshRuns) }) })
+			step("sshbulk", func() error { return e.p.run(func() error { return e.sshBulk(ctx) }) })
 			e.close()
 		}
 	}

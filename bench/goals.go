@@ -32,6 +32,9 @@ const (
 	// Issue 10: under load, and with the agents stopped at random, no
 	// session loses a line of output or hangs.
 	goalSSHLoadLost = 0.0
+	// Issue 16: ssh as fast through a direct tunnel as without Tether.
+	goalOpenSSHVsPlain = 0.7 // OpenSSH through config-ssh, of OpenSSH to a plain sshd
+	goalSSHVsSpeedtest = 0.9 // built-in `tether ssh` bulk, of `tether speedtest` direct
 )
 
 func atLeast(x float64) func(v, base float64) bool {
@@ -101,8 +104,20 @@ func comparisons(cfg *config) []comparison {
 		{Label: "RTT p50 forwarded DERP", Measure: "port-forward/derp/rtt-p50", Baseline: "library/derp-2proc/rtt-p50"},
 		{Label: "ssh -- true p50", Measure: "ssh/true-p50",
 			Goal: atMost(goalSSHP50ms), GoalText: fmt.Sprintf("≤ %.0f ms", goalSSHP50ms)},
+		{Label: "ssh -- true p50, of OpenSSH to a plain sshd", Measure: "ssh/true-p50", Baseline: "sshbulk/openssh-plain-true-p50",
+			Goal: func(v, base float64) bool { return base > 0 && v <= base }, GoalText: "≤ 1×"},
 		{Label: "ssh -- true p99", Measure: "ssh/true-p99",
 			Goal: atMost(goalSSHP99ms), GoalText: fmt.Sprintf("≤ %.0f ms", goalSSHP99ms)},
+		{Label: "OpenSSH plain sshd: ssh true p50", Measure: "sshbulk/openssh-plain-true-p50"},
+		{Label: "OpenSSH plain sshd down", Measure: "sshbulk/openssh-plain-down"},
+		{Label: "OpenSSH via config-ssh down", Measure: "sshbulk/openssh-tether-down", Baseline: "sshbulk/openssh-plain-down",
+			Goal: atLeast(goalOpenSSHVsPlain), GoalText: fmt.Sprintf("≥ %.2f×", goalOpenSSHVsPlain)},
+		{Label: "OpenSSH plain sshd up", Measure: "sshbulk/openssh-plain-up"},
+		{Label: "OpenSSH via config-ssh up", Measure: "sshbulk/openssh-tether-up", Baseline: "sshbulk/openssh-plain-up",
+			Goal: atLeast(goalOpenSSHVsPlain), GoalText: fmt.Sprintf("≥ %.2f×", goalOpenSSHVsPlain)},
+		{Label: "speedtest direct (ssh's baseline)", Measure: "sshbulk/speedtest-direct"},
+		{Label: "tether ssh bulk down", Measure: "sshbulk/tether-ssh-down", Baseline: "sshbulk/speedtest-direct",
+			Goal: atLeast(goalSSHVsSpeedtest), GoalText: fmt.Sprintf("≥ %.2f×", goalSSHVsSpeedtest)},
 		{Label: "ssh load: lines lost", Measure: "sshload/lost-lines",
 			Goal: atMost(goalSSHLoadLost), GoalText: "none"},
 		{Label: "ssh load: sessions hung", Measure: "sshload/hangs",

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"strings"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/tetherdev/tether"
+	"github.com/tetherdev/tether/internal/coalesce"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
 	"golang.org/x/term"
@@ -68,12 +68,12 @@ func (r *root) sshCommand() *cobra.Command {
 // did.
 func (r *root) pipeStdio(conn net.Conn, gone func() error) error {
 	go func() {
-		io.Copy(conn, r.env.Stdin)
+		copyStdio(conn, stdinStream(r.env.Stdin))
 		if cw, ok := conn.(interface{ CloseWrite() error }); ok {
 			cw.CloseWrite()
 		}
 	}()
-	_, err := io.Copy(r.env.Stdout, conn)
+	err := copyStdio(r.env.Stdout, conn)
 	// A connection the tunnel ended reads as a plain EOF: only gone tells
 	// it from the agent closing it.
 	if gerr := gone(); gerr != nil {
@@ -139,7 +139,8 @@ func keepAlive(conn ssh.Conn, interval, timeout time.Duration, done <-chan struc
 // runSSH runs a shell or a command over an SSH client connection. gone
 // says why the tunnel ended the connection, if it did.
 func (r *root) runSSH(ctx context.Context, conn net.Conn, ws tether.Workspace, gone func() error, command string, forwardAgent, forceTTY bool) error {
-	sshConn, chans, reqs, err := ssh.NewClientConn(conn, ws.Name, &ssh.ClientConfig{
+	// Fewer, larger writes and reads for the tunnel (see package coalesce).
+	sshConn, chans, reqs, err := ssh.NewClientConn(coalesce.New(conn, coalesce.Options{}), ws.Name, &ssh.ClientConfig{
 		User: ws.Owner,
 		// The tunnel has authenticated the agent already: its WireGuard
 		// key is the one the coordinator introduced.
@@ -178,7 +179,7 @@ func (r *root) runSSH(ctx context.Context, conn net.Conn, ws tether.Workspace, g
 			sess.Setenv(k, v) // the server may refuse; that is fine
 		}
 	}
-	sess.Stdin, sess.Stdout, sess.Stderr = r.env.Stdin, r.env.Stdout, r.env.Stderr
+	sess.Stdin, sess.Stdout, sess.Stderr = stdinStream(r.env.Stdin), r.env.Stdout, r.env.Stderr
 
 	if wantTTY {
 		lt := localTerminal{in: stdinFile}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/tetherdev/tether/agent/usershell"
+	"github.com/tetherdev/tether/internal/coalesce"
 	"io"
 	"log/slog"
 	"net"
@@ -278,6 +279,7 @@ func (s *session) startPipes(cmd *exec.Cmd, u *usershell.User) error {
 			f.Close()
 		}
 	}
+	coalesce.GrowPipe(stdoutW) // bulk output moves in fewer, larger reads
 	cmd.Stdout, cmd.Stderr = stdoutW, stderrW
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

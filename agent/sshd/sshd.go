@@ -36,6 +36,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tetherdev/tether/internal/coalesce"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -281,7 +282,12 @@ func (s *Server) handleConn(c net.Conn) {
 	logger := s.logger.With("remote", c.RemoteAddr().String())
 
 	c.SetDeadline(time.Now().Add(handshakeTimeout))
-	sconn, chans, reqs, err := ssh.NewServerConn(c, s.config)
+	// Larger writes and reads for the tunnel's userspace TCP; see package
+	// coalesce. Server.Close still cuts the connection at once: it closes
+	// c itself.
+	cc := coalesce.New(c, coalesce.Options{})
+	defer cc.Close()
+	sconn, chans, reqs, err := ssh.NewServerConn(cc, s.config)
 	if err != nil {
 		logger.Debug("ssh handshake failed", "err", err)
 		return

@@ -27,7 +27,7 @@ type graph struct {
 	// relays are the UDP relays, here and on other replicas (relays.go).
 	relays  map[uuid.UUID]*relay
 	derpMap *tailcfg.DERPMap // sent to peers as they connect
-	out     *outbox               // events for the other replicas; nil with a single replica
+	out     *outbox          // events for the other replicas; nil with a single replica
 	// keys indexes the node keys of every node above (keys.go). Every
 	// change of an agent's, client's or remote client's node goes through
 	// setAgentNodeLocked, setClientNodeLocked or setRemoteNodeLocked, or

@@ -37,9 +37,9 @@ const (
 	EventClientHello EventKind = "client_hello" // a client bound to AgentID connected here
 	EventClientNode  EventKind = "client_node"  // such a client has this node
 	EventClientGone  EventKind = "client_gone"  // such a client left (Graceful: said so)
-	EventRelayHello EventKind = "relay_hello" // a UDP relay (RelayID) connected here
-	EventRelayNode  EventKind = "relay_node"  // a UDP relay connected here has this node
-	EventRelayGone  EventKind = "relay_gone"  // a UDP relay connected here left (Graceful: said so)
+	EventRelayHello  EventKind = "relay_hello"  // a UDP relay (RelayID) connected here
+	EventRelayNode   EventKind = "relay_node"   // a UDP relay connected here has this node
+	EventRelayGone   EventKind = "relay_gone"   // a UDP relay connected here left (Graceful: said so)
 	// EventResync: the publisher may have missed events (its bus
 	// connection broke) and forgot what it knew of the others; they
 	// re-publish the nodes of the peers they hold. AgentID is unset.

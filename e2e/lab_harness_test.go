@@ -28,8 +28,9 @@ import (
 // Ports inside the lab. Every host is a namespace of its own, so fixed
 // ports never collide with other tests.
 const (
-	labHTTPPort = 3000
-	labSTUNPort = 3478
+	labHTTPPort     = 3000
+	labSTUNPort     = 3478
+	labUDPRelayPort = 3479
 )
 
 // Timeouts of the lab tests, on top of the harness's. Tests wait on
@@ -89,7 +90,8 @@ func startLabServer(t testing.TB, h *natlab.Host, stunAddrs []netip.Addr, extra 
 	}
 	addr := netip.AddrPortFrom(h.IP(), labHTTPPort).String()
 	return on(h).StartServerWith(t, harness.ServerOptions{
-		Addr: addr, STUN: stun, Args: append([]string{"--access-url", "http://" + addr}, extra...),
+		Addr: addr, STUN: stun, UDPRelay: netip.AddrPortFrom(h.IP(), labUDPRelayPort).String(),
+		Args: append([]string{"--access-url", "http://" + addr}, extra...),
 	})
 }
 
@@ -158,6 +160,12 @@ func pingStream(t testing.TB, u *harness.User, args ...string) (<-chan timedPong
 // those direct pongs, and every pong seen.
 func timeToDirect(t testing.TB, u *harness.User, want int, timeout time.Duration) (time.Duration, []pingLine) {
 	t.Helper()
+	return timeToPath(t, u, "direct", want, timeout)
+}
+
+// timeToPath is timeToDirect for any path ("direct", "relay", "derp").
+func timeToPath(t testing.TB, u *harness.User, path string, want int, timeout time.Duration) (time.Duration, []pingLine) {
+	t.Helper()
 	n := int(timeout/(100*time.Millisecond)) + want
 	ch, p := pingStream(t, u, "-n", strconv.Itoa(n), "--interval", "100ms")
 	defer p.Kill()
@@ -172,7 +180,7 @@ func timeToDirect(t testing.TB, u *harness.User, want int, timeout time.Duration
 		select {
 		case pong, ok := <-ch:
 			if !ok {
-				t.Fatalf("ping ended before %d direct pongs in a row: %+v\n%s", want, all, p.Output())
+				t.Fatalf("ping ended before %d %s pongs in a row: %+v\n%s", want, path, all, p.Output())
 			}
 			all = append(all, pong.pingLine)
 			if pong.Path == "timeout" {
@@ -182,7 +190,7 @@ func timeToDirect(t testing.TB, u *harness.User, want int, timeout time.Duration
 			if first.IsZero() {
 				first = pong.at
 			}
-			if pong.Path != "direct" {
+			if pong.Path != path {
 				run = 0
 				continue
 			}
@@ -194,7 +202,7 @@ func timeToDirect(t testing.TB, u *harness.User, want int, timeout time.Duration
 				return directSince.Sub(first), all
 			}
 		case <-deadline:
-			t.Fatalf("no %d direct pongs in a row within %s: %+v", want, timeout, all)
+			t.Fatalf("no %d %s pongs in a row within %s: %+v", want, path, timeout, all)
 		}
 	}
 }

@@ -163,11 +163,12 @@ func timeToDirect(t testing.TB, u *harness.User, want int, timeout time.Duration
 	return timeToPath(t, u, "direct", want, timeout)
 }
 
-// timeToPath is timeToDirect for any path ("direct", "relay", "derp").
-func timeToPath(t testing.TB, u *harness.User, path string, want int, timeout time.Duration) (time.Duration, []pingLine) {
+// timeToPath is timeToDirect for any path ("direct", "relay", "derp"),
+// with further flags for tether ping.
+func timeToPath(t testing.TB, u *harness.User, path string, want int, timeout time.Duration, args ...string) (time.Duration, []pingLine) {
 	t.Helper()
 	n := int(timeout/(100*time.Millisecond)) + want
-	ch, p := pingStream(t, u, "-n", strconv.Itoa(n), "--interval", "100ms")
+	ch, p := pingStream(t, u, append([]string{"-n", strconv.Itoa(n), "--interval", "100ms"}, args...)...)
 	defer p.Kill()
 	var (
 		all         []pingLine

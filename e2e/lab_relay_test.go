@@ -84,4 +84,3 @@ func TestLabRelayed(t *testing.T) {
 		})
 	}
 }
-

@@ -76,8 +76,8 @@ type ServerOptions struct {
 	// UDPRelay is --udp-relay-address; default 127.0.0.1:0 (a free port,
 	// given to peers at 127.0.0.1).
 	UDPRelay string
-	Args    []string // further flags
-	Env     []string // added to the server's environment
+	Args     []string // further flags
+	Env      []string // added to the server's environment
 }
 
 // ListeningRE matches the line a server prints once it serves, with its

@@ -51,6 +51,10 @@ type Options struct {
 	// (the relay admits no other stranger).
 	DERPRegionID int
 	DERPMeshKey  key.DERPMesh
+	// UDPRelayCheck probes the built-in UDP relay at each of its
+	// addresses for the health report (healthcheck.Options.UDPRelay); nil
+	// when the server runs none.
+	UDPRelayCheck func(ctx context.Context) map[netip.AddrPort]error
 	// DERPMap is the relay map handed to every peer. Required.
 	DERPMap *tailcfg.DERPMap
 	// BlockDirect tells peers to publish no endpoints, so that all traffic
@@ -108,6 +112,7 @@ type Server struct {
 	selfRelayURL        string
 	derpRegionID        int
 	derpMeshKey         key.DERPMesh
+	udpRelayCheck       func(ctx context.Context) map[netip.AddrPort]error
 
 	ctx    context.Context // canceled by Close; parent of long-lived work
 	cancel context.CancelFunc
@@ -162,6 +167,7 @@ func New(opts Options) (*Server, error) {
 		selfRelayURL:        opts.SelfRelayURL,
 		derpRegionID:        opts.DERPRegionID,
 		derpMeshKey:         opts.DERPMeshKey,
+		udpRelayCheck:       opts.UDPRelayCheck,
 		coord:               opts.Coordinator,
 		connInfo: tether.ConnectionInfo{
 			DERPMap:             opts.DERPMap,

@@ -227,6 +227,9 @@ func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version stri
 	if inf.cluster != nil {
 		opts.Replicas, opts.SelfRelayURL = inf.cluster.healthPeers, relayURL
 	}
+	if inf.udp != nil {
+		opts.UDPRelayCheck = inf.udp.Check
+	}
 	srv, err := server.New(opts)
 	if err != nil {
 		return err

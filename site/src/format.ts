@@ -1,6 +1,6 @@
 // Presentation helpers kept free of the DOM so that they can be tested alone.
 
-import { PathDERP, PathDirect, type App, type Workspace, type WorkspaceConnection } from "./tether.gen";
+import { PathDERP, PathDirect, PathRelay, type App, type Workspace, type WorkspaceConnection } from "./tether.gen";
 
 /** relativeTime says how long ago t was, as a person would: "3 min ago". */
 export function relativeTime(t: string | null | undefined, now: number): string {
@@ -21,6 +21,7 @@ export function relativeTime(t: string | null | undefined, now: number): string 
 export function connectionLabel(c: WorkspaceConnection | null | undefined): string {
   if (!c) return "";
   if (c.path === PathDirect) return "Direct";
+  if (c.path === PathRelay) return c.endpoint ? `UDP relay (${c.endpoint})` : "UDP relay";
   if (c.path === PathDERP) return c.derp_region ? `Relay (${c.derp_region})` : "Relay";
   return c.path;
 }

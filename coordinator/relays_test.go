@@ -33,7 +33,8 @@ func TestRelayEdges(t *testing.T) {
 	// A relay that comes after them hears both at once; one that comes
 	// before them (b, b1) as they arrive.
 	r := startRelay(t, ctx, c, uuid.New())
-	r.sendNode(ctx, newNode(r.id, 5))
+	rn := newNode(r.id, 5)
+	r.sendNode(ctx, rn)
 	r.awaitNode(ctx, agentA, 1)
 	r.awaitNode(ctx, a1.id, 1)
 	b := startAgent(t, ctx, c, agentB)
@@ -74,8 +75,17 @@ func TestRelayEdges(t *testing.T) {
 	// everybody does.
 	b1.s.breakConn()
 	r.awaitKind(ctx, b1.id, tether.PeerLost)
+	if err := c.CheckNodeKeys(); err != nil {
+		t.Errorf("with a relay: %v", err)
+	}
 	r.s.breakConn()
 	for _, p := range []*peer{a, a1, b} {
 		p.awaitKind(ctx, r.id, tether.PeerLost)
+	}
+	if err := c.CheckNodeKeys(); err != nil {
+		t.Errorf("after the relay left: %v", err)
+	}
+	if c.KnowsNodeKey(rn.Key) {
+		t.Error("the coordinator still knows the key of a relay that left")
 	}
 }

@@ -387,7 +387,8 @@ type CreateWorkspaceResponse struct {
 type ConnectionInfo struct {
 	DERPMap *tailcfg.DERPMap `json:"derp_map"`
 	// DisableDirect means the deployment blocks direct connections: peers
-	// must not publish endpoints and all traffic goes through DERP.
+	// must not publish endpoints, and all traffic goes through the
+	// server's relays (its UDP relay, or DERP).
 	DisableDirect bool `json:"disable_direct"`
 	// DERPForceWebSockets means relays must be reached over WebSocket.
 	DERPForceWebSockets bool `json:"derp_force_websockets"`
@@ -605,19 +606,24 @@ type HealthReport struct {
 	CheckedAt   time.Time          `json:"checked_at"`
 }
 
-// Connection paths, as `tether list` and the dashboard show them.
+// Connection paths, as `tether list` and the dashboard show them, best
+// first: straight between the peers; through the server's UDP relay; through
+// a DERP relay.
 const (
 	PathDirect = "direct"
+	PathRelay  = "relay"
 	PathDERP   = "derp"
 )
 
 // WorkspaceConnection summarizes the tunnels the agent has with its
-// clients right now: direct if any of them is, else relayed.
+// clients right now: the best path any of them takes.
 type WorkspaceConnection struct {
-	Path       string `json:"path"`                  // PathDirect or PathDERP
-	DERPRegion string `json:"derp_region,omitempty"` // the relay's region code, when relayed
-	Endpoint   string `json:"endpoint,omitempty"`    // the peer's address, when direct
-	Peers      int    `json:"peers"`                 // active tunnels
+	Path       string `json:"path"`                  // PathDirect, PathRelay or PathDERP
+	DERPRegion string `json:"derp_region,omitempty"` // the DERP relay's region code, with PathDERP
+	// Endpoint is the peer's address ("IP:port") with PathDirect, the UDP
+	// relay's with PathRelay.
+	Endpoint string `json:"endpoint,omitempty"`
+	Peers    int    `json:"peers"` // active tunnels
 }
 
 // AgentConnectionsReport is an agent telling the server about its active

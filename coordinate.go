@@ -30,7 +30,20 @@ import (
 //	1.0 (2026-11-25): nodes, peer updates (node, disconnected), DERP map pushes.
 //	1.0 (2026-12-04): the server may close a client's socket with
 //	    CloseAccessRevoked (older clients retry, and are refused with 401).
-const CoordinateProtocolVersion = "1.0"
+//	1.1 (2026-12-10): UDP relays (PeerUpdate.Relay). The server introduces
+//	    the deployment's UDP relays only to peers that speak 1.1, since a
+//	    1.0 peer would take a relay for an ordinary peer and let it in.
+//	    Clients send their version as "version"; agents, whose "version"
+//	    is the product's, send it as "coordinate_version" (none means 1.0).
+const CoordinateProtocolVersion = "1.1"
+
+// CoordinateProtocolVersions are the versions the server accepts, oldest
+// first.
+var CoordinateProtocolVersions = []string{"1.0", CoordinateProtocolVersion}
+
+// CoordinateRelays reports whether a peer that speaks version v of the
+// coordination protocol is introduced to UDP relays.
+func CoordinateRelays(v string) bool { return v != "" && v != "1.0" }
 
 // CloseAccessRevoked is the WebSocket close status with which the server
 // ends a user's coordination or web terminal socket when it takes their
@@ -156,6 +169,19 @@ type PeerUpdate struct {
 	Kind   PeerUpdateKind `json:"kind"`
 	Node   *Node          `json:"node,omitempty"`   // with PeerNode
 	Reason string         `json:"reason,omitempty"` // with PeerDisconnected, PeerLost
+	// Relay, with PeerNode, says the peer is one of the deployment's UDP
+	// relays (protocol 1.1), not a peer to talk to. A UDP relay forwards
+	// the WireGuard packets of two peers that cannot reach each other
+	// directly (Tailscale's peer relays): each asks it, through DERP, to
+	// allocate an endpoint for the pair, and both then send their
+	// (end-to-end encrypted) packets to it over UDP. A peer makes a relay
+	// a candidate for its paths, and nothing else: no WireGuard session
+	// with it, no packet from it accepted, no connection to it.
+	Relay bool `json:"relay,omitempty"`
+	// Agent, in updates sent to a relay, is the agent of the workspace the
+	// peer belongs to: the peer itself for an agent, the agent a client is
+	// bound to. A relay forwards only between a client and its agent.
+	Agent uuid.UUID `json:"agent,omitzero"`
 }
 
 // CoordinateResponse is a message from the coordinator to a peer.

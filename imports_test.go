@@ -28,6 +28,9 @@ func TestImportDirection(t *testing.T) {
 		// without a database): it asks who to admit through an interface
 		// and is told which relays to mesh with.
 		{mod + "/relay", []string{mod + "/server", mod + "/store", mod + "/servercmd", mod + "/coordinator", mod + "/replica"}},
+		// So is the UDP relay: it reaches the coordinator through a
+		// function the command gives it.
+		{mod + "/peerrelay", []string{mod + "/server", mod + "/store", mod + "/servercmd", mod + "/coordinator", mod + "/replica"}},
 		// The command wires the server; the server never reaches back.
 		{mod + "/server", []string{mod + "/servercmd"}},
 		{mod, []string{mod + "/"}}, // the shared types are a leaf

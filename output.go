@@ -11,7 +11,8 @@ import "net/netip"
 //	tether templates list     []Template
 //
 // Units are in the field names (latency_ms, duration_s), never implied.
-// Paths use the names of WorkspaceConnection: PathDirect with Endpoint, or
+// Paths use the names of WorkspaceConnection: PathDirect with Endpoint (the
+// agent's address), PathRelay with Endpoint (the UDP relay's address), or
 // PathDERP with DERPRegion.
 
 // CreateWorkspaceOutput is `tether create NAME --output json`. The agent
@@ -32,7 +33,8 @@ type CreateWorkspaceOutput struct {
 	AgentCommand string `json:"agent_command"`
 }
 
-// Paths a ping or speed test reports besides PathDirect and PathDERP.
+// Paths a ping or speed test reports besides PathDirect, PathRelay and
+// PathDERP.
 const (
 	// PathTimeout: no pong came back within the ping's timeout.
 	PathTimeout = "timeout"
@@ -45,9 +47,10 @@ const (
 type PingOutput struct {
 	// Seq counts the pings from 1.
 	Seq int `json:"seq"`
-	// Path is PathDirect, PathDERP or PathTimeout.
+	// Path is PathDirect, PathRelay, PathDERP or PathTimeout.
 	Path string `json:"path"`
-	// Endpoint is the agent's address ("IP:port") when Path is direct.
+	// Endpoint is the agent's address ("IP:port") when Path is direct,
+	// the UDP relay's when it is relay.
 	Endpoint string `json:"endpoint,omitempty"`
 	// DERPRegion is the relay's region code when Path is derp.
 	DERPRegion string `json:"derp_region,omitempty"`
@@ -60,9 +63,10 @@ type PingOutput struct {
 type SpeedtestOutput struct {
 	// Direction is "down" (workspace to you) or "up".
 	Direction string `json:"direction"`
-	// Path is the path of a ping just before the test: PathDirect with
-	// Endpoint, PathDERP with DERPRegion, or PathUnknown. A test that
-	// starts relayed may go direct during the first second.
+	// Path is the path of a ping just before the test: PathDirect or
+	// PathRelay with Endpoint, PathDERP with DERPRegion, or PathUnknown. A
+	// test that starts on DERP may move to a better path during the first
+	// second.
 	Path       string `json:"path"`
 	Endpoint   string `json:"endpoint,omitempty"`
 	DERPRegion string `json:"derp_region,omitempty"`

@@ -166,7 +166,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		Tunnel:     conn,
 		MaxBackoff: maxBackoff,
 		Dial: func(ctx context.Context) (*websocket.Conn, error) {
-			ws, err := a.client.DialWebSocket(ctx, "/api/v2/agent/connect", url.Values{"version": {a.version}})
+			ws, err := a.client.DialWebSocket(ctx, "/api/v2/agent/connect", url.Values{
+				"version":            {a.version},
+				"coordinate_version": {tether.CoordinateProtocolVersion},
+			})
 			switch {
 			case err == nil:
 				connectedOnce.Do(func() { close(connected) })

@@ -19,8 +19,9 @@ const (
 	activeWithin = 3 * time.Minute
 )
 
-// summarizeConnections reduces the tunnel's peers to one path: direct if
-// any active peer is direct, else the relay of the first relayed one.
+// summarizeConnections reduces the tunnel's peers to one path, the best
+// any active peer takes: direct, else the UDP relay, else the DERP relay
+// of the first relayed one.
 func summarizeConnections(st *tunnel.Status, now time.Time) *tether.WorkspaceConnection {
 	var c *tether.WorkspaceConnection
 	for _, p := range st.Peers {
@@ -31,8 +32,11 @@ func summarizeConnections(st *tunnel.Status, now time.Time) *tether.WorkspaceCon
 			c = &tether.WorkspaceConnection{Path: tether.PathDERP, DERPRegion: p.DERPRegionCode}
 		}
 		c.Peers++
-		if p.Direct && c.Path != tether.PathDirect {
+		switch {
+		case p.Direct && c.Path != tether.PathDirect:
 			c.Path, c.Endpoint, c.DERPRegion = tether.PathDirect, p.Endpoint, ""
+		case p.UDPRelay && c.Path == tether.PathDERP:
+			c.Path, c.Endpoint, c.DERPRegion = tether.PathRelay, p.Endpoint, ""
 		}
 	}
 	return c

@@ -21,6 +21,9 @@ func TestSummarizeConnections(t *testing.T) {
 	direct := func(ep string, hs time.Time) tunnel.PeerStatus {
 		return tunnel.PeerStatus{Direct: true, Endpoint: ep, DERPRegionCode: "r", LastHandshake: hs}
 	}
+	udpRelayed := func(ep string, hs time.Time) tunnel.PeerStatus {
+		return tunnel.PeerStatus{UDPRelay: true, Endpoint: ep, DERPRegionCode: "r", LastHandshake: hs}
+	}
 	for _, tc := range []struct {
 		name  string
 		peers []tunnel.PeerStatus
@@ -32,6 +35,10 @@ func TestSummarizeConnections(t *testing.T) {
 		{"relayed", []tunnel.PeerStatus{relayed("r1", recent), relayed("r2", recent)},
 			&tether.WorkspaceConnection{Path: tether.PathDERP, DERPRegion: "r1", Peers: 2}},
 		{"direct wins", []tunnel.PeerStatus{relayed("r1", recent), direct("192.0.2.1:1", recent), direct("192.0.2.2:1", recent)},
+			&tether.WorkspaceConnection{Path: tether.PathDirect, Endpoint: "192.0.2.1:1", Peers: 3}},
+		{"UDP relay beats DERP", []tunnel.PeerStatus{relayed("r1", recent), udpRelayed("198.18.1.2:3479", recent)},
+			&tether.WorkspaceConnection{Path: tether.PathRelay, Endpoint: "198.18.1.2:3479", Peers: 2}},
+		{"direct beats the UDP relay", []tunnel.PeerStatus{udpRelayed("198.18.1.2:3479", recent), direct("192.0.2.1:1", recent), udpRelayed("198.18.1.2:3479", recent)},
 			&tether.WorkspaceConnection{Path: tether.PathDirect, Endpoint: "192.0.2.1:1", Peers: 3}},
 		{"inactive direct ignored", []tunnel.PeerStatus{direct("192.0.2.1:1", old), relayed("r1", recent)},
 			&tether.WorkspaceConnection{Path: tether.PathDERP, DERPRegion: "r1", Peers: 1}},

@@ -295,7 +295,11 @@ func magicsockPath(logs string) string {
 	if m == nil {
 		return "no direct path in the CLI's log"
 	}
-	return "CLI log: direct via " + m[len(m)-1][1]
+	last := m[len(m)-1][1]
+	if strings.Contains(last, ":vni:") {
+		return "CLI log: UDP relay via " + last
+	}
+	return "CLI log: direct via " + last
 }
 
 // ssh times `tether ssh WS -- true` from start to exit: login to the

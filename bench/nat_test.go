@@ -92,6 +92,8 @@ func BenchmarkNAT(b *testing.B) {
 			natNote, ds.N, msList(dataUps))
 	})
 
+	b.Run("relay", func(b *testing.B) { benchRelay(ctx, b, bin, dep, duration) })
+
 	b.Run("loss", func(b *testing.B) {
 		lossless, lossy, note, err := lossTransfer(ctx, dep, agent, cli, src.port(), duration)
 		if err != nil {
@@ -117,7 +119,7 @@ func startNATLab(t testing.TB, lab *natlab.Lab, bin string) (dep *harness.Deploy
 	ip := srvH.IP().String()
 	// The processes' cleanups come after the lab's, so that they run
 	// first: the processes stop before their namespaces go.
-	srv := on(srvH).StartServerWith(t, harness.ServerOptions{Addr: ip + ":3000", STUN: []string{ip + ":3478"}})
+	srv := on(srvH).StartServerWith(t, harness.ServerOptions{Addr: ip + ":3000", STUN: []string{ip + ":3478"}, UDPRelay: ip + ":" + strconv.Itoa(natRelayPort)})
 	dep = harness.StartDeployment(t, srv, harness.DeploymentOptions{Workspace: "bench", CLI: on(cli), Agent: on(agent)})
 	ln, err := agent.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -26,11 +26,13 @@ import (
 // tunnelFlags are the flags of every command that opens a tunnel.
 type tunnelFlags struct {
 	disableDirect bool
+	forceRelay    bool
 	logLevel      string
 }
 
 func (f *tunnelFlags) register(cmd *cobra.Command) {
-	cmd.Flags().BoolVar(&f.disableDirect, "disable-direct", false, "relay all traffic through DERP, never direct (for diagnosis)")
+	cmd.Flags().BoolVar(&f.disableDirect, "disable-direct", false, "relay all traffic through DERP, never direct nor through the UDP relay (for diagnosis)")
+	cmd.Flags().BoolVar(&f.forceRelay, "force-relay", false, "never direct: relay all traffic through the server's UDP relay, or DERP where UDP cannot reach it (for diagnosis)")
 	cmd.Flags().StringVar(&f.logLevel, "log-level", "error", "tunnel log level on stderr: debug, info, warn or error")
 	// For `ssh` run by OpenSSH as a ProxyCommand, where flags are hard
 	// to add.
@@ -150,7 +152,8 @@ func (r *root) dialWorkspace(ctx context.Context, arg string, f tunnelFlags) (*w
 		Logger:              logger.With(slog.String("component", "tunnel")),
 		ID:                  uuid.New(),
 		DERPMap:             info.DERPMap,
-		BlockEndpoints:      info.DisableDirect || f.disableDirect,
+		BlockEndpoints:      info.DisableDirect || f.disableDirect || f.forceRelay,
+		DisableUDPRelay:     f.disableDirect,
 		DERPPlainHTTP:       c.URL.Scheme == "http",
 		DERPForceWebSockets: info.DERPForceWebSockets,
 	})

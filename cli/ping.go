@@ -23,12 +23,26 @@ func pingOutput(seq int, res tunnel.PingResult) tether.PingOutput {
 }
 
 // pathOf names a pong's path as `tether list` does: direct with its
-// endpoint, or derp with its region.
+// endpoint, relay with the UDP relay's, or derp with its region.
 func pathOf(res tunnel.PingResult) (path, endpoint, derpRegion string) {
-	if res.Direct {
+	switch {
+	case res.Direct:
 		return tether.PathDirect, res.Endpoint, ""
+	case res.UDPRelay:
+		return tether.PathRelay, res.Endpoint, ""
 	}
 	return tether.PathDERP, "", res.DERPRegionCode
+}
+
+// viaText is a pong's path as the text ping shows it.
+func viaText(res tunnel.PingResult) string {
+	switch {
+	case res.Direct:
+		return res.Endpoint
+	case res.UDPRelay:
+		return "relay " + res.Endpoint
+	}
+	return "DERP(" + res.DERPRegionCode + ")"
 }
 
 // pingTimeout is how long one ping waits for its pong, by default.
@@ -125,6 +139,7 @@ func (r *root) pingCommand() *cobra.Command {
 			out := r.env.Stdout
 			var stats pingStats
 			var last *tunnel.PingResult
+			lastPath := "" // of the last pong, to tell when it moves
 			for seq := 1; seq <= n; seq++ {
 				if seq > 1 {
 					select {
@@ -157,22 +172,22 @@ func (r *root) pingCommand() *cobra.Command {
 				if format == "json" {
 					json.NewEncoder(out).Encode(pingOutput(seq, res))
 				} else {
-					via := "DERP(" + res.DERPRegionCode + ")"
-					if res.Direct {
-						via = res.Endpoint
+					if p, _, _ := pathOf(res); lastPath != "" && p != lastPath {
+						fmt.Fprintf(out, "→ the path moved from %s to %s\n", lastPath, p)
 					}
-					fmt.Fprintf(out, "pong from %s via %s in %s\n", t.workspace.Name, via, roundLatency(res.Latency))
+					fmt.Fprintf(out, "pong from %s via %s in %s\n", t.workspace.Name, viaText(res), roundLatency(res.Latency))
 					if firstDirect {
 						fmt.Fprintln(out, "✔ p2p connection established")
 					}
 				}
+				lastPath, _, _ = pathOf(res)
 				if untilDirect && res.Direct {
 					break
 				}
 			}
 			if format == "text" {
 				if last != nil && !last.Direct && ctx.Err() == nil {
-					fmt.Fprintln(out, r.relayReasons(ctx, t, tf))
+					fmt.Fprintln(out, r.relayReasons(ctx, t, tf, *last))
 				}
 				fmt.Fprintln(out, stats.summary(t.workspace.Name))
 			}
@@ -204,12 +219,14 @@ const netcheckWait = 5 * time.Second
 
 // relayReasons explains, as far as this side can tell, why the connection
 // is relayed.
-func (r *root) relayReasons(ctx context.Context, t *workspaceTunnel, tf tunnelFlags) string {
+func (r *root) relayReasons(ctx context.Context, t *workspaceTunnel, tf tunnelFlags, last tunnel.PingResult) string {
 	var reasons []string
 	st := t.conn.Status(ctx)
 	switch {
 	case tf.disableDirect:
 		reasons = append(reasons, "you passed --disable-direct")
+	case tf.forceRelay:
+		reasons = append(reasons, "you passed --force-relay")
 	case st.BlockEndpoints:
 		reasons = append(reasons, "the server blocks direct connections (--block-direct-connections)")
 	case !hasSTUN(t.derpMap):
@@ -225,6 +242,9 @@ func (r *root) relayReasons(ctx context.Context, t *workspaceTunnel, tf tunnelFl
 		reasons = append(reasons,
 			"no direct UDP path works between you and the workspace: a firewall may block UDP on either side,",
 			"or both sides are behind NATs that prevent hole punching; run `tether netcheck` on each side")
+	}
+	if last.UDPRelay {
+		return "✘ still relayed through the server's UDP relay (" + last.Endpoint + "), not direct: " + strings.Join(reasons, "\n  ")
 	}
 	return "✘ still relayed through DERP: " + strings.Join(reasons, "\n  ")
 }

@@ -41,7 +41,7 @@ func (r *root) speedtestCommand() *cobra.Command {
 			path := "unknown"
 			if res, err := t.conn.Ping(ctx, t.agentIP); err == nil {
 				pong = &res
-				path = "DERP(" + res.DERPRegionCode + ")"
+				path = viaText(res)
 				if res.Direct {
 					path = "direct " + res.Endpoint
 				}

@@ -158,6 +158,8 @@ func describePath(c *tether.WorkspaceConnection) string {
 		return "-"
 	case c.Path == tether.PathDirect:
 		return fmt.Sprintf("direct (%d active)", c.Peers)
+	case c.Path == tether.PathRelay:
+		return fmt.Sprintf("relayed via UDP relay %s (%d active)", c.Endpoint, c.Peers)
 	}
 	return fmt.Sprintf("relayed via %s (%d active)", c.DERPRegion, c.Peers)
 }

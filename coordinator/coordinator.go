@@ -2,11 +2,13 @@
 // (tether.CoordinateRequest, tether.CoordinateResponse): it introduces peers
 // to one another and forwards their nodes along authorized edges only.
 //
-// Peers are of two kinds. An agent (one per workspace, ID = the workspace ID)
-// may be reached by any number of clients. A client (a user's CLI or the
+// Peers are of three kinds. An agent (one per workspace, ID = the workspace
+// ID) may be reached by any number of clients. A client (a user's CLI or the
 // server's own web proxy, ID = a fresh UUID per connection) is bound to
 // exactly one agent when it connects; the caller has already checked that the
-// client's user may reach that workspace. Nodes flow only along these edges:
+// client's user may reach that workspace. A UDP relay (the server's own, one
+// per replica) is introduced to every agent and client and they to it, as a
+// relay and nothing more (see relays.go). Nodes flow only along these edges:
 //
 //   - an agent's node goes to every client currently bound to it;
 //   - a client's node goes only to its agent;
@@ -249,16 +251,20 @@ func (c *Coordinator) AgentConnected(agentID uuid.UUID) bool {
 // peerConn is one stream of one peer: its queue and a way to end it.
 type peerConn struct {
 	id          uuid.UUID
-	agentID     uuid.UUID // == id for an agent
+	agentID     uuid.UUID // == id for an agent; uuid.Nil for a relay
 	isAgent     bool
+	isRelay     bool // a UDP relay (relays.go)
 	connectedAt time.Time
 	q           queue
 	cancel      context.CancelCauseFunc
 }
 
 func (pc *peerConn) kind() string {
-	if pc.isAgent {
+	switch {
+	case pc.isAgent:
 		return "agent"
+	case pc.isRelay:
+		return "relay"
 	}
 	return "client"
 }

@@ -27,6 +27,11 @@ func (c *Coordinator) CheckNodeKeys() error {
 			}
 		}
 	}
+	for _, rl := range c.g.relays {
+		if rl.node != nil {
+			want[rl.node.Key]++
+		}
+	}
 	for k, n := range want {
 		if got := c.g.keys.count[k]; got != n {
 			return fmt.Errorf("key %s: index counts %d nodes, the graph has %d", k.ShortString(), got, n)

@@ -24,8 +24,10 @@ import (
 type graph struct {
 	agents  map[uuid.UUID]*agent
 	clients map[uuid.UUID]*client // local clients
-	derpMap *tailcfg.DERPMap      // sent to peers as they connect
-	out     *outbox               // events for the other replicas; nil with a single replica
+	// relays are the UDP relays, here and on other replicas (relays.go).
+	relays  map[uuid.UUID]*relay
+	derpMap *tailcfg.DERPMap // sent to peers as they connect
+	out     *outbox          // events for the other replicas; nil with a single replica
 	// keys indexes the node keys of every node above (keys.go). Every
 	// change of an agent's, client's or remote client's node goes through
 	// setAgentNodeLocked, setClientNodeLocked or setRemoteNodeLocked, or
@@ -65,6 +67,7 @@ type remoteClient struct {
 func (g *graph) init(m *tailcfg.DERPMap) {
 	g.agents = make(map[uuid.UUID]*agent)
 	g.clients = make(map[uuid.UUID]*client)
+	g.relays = make(map[uuid.UUID]*relay)
 	g.derpMap = m
 	g.keys.init()
 }
@@ -94,6 +97,10 @@ func (g *graph) forgetLocked(n *tether.Node) { g.keys.replaceLocked(n, nil) }
 // another replica, and queues for it the DERP map and every node it is
 // allowed to see.
 func (g *graph) connectLocked(pc *peerConn) error {
+	if pc.isRelay {
+		g.connectRelayLocked(pc)
+		return nil
+	}
 	if pc.isAgent {
 		a := g.agentLocked(pc.id)
 		if a.conn != nil {
@@ -117,6 +124,7 @@ func (g *graph) connectLocked(pc *peerConn) error {
 				pc.q.push(tether.PeerUpdate{ID: id, Kind: tether.PeerNode, Node: rc.node})
 			}
 		}
+		g.introduceRelaysLocked(pc)
 		g.publishLocked(Event{Kind: EventAgentHello, AgentID: pc.id})
 		return nil
 	}
@@ -148,12 +156,17 @@ func (g *graph) connectLocked(pc *peerConn) error {
 	if a := g.agents[pc.agentID]; a.node != nil {
 		pc.q.push(tether.PeerUpdate{ID: pc.agentID, Kind: tether.PeerNode, Node: a.node})
 	}
+	g.introduceRelaysLocked(pc)
 	g.publishLocked(Event{Kind: EventClientHello, AgentID: pc.agentID, ClientID: pc.id})
 	return nil
 }
 
 // setNodeLocked records pc's new node and queues it for pc's counterparts.
 func (g *graph) setNodeLocked(pc *peerConn, n *tether.Node) {
+	if pc.isRelay {
+		g.setRelayNodeOfLocked(pc, n)
+		return
+	}
 	u := tether.PeerUpdate{ID: pc.id, Kind: tether.PeerNode, Node: n}
 	if pc.isAgent {
 		a := g.agents[pc.id]
@@ -164,6 +177,7 @@ func (g *graph) setNodeLocked(pc *peerConn, n *tether.Node) {
 		for _, cl := range a.clients {
 			cl.conn.q.push(u)
 		}
+		g.tellRelaysLocked(pc.id, pc.id, n)
 		g.publishLocked(Event{Kind: EventAgentNode, AgentID: pc.id, Node: n})
 		return
 	}
@@ -175,6 +189,7 @@ func (g *graph) setNodeLocked(pc *peerConn, n *tether.Node) {
 	if a := g.agents[pc.agentID]; a.conn != nil {
 		a.conn.q.push(u)
 	}
+	g.tellRelaysLocked(pc.id, pc.agentID, n)
 	g.publishLocked(Event{Kind: EventClientNode, AgentID: pc.agentID, ClientID: pc.id, Node: n})
 }
 
@@ -182,6 +197,10 @@ func (g *graph) setNodeLocked(pc *peerConn, n *tether.Node) {
 // counterparts how it left.
 func (g *graph) disconnectLocked(pc *peerConn, graceful bool) {
 	pc.q.close()
+	if pc.isRelay {
+		g.disconnectRelayLocked(pc, graceful)
+		return
+	}
 	u := leftUpdate(pc.id, graceful)
 	if pc.isAgent {
 		a := g.agents[pc.id]
@@ -193,6 +212,7 @@ func (g *graph) disconnectLocked(pc *peerConn, graceful bool) {
 		for _, cl := range a.clients {
 			cl.conn.q.push(u)
 		}
+		g.pushToRelaysLocked(u)
 		g.publishLocked(Event{Kind: EventAgentGone, AgentID: pc.id, Graceful: graceful})
 		g.forgetIdleLocked(pc.id)
 		return
@@ -208,6 +228,7 @@ func (g *graph) disconnectLocked(pc *peerConn, graceful bool) {
 	if a.conn != nil {
 		a.conn.q.push(u)
 	}
+	g.pushToRelaysLocked(u)
 	g.publishLocked(Event{Kind: EventClientGone, AgentID: pc.agentID, ClientID: pc.id, Graceful: graceful})
 	g.forgetIdleLocked(pc.agentID)
 }
@@ -244,6 +265,7 @@ func (g *graph) remoteAgentNodeLocked(r, id uuid.UUID, n *tether.Node) {
 	for _, cl := range a.clients {
 		cl.conn.q.push(u)
 	}
+	g.tellRelaysLocked(id, id, n)
 }
 
 // remoteAgentGoneLocked: agent id left replica r.
@@ -262,6 +284,7 @@ func (g *graph) remoteAgentLeftLocked(id uuid.UUID, a *agent, graceful bool) {
 	for _, cl := range a.clients {
 		cl.conn.q.push(u)
 	}
+	g.pushToRelaysLocked(u)
 	g.forgetIdleLocked(id)
 }
 
@@ -312,6 +335,7 @@ func (g *graph) remoteClientNodeLocked(r, id, cid uuid.UUID, n *tether.Node) {
 	if a.conn != nil {
 		a.conn.q.push(tether.PeerUpdate{ID: cid, Kind: tether.PeerNode, Node: n})
 	}
+	g.tellRelaysLocked(cid, id, n)
 }
 
 // remoteClientGoneLocked: client cid, bound to agent id, left replica r.
@@ -331,9 +355,11 @@ func (g *graph) remoteClientLeftLocked(id uuid.UUID, a *agent, cid uuid.UUID, gr
 		g.forgetLocked(rc.node)
 	}
 	delete(a.remoteClients, cid)
+	u := leftUpdate(cid, graceful)
 	if a.conn != nil {
-		a.conn.q.push(leftUpdate(cid, graceful))
+		a.conn.q.push(u)
 	}
+	g.pushToRelaysLocked(u)
 	g.forgetIdleLocked(id)
 }
 
@@ -350,6 +376,11 @@ func (g *graph) replicaGoneLocked(r uuid.UUID) {
 			g.remoteAgentLeftLocked(id, a, false)
 		}
 	}
+	for id, rl := range g.relays {
+		if rl.replica == r {
+			g.remoteRelayLeftLocked(id, rl, false)
+		}
+	}
 }
 
 // forgetRemoteLocked forgets every peer held by another replica, as if
@@ -361,6 +392,11 @@ func (g *graph) forgetRemoteLocked() {
 		}
 		if a.replica != uuid.Nil {
 			g.remoteAgentLeftLocked(id, a, false)
+		}
+	}
+	for id, rl := range g.relays {
+		if rl.replica != uuid.Nil {
+			g.remoteRelayLeftLocked(id, rl, false)
 		}
 	}
 }
@@ -379,6 +415,11 @@ func (g *graph) republishLocked() {
 			}
 		}
 	}
+	for id, rl := range g.relays {
+		if rl.conn != nil && rl.node != nil {
+			g.publishLocked(Event{Kind: EventRelayNode, RelayID: id, Node: rl.node})
+		}
+	}
 }
 
 // pushDERPMapLocked queues m for every connected peer. It is the one
@@ -392,6 +433,11 @@ func (g *graph) pushDERPMapLocked(m *tailcfg.DERPMap) {
 	}
 	for _, cl := range g.clients {
 		cl.conn.q.setDERPMap(m)
+	}
+	for _, rl := range g.relays {
+		if rl.conn != nil {
+			rl.conn.q.setDERPMap(m)
+		}
 	}
 }
 

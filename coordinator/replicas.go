@@ -37,6 +37,9 @@ const (
 	EventClientHello EventKind = "client_hello" // a client bound to AgentID connected here
 	EventClientNode  EventKind = "client_node"  // such a client has this node
 	EventClientGone  EventKind = "client_gone"  // such a client left (Graceful: said so)
+	EventRelayHello  EventKind = "relay_hello"  // a UDP relay (RelayID) connected here
+	EventRelayNode   EventKind = "relay_node"   // a UDP relay connected here has this node
+	EventRelayGone   EventKind = "relay_gone"   // a UDP relay connected here left (Graceful: said so)
 	// EventResync: the publisher may have missed events (its bus
 	// connection broke) and forgot what it knew of the others; they
 	// re-publish the nodes of the peers they hold. AgentID is unset.
@@ -47,19 +50,34 @@ const (
 type Event struct {
 	Kind     EventKind    `json:"kind"`
 	Replica  uuid.UUID    `json:"replica"` // the publisher
-	AgentID  uuid.UUID    `json:"agent"`
+	AgentID  uuid.UUID    `json:"agent"`   // unset for a relay's events
 	ClientID uuid.UUID    `json:"client,omitempty"`
+	RelayID  uuid.UUID    `json:"relay,omitzero"` // with the relay kinds
 	Node     *tether.Node `json:"node,omitempty"`
 	Graceful bool         `json:"graceful,omitempty"`
 }
 
-// isClient reports whether the event is about a client (else about an agent).
+// isClient reports whether the event is about a client.
 func (ev *Event) isClient() bool {
 	switch ev.Kind {
 	case EventClientHello, EventClientNode, EventClientGone:
 		return true
 	}
 	return false
+}
+
+// isRelay reports whether the event is about a UDP relay.
+func (ev *Event) isRelay() bool {
+	switch ev.Kind {
+	case EventRelayHello, EventRelayNode, EventRelayGone:
+		return true
+	}
+	return false
+}
+
+// isNode reports whether the event carries a node.
+func (ev *Event) isNode() bool {
+	return ev.Kind == EventAgentNode || ev.Kind == EventClientNode || ev.Kind == EventRelayNode
 }
 
 // HandleEvent applies an event published by another replica: the bus
@@ -93,6 +111,12 @@ func (c *Coordinator) HandleEvent(ev Event) {
 		c.g.remoteClientNodeLocked(ev.Replica, ev.AgentID, ev.ClientID, ev.Node)
 	case EventClientGone:
 		c.g.remoteClientGoneLocked(ev.Replica, ev.AgentID, ev.ClientID, ev.Graceful)
+	case EventRelayHello:
+		c.g.remoteRelayHelloLocked(ev.Replica, ev.RelayID)
+	case EventRelayNode:
+		c.g.remoteRelayNodeLocked(ev.Replica, ev.RelayID, ev.Node)
+	case EventRelayGone:
+		c.g.remoteRelayGoneLocked(ev.Replica, ev.RelayID, ev.Graceful)
 	}
 }
 
@@ -102,7 +126,8 @@ func (c *Coordinator) HandleEvent(ev Event) {
 func checkEvent(ev *Event) error {
 	switch ev.Kind {
 	case EventAgentHello, EventAgentNode, EventAgentGone,
-		EventClientHello, EventClientNode, EventClientGone:
+		EventClientHello, EventClientNode, EventClientGone,
+		EventRelayHello, EventRelayNode, EventRelayGone:
 	case EventResync:
 		if ev.Replica == uuid.Nil {
 			return errors.New("no replica")
@@ -114,17 +139,22 @@ func checkEvent(ev *Event) error {
 	switch {
 	case ev.Replica == uuid.Nil:
 		return errors.New("no replica")
-	case ev.AgentID == uuid.Nil:
+	case ev.isRelay() && ev.RelayID == uuid.Nil:
+		return errors.New("no relay")
+	case !ev.isRelay() && ev.AgentID == uuid.Nil:
 		return errors.New("no agent")
 	case ev.isClient() && (ev.ClientID == uuid.Nil || ev.ClientID == ev.AgentID):
 		return errors.New("no valid client")
 	}
-	if ev.Kind != EventAgentNode && ev.Kind != EventClientNode {
+	if !ev.isNode() {
 		return nil
 	}
 	id := ev.AgentID
-	if ev.isClient() {
+	switch {
+	case ev.isClient():
 		id = ev.ClientID
+	case ev.isRelay():
+		id = ev.RelayID
 	}
 	if err := ev.Node.Validate(id); err != nil {
 		return fmt.Errorf("invalid node: %w", err)
@@ -133,7 +163,7 @@ func checkEvent(ev *Event) error {
 }
 
 // ReplicaGone tells the coordinator that another replica died (its
-// heartbeat stopped): every agent and client it held counts as lost, and
+// heartbeat stopped): every agent, client and relay it held counts as lost, and
 // their local counterparts hear PeerLost. A peer that reconnects to a live
 // replica is introduced again by that replica's events.
 func (c *Coordinator) ReplicaGone(replica uuid.UUID) {
@@ -219,11 +249,12 @@ type outbox struct {
 	closed   bool              // guarded by mu
 }
 
-// eventPeer names the peer an event is about. Agents and clients are kept
-// apart: a client names its own ID, which may collide with an agent's.
+// eventPeer names the peer an event is about. Agents, clients and relays
+// are kept apart: a client names its own ID, which may collide with an
+// agent's.
 type eventPeer struct {
-	id     uuid.UUID
-	client bool
+	id   uuid.UUID
+	kind byte // 'a', 'c' or 'r'
 }
 
 func newOutbox(replica uuid.UUID) *outbox {
@@ -233,11 +264,14 @@ func newOutbox(replica uuid.UUID) *outbox {
 // push appends ev, or replaces the same peer's pending node with it.
 func (o *outbox) push(ev Event) {
 	ev.Replica = o.replica
-	p := eventPeer{id: ev.AgentID}
-	if ev.isClient() {
-		p = eventPeer{id: ev.ClientID, client: true}
+	p := eventPeer{id: ev.AgentID, kind: 'a'}
+	switch {
+	case ev.isClient():
+		p = eventPeer{id: ev.ClientID, kind: 'c'}
+	case ev.isRelay():
+		p = eventPeer{id: ev.RelayID, kind: 'r'}
 	}
-	isNode := ev.Kind == EventAgentNode || ev.Kind == EventClientNode
+	isNode := ev.isNode()
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.closed {

@@ -32,6 +32,12 @@ type WebSocketOptions struct {
 	// HeartbeatInterval is the time between pings. Zero means
 	// DefaultHeartbeatInterval; negative disables pings.
 	HeartbeatInterval time.Duration
+	// Version is the coordination protocol version the peer speaks
+	// (tether.CoordinateProtocolVersions); empty means 1.0. Updates that a
+	// peer of that version would misread are not sent to it: UDP relays
+	// (tether.PeerUpdate.Relay) before 1.1, which a 1.0 peer would take
+	// for an ordinary peer and let in.
+	Version string
 }
 
 // ProtocolError is why a WebSocket stream closed the socket on its peer: the
@@ -60,6 +66,7 @@ type WebSocket struct {
 	conn   *websocket.Conn
 	peerID uuid.UUID
 	logger *slog.Logger
+	relays bool // the peer understands PeerUpdate.Relay
 
 	stopHeartbeat context.CancelFunc
 	heartbeatDone chan struct{}
@@ -83,6 +90,7 @@ func NewWebSocket(conn *websocket.Conn, peerID uuid.UUID, opts WebSocketOptions)
 		conn:          conn,
 		peerID:        peerID,
 		logger:        logger,
+		relays:        tether.CoordinateRelays(opts.Version),
 		stopHeartbeat: cancel,
 		heartbeatDone: make(chan struct{}),
 	}
@@ -188,8 +196,38 @@ func (w *WebSocket) fail(status websocket.StatusCode, reason string) error {
 }
 
 // Send writes resp as one or more messages, each within
-// tether.MaxCoordinateMessage.
+// tether.MaxCoordinateMessage, leaving out what the peer's protocol version
+// does not understand.
 func (w *WebSocket) Send(ctx context.Context, resp *tether.CoordinateResponse) error {
+	if !w.relays {
+		resp = withoutRelays(resp)
+		if resp == nil {
+			return nil
+		}
+	}
+	return w.send(ctx, resp)
+}
+
+// withoutRelays returns resp without the updates about UDP relays, or nil
+// if nothing is left. Updates that say a peer left stay: a relay's are
+// about an ID the peer never heard of, which it ignores.
+func withoutRelays(resp *tether.CoordinateResponse) *tether.CoordinateResponse {
+	keep := make([]tether.PeerUpdate, 0, len(resp.Peers))
+	for _, u := range resp.Peers {
+		if !u.Relay {
+			keep = append(keep, u)
+		}
+	}
+	if len(keep) == len(resp.Peers) {
+		return resp
+	}
+	if len(keep) == 0 && resp.DERPMap == nil {
+		return nil
+	}
+	return &tether.CoordinateResponse{Peers: keep, DERPMap: resp.DERPMap}
+}
+
+func (w *WebSocket) send(ctx context.Context, resp *tether.CoordinateResponse) error {
 	b, err := json.Marshal(resp)
 	if err != nil {
 		return fmt.Errorf("encode response: %w", err)
@@ -200,19 +238,19 @@ func (w *WebSocket) Send(ctx context.Context, resp *tether.CoordinateResponse) e
 	// Too big for one message: the DERP map alone, then the peers in
 	// halves until each part fits.
 	if resp.DERPMap != nil && len(resp.Peers) > 0 {
-		if err := w.Send(ctx, &tether.CoordinateResponse{DERPMap: resp.DERPMap}); err != nil {
+		if err := w.send(ctx, &tether.CoordinateResponse{DERPMap: resp.DERPMap}); err != nil {
 			return err
 		}
-		return w.Send(ctx, &tether.CoordinateResponse{Peers: resp.Peers})
+		return w.send(ctx, &tether.CoordinateResponse{Peers: resp.Peers})
 	}
 	if len(resp.Peers) < 2 {
 		return fmt.Errorf("response of %d bytes cannot be split under %d", len(b), tether.MaxCoordinateMessage)
 	}
 	half := len(resp.Peers) / 2
-	if err := w.Send(ctx, &tether.CoordinateResponse{Peers: resp.Peers[:half]}); err != nil {
+	if err := w.send(ctx, &tether.CoordinateResponse{Peers: resp.Peers[:half]}); err != nil {
 		return err
 	}
-	return w.Send(ctx, &tether.CoordinateResponse{Peers: resp.Peers[half:]})
+	return w.send(ctx, &tether.CoordinateResponse{Peers: resp.Peers[half:]})
 }
 
 // Close stops the heartbeat and closes the socket, with a status and reason

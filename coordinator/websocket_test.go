@@ -501,3 +501,41 @@ func fullNode(id uuid.UUID, marker int) *tether.Node {
 	}
 	return n
 }
+
+// TestWebSocketRelaysByVersion checks that only peers of protocol 1.1 hear
+// of UDP relays: a 1.0 peer would take one for an ordinary peer.
+func TestWebSocketRelaysByVersion(t *testing.T) {
+	for _, tc := range []struct {
+		version string
+		want    bool
+	}{
+		{"", false},
+		{"1.0", false},
+		{tether.CoordinateProtocolVersion, true},
+	} {
+		t.Run("version "+tc.version, func(t *testing.T) {
+			ctx := testContext(t)
+			s := newWSServer(t, coordinator.WebSocketOptions{Version: tc.version}, coordinator.Options{})
+			relayID, agentID, clientID := uuid.New(), uuid.New(), uuid.New()
+			r := startRelay(t, ctx, s.c, relayID)
+			rn := newNode(relayID, 9)
+			r.sendNode(ctx, rn)
+			waitUntil(t, ctx, "the relay's node is known", func() bool { return s.c.KnowsNodeKey(rn.Key) })
+			a := s.dialAgent(t, ctx, agentID)
+			cl := s.dialClient(t, ctx, clientID, agentID)
+			cl.write(ctx, tether.CoordinateRequest{Node: newNode(clientID, 6)})
+			// The client's node comes after any news of the relay, which
+			// was known before the agent connected.
+			var sawRelay bool
+			a.awaitUpdate(ctx, func(u tether.PeerUpdate) bool {
+				if u.ID == relayID {
+					sawRelay = u.Relay && u.Kind == tether.PeerNode
+				}
+				return u.ID == clientID && u.Kind == tether.PeerNode
+			})
+			if sawRelay != tc.want {
+				t.Errorf("agent speaking %q heard of the relay: %v, want %v", tc.version, sawRelay, tc.want)
+			}
+		})
+	}
+}

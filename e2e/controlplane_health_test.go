@@ -48,13 +48,16 @@ func TestHealth(t *testing.T) {
 	if !rep.Healthy || rep.Severity != "ok" {
 		t.Errorf("healthy deployment reported %+v", rep)
 	}
-	for _, name := range []string{"access_url", "websocket", "stun", "store", "derp"} {
+	for _, name := range []string{"access_url", "websocket", "stun", "store", "derp", "udp_relay"} {
 		if sev, msg := rep.check(name); sev != "ok" || msg == "" {
 			t.Errorf("check %s: %q %q", name, sev, msg)
 		}
 	}
 	if len(rep.DERPRegions) != 1 || rep.DERPRegions[0].Code != "tether" || rep.DERPRegions[0].LatencyMS == nil {
 		t.Errorf("relay regions: %+v", rep.DERPRegions)
+	}
+	if _, msg := rep.check("udp_relay"); !strings.Contains(msg, "127.0.0.1:") {
+		t.Errorf("UDP relay check %q, want it answering at 127.0.0.1", msg)
 	}
 	code, _ := api(t, "GET", srv.URL+"/api/v2/debug/health", "", nil)
 	if code != http.StatusUnauthorized {

@@ -373,14 +373,14 @@ func TestBadInputNeverCrashesServer(t *testing.T) {
 func TestDevMode(t *testing.T) {
 	dir := t.TempDir()
 	u := here.NewUser(t)
-	p := here.Start(t, "dev server", u.Env, "server", "--dev", "--http-address", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"), "--derp-server-stun-addresses", "127.0.0.1:0")
+	p := here.Start(t, "dev server", u.Env, "server", "--dev", "--http-address", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"), "--derp-server-stun-addresses", "127.0.0.1:0", "--udp-relay-address", "127.0.0.1:0")
 	p.WaitLine(regexpMust(`^Try:\s+tether list`))
 	harness.WaitFor(t, harness.StatusTimeout, "dev agent connected", func() bool { return u.AgentStatus("dev") == "connected" })
 
 	// Restarting the demo keeps working: same admin, the agent gets a new token.
 	p.Stop()
 	p = here.Start(t, "dev server again", u.Env, "server", "--dev", "--http-address", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"), "--derp-server-stun-addresses", "127.0.0.1:0",
-		"--prometheus-address", "127.0.0.1:0")
+		"--udp-relay-address", "127.0.0.1:0", "--prometheus-address", "127.0.0.1:0")
 	p.WaitLine(regexpMust(`^Try:\s+tether list`))
 	harness.WaitFor(t, harness.StatusTimeout, "dev agent connected after restart", func() bool { return u.AgentStatus("dev") == "connected" })
 	if ws := u.Workspaces(); len(ws) != 1 {

@@ -28,8 +28,9 @@ import (
 // Ports inside the lab. Every host is a namespace of its own, so fixed
 // ports never collide with other tests.
 const (
-	labHTTPPort = 3000
-	labSTUNPort = 3478
+	labHTTPPort     = 3000
+	labSTUNPort     = 3478
+	labUDPRelayPort = 3479
 )
 
 // Timeouts of the lab tests, on top of the harness's. Tests wait on
@@ -89,7 +90,8 @@ func startLabServer(t testing.TB, h *natlab.Host, stunAddrs []netip.Addr, extra 
 	}
 	addr := netip.AddrPortFrom(h.IP(), labHTTPPort).String()
 	return on(h).StartServerWith(t, harness.ServerOptions{
-		Addr: addr, STUN: stun, Args: append([]string{"--access-url", "http://" + addr}, extra...),
+		Addr: addr, STUN: stun, UDPRelay: netip.AddrPortFrom(h.IP(), labUDPRelayPort).String(),
+		Args: append([]string{"--access-url", "http://" + addr}, extra...),
 	})
 }
 
@@ -158,8 +160,15 @@ func pingStream(t testing.TB, u *harness.User, args ...string) (<-chan timedPong
 // those direct pongs, and every pong seen.
 func timeToDirect(t testing.TB, u *harness.User, want int, timeout time.Duration) (time.Duration, []pingLine) {
 	t.Helper()
+	return timeToPath(t, u, "direct", want, timeout)
+}
+
+// timeToPath is timeToDirect for any path ("direct", "relay", "derp"),
+// with further flags for tether ping.
+func timeToPath(t testing.TB, u *harness.User, path string, want int, timeout time.Duration, args ...string) (time.Duration, []pingLine) {
+	t.Helper()
 	n := int(timeout/(100*time.Millisecond)) + want
-	ch, p := pingStream(t, u, "-n", strconv.Itoa(n), "--interval", "100ms")
+	ch, p := pingStream(t, u, append([]string{"-n", strconv.Itoa(n), "--interval", "100ms"}, args...)...)
 	defer p.Kill()
 	var (
 		all         []pingLine
@@ -172,7 +181,7 @@ func timeToDirect(t testing.TB, u *harness.User, want int, timeout time.Duration
 		select {
 		case pong, ok := <-ch:
 			if !ok {
-				t.Fatalf("ping ended before %d direct pongs in a row: %+v\n%s", want, all, p.Output())
+				t.Fatalf("ping ended before %d %s pongs in a row: %+v\n%s", want, path, all, p.Output())
 			}
 			all = append(all, pong.pingLine)
 			if pong.Path == "timeout" {
@@ -182,7 +191,7 @@ func timeToDirect(t testing.TB, u *harness.User, want int, timeout time.Duration
 			if first.IsZero() {
 				first = pong.at
 			}
-			if pong.Path != "direct" {
+			if pong.Path != path {
 				run = 0
 				continue
 			}
@@ -194,7 +203,7 @@ func timeToDirect(t testing.TB, u *harness.User, want int, timeout time.Duration
 				return directSince.Sub(first), all
 			}
 		case <-deadline:
-			t.Fatalf("no %d direct pongs in a row within %s: %+v", want, timeout, all)
+			t.Fatalf("no %d %s pongs in a row within %s: %+v", want, path, timeout, all)
 		}
 	}
 }
@@ -402,8 +411,9 @@ func (s *stream) waitFlowing(t testing.TB, n int64, timeout time.Duration, what 
 }
 
 // pathProbe counts, with nftables on a host, the bytes that reach it
-// directly over UDP from anyone but the server (a direct WireGuard path)
-// and over TCP from the server (the DERP relay, and a little API traffic).
+// directly over UDP from anyone but the server (a direct WireGuard path),
+// over TCP from the server (the DERP relay, and a little API traffic), and
+// over UDP from the server's UDP relay port.
 // It shows which path a live session takes, whichever process owns it.
 type pathProbe struct {
 	t    testing.TB
@@ -418,13 +428,15 @@ func newPathProbe(t testing.TB, h *natlab.Host, server netip.Addr) *pathProbe {
 	rules := fmt.Sprintf(`table ip %[1]s {
 	counter direct {}
 	counter relay {}
+	counter udprelay {}
 	chain input {
 		type filter hook input priority filter - 10; policy accept;
 		ip saddr != %[2]s meta l4proto udp counter name direct
 		ip saddr %[2]s tcp sport %[3]d counter name relay
+		ip saddr %[2]s udp sport %[4]d counter name udprelay
 	}
 }
-`, probeTable, server, labHTTPPort)
+`, probeTable, server, labHTTPPort, labUDPRelayPort)
 	cmd := h.Command(context.Background(), "nft", "-f", "-")
 	cmd.Stdin = strings.NewReader(rules)
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -433,8 +445,15 @@ func newPathProbe(t testing.TB, h *natlab.Host, server netip.Addr) *pathProbe {
 	return &pathProbe{t: t, host: h}
 }
 
-// bytes returns the counters: direct UDP and relayed bytes received so far.
+// bytes returns the counters: direct UDP and DERP bytes received so far.
 func (p *pathProbe) bytes() (direct, relay int64) {
+	direct, relay, _ = p.allBytes()
+	return direct, relay
+}
+
+// allBytes returns the counters: direct UDP, DERP and UDP relay bytes
+// received so far.
+func (p *pathProbe) allBytes() (direct, relay, udpRelay int64) {
 	p.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), harness.CommandTimeout)
 	defer cancel()
@@ -462,31 +481,35 @@ func (p *pathProbe) bytes() (direct, relay int64) {
 			direct = o.Counter.Bytes
 		case "relay":
 			relay = o.Counter.Bytes
+		case "udprelay":
+			udpRelay = o.Counter.Bytes
 		}
 	}
-	return direct, relay
+	return direct, relay, udpRelay
 }
 
 // waitPath waits until a window of probeWindow sees at least min bytes
-// arrive over the wanted path ("direct" or "derp") and almost none over the
-// other, and returns how long that took (to the start of the window).
+// arrive over the wanted path ("direct", "derp" or "relay") and almost none
+// over the others, and returns how long that took (to the start of the window).
 func (p *pathProbe) waitPath(want string, min int64, timeout time.Duration) time.Duration {
 	p.t.Helper()
 	start := time.Now()
 	deadline := start.Add(timeout)
-	d0, r0 := p.bytes()
+	d0, r0, u0 := p.allBytes()
 	t0 := time.Now()
 	for {
 		time.Sleep(probeWindow)
-		d1, r1 := p.bytes()
+		d1, r1, u1 := p.allBytes()
 		t1 := time.Now()
-		dd, dr := d1-d0, r1-r0
+		dd, dr, du := d1-d0, r1-r0, u1-u0
 		var ok bool
 		switch want {
 		case "direct":
-			ok = dd >= min && dr < min/4
+			ok = dd >= min && dr < min/4 && du < min/4
 		case "derp":
-			ok = dr >= min && dd < min/4
+			ok = dr >= min && dd < min/4 && du < min/4
+		case "relay":
+			ok = du >= min && dd < min/4 && dr < min/4
 		default:
 			p.t.Fatalf("waitPath(%q)", want)
 		}
@@ -494,9 +517,9 @@ func (p *pathProbe) waitPath(want string, min int64, timeout time.Duration) time
 			return t0.Sub(start)
 		}
 		if t1.After(deadline) {
-			p.t.Fatalf("traffic did not move to the %s path within %s (last %s: %d bytes direct, %d relayed)", want, timeout, t1.Sub(t0).Round(time.Millisecond), dd, dr)
+			p.t.Fatalf("traffic did not move to the %s path within %s (last %s: %d bytes direct, %d over DERP, %d over the UDP relay)", want, timeout, t1.Sub(t0).Round(time.Millisecond), dd, dr, du)
 		}
-		d0, r0, t0 = d1, r1, t1
+		d0, r0, u0, t0 = d1, r1, u1, t1
 	}
 }
 

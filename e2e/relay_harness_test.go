@@ -406,7 +406,7 @@ func runServerToExit(t *testing.T, args ...string) (int, string) {
 	ctx, cancel := context.WithTimeout(context.Background(), harness.StartTimeout)
 	defer cancel()
 	all := append([]string{"server", "--http-address", "127.0.0.1:0", "--data-dir", t.TempDir(),
-		"--derp-server-stun-addresses", "127.0.0.1:0"}, args...)
+		"--derp-server-stun-addresses", "127.0.0.1:0", "--udp-relay-address", "127.0.0.1:0"}, args...)
 	cmd := here.Cmd(ctx, nil, all...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr

@@ -43,7 +43,7 @@ func TestPostgresStore(t *testing.T) {
 
 	// A relay URL other replicas could not use is refused before anything
 	// is opened.
-	r := u.Run("server", "--postgres-url", pg, "--derp-server-relay-url", "ftp://relay", "--http-address", "127.0.0.1:0", "--derp-server-stun-addresses", "disable")
+	r := u.Run("server", "--postgres-url", pg, "--derp-server-relay-url", "ftp://relay", "--http-address", "127.0.0.1:0", "--derp-server-stun-addresses", "disable", "--udp-relay-address", "disable")
 	if r.Code == 0 || !strings.Contains(r.Stderr, "--derp-server-relay-url") || !strings.Contains(r.Stderr, "http://") {
 		t.Errorf("server with --derp-server-relay-url ftp://relay: code %d, stderr %q", r.Code, r.Stderr)
 	}
@@ -56,7 +56,7 @@ func TestPostgresStore(t *testing.T) {
 	const secret = "not-the-password-4711"
 	bu.User = url.UserPassword(bu.User.Username(), secret)
 	for _, bad := range []string{bu.String(), fmt.Sprintf("postgres://tether:%s@127.0.0.1:1/nothing", secret)} {
-		r := u.Run("server", "--postgres-url", bad, "--http-address", "127.0.0.1:0", "--derp-server-stun-addresses", "disable")
+		r := u.Run("server", "--postgres-url", bad, "--http-address", "127.0.0.1:0", "--derp-server-stun-addresses", "disable", "--udp-relay-address", "disable")
 		if r.Code == 0 || !strings.Contains(r.Stderr, "postgres-url") || strings.Contains(r.Stderr+r.Stdout, secret) || strings.Contains(r.Stderr, "goroutine") {
 			t.Errorf("server with a bad --postgres-url: code %d, stderr %q", r.Code, r.Stderr)
 		}

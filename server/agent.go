@@ -100,7 +100,7 @@ func (s *Server) agentConnect(w http.ResponseWriter, r *http.Request, ws store.W
 
 	s.wg.Add(1)
 	go s.agentHeartbeats(ctx, ws.ID, log)
-	err = s.serveAgent(ctx, conn, ws)
+	err = s.serveAgent(ctx, conn, ws, r.URL.Query().Get("coordinate_version"))
 
 	s.mu.Lock()
 	current := s.agents[ws.ID] == ac
@@ -203,9 +203,10 @@ func (s *Server) agentHeartbeats(ctx context.Context, id uuid.UUID, log *slog.Lo
 	}
 }
 
-// serveAgent runs the agent's side of coordination on its WebSocket.
-func (s *Server) serveAgent(ctx context.Context, conn *websocket.Conn, ws store.Workspace) error {
-	stream := coordinator.NewWebSocket(conn, ws.ID, coordinator.WebSocketOptions{})
+// serveAgent runs the agent's side of coordination on its WebSocket, in
+// the coordination protocol version the agent speaks (empty: 1.0).
+func (s *Server) serveAgent(ctx context.Context, conn *websocket.Conn, ws store.Workspace, version string) error {
+	stream := coordinator.NewWebSocket(conn, ws.ID, coordinator.WebSocketOptions{Version: version})
 	err := s.coord.ServeAgent(ctx, ws.ID, stream)
 	stream.Close(err)
 	return err

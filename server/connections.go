@@ -44,8 +44,8 @@ func (s *Server) postConnections(w http.ResponseWriter, r *http.Request, ws stor
 		return err
 	}
 	if c := req.Connection; c != nil {
-		if c.Path != tether.PathDirect && c.Path != tether.PathDERP {
-			return tether.Errorf(tether.EINVALID, "connection path %.20q must be direct or derp", c.Path)
+		if c.Path != tether.PathDirect && c.Path != tether.PathRelay && c.Path != tether.PathDERP {
+			return tether.Errorf(tether.EINVALID, "connection path %.20q must be direct, relay or derp", c.Path)
 		}
 		if len(c.DERPRegion) > 64 || len(c.Endpoint) > 64 || c.Peers < 0 {
 			return tether.Errorf(tether.EINVALID, "connection report is malformed")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"slices"
 
 	"github.com/coder/websocket"
 	"github.com/google/uuid"
@@ -42,8 +43,9 @@ func (s *Server) clientCoordinate(w http.ResponseWriter, r *http.Request, u stor
 	if s.connInfo.BrowserOnly {
 		return errBrowserOnly
 	}
-	if v := r.URL.Query().Get("version"); v != tether.CoordinateProtocolVersion {
-		return tether.Errorf(tether.EINVALID, "coordination protocol version %q is not supported (the server speaks %s): upgrade the CLI", v, tether.CoordinateProtocolVersion)
+	version := r.URL.Query().Get("version")
+	if !slices.Contains(tether.CoordinateProtocolVersions, version) {
+		return tether.Errorf(tether.EINVALID, "coordination protocol version %q is not supported (the server speaks %s): upgrade the CLI", version, tether.CoordinateProtocolVersion)
 	}
 	clientID, err := uuid.Parse(r.URL.Query().Get("id"))
 	if err != nil || clientID == uuid.Nil {
@@ -61,7 +63,7 @@ func (s *Server) clientCoordinate(w http.ResponseWriter, r *http.Request, u stor
 	defer s.wg.Done()
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
-	stream := coordinator.NewWebSocket(conn, clientID, coordinator.WebSocketOptions{})
+	stream := coordinator.NewWebSocket(conn, clientID, coordinator.WebSocketOptions{Version: version})
 	defer s.trackLive(r, u, ws, "tunnel", stream.Revoke)()
 	err = s.coord.ServeClient(ctx, clientID, ws.ID, stream)
 	stream.Close(err)

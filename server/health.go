@@ -40,6 +40,7 @@ func (s *Server) getHealth(w http.ResponseWriter, r *http.Request, u store.User)
 			SelfRelayURL: s.selfRelayURL,
 			OwnRegionID:  s.derpRegionID,
 			MeshKey:      s.derpMeshKey,
+			UDPRelay:     s.udpRelayCheck,
 		})
 		s.health.report, s.health.at = &rep, time.Now()
 	}

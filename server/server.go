@@ -54,6 +54,10 @@ type Options struct {
 	// (the relay admits no other stranger).
 	DERPRegionID int
 	DERPMeshKey  key.DERPMesh
+	// UDPRelayCheck probes the built-in UDP relay at each of its
+	// addresses for the health report (healthcheck.Options.UDPRelay); nil
+	// when the server runs none.
+	UDPRelayCheck func(ctx context.Context) map[netip.AddrPort]error
 	// DERPMap is the relay map handed to every peer. Required.
 	DERPMap *tailcfg.DERPMap
 	// BlockDirect tells peers to publish no endpoints, so that all traffic
@@ -131,6 +135,7 @@ type Server struct {
 	derpRegionID        int
 	derpMeshKey         key.DERPMesh
 	binaries            *agentBinaries
+	udpRelayCheck       func(ctx context.Context) map[netip.AddrPort]error
 	handler             http.Handler // serveHTTP, measured
 
 	// Requests being proxied to apps, and all so far, for metrics.go.
@@ -196,6 +201,7 @@ func New(opts Options) (*Server, error) {
 		selfRelayURL:        opts.SelfRelayURL,
 		derpRegionID:        opts.DERPRegionID,
 		derpMeshKey:         opts.DERPMeshKey,
+		udpRelayCheck:       opts.UDPRelayCheck,
 		coord:               opts.Coordinator,
 		connInfo: tether.ConnectionInfo{
 			DERPMap:             opts.DERPMap,

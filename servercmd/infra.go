@@ -8,6 +8,7 @@ import (
 	"tailscale.com/tailcfg"
 
 	"github.com/tetherdev/tether/coordinator"
+	"github.com/tetherdev/tether/peerrelay"
 	"github.com/tetherdev/tether/relay"
 )
 
@@ -25,20 +26,23 @@ import (
 //	relay         admits the keys the coordinator knows; the mesh key
 //	replica       joined: the others' events go to the coordinator, their
 //	              relays to the relay's mesh
+//	UDP relay     a peer of the coordinator; it reaches its clients
+//	              through the DERP map's relays
 //
 // The command owns all of them, the coordinator included: the API server
 // only serves streams on it. close takes them down after the API server.
 type infra struct {
 	derpMap *tailcfg.DERPMap
 	coord   *coordinator.Coordinator
-	derp    *relay.DERP // nil without a built-in relay
-	stun    *relay.STUN // nil without built-in STUN servers
-	cluster *cluster    // nil without --postgres-url
+	derp    *relay.DERP      // nil without a built-in relay
+	stun    *relay.STUN      // nil without built-in STUN servers
+	cluster *cluster         // nil without --postgres-url
+	udp     *peerrelay.Relay // nil with --udp-relay-address disable
 }
 
 // startInfra starts what s asks for. relayURL is where other replicas
 // reach our relay (with --postgres-url).
-func startInfra(ctx context.Context, s Settings, accessURL *url.URL, relayURL string, logger *slog.Logger) (_ *infra, err error) {
+func startInfra(ctx context.Context, s Settings, udp udpRelaySettings, accessURL *url.URL, relayURL string, logger *slog.Logger) (_ *infra, err error) {
 	n := &infra{}
 	defer func() {
 		if err != nil {
@@ -81,6 +85,9 @@ func startInfra(ctx context.Context, s Settings, accessURL *url.URL, relayURL st
 			return nil, err
 		}
 	}
+	if n.udp, err = startUDPRelay(ctx, udp, n.derpMap, n.coord, s, accessURL, logger.With(slog.String("component", "udprelay"))); err != nil {
+		return nil, err
+	}
 	return n, nil
 }
 
@@ -90,6 +97,9 @@ func startInfra(ctx context.Context, s Settings, accessURL *url.URL, relayURL st
 // it), then the relay and the STUN servers stop. It is safe on a partly
 // started infra.
 func (n *infra) close() {
+	if n.udp != nil {
+		n.udp.Close()
+	}
 	if n.coord != nil {
 		n.coord.Close()
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/tetherdev/tether/cli/option"
 	"github.com/tetherdev/tether/internal/logging"
+	"github.com/tetherdev/tether/peerrelay"
 	"github.com/tetherdev/tether/server"
 	"github.com/tetherdev/tether/site"
 	"github.com/tetherdev/tether/store/storemetrics"
@@ -59,6 +60,8 @@ type Settings struct {
 	DERPConfigURL           string
 	DERPForceWebSockets     bool
 	BlockDirectConnections  bool
+	UDPRelayAddress         string
+	UDPRelayPublicAddresses []string
 	BrowserOnly             bool
 	WildcardAccessURL       string
 	AllowPathAppSharing     bool
@@ -125,6 +128,8 @@ func (s *Settings) bindFlags(f *pflag.FlagSet) {
 	f.StringVar(&s.DERPConfigPath, "derp-config-path", "", "file with a DERP map (Tailscale JSON format) of relays to add")
 	f.StringVar(&s.DERPConfigURL, "derp-config-url", "", "URL of a DERP map (Tailscale JSON format) of relays to add")
 	f.BoolVar(&s.DERPForceWebSockets, "derp-force-websockets", false, "peers reach relays over WebSocket only (for proxies that pass nothing else)")
+	f.StringVar(&s.UDPRelayAddress, "udp-relay-address", fmt.Sprintf("0.0.0.0:%d", peerrelay.DefaultPort), "UDP port of the built-in UDP relay, which carries peers' (encrypted) traffic when they cannot connect directly but can reach this server over UDP; HOST:PORT binds PORT on every interface and gives peers HOST (0.0.0.0: every interface's address); disable to turn it off")
+	f.StringSliceVar(&s.UDPRelayPublicAddresses, "udp-relay-public-addresses", nil, "IP:PORT addresses (comma separated) where peers reach the UDP relay, when its public address is not on an interface (cloud VMs, load balancers, port forwarding)")
 	f.BoolVar(&s.BlockDirectConnections, "block-direct-connections", false, "relay all traffic: peers publish no direct endpoints")
 	f.BoolVar(&s.BrowserOnly, "browser-only", false, "refuse CLI tunnels (ssh, port-forward, ping, speedtest); the web terminal and apps keep working")
 	f.StringVar(&s.WildcardAccessURL, "wildcard-access-url", "", "serve subdomain apps at APP--WS--USER.<domain>: a pattern like *.apps.example.com whose hosts resolve to this server")
@@ -197,6 +202,10 @@ func run(ctx context.Context, s Settings, logger *slog.Logger, stdout io.Writer,
 	if err := checkRelaySettings(s); err != nil {
 		return err
 	}
+	udpRelay, err := parseUDPRelaySettings(s)
+	if err != nil {
+		return err
+	}
 	ops, err := startOps(s, version, logger)
 	if err != nil {
 		return err
@@ -236,7 +245,7 @@ func run(ctx context.Context, s Settings, logger *slog.Logger, stdout io.Writer,
 		db = storemetrics.New(db, ops.registry)
 	}
 
-	inf, err := startInfra(ctx, s, accessURL, relayURL, logger)
+	inf, err := startInfra(ctx, s, udpRelay, accessURL, relayURL, logger)
 	if err != nil {
 		return err
 	}
@@ -274,6 +283,9 @@ func run(ctx context.Context, s Settings, logger *slog.Logger, stdout io.Writer,
 	}
 	if inf.cluster != nil {
 		opts.Replicas, opts.SelfRelayURL = inf.cluster.healthPeers, relayURL
+	}
+	if inf.udp != nil {
+		opts.UDPRelayCheck = inf.udp.Check
 	}
 	srv, err := server.New(opts)
 	if err != nil {

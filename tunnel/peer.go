@@ -28,15 +28,20 @@ type peer struct {
 	prefix netip.Prefix // addr/128
 	node   *tether.Node // as the caller gave it, to rebuild view
 	view   tailcfg.NodeView
+	kind   relayKind // dataPeer, or a relay peer (relay.go)
 }
 
 func (p *peer) key() key.NodePublic { return p.node.Key }
 
-// peerTable is an immutable snapshot of the peers; changes copy it.
+// peerTable is an immutable snapshot of the peers; changes copy it. The
+// ordinary peers are in byID, byKey and byAddr, which WireGuard, the
+// filter and dials consult; relays and relay clients (relay.go) only in
+// relays, by ID.
 type peerTable struct {
 	byID   map[uuid.UUID]*peer
 	byKey  map[key.NodePublic]*peer
 	byAddr map[netip.Addr]*peer
+	relays map[uuid.UUID]*peer
 }
 
 func (t *peerTable) with(p *peer) *peerTable {
@@ -47,22 +52,33 @@ func (t *peerTable) with(p *peer) *peerTable {
 	return n
 }
 
+func (t *peerTable) withRelay(p *peer) *peerTable {
+	n := t.without(p.id)
+	n.relays[p.id] = p
+	return n
+}
+
 func (t *peerTable) without(id uuid.UUID) *peerTable {
 	n := &peerTable{
 		byID:   maps.Clone(t.byID),
 		byKey:  maps.Clone(t.byKey),
 		byAddr: maps.Clone(t.byAddr),
+		relays: maps.Clone(t.relays),
 	}
 	if n.byID == nil {
 		n.byID = make(map[uuid.UUID]*peer)
 		n.byKey = make(map[key.NodePublic]*peer)
 		n.byAddr = make(map[netip.Addr]*peer)
 	}
+	if n.relays == nil {
+		n.relays = make(map[uuid.UUID]*peer)
+	}
 	if old, ok := n.byID[id]; ok {
 		delete(n.byID, id)
 		delete(n.byKey, old.key())
 		delete(n.byAddr, old.addr)
 	}
+	delete(n.relays, id)
 	return n
 }
 
@@ -90,6 +106,11 @@ func (c *Conn) UpsertPeer(id uuid.UUID, n *tether.Node) error {
 	table := c.peers.Load()
 	if other, ok := table.byKey[n.Key]; ok && other.id != id {
 		return fmt.Errorf("peer %s: key %s belongs to peer %s", id, n.Key.ShortString(), other.id)
+	}
+	for _, r := range table.relays {
+		if r.id == id || r.key() == n.Key {
+			return fmt.Errorf("peer %s: is a relay, or has the key of relay %s", id, r.id)
+		}
 	}
 	old := table.byID[id]
 	c.stopProbeLocked(id) // reintroduced: no longer lost
@@ -138,12 +159,12 @@ func (c *Conn) UpsertPeer(id uuid.UUID, n *tether.Node) error {
 }
 
 // RemovePeer forgets a peer: its WireGuard session ends, its packets are
-// dropped, and the connections it had with us are closed. Unknown IDs are
-// ignored.
+// dropped, and the connections it had with us are closed. It forgets a
+// relay or relay client as well. Unknown IDs are ignored.
 func (c *Conn) RemovePeer(id uuid.UUID) {
 	c.peerMu.Lock()
 	defer c.peerMu.Unlock()
-	if c.isClosing() {
+	if c.isClosing() || c.removeRelayLocked(id) {
 		return
 	}
 	table := c.peers.Load()
@@ -245,18 +266,24 @@ func tailcfgNode(id tailcfg.NodeID, p *peer, blockEndpoints bool) *tailcfg.Node 
 // setFilterLocked installs a packet filter that admits new inbound flows
 // only from the current peers' addresses to ours. Replies to our own flows
 // and TCP segments of established connections pass regardless, as the
-// filter tracks them. c.peerMu must be held.
+// filter tracks them. Relays and relay clients get their capability and no
+// packet. Both the engine (packets) and magicsock (capabilities) get it.
+// c.peerMu must be held.
 func (c *Conn) setFilterLocked() {
+	table := c.peers.Load()
 	var srcs []netip.Prefix
-	for _, p := range c.peers.Load().byID {
+	for _, p := range table.byID {
 		srcs = append(srcs, p.prefix)
 	}
 	slices.SortFunc(srcs, netip.Prefix.Compare)
-	c.filter = newFilter(c.prefix, srcs, c.filter, c.logf)
+	c.filter = newFilter(c.prefix, srcs, relayCapMatches(c.prefix, table), c.filter, c.logf)
 	c.engine.SetFilter(c.filter)
+	c.magic.SetFilter(c.filter)
 }
 
-func newFilter(self netip.Prefix, srcs []netip.Prefix, prev *filter.Filter, logf logger.Logf) *filter.Filter {
+// newFilter returns a filter that admits new flows from srcs to self, and
+// has the capability rules caps.
+func newFilter(self netip.Prefix, srcs []netip.Prefix, caps []filter.Match, prev *filter.Filter, logf logger.Logf) *filter.Filter {
 	var b netipx.IPSetBuilder
 	b.AddPrefix(self)
 	local, _ := b.IPSet()
@@ -268,6 +295,7 @@ func newFilter(self netip.Prefix, srcs []netip.Prefix, prev *filter.Filter, logf
 			Dsts:    []filter.NetPortRange{{Net: self, Ports: filter.PortRange{First: 0, Last: 65535}}},
 		}}
 	}
+	matches = append(matches, caps...)
 	// Sharing state keeps the UDP reply tracking of flows already open.
 	return filter.New(matches, nil, local, local, prev, logf)
 }

@@ -99,8 +99,8 @@ func TestFilter(t *testing.T) {
 	self := netip.PrefixFrom(tether.TunnelIP(uuid.New()), 128)
 	peer := tether.TunnelIP(uuid.New())
 	stranger := tether.TunnelIP(uuid.New())
-	f := newFilter(self, []netip.Prefix{netip.PrefixFrom(peer, 128)}, nil, logger.Discard)
-	empty := newFilter(self, nil, nil, logger.Discard)
+	f := newFilter(self, []netip.Prefix{netip.PrefixFrom(peer, 128)}, nil, nil, logger.Discard)
+	empty := newFilter(self, nil, nil, nil, logger.Discard)
 
 	for _, tc := range []struct {
 		name  string

@@ -14,9 +14,11 @@ import (
 // PingResult is the answer to one path-discovery ping.
 type PingResult struct {
 	// Direct is true when the pong came over a direct UDP path, from
-	// Endpoint ("IP:port"); otherwise it came through the relay of
-	// DERPRegionID (DERPRegionCode).
+	// Endpoint ("IP:port"); UDPRelay when it came through the UDP relay at
+	// Endpoint; otherwise it came through the DERP relay of DERPRegionID
+	// (DERPRegionCode).
 	Direct         bool
+	UDPRelay       bool
 	Endpoint       string
 	DERPRegionID   int
 	DERPRegionCode string
@@ -65,6 +67,13 @@ func (c *Conn) sendPing(ip netip.Addr, ch chan<- *ipnstate.PingResult) {
 }
 
 func pingResult(res *ipnstate.PingResult) PingResult {
+	if res.PeerRelay != "" {
+		return PingResult{
+			UDPRelay: true,
+			Endpoint: relayAddr(res.PeerRelay),
+			Latency:  time.Duration(res.LatencySeconds * float64(time.Second)),
+		}
+	}
 	return PingResult{
 		Direct:         res.Endpoint != "",
 		Endpoint:       res.Endpoint,

@@ -54,11 +54,13 @@ type PeerStatus struct {
 	ID   uuid.UUID
 	Addr netip.Addr
 	Key  key.NodePublic
-	// Direct is true when packets go straight to Endpoint; otherwise they
-	// go through the relay of DERPRegionID (the peer's home region). It
+	// Direct is true when packets go straight to Endpoint; UDPRelay when
+	// they go through the UDP relay at Endpoint; otherwise they go through
+	// the DERP relay of DERPRegionID (the peer's home region). It
 	// describes the path of what we last sent: before any traffic, or after
-	// a long idle time, it says relay.
+	// a long idle time, it says DERP.
 	Direct         bool
+	UDPRelay       bool
 	Endpoint       string
 	DERPRegionID   int
 	DERPRegionCode string
@@ -116,12 +118,16 @@ func (c *Conn) Status(ctx context.Context) *Status {
 			ps.LastHandshake = es.LastHandshake
 			ps.RxBytes = es.RxBytes
 			ps.TxBytes = es.TxBytes
-			if es.CurAddr != "" {
+			switch {
+			case es.CurAddr != "":
 				ps.Direct = true
 				ps.Endpoint = es.CurAddr
+			case es.PeerRelay != "":
+				ps.UDPRelay = true
+				ps.Endpoint = relayAddr(es.PeerRelay)
 			}
 		}
-		if !ps.Direct {
+		if !ps.Direct && !ps.UDPRelay {
 			// Relayed packets go to the peer's home region.
 			ps.DERPRegionID = p.node.PreferredDERP
 			if r, ok := dm.Regions[ps.DERPRegionID]; ok {

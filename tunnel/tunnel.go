@@ -106,6 +106,13 @@ type Options struct {
 	// connections are ended. Zero means DefaultLostPeerGrace; negative
 	// never ends them.
 	LostPeerGrace time.Duration
+	// DisableUDPRelay keeps our paths off UDP relays (relay.go): UpsertRelay
+	// does nothing, and a path that cannot go direct goes through DERP.
+	DisableUDPRelay bool
+	// RelayAllocator makes this Conn a UDP relay's: peers added with
+	// UpsertRelayClient may ask it for relay endpoints, which it
+	// allocates. Nil for every other Conn.
+	RelayAllocator RelayAllocator
 }
 
 // Conn is one userspace WireGuard peer. Its methods are safe for concurrent
@@ -131,6 +138,10 @@ type Conn struct {
 	dns       *dns.Manager    // set by the engine through setSubsystem
 	stack     *netstack.Impl
 	relays    *derpws.Relays // how each relay is dialed: DERP or WebSocket
+
+	noUDPRelay bool                                             // Options.DisableUDPRelay
+	allocator  RelayAllocator                                   // Options.RelayAllocator
+	allocResp  *eventbus.Publisher[magicsock.UDPRelayAllocResp] // with allocator
 
 	// peers is an immutable snapshot, replaced on every change, because the
 	// engine looks peers up on its packet paths.
@@ -213,6 +224,8 @@ func New(ctx context.Context, opts Options) (_ *Conn, err error) {
 		closers:        make(map[*tracked]struct{}),
 		nextNodeID:     1,
 		lostGrace:      opts.LostPeerGrace,
+		noUDPRelay:     opts.DisableUDPRelay,
+		allocator:      opts.RelayAllocator,
 	}
 	if c.lostGrace == 0 {
 		c.lostGrace = DefaultLostPeerGrace
@@ -237,6 +250,10 @@ func New(ctx context.Context, opts Options) (_ *Conn, err error) {
 	// magicsock binds IPv4 and IPv6 sockets to possibly different ports and
 	// reports them only here; we need both to publish local endpoints.
 	eventbus.SubscribeFunc(c.busClient, c.onPortUpdate)
+	if c.allocator != nil {
+		c.allocResp = eventbus.Publish[magicsock.UDPRelayAllocResp](c.busClient)
+		eventbus.SubscribeFunc(c.busClient, c.onRelayAllocReq)
+	}
 
 	c.dialer = &tsdial.Dialer{Logf: c.logf}
 	c.dialer.SetBus(c.bus)
@@ -262,6 +279,9 @@ func New(ctx context.Context, opts Options) (_ *Conn, err error) {
 		Addresses:  []netip.Prefix{c.prefix},
 		AllowedIPs: []netip.Prefix{c.prefix},
 	}
+	if c.noUDPRelay {
+		self.CapMap = tailcfg.NodeCapMap{tailcfg.NodeAttrDisableRelayClient: nil}
+	}
 	c.self = self.View()
 
 	// The order matters: the wrapper must run before netstack starts
@@ -286,9 +306,15 @@ func New(ctx context.Context, opts Options) (_ *Conn, err error) {
 	c.engine.SetPeerConfigFunc(c.peerAllowedIPs)
 	c.engine.SetPeerByIPPacketFunc(c.peerKeyForIP)
 	c.engine.SetPeerForIPFunc(c.peerForIP)
-	c.filter = newFilter(c.prefix, nil, nil, c.logf)
+	c.filter = newFilter(c.prefix, nil, nil, nil, c.logf)
 	c.engine.SetFilter(c.filter) // a nil filter would drop everything
+	c.magic.SetFilter(c.filter)
 	c.engine.SetSelfNode(c.self)
+	// magicsock uses UDP relays only once it has a valid self node from
+	// "the control plane", without the attribute that disables them; and a
+	// relay checks its clients' capability on that self node. There are no
+	// peers yet.
+	c.magic.SetNetworkMap(c.self, nil)
 	c.engine.SetStatusCallback(c.onEngineStatus)
 	c.magic.SetNetInfoCallback(c.onNetInfo)
 

@@ -58,7 +58,11 @@ type Tunnel interface {
 	// n is valid for id (tether.Node.Validate): it was checked where it
 	// entered the process.
 	UpsertPeer(id uuid.UUID, n *tether.Node) error
-	// RemovePeer removes the peer; unknown IDs are ignored.
+	// UpsertRelay adds the deployment's UDP relay with the given ID, or
+	// updates its node (tether.PeerUpdate.Relay): a candidate relay for
+	// the tunnel's paths, and not a peer. n is valid for id.
+	UpsertRelay(id uuid.UUID, n *tether.Node) error
+	// RemovePeer removes the peer or relay; unknown IDs are ignored.
 	RemovePeer(id uuid.UUID)
 	// SetDERPMap replaces the relays the tunnel uses.
 	SetDERPMap(m *tailcfg.DERPMap)

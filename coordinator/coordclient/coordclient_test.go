@@ -35,14 +35,15 @@ func testContext(t *testing.T) context.Context {
 type fakeTunnel struct {
 	mu      sync.Mutex
 	peers   map[uuid.UUID]*tether.Node
-	lost    map[uuid.UUID]bool // as SetPeerLost, UpsertPeer and RemovePeer leave it
+	relays  map[uuid.UUID]*tether.Node // UpsertRelay
+	lost    map[uuid.UUID]bool         // as SetPeerLost, UpsertPeer and RemovePeer leave it
 	upserts int
 	removed []uuid.UUID
 	derpMap *tailcfg.DERPMap
 }
 
 func newFakeTunnel() *fakeTunnel {
-	return &fakeTunnel{peers: make(map[uuid.UUID]*tether.Node), lost: make(map[uuid.UUID]bool)}
+	return &fakeTunnel{peers: make(map[uuid.UUID]*tether.Node), relays: make(map[uuid.UUID]*tether.Node), lost: make(map[uuid.UUID]bool)}
 }
 
 func (f *fakeTunnel) UpsertPeer(id uuid.UUID, n *tether.Node) error {
@@ -54,10 +55,18 @@ func (f *fakeTunnel) UpsertPeer(id uuid.UUID, n *tether.Node) error {
 	return nil
 }
 
+func (f *fakeTunnel) UpsertRelay(id uuid.UUID, n *tether.Node) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.relays[id] = n
+	return nil
+}
+
 func (f *fakeTunnel) RemovePeer(id uuid.UUID) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.peers, id)
+	delete(f.relays, id)
 	delete(f.lost, id)
 	f.removed = append(f.removed, id)
 }

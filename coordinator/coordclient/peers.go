@@ -47,6 +47,7 @@ type Peers struct {
 
 type peerState struct {
 	node    *tether.Node
+	relay   bool        // a UDP relay, not a peer
 	lost    *time.Timer // non-nil while lost: removes the peer when it fires
 	lostGen int         // tells a stale timer from the current one
 	told    bool        // the Tunnel was told the peer is lost
@@ -89,14 +90,24 @@ func (ps *Peers) Apply(resp *tether.CoordinateResponse) {
 		p := ps.peers[u.ID]
 		switch u.Kind {
 		case tether.PeerNode:
-			if err := ps.tunnel.UpsertPeer(u.ID, u.Node); err != nil {
-				log.Warn("cannot add peer to the tunnel", slog.Any("error", err))
+			if p != nil && p.relay != u.Relay {
+				// An ID is a relay or a peer for good: a relay must never
+				// become a peer, which the tunnel would let in.
+				log.Warn("ignoring a peer update that changes the peer's kind")
+				continue
+			}
+			upsert := ps.tunnel.UpsertPeer
+			if u.Relay {
+				upsert = ps.tunnel.UpsertRelay
+			}
+			if err := upsert(u.ID, u.Node); err != nil {
+				log.Warn("cannot add peer to the tunnel", slog.Any("error", err), slog.Bool("relay", u.Relay))
 				continue
 			}
 			if p == nil {
-				p = &peerState{}
+				p = &peerState{relay: u.Relay}
 				ps.peers[u.ID] = p
-				log.Debug("peer introduced")
+				log.Debug("peer introduced", slog.Bool("relay", u.Relay))
 			}
 			p.node = u.Node
 			p.stopLostTimer()
@@ -111,6 +122,15 @@ func (ps *Peers) Apply(resp *tether.CoordinateResponse) {
 			ps.tunnel.RemovePeer(u.ID)
 		case tether.PeerLost:
 			if p == nil {
+				continue
+			}
+			if p.relay {
+				// Only paths use a relay, and they fall back to DERP at
+				// once; a relay that comes back is introduced again.
+				log.Debug("relay lost", slog.String("reason", u.Reason))
+				p.stopLostTimer()
+				delete(ps.peers, u.ID)
+				ps.tunnel.RemovePeer(u.ID)
 				continue
 			}
 			log.Debug("peer lost", slog.String("reason", u.Reason))

@@ -194,3 +194,41 @@ func TestInvalidNodesDropped(t *testing.T) {
 		t.Errorf("%d upserts and %d dials, want 1 and 1", tun.upsertCount(), dials)
 	}
 }
+
+// TestPeersRelays checks that a UDP relay reaches the tunnel as a relay,
+// never as a peer, and leaves it as soon as it is lost.
+func TestPeersRelays(t *testing.T) {
+	tun := newFakeTunnel()
+	ps := coordclient.NewPeers(coordclient.PeersOptions{Tunnel: tun})
+	defer ps.Close()
+	relay, peer := uuid.New(), uuid.New()
+	relayUpdate := nodeUpdate(relay, 1)
+	relayUpdate.Relay = true
+
+	apply(ps, relayUpdate, nodeUpdate(peer, 1))
+	tun.mu.Lock()
+	_, isRelay := tun.relays[relay]
+	_, isPeer := tun.peers[relay]
+	tun.mu.Unlock()
+	if !isRelay || isPeer {
+		t.Fatalf("relay: in the tunnel's relays %v, in its peers %v; want only relays", isRelay, isPeer)
+	}
+
+	// The same ID may not turn into a peer, nor a peer into a relay.
+	asPeer := nodeUpdate(relay, 2)
+	peerAsRelay := nodeUpdate(peer, 2)
+	peerAsRelay.Relay = true
+	apply(ps, asPeer, peerAsRelay)
+	tun.mu.Lock()
+	_, isPeer = tun.peers[relay]
+	_, peerIsRelay := tun.relays[peer]
+	tun.mu.Unlock()
+	if isPeer || peerIsRelay {
+		t.Fatalf("a kind change took effect: relay is a peer %v, peer is a relay %v", isPeer, peerIsRelay)
+	}
+
+	apply(ps, peerUpdate(relay, tether.PeerLost))
+	if got := tun.removals(); !slices.Contains(got, relay) {
+		t.Fatalf("removals after the relay was lost = %v; want it removed at once", got)
+	}
+}

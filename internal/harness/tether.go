@@ -67,14 +67,17 @@ type Server struct {
 }
 
 // ServerOptions say how to run `tether server`. The zero value serves on
-// a free loopback port, with a fresh data directory and a STUN port of
-// its own, so that tests never collide on a port.
+// a free loopback port, with a fresh data directory, and a STUN port and a
+// UDP relay port of its own, so that tests never collide on a port.
 type ServerOptions struct {
 	Addr    string   // --http-address; default 127.0.0.1:0
 	DataDir string   // --data-dir; default a fresh temporary directory
 	STUN    []string // --derp-server-stun-addresses; default 127.0.0.1:0
-	Args    []string // further flags
-	Env     []string // added to the server's environment
+	// UDPRelay is --udp-relay-address; default 127.0.0.1:0 (a free port,
+	// given to peers at 127.0.0.1).
+	UDPRelay string
+	Args     []string // further flags
+	Env      []string // added to the server's environment
 }
 
 // ListeningRE matches the line a server prints once it serves, with its
@@ -100,6 +103,9 @@ func (x Tether) StartServerWith(t T, o ServerOptions) *Server {
 	if len(o.STUN) == 0 {
 		o.STUN = []string{"127.0.0.1:0"}
 	}
+	if o.UDPRelay == "" {
+		o.UDPRelay = "127.0.0.1:0"
+	}
 	s := &Server{DataDir: o.DataDir, t: t, x: x, opts: o}
 	s.Restart()
 	return s
@@ -111,7 +117,8 @@ func (x Tether) StartServerWith(t T, o ServerOptions) *Server {
 func (s *Server) Restart() {
 	s.t.Helper()
 	args := append([]string{"server", "--http-address", s.opts.Addr, "--data-dir", s.opts.DataDir,
-		"--derp-server-stun-addresses", strings.Join(s.opts.STUN, ",")}, s.opts.Args...)
+		"--derp-server-stun-addresses", strings.Join(s.opts.STUN, ","),
+		"--udp-relay-address", s.opts.UDPRelay}, s.opts.Args...)
 	s.Proc = s.x.Start(s.t, "server", s.opts.Env, args...)
 	s.URL = s.WaitLine(ListeningRE)[1]
 }

@@ -58,6 +58,9 @@ type Options struct {
 	// Relays of other regions never see the key.
 	OwnRegionID int
 	MeshKey     key.DERPMesh
+	// UDPRelay probes the server's UDP relay and returns each of its
+	// addresses' failure (nil: it answered); nil skips the check.
+	UDPRelay func(ctx context.Context) map[netip.AddrPort]error
 }
 
 // Replica is another server replica, as the replicas check sees it.
@@ -76,16 +79,17 @@ func Run(ctx context.Context, o Options) tether.HealthReport {
 	}
 	var (
 		wg      sync.WaitGroup
-		checks  = make([]tether.HealthCheck, 5)
+		checks  = make([]tether.HealthCheck, 6)
 		regions []tether.DERPRegionHealth
 	)
-	wg.Add(6)
+	wg.Add(7)
 	go func() { defer wg.Done(); checks[0] = accessURL(ctx, hc, o.AccessURL) }()
 	go func() { defer wg.Done(); checks[1] = webSocket(ctx, hc, o.AccessURL) }()
 	go func() { defer wg.Done(); checks[2] = stunServers(ctx, o.DERPMap) }()
 	go func() { defer wg.Done(); checks[3] = storeCheck(ctx, o.Store) }()
 	go func() { defer wg.Done(); regions = derpRegions(ctx, o) }()
 	go func() { defer wg.Done(); checks[4] = replicasCheck(ctx, o) }()
+	go func() { defer wg.Done(); checks[5] = udpRelayCheck(ctx, o.UDPRelay) }()
 	wg.Wait()
 
 	derpCheck := tether.HealthCheck{Name: "derp", Severity: tether.SeverityOK, Message: fmt.Sprintf("all %d relay regions answered", len(regions))}
@@ -105,7 +109,8 @@ func Run(ctx context.Context, o Options) tether.HealthReport {
 	}
 	checks = append(checks, derpCheck)
 	checks = slices.DeleteFunc(checks, func(c tether.HealthCheck) bool {
-		return c.Name == "store" && o.Store == nil || c.Name == "replicas" && o.Replicas == nil
+		return c.Name == "store" && o.Store == nil || c.Name == "replicas" && o.Replicas == nil ||
+			c.Name == "udp_relay" && o.UDPRelay == nil
 	})
 	rep := tether.HealthReport{Severity: tether.SeverityOK, Checks: checks, DERPRegions: regions, CheckedAt: time.Now().UTC()}
 	for _, c := range checks {
@@ -202,6 +207,65 @@ func storeCheck(ctx context.Context, check func(context.Context) error) tether.H
 }
 
 // stunResult is one STUN server's answer, in the stun check's details.
+// udpRelayResult is one address of the UDP relay in the check's details.
+type udpRelayResult struct {
+	Address string `json:"address"`
+	Error   string `json:"error,omitempty"`
+}
+
+// udpRelayCheck binds a test endpoint at each of the UDP relay's
+// addresses, as a peer would.
+func udpRelayCheck(ctx context.Context, probe func(context.Context) map[netip.AddrPort]error) tether.HealthCheck {
+	c := tether.HealthCheck{Name: "udp_relay", Severity: tether.SeverityOK}
+	if probe == nil {
+		return c
+	}
+	got := probe(ctx)
+	var results []udpRelayResult
+	var failed, ok []string
+	for ap, err := range got {
+		r := udpRelayResult{Address: ap.String()}
+		if err != nil {
+			r.Error = err.Error()
+			failed = append(failed, r.Address)
+		} else {
+			ok = append(ok, r.Address)
+		}
+		results = append(results, r)
+	}
+	slices.SortFunc(results, func(a, b udpRelayResult) int { return strings.Compare(a.Address, b.Address) })
+	slices.Sort(failed)
+	slices.Sort(ok)
+	c.Details = results
+	switch {
+	case len(results) == 0:
+		c.Severity = tether.SeverityWarning
+		c.Message = "the UDP relay has no address to give peers: set --udp-relay-public-addresses"
+	case len(ok) == 0:
+		c.Severity = tether.SeverityWarning
+		c.Message = fmt.Sprintf("the UDP relay did not answer at %s: peers that cannot connect directly fall back to DERP, which is much slower. Open UDP port %s inbound on this server and its firewalls (e.g. ufw allow %[2]s/udp, or the cloud's security group), or, if peers reach it at another address, set --udp-relay-public-addresses (a public address only the outside reaches may not answer this check from the server itself)",
+			strings.Join(failed, ", "), portsOf(failed))
+	case len(failed) > 0:
+		c.Severity = tether.SeverityWarning
+		c.Message = fmt.Sprintf("the UDP relay answered at %s but not at %s", strings.Join(ok, ", "), strings.Join(failed, ", "))
+	default:
+		c.Message = "the UDP relay answered at " + strings.Join(ok, ", ")
+	}
+	return c
+}
+
+// portsOf returns the distinct ports of the addresses ("IP:port"), joined.
+func portsOf(addrs []string) string {
+	var ports []string
+	for _, a := range addrs {
+		if ap, err := netip.ParseAddrPort(a); err == nil {
+			ports = append(ports, strconv.Itoa(int(ap.Port())))
+		}
+	}
+	slices.Sort(ports)
+	return strings.Join(slices.Compact(ports), ",")
+}
+
 type stunResult struct {
 	Server string `json:"server"`
 	Seen   string `json:"seen,omitempty"`

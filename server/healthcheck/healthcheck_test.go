@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -339,5 +340,39 @@ func TestEcho(t *testing.T) {
 			t.Errorf("a %d-byte message was echoed", len(tc.msg))
 		}
 		conn.CloseNow()
+	}
+}
+
+// TestUDPRelayCheck checks what the report says of the UDP relay's probe
+// results: which addresses answered, and what to open when none did.
+func TestUDPRelayCheck(t *testing.T) {
+	a := netip.MustParseAddrPort("198.18.1.2:3479")
+	b := netip.MustParseAddrPort("203.0.113.7:3479")
+	noAnswer := errors.New("no answer")
+	tests := []struct {
+		name     string
+		results  map[netip.AddrPort]error
+		severity string
+		message  string
+	}{
+		{"answered", map[netip.AddrPort]error{a: nil}, tether.SeverityOK, "answered at 198.18.1.2:3479"},
+		{"one of two", map[netip.AddrPort]error{a: nil, b: noAnswer}, tether.SeverityWarning, "answered at 198.18.1.2:3479 but not at 203.0.113.7:3479"},
+		{"none", map[netip.AddrPort]error{a: noAnswer, b: noAnswer}, tether.SeverityWarning, "Open UDP port 3479 inbound"},
+		{"no address", map[netip.AddrPort]error{}, tether.SeverityWarning, "--udp-relay-public-addresses"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := udpRelayCheck(testContext(t), func(context.Context) map[netip.AddrPort]error { return tt.results })
+			if c.Name != "udp_relay" || c.Severity != tt.severity || !strings.Contains(c.Message, tt.message) {
+				t.Errorf("UDP relay check = %+v, want %s saying %q", c, tt.severity, tt.message)
+			}
+		})
+	}
+	// Without a relay there is no check.
+	rep := Run(testContext(t), Options{AccessURL: &url.URL{Scheme: "http", Host: "127.0.0.1:1"}, DERPMap: &tailcfg.DERPMap{}})
+	for _, c := range rep.Checks {
+		if c.Name == "udp_relay" {
+			t.Errorf("a report without a UDP relay has its check: %+v", c)
+		}
 	}
 }

@@ -39,6 +39,7 @@ test("connectionLabel", () => {
   assert.equal(connectionLabel(null), "");
   assert.equal(connectionLabel({ path: "direct", endpoint: "203.0.113.7:41641", peers: 1 }), "Direct");
   assert.equal(connectionLabel({ path: "derp", derp_region: "code", peers: 2 }), "Relay (code)");
+  assert.equal(connectionLabel({ path: "relay", endpoint: "198.18.1.2:3479", peers: 1 }), "UDP relay (198.18.1.2:3479)");
   assert.equal(connectionLabel({ path: "derp", peers: 1 }), "Relay");
 });
 

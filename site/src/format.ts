@@ -3,6 +3,7 @@
 import {
   PathDERP,
   PathDirect,
+  PathRelay,
   StartupScriptFailed,
   StartupScriptRunning,
   StartupScriptSucceeded,
@@ -33,6 +34,7 @@ export function relativeTime(t: string | null | undefined, now: number): string 
 export function connectionLabel(c: WorkspaceConnection | null | undefined): string {
   if (!c) return "";
   if (c.path === PathDirect) return "Direct";
+  if (c.path === PathRelay) return c.endpoint ? `UDP relay (${c.endpoint})` : "UDP relay";
   if (c.path === PathDERP) return c.derp_region ? `Relay (${c.derp_region})` : "Relay";
   return c.path;
 }

@@ -382,7 +382,8 @@ export interface ConnectionInfo {
   derp_map: unknown;
   /**
    * DisableDirect means the deployment blocks direct connections: peers
-   * must not publish endpoints and all traffic goes through DERP.
+   * must not publish endpoints, and all traffic goes through the
+   * server's relays (its UDP relay, or DERP).
    */
   disable_direct: boolean;
   /** DERPForceWebSockets means relays must be reached over WebSocket. */
@@ -465,20 +466,26 @@ export interface HealthReport {
   checked_at: string;
 }
 
-// Connection paths, as `tether list` and the dashboard show them.
+// Connection paths, as `tether list` and the dashboard show them, best
+// first: straight between the peers; through the server's UDP relay; through
+// a DERP relay.
 export const PathDirect = "direct";
+export const PathRelay = "relay";
 export const PathDERP = "derp";
 
 /**
  * WorkspaceConnection summarizes the tunnels the agent has with its
- * clients right now: direct if any of them is, else relayed.
+ * clients right now: the best path any of them takes.
  */
 export interface WorkspaceConnection {
-  /** PathDirect or PathDERP */
+  /** PathDirect, PathRelay or PathDERP */
   path: string;
-  /** the relay's region code, when relayed */
+  /** the DERP relay's region code, with PathDERP */
   derp_region?: string;
-  /** the peer's address, when direct */
+  /**
+   * Endpoint is the peer's address ("IP:port") with PathDirect, the UDP
+   * relay's with PathRelay.
+   */
   endpoint?: string;
   /** active tunnels */
   peers: number;
@@ -527,8 +534,13 @@ export interface TerminalInput {
  * 	1.0 (2026-11-25): nodes, peer updates (node, disconnected), DERP map pushes.
  * 	1.0 (2026-12-04): the server may close a client's socket with
  * 	    CloseAccessRevoked (older clients retry, and are refused with 401).
+ * 	1.1 (2026-12-10): UDP relays (PeerUpdate.Relay). The server introduces
+ * 	    the deployment's UDP relays only to peers that speak 1.1, since a
+ * 	    1.0 peer would take a relay for an ordinary peer and let it in.
+ * 	    Clients send their version as "version"; agents, whose "version"
+ * 	    is the product's, send it as "coordinate_version" (none means 1.0).
  */
-export const CoordinateProtocolVersion = "1.0";
+export const CoordinateProtocolVersion = "1.1";
 
 /**
  * CloseAccessRevoked is the WebSocket close status with which the server
@@ -619,6 +631,23 @@ export interface PeerUpdate {
   node?: Node;
   /** with PeerDisconnected, PeerLost */
   reason?: string;
+  /**
+   * Relay, with PeerNode, says the peer is one of the deployment's UDP
+   * relays (protocol 1.1), not a peer to talk to. A UDP relay forwards
+   * the WireGuard packets of two peers that cannot reach each other
+   * directly (Tailscale's peer relays): each asks it, through DERP, to
+   * allocate an endpoint for the pair, and both then send their
+   * (end-to-end encrypted) packets to it over UDP. A peer makes a relay
+   * a candidate for its paths, and nothing else: no WireGuard session
+   * with it, no packet from it accepted, no connection to it.
+   */
+  relay?: boolean;
+  /**
+   * Agent, in updates sent to a relay, is the agent of the workspace the
+   * peer belongs to: the peer itself for an agent, the agent a client is
+   * bound to. A relay forwards only between a client and its agent.
+   */
+  agent?: string;
 }
 
 /** CoordinateResponse is a message from the coordinator to a peer. */
@@ -685,7 +714,8 @@ export interface CreateWorkspaceOutput {
   agent_command: string;
 }
 
-// Paths a ping or speed test reports besides PathDirect and PathDERP.
+// Paths a ping or speed test reports besides PathDirect, PathRelay and
+// PathDERP.
 /** PathTimeout: no pong came back within the ping's timeout. */
 export const PathTimeout = "timeout";
 /**
@@ -698,9 +728,12 @@ export const PathUnknown = "unknown";
 export interface PingOutput {
   /** Seq counts the pings from 1. */
   seq: number;
-  /** Path is PathDirect, PathDERP or PathTimeout. */
+  /** Path is PathDirect, PathRelay, PathDERP or PathTimeout. */
   path: string;
-  /** Endpoint is the agent's address ("IP:port") when Path is direct. */
+  /**
+   * Endpoint is the agent's address ("IP:port") when Path is direct,
+   * the UDP relay's when it is relay.
+   */
   endpoint?: string;
   /** DERPRegion is the relay's region code when Path is derp. */
   derp_region?: string;
@@ -716,9 +749,10 @@ export interface SpeedtestOutput {
   /** Direction is "down" (workspace to you) or "up". */
   direction: string;
   /**
-   * Path is the path of a ping just before the test: PathDirect with
-   * Endpoint, PathDERP with DERPRegion, or PathUnknown. A test that
-   * starts relayed may go direct during the first second.
+   * Path is the path of a ping just before the test: PathDirect or
+   * PathRelay with Endpoint, PathDERP with DERPRegion, or PathUnknown. A
+   * test that starts on DERP may move to a better path during the first
+   * second.
    */
   path: string;
   endpoint?: string;

@@ -1,0 +1,91 @@
+package coordinator_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/google/uuid"
+
+	"github.com/tetherdev/tether"
+	"github.com/tetherdev/tether/coordinator"
+)
+
+func startRelay(t *testing.T, ctx context.Context, c *coordinator.Coordinator, id uuid.UUID) *peer {
+	t.Helper()
+	p := newPeer(t, id, 64)
+	go func() { p.done <- c.ServeRelay(ctx, id, p.s) }()
+	return p
+}
+
+// TestRelayEdges checks the edges of a UDP relay: it hears every agent and
+// client with the agent each belongs to, they hear it marked as a relay,
+// and nobody else hears of anybody new.
+func TestRelayEdges(t *testing.T) {
+	ctx := testContext(t)
+	c := coordinator.New(coordinator.Options{})
+	agentA, agentB := uuid.New(), uuid.New()
+	a := startAgent(t, ctx, c, agentA)
+	a1 := startClient(t, ctx, c, uuid.New(), agentA)
+	a.sendNode(ctx, newNode(agentA, 1))
+	a1.sendNode(ctx, newNode(a1.id, 1))
+	a.awaitNode(ctx, a1.id, 1)
+
+	// A relay that comes after them hears both at once; one that comes
+	// before them (b, b1) as they arrive.
+	r := startRelay(t, ctx, c, uuid.New())
+	rn := newNode(r.id, 5)
+	r.sendNode(ctx, rn)
+	r.awaitNode(ctx, agentA, 1)
+	r.awaitNode(ctx, a1.id, 1)
+	b := startAgent(t, ctx, c, agentB)
+	b1 := startClient(t, ctx, c, uuid.New(), agentB)
+	b.sendNode(ctx, newNode(agentB, 2))
+	b1.sendNode(ctx, newNode(b1.id, 2))
+	r.awaitNode(ctx, agentB, 2)
+	r.awaitNode(ctx, b1.id, 2)
+
+	for _, p := range []*peer{a, a1, b, b1} {
+		u := p.awaitKind(ctx, r.id, tether.PeerNode)
+		if !u.Relay {
+			t.Errorf("peer %s heard of the relay without Relay set", p.id)
+		}
+	}
+	wantAgent := map[uuid.UUID]uuid.UUID{agentA: agentA, a1.id: agentA, agentB: agentB, b1.id: agentB}
+	for _, u := range r.updates() {
+		if u.Kind != tether.PeerNode {
+			continue
+		}
+		if u.Agent != wantAgent[u.ID] {
+			t.Errorf("relay heard of %s with agent %s, want %s", u.ID, u.Agent, wantAgent[u.ID])
+		}
+		if u.Relay {
+			t.Errorf("relay heard of %s as a relay", u.ID)
+		}
+	}
+	// The ordinary edges are unchanged: a client hears only its agent and
+	// the relay.
+	b1.awaitNode(ctx, agentB, 2)
+	for _, id := range b1.heard() {
+		if id != agentB && id != r.id {
+			t.Errorf("client %s heard of %s", b1.id, id)
+		}
+	}
+
+	// When a client leaves, the relay hears it; when the relay leaves,
+	// everybody does.
+	b1.s.breakConn()
+	r.awaitKind(ctx, b1.id, tether.PeerLost)
+	if err := c.CheckNodeKeys(); err != nil {
+		t.Errorf("with a relay: %v", err)
+	}
+	r.s.breakConn()
+	for _, p := range []*peer{a, a1, b} {
+		p.awaitKind(ctx, r.id, tether.PeerLost)
+	}
+	if err := c.CheckNodeKeys(); err != nil {
+		t.Errorf("after the relay left: %v", err)
+	}
+	if c.KnowsNodeKey(rn.Key) {
+		t.Error("the coordinator still knows the key of a relay that left")
+	}
+}

@@ -121,7 +121,7 @@ func (c agentCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(agentSessionsDesc, prometheus.GaugeValue, float64(s.open.Load()), k)
 		ch <- prometheus.MustNewConstMetric(agentSessionsTotalDesc, prometheus.CounterValue, float64(s.total.Load()), k)
 	}
-	byPath := map[string]int{tether.PathDirect: 0, tether.PathDERP: 0}
+	byPath := map[string]int{tether.PathDirect: 0, tether.PathRelay: 0, tether.PathDERP: 0}
 	derpConns := 0
 	if conn := c.a.tunnel(); conn != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), statusTimeout)
@@ -133,12 +133,13 @@ func (c agentCollector) Collect(ch chan<- prometheus.Metric) {
 			if !peerActive(p, now) {
 				continue
 			}
-			// A peer's path as tunnel.PeerStatus tells it; a third
-			// path (a UDP relay) gets its own label value here when the
-			// tunnel reports one.
+			// A peer's path as tunnel.PeerStatus tells it.
 			path := tether.PathDERP
-			if p.Direct {
+			switch {
+			case p.Direct:
 				path = tether.PathDirect
+			case p.UDPRelay:
+				path = tether.PathRelay
 			}
 			byPath[path]++
 			id := p.ID.String()

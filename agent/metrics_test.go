@@ -73,7 +73,7 @@ func TestSessionMetrics(t *testing.T) {
 		t.Errorf("open TCP forwards after it returned: %v, want 0", v)
 	}
 	// No tunnel yet: no peers on either path.
-	for _, path := range []string{"direct", "derp"} {
+	for _, path := range []string{"direct", "relay", "derp"} {
 		if v, ok, _ := metricstest.Value(reg, "tether_agent_peers", "path", path); !ok || v != 0 {
 			t.Errorf("peers on %s without a tunnel: %v (present %v)", path, v, ok)
 		}

@@ -58,6 +58,8 @@ type config struct {
 	rttWarm  time.Duration
 	rttCount int
 	sshRuns  int
+	// The latency part (latency.go): timed runs per figure.
+	latencyRuns int
 	// The sshbulk part (sshbulk.go): bytes per transfer.
 	sshBulkBytes int64
 	// The ssh load test (sshload.go).
@@ -89,7 +91,7 @@ func (c *config) logf(format string, args ...any) {
 }
 
 // allParts, in the order they run.
-var allParts = []string{"tcp", "library", "firstbyte", "speedtest", "portforward", "ssh", "sshbulk", "sshload", "nat", "coord"}
+var allParts = []string{"tcp", "library", "firstbyte", "speedtest", "portforward", "ssh", "latency", "sshbulk", "sshload", "nat", "coord"}
 
 func main() {
 	if code, ok := childMode(os.Args[1:]); ok {
@@ -128,6 +130,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.DurationVar(&cfg.warm, "warm", time.Second, "traffic before each throughput window (the path settles)")
 	fs.IntVar(&cfg.rttCount, "rtt-count", 2000, "round trips per latency figure")
 	fs.IntVar(&cfg.sshRuns, "ssh-runs", 30, "runs of `tether ssh WS -- true`")
+	fs.IntVar(&cfg.latencyRuns, "latency-runs", 5, "timed runs of each command at each delay in the latency part")
 	fs.Int64Var(&cfg.sshBulkBytes, "sshbulk-bytes", 300e6, "bytes per ssh transfer in the sshbulk part (each direction, each path, each run)")
 	fs.IntVar(&cfg.sshLoadAgents, "sshload-agents", 30, "workspaces (agents) in the ssh load test")
 	fs.IntVar(&cfg.sshLoadConcurrency, "sshload-concurrency", 60, "concurrent `tether ssh` per round of the ssh load test")
@@ -161,6 +164,7 @@ func parseFlags(args []string) (*config, error) {
 			"warm":                func() { cfg.warm = 500 * time.Millisecond },
 			"rtt-count":           func() { cfg.rttCount = 500 },
 			"ssh-runs":            func() { cfg.sshRuns = 10 },
+			"latency-runs":        func() { cfg.latencyRuns = 2 },
 			"sshbulk-bytes":       func() { cfg.sshBulkBytes = 100e6 },
 			"sshload-agents":      func() { cfg.sshLoadAgents = 6 },
 			"sshload-concurrency": func() { cfg.sshLoadConcurrency = 12 },
@@ -206,7 +210,7 @@ func parseFlags(args []string) (*config, error) {
 		return nil, fmt.Errorf("-coord-fanout, -coord-rate and -coord-updates must be positive")
 	case cfg.sshBulkBytes < 10:
 		return nil, fmt.Errorf("-sshbulk-bytes must be at least 10")
-	case cfg.rttCount < 1 || cfg.sshRuns < 1 || cfg.runs < 1 || cfg.firstByteRuns < 1 || cfg.natRuns < 1:
+	case cfg.rttCount < 1 || cfg.sshRuns < 1 || cfg.latencyRuns < 1 || cfg.runs < 1 || cfg.firstByteRuns < 1 || cfg.natRuns < 1:
 		return nil, fmt.Errorf("counts and runs must be positive")
 	case cfg.sshLoadAgents < 1 || cfg.sshLoadConcurrency < 1 || cfg.sshLoadSessions < 1 || cfg.sshLoadLines < 1 || cfg.sshLoadFreeze <= 0:
 		return nil, fmt.Errorf("the -sshload- sizes must be positive")
@@ -268,7 +272,7 @@ func run(args []string, stdout io.Writer) int {
 	var natTest string
 	buildErrs := make(chan error, 2)
 	builds := 0
-	needBinary := cfg.parts["speedtest"] || cfg.parts["portforward"] || cfg.parts["ssh"] || cfg.parts["sshbulk"] || cfg.parts["sshload"] || cfg.parts["nat"] && os.Geteuid() == 0
+	needBinary := cfg.parts["speedtest"] || cfg.parts["portforward"] || cfg.parts["ssh"] || cfg.parts["latency"] || cfg.parts["sshbulk"] || cfg.parts["sshload"] || cfg.parts["nat"] && os.Geteuid() == 0
 	if needBinary && cfg.tether == "" {
 		cfg.logf("building tether from %s", root)
 		builds++
@@ -346,6 +350,7 @@ func run(args []string, stdout io.Writer) int {
 			e.close()
 		}
 	}
+	step("latency", func() error { return runLatency(ctx, cfg, res, tmp) })
 	step("sshload", func() error { return runSSHLoad(ctx, cfg, res, tmp) })
 	step("nat", func() error { return runNAT(ctx, cfg, res, root, natTest) })
 	step("coord", func() error { return runCoord(ctx, cfg, res) })

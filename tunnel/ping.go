@@ -178,7 +178,7 @@ func (c *Conn) AwaitReachable(ctx context.Context, ip netip.Addr) error {
 				if res.Endpoint == "" {
 					c.pursueDirect(ip, p.key())
 				}
-				return c.awaitSession(ctx, ip, p.key(), pr.Latency, handshakeAt)
+				return c.awaitSession(ctx, ip, p.key(), pr, handshakeAt)
 			}
 			// "unknown peer" races with UpsertPeer reaching magicsock;
 			// anything else is worth a retry too, after the interval.
@@ -260,18 +260,30 @@ const earlySlack = 20 * time.Millisecond
 // knew us by then, that is no later than the pong for a handshake started
 // before the answered ping, and one round trip after the start for one
 // started later. Whatever has not come by then (and earlySlack) was
-// dropped by a peer that did not know us yet.
-func (c *Conn) awaitSession(ctx context.Context, ip netip.Addr, k key.NodePublic, rtt time.Duration, early time.Time) error {
+// dropped by a peer that did not know us yet. After a direct pong it is
+// not waited for at all: it went through the relay, before the direct
+// path was known, and its answer would take the relay's way back, while a
+// fresh one takes a direct round trip.
+func (c *Conn) awaitSession(ctx context.Context, ip netip.Addr, k key.NodePublic, pong PingResult, early time.Time) error {
+	rtt := pong.Latency
 	if !early.IsZero() {
 		due := early.Add(rtt)
+		if pong.Direct {
+			due = time.Time{}
+		}
 		if now := time.Now(); due.Before(now) {
 			due = now
 		}
-		due = due.Add(earlySlack)
-		for time.Now().Before(due) {
+		if !pong.Direct {
+			due = due.Add(earlySlack)
+		}
+		for {
 			if c.sessionUp(k) {
 				c.timeline("session-up", "peer", ip, "early", true)
 				return nil
+			}
+			if !time.Now().Before(due) {
+				break
 			}
 			if err := c.sleepCtx(ctx, 2*time.Millisecond); err != nil {
 				return fmt.Errorf("await %s: no WireGuard handshake: %w", ip, err)

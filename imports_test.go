@@ -32,6 +32,10 @@ func TestImportDirection(t *testing.T) {
 		{mod + "/server", []string{mod + "/servercmd"}},
 		{mod, []string{mod + "/"}}, // the shared types are a leaf
 		{mod + "/cmd/tether", []string{"testing", mod + "/internal/natlab"}},
+		// The end-to-end harness is shared with bench, a command: test-only
+		// code (natlab, chromedp) stays in the e2e package's tests.
+		{mod + "/internal/harness", []string{"testing", mod + "/internal/natlab", mod + "/internal/pgtest", "github.com/chromedp/"}},
+		{mod + "/bench", []string{"testing", mod + "/internal/natlab", mod + "/internal/pgtest"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.pkg, func(t *testing.T) {

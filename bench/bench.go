@@ -6,17 +6,18 @@
 //	go run ./bench -quick     # shorter windows and fewer runs
 //	go run ./bench -parts speedtest,portforward -duration 5s
 //
-// It starts a real `tether server`, agent and CLI on loopback (the binary
-// is built from this checkout unless -tether names one); two bare
-// tunnel.Conn peers with a DERP relay for the library ceiling, in this
-// process and again in two processes of their own; as root, a NAT lab of
-// network namespaces (internal/natlab) for the upgrade and loss figures;
-// and a coordinator (coordinator.Coordinator behind its WebSocket adapter)
-// in a child process, with N simulated agents and clients over real
-// WebSockets. The NAT part is a benchmark of this package's tests
-// (BenchmarkNAT), because natlab is a test library and no binary imports
-// testing; the command builds the test binary and runs it. Without root
-// that part is skipped, and the table says so.
+// It starts a real `tether server`, agent and CLI on loopback through the
+// end-to-end tests' harness, internal/harness (the binary is built from
+// this checkout unless -tether names one); two bare tunnel.Conn peers with
+// a DERP relay for the library ceiling, in this process and again in two
+// processes of their own; as root, a NAT lab of network namespaces
+// (internal/natlab) for the upgrade and loss figures; and a coordinator
+// (coordinator.Coordinator behind its WebSocket adapter) in a child
+// process, with N simulated agents and clients over real WebSockets. The
+// NAT part is a benchmark of this package's tests (BenchmarkNAT), because
+// natlab is a test library and no binary imports testing; the command
+// builds the test binary and runs it. Without root that part is skipped,
+// and the table says so.
 //
 // Results go to bench/results/<time>.json (every figure, the table, the
 // commit, the load average) and <time>.txt in Go's benchmark format. Two
@@ -44,6 +45,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/tetherdev/tether/internal/harness"
 )
 
 // config is what the flags chose.
@@ -232,7 +235,7 @@ func run(args []string, stdout io.Writer) int {
 		defer cancel()
 	}
 
-	root, err := moduleRoot()
+	root, err := harness.ModuleRoot()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 2
@@ -265,7 +268,7 @@ func run(args []string, stdout io.Writer) int {
 		builds++
 		go func() {
 			var err error
-			cfg.tether, err = buildTether(ctx, root, tmp)
+			cfg.tether, err = harness.Build(ctx, root, tmp)
 			buildErrs <- err
 		}()
 	}
@@ -317,18 +320,22 @@ func run(args []string, stdout io.Writer) int {
 			cfg.logf("deployment FAILED: %v", err)
 		} else {
 			step("speedtest", func() error {
-				if err := e.speedtest(ctx, "speedtest/direct", cfg.runs); err != nil {
-					return err
-				}
-				return e.speedtest(ctx, "speedtest/derp", cfg.runs, "--disable-direct")
+				return e.p.run(func() error {
+					if err := e.speedtest(ctx, "speedtest/direct", cfg.runs); err != nil {
+						return err
+					}
+					return e.speedtest(ctx, "speedtest/derp", cfg.runs, "--disable-direct")
+				})
 			})
 			step("portforward", func() error {
-				if err := e.portForward(ctx, "port-forward/direct"); err != nil {
-					return err
-				}
-				return e.portForward(ctx, "port-forward/derp", "--disable-direct")
+				return e.p.run(func() error {
+					if err := e.portForward(ctx, "port-forward/direct"); err != nil {
+						return err
+					}
+					return e.portForward(ctx, "port-forward/derp", "--disable-direct")
+				})
 			})
-			step("ssh", func() error { return e.ssh(ctx, cfg.sshRuns) })
+			step("ssh", func() error { return e.p.run(func() error { return e.ssh(ctx, cfg.sshRuns) }) })
 			e.close()
 		}
 	}

@@ -27,6 +27,7 @@ import (
 
 	"github.com/tetherdev/tether"
 	"github.com/tetherdev/tether/coordinator"
+	"github.com/tetherdev/tether/internal/harness"
 )
 
 // The coordinator scale test. The coordinator (coordinator.Coordinator
@@ -177,7 +178,7 @@ func startCoordChild(ctx context.Context) (*coordChild, error) {
 		return ch, nil
 	case <-ch.done:
 		return nil, errors.New("coordinator child exited before listening")
-	case <-time.After(startTimeout):
+	case <-time.After(harness.StartTimeout):
 		ch.close()
 		return nil, errors.New("coordinator child did not start")
 	}
@@ -561,7 +562,7 @@ func (r *coordRun) connectAll(ctx context.Context, peers []*simPeer) error {
 }
 
 func (r *coordRun) connect(ctx context.Context, p *simPeer) error {
-	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	ctx, cancel := context.WithTimeout(ctx, harness.StartTimeout)
 	defer cancel()
 	q := "agent=" + p.id.String()
 	if p.agent != nil {

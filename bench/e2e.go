@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
 
 	"github.com/tetherdev/tether"
+	"github.com/tetherdev/tether/internal/harness"
 )
 
 // rttSize is the size of one request and one response in the latency test:
@@ -81,28 +81,52 @@ func runPlainTCP(ctx context.Context, cfg *config, res *results) error {
 }
 
 // e2e runs the parts that need a real server, agent and CLI on loopback,
-// sharing one deployment.
+// sharing one deployment. Each part runs its steps through p.run.
 type e2e struct {
 	cfg *config
 	res *results
-	dep *deployment
+	p   *part
+	dep *harness.Deployment
 }
 
 func startE2E(ctx context.Context, cfg *config, res *results, dir string) (*e2e, error) {
-	dep, err := startDeployment(ctx, deploymentOptions{
-		Bin: cfg.tether,
-		Dir: filepath.Join(dir, "e2e"),
-		// Ports of its own, so that it never collides with a server that
-		// runs on this machine (or in another helper's test).
-		ServerArgs: []string{"--http-address", "127.0.0.1:0", "--derp-server-stun-addresses", "127.0.0.1:0"},
+	e := &e2e{cfg: cfg, res: res, p: newPart(ctx, "e2e", dir, cfg.logf)}
+	err := e.p.run(func() error {
+		// The harness's default ports are free ones: the server never
+		// collides with one that runs on this machine (or in another
+		// helper's test).
+		srv := harness.Tether{Bin: cfg.tether}.StartServer(e.p)
+		e.dep = harness.StartDeployment(e.p, srv, harness.DeploymentOptions{Workspace: "bench"})
+		return nil
 	})
 	if err != nil {
+		e.p.close()
 		return nil, err
 	}
-	return &e2e{cfg: cfg, res: res, dep: dep}, nil
+	return e, nil
 }
 
-func (e *e2e) close() { e.dep.close() }
+func (e *e2e) close() { e.p.close() }
+
+// tailLines is how much of a process's output an error of the bench
+// shows.
+const tailLines = 20
+
+// cli runs a CLI command of u within ctx (and CommandTimeout) and returns
+// its stdout and stderr. A failure is an error for the caller to count,
+// not the end of the part.
+func cli(ctx context.Context, u *harness.User, args ...string) (stdout, stderr string, err error) {
+	ctx, cancel := context.WithTimeout(ctx, harness.CommandTimeout)
+	defer cancel()
+	r, err := u.Exec(ctx, "", args...)
+	if err == nil && r.Code != 0 {
+		err = fmt.Errorf("tether %s: exit status %d", strings.Join(args, " "), r.Code)
+	}
+	if err != nil {
+		return r.Stdout, r.Stderr, fmt.Errorf("%w: %s", err, harness.Tail(strings.TrimSpace(r.Stderr), tailLines))
+	}
+	return r.Stdout, r.Stderr, nil
+}
 
 // speedResult is one `tether speedtest` run.
 type speedResult struct {
@@ -120,7 +144,7 @@ type speedResult struct {
 // tunnel that starts relayed, and the path goes direct during the first
 // second where it can: only the steady part compares with a transfer on an
 // settled path.
-func runSpeedtest(ctx context.Context, dep *deployment, warm, d time.Duration, extra ...string) (speedResult, error) {
+func runSpeedtest(ctx context.Context, dep *harness.Deployment, warm, d time.Duration, extra ...string) (speedResult, error) {
 	warm = warm.Round(time.Second)
 	if warm == 0 {
 		warm = time.Second
@@ -131,7 +155,7 @@ func runSpeedtest(ctx context.Context, dep *deployment, warm, d time.Duration, e
 	// A bound of its own: a run that hangs must not stall the bench.
 	ctx, cancel := context.WithTimeout(ctx, warm+d+20*time.Second)
 	defer cancel()
-	out, logs, err := dep.cliOutput(ctx, args...)
+	out, logs, err := cli(ctx, dep.User, args...)
 	if err != nil {
 		return speedResult{}, err
 	}
@@ -235,22 +259,17 @@ func (e *e2e) portForward(ctx context.Context, name string, extra ...string) err
 		"--tcp", fmt.Sprintf("%d:%d", lecho, ech.port()),
 		// The library's logs say when magicsock picks a direct path.
 		"--log-level", "debug"}, extra...)
-	pf, err := e.dep.startCLI(name, args...)
-	if err != nil {
-		return err
-	}
-	defer pf.stop()
-	if _, err := pf.waitLine(ctx, pressCtrlC); err != nil {
-		return err
-	}
+	pf := e.dep.User.Start(name, args...)
+	defer pf.Stop()
+	pf.WaitLine(pressCtrlC)
 
 	// Warm-up: the first connection sets up the tunnel, and data makes the
 	// path go direct where it can.
 	mbps, rates, err := measureDownload(ctx, dialTCP(fmt.Sprintf("127.0.0.1:%d", lsrc)), e.cfg.warm, e.cfg.duration, e.cfg.runs)
 	if err != nil {
-		return fmt.Errorf("%s transfer: %w\n%s", name, err, tail(pf.output()))
+		return fmt.Errorf("%s transfer: %w\n%s", name, err, harness.Tail(pf.Output(), tailLines))
 	}
-	e.res.higher(name, mbps, "MB/s", ratesNote(rates)+"down, one connection; "+magicsockPath(pf.output()))
+	e.res.higher(name, mbps, "MB/s", ratesNote(rates)+"down, one connection; "+magicsockPath(pf.Output()))
 
 	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", lecho))
 	if err != nil {
@@ -284,13 +303,13 @@ func magicsockPath(logs string) string {
 func (e *e2e) ssh(ctx context.Context, runs int) error {
 	// One run first, not counted: it fills the page cache and the agent's
 	// first-session state, which every later user of a workspace finds warm.
-	if _, err := e.dep.cli(ctx, "ssh", e.dep.Workspace, "--", "true"); err != nil {
+	if _, _, err := cli(ctx, e.dep.User, "ssh", e.dep.Workspace, "--", "true"); err != nil {
 		return err
 	}
 	var ds []time.Duration
 	for range runs {
 		t0 := time.Now()
-		if _, err := e.dep.cli(ctx, "ssh", e.dep.Workspace, "--", "true"); err != nil {
+		if _, _, err := cli(ctx, e.dep.User, "ssh", e.dep.Workspace, "--", "true"); err != nil {
 			return err
 		}
 		ds = append(ds, time.Since(t0))

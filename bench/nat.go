@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tetherdev/tether/internal/harness"
 )
 
 // Environment of BenchmarkNAT, set by runNAT (and by hand for `go test
@@ -60,10 +62,10 @@ func runNAT(ctx context.Context, cfg *config, res *results, root, testBin string
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("BenchmarkNAT: %w\n%s", err, tail(string(out)))
+		return fmt.Errorf("BenchmarkNAT: %w\n%s", err, harness.Tail(string(out), tailLines))
 	}
 	if parsed == 0 {
-		return fmt.Errorf("BenchmarkNAT reported nothing:\n%s", tail(string(out)))
+		return fmt.Errorf("BenchmarkNAT reported nothing:\n%s", harness.Tail(string(out), tailLines))
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tetherdev/tether/internal/harness"
 	"github.com/tetherdev/tether/internal/natlab"
 )
 
@@ -30,11 +31,11 @@ func BenchmarkNAT(b *testing.B) {
 
 	bin := os.Getenv(envTether)
 	if bin == "" {
-		root, err := moduleRoot()
+		root, err := harness.ModuleRoot()
 		if err != nil {
 			b.Fatal(err)
 		}
-		if bin, err = buildTether(ctx, root, b.TempDir()); err != nil {
+		if bin, err = harness.Build(ctx, root, b.TempDir()); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -55,7 +56,7 @@ func BenchmarkNAT(b *testing.B) {
 		runs = n
 	}
 
-	dep, agent, cli, src := startNATLab(b, ctx, lab, bin)
+	dep, agent, cli, src := startNATLab(b, lab, bin)
 
 	b.Run("upgrade", func(b *testing.B) {
 		var firsts, ups, dataUps []time.Duration
@@ -106,25 +107,18 @@ func BenchmarkNAT(b *testing.B) {
 // startNATLab runs a server on a public host, an agent and a CLI each
 // behind an easy NAT, and a source on the agent's loopback that every port
 // forward downloads from.
-func startNATLab(t testing.TB, ctx context.Context, lab *natlab.Lab, bin string) (dep *deployment, agent, cli *natlab.Host, src *server) {
-	srv := lab.AddHost("server", natlab.Public)
+func startNATLab(t testing.TB, lab *natlab.Lab, bin string) (dep *harness.Deployment, agent, cli *natlab.Host, src *server) {
+	srvH := lab.AddHost("server", natlab.Public)
 	agent = lab.AddHost("agent", natlab.EasyNAT)
 	cli = lab.AddHost("client", natlab.EasyNAT)
-	ip := srv.IP().String()
-	// Registered after the lab, so that the processes stop before their
-	// namespaces go.
-	dep, err := startDeployment(ctx, deploymentOptions{
-		Bin:        bin,
-		Dir:        t.TempDir(),
-		ServerArgs: []string{"--http-address", ip + ":3000", "--derp-server-stun-addresses", ip + ":3478"},
-		Server:     srv.Command,
-		Agent:      agent.Command,
-		CLI:        cli.Command,
-	})
-	if err != nil {
-		t.Fatal(err)
+	on := func(h *natlab.Host) harness.Tether {
+		return harness.Tether{Bin: bin, Command: h.Command, Host: h.Name()}
 	}
-	t.Cleanup(dep.close)
+	ip := srvH.IP().String()
+	// The processes' cleanups come after the lab's, so that they run
+	// first: the processes stop before their namespaces go.
+	srv := on(srvH).StartServerWith(t, harness.ServerOptions{Addr: ip + ":3000", STUN: []string{ip + ":3478"}})
+	dep = harness.StartDeployment(t, srv, harness.DeploymentOptions{Workspace: "bench", CLI: on(cli), Agent: on(agent)})
 	ln, err := agent.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -143,15 +137,15 @@ func TestNATDataGoesDirectQuickly(t *testing.T) {
 	lab := natlab.New(t) // skips unless root with ip and nft
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	root, err := moduleRoot()
+	root, err := harness.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin, err := buildTether(ctx, root, t.TempDir())
+	bin, err := harness.Build(ctx, root, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	dep, _, cli, src := startNATLab(t, ctx, lab, bin)
+	dep, _, cli, src := startNATLab(t, lab, bin)
 	for run := range 3 {
 		f, err := startForward(ctx, dep, cli, src.port())
 		if err != nil {
@@ -179,7 +173,7 @@ const natForwardPort = 15201
 // forward is a `tether port-forward` on the CLI's host to the source on
 // the agent's, with a download running and the path direct.
 type forward struct {
-	pf      *proc
+	pf      *harness.Proc
 	conn    net.Conn
 	upgrade time.Duration // first byte to the direct path (0 if it came first)
 	took    time.Duration // first byte until this side saw the direct path
@@ -187,25 +181,20 @@ type forward struct {
 
 func (f *forward) close() {
 	f.conn.Close()
-	f.pf.stop()
+	f.pf.Stop()
 }
 
 // startForward starts a port forward, downloads through it until the
 // library's log says the path is direct, and returns it still open.
-func startForward(ctx context.Context, dep *deployment, cli *natlab.Host, srcPort int) (_ *forward, err error) {
-	pf, err := dep.startCLI("port-forward", "port-forward", dep.Workspace,
+func startForward(ctx context.Context, dep *harness.Deployment, cli *natlab.Host, srcPort int) (_ *forward, err error) {
+	pf := dep.User.Start("port-forward", "port-forward", dep.Workspace,
 		"--tcp", fmt.Sprintf("%d:%d", natForwardPort, srcPort), "--log-level", "debug")
-	if err != nil {
-		return nil, err
-	}
 	defer func() {
 		if err != nil {
-			pf.stop()
+			pf.Stop()
 		}
 	}()
-	if _, err := pf.waitLine(ctx, pressCtrlC); err != nil {
-		return nil, err
-	}
+	pf.WaitLine(pressCtrlC)
 	conn, err := cli.DialContext(ctx, "tcp", fmt.Sprintf("127.0.0.1:%d", natForwardPort))
 	if err != nil {
 		return nil, err
@@ -218,20 +207,20 @@ func startForward(ctx context.Context, dep *deployment, cli *natlab.Host, srcPor
 	}()
 	conn.SetReadDeadline(time.Now().Add(firstByteTimeout))
 	if _, err := conn.Read(make([]byte, 1)); err != nil {
-		return nil, fmt.Errorf("first byte: %w\nport-forward's log:\n%s", err, tail(pf.output()))
+		return nil, fmt.Errorf("first byte: %w\nport-forward's log:\n%s", err, harness.Tail(pf.Output(), tailLines))
 	}
 	firstByteAt := time.Now()
-	for !nowUsing.MatchString(pf.output()) {
+	for !nowUsing.MatchString(pf.Output()) {
 		if time.Since(firstByteAt) > 20*time.Second {
-			return nil, fmt.Errorf("the port forward never went direct:\n%s", tail(pf.output()))
+			return nil, fmt.Errorf("the port forward never went direct:\n%s", harness.Tail(pf.Output(), tailLines))
 		}
 		if err := drain(conn, 50*time.Millisecond); err != nil {
 			return nil, fmt.Errorf("download, %.1f s after the first byte: %w\nport-forward's log:\n%s",
-				time.Since(firstByteAt).Seconds(), err, tail(pf.output()))
+				time.Since(firstByteAt).Seconds(), err, harness.Tail(pf.Output(), tailLines))
 		}
 	}
 	f.took = time.Since(firstByteAt)
-	if m := nowUsingAt.FindStringSubmatch(pf.output()); m != nil {
+	if m := nowUsingAt.FindStringSubmatch(pf.Output()); m != nil {
 		if at, err := time.Parse(time.RFC3339Nano, m[1]); err == nil {
 			f.upgrade = max(at.Sub(firstByteAt), 0)
 		}
@@ -242,19 +231,19 @@ func startForward(ctx context.Context, dep *deployment, cli *natlab.Host, srcPor
 // lossTransfer measures downloads through a port forward once its path is
 // direct: without loss, and then, on the same connection and path, with
 // 0.5% loss at both routers.
-func lossTransfer(ctx context.Context, dep *deployment, agent, cli *natlab.Host, srcPort int, d time.Duration) (lossless, lossy float64, note string, err error) {
+func lossTransfer(ctx context.Context, dep *harness.Deployment, agent, cli *natlab.Host, srcPort int, d time.Duration) (lossless, lossy float64, note string, err error) {
 	f, err := startForward(ctx, dep, cli, srcPort)
 	if err != nil {
 		return 0, 0, "", err
 	}
 	defer f.close()
 	fail := func(what string, err error) (float64, float64, string, error) {
-		return 0, 0, "", fmt.Errorf("%s: %w\nport-forward's log:\n%s", what, err, tail(f.pf.output()))
+		return 0, 0, "", fmt.Errorf("%s: %w\nport-forward's log:\n%s", what, err, harness.Tail(f.pf.Output(), tailLines))
 	}
 	if err := drain(f.conn, time.Second); err != nil {
 		return fail("warm-up", err)
 	}
-	before := len(nowUsing.FindAllString(f.pf.output(), -1))
+	before := len(nowUsing.FindAllString(f.pf.Output(), -1))
 	bps, err := receive(f.conn, d)
 	if err != nil {
 		return fail("lossless", err)
@@ -281,9 +270,9 @@ func lossTransfer(ctx context.Context, dep *deployment, agent, cli *natlab.Host,
 		return fail("lossy", err)
 	}
 	lossy = bps / 1e6
-	changes := len(nowUsing.FindAllString(f.pf.output(), -1)) - before
+	changes := len(nowUsing.FindAllString(f.pf.Output(), -1)) - before
 	note = fmt.Sprintf("port-forward down, one connection; direct %.1f s after its first byte (%s), %d path changes while measuring",
-		f.took.Seconds(), magicsockPath(f.pf.output()), changes)
+		f.took.Seconds(), magicsockPath(f.pf.Output()), changes)
 	return lossless, lossy, note, nil
 }
 
@@ -296,21 +285,18 @@ const upgradePingInterval = 25 * time.Millisecond
 // timeUpgrade runs `tether ping` from the CLI's host and returns the time
 // from the command's start to its first pong, and from the first pong
 // (usually relayed) to the first direct one.
-func timeUpgrade(ctx context.Context, dep *deployment) (first, upgrade time.Duration, err error) {
+func timeUpgrade(ctx context.Context, dep *harness.Deployment) (first, upgrade time.Duration, err error) {
 	const within = 15 * time.Second
 	n := int(within / upgradePingInterval)
 	t0 := time.Now()
-	p, err := dep.startCLI("ping", "ping", dep.Workspace, "-n", strconv.Itoa(n),
+	p := dep.User.Start("ping", "ping", dep.Workspace, "-n", strconv.Itoa(n),
 		"-i", upgradePingInterval.String(), "--output", "json")
-	if err != nil {
-		return 0, 0, err
-	}
-	defer p.stop()
+	defer p.Stop()
 	var firstAt time.Time
-	deadline := time.After(within + startTimeout)
+	deadline := time.After(within + harness.StartTimeout)
 	for {
 		select {
-		case line := <-p.lines:
+		case line := <-p.Lines():
 			now := time.Now()
 			var pong struct {
 				Path string `json:"path"`
@@ -324,10 +310,10 @@ func timeUpgrade(ctx context.Context, dep *deployment) (first, upgrade time.Dura
 			if pong.Path == "direct" {
 				return firstAt.Sub(t0), now.Sub(firstAt), nil
 			}
-		case <-p.done:
-			return 0, 0, fmt.Errorf("ping ended without a direct pong (%v):\n%s", p.err, tail(p.output()))
+		case <-p.Done():
+			return 0, 0, fmt.Errorf("ping ended without a direct pong (%v):\n%s", p.Err(), harness.Tail(p.Output(), tailLines))
 		case <-deadline:
-			return 0, 0, fmt.Errorf("no direct pong within %s:\n%s", within, tail(p.output()))
+			return 0, 0, fmt.Errorf("no direct pong within %s:\n%s", within, harness.Tail(p.Output(), tailLines))
 		case <-ctx.Done():
 			return 0, 0, ctx.Err()
 		}

@@ -13,7 +13,7 @@ import (
 // two processes, the coordinator child. It checks that every part measured
 // something and that the results were saved, never how fast anything was.
 // The NAT part is left to its own benchmark (BenchmarkNAT) and to the NAT
-// lab tests of cmd/tether: it needs root and takes a minute.
+// lab tests of package e2e: it needs root and takes a minute.
 func TestSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the product (-short)")

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -13,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/tetherdev/tether/internal/harness"
 )
 
 // The ssh load test of issue 10: many concurrent `tether ssh WS -- seq 1
@@ -69,28 +72,26 @@ type sshLoadStats struct {
 // runSSHLoad starts a deployment of its own with cfg.sshLoadAgents
 // workspaces and runs the two phases.
 func runSSHLoad(ctx context.Context, cfg *config, res *results, dir string) error {
-	dep, err := startDeployment(ctx, deploymentOptions{
-		Bin:        cfg.tether,
-		Dir:        filepath.Join(dir, "sshload"),
-		ServerArgs: []string{"--http-address", "127.0.0.1:0", "--derp-server-stun-addresses", "127.0.0.1:0"},
-		AgentEnv:   []string{sshLoadAgentEnv},
+	p := newPart(ctx, "sshload", dir, cfg.logf)
+	defer p.close()
+	return p.run(func() error { return sshLoad(ctx, cfg, res, p) })
+}
+
+func sshLoad(ctx context.Context, cfg *config, res *results, p *part) error {
+	x := harness.Tether{Bin: cfg.tether}
+	dep := harness.StartDeployment(p, x.StartServer(p), harness.DeploymentOptions{
+		Workspace: "bench",
+		AgentEnv:  []string{sshLoadAgentEnv},
 	})
-	if err != nil {
-		return err
-	}
-	defer dep.close()
 	workspaces := []string{dep.Workspace}
-	agents := []*proc{dep.agent}
+	agents := []*harness.Proc{dep.Agent}
 	for i := 1; i < cfg.sshLoadAgents; i++ {
 		name := fmt.Sprintf("load%d", i)
-		a, err := dep.addWorkspace(ctx, name)
-		if err != nil {
-			return err
-		}
+		token, url := dep.User.CreateWorkspace(name)
 		workspaces = append(workspaces, name)
-		agents = append(agents, a)
+		agents = append(agents, x.Start(p, "agent "+name, []string{"TETHER_AGENT_TOKEN=" + token, sshLoadAgentEnv}, "agent", "--url", url))
 	}
-	if err := dep.awaitAgents(ctx, workspaces); err != nil {
+	if err := awaitAgents(ctx, dep.User, workspaces); err != nil {
 		return err
 	}
 	cfg.logf("sshload: %d agents connected", len(agents))
@@ -133,7 +134,7 @@ func runSSHLoad(ctx context.Context, cfg *config, res *results, dir string) erro
 
 // sshLoadPhase runs rounds of cfg.sshLoadConcurrency sessions, spread over
 // the workspaces, until cfg.sshLoadSessions have run.
-func sshLoadPhase(ctx context.Context, cfg *config, dep *deployment, workspaces []string, agents []*proc, stopped bool) (*sshLoadStats, error) {
+func sshLoadPhase(ctx context.Context, cfg *config, dep *harness.Deployment, workspaces []string, agents []*harness.Proc, stopped bool) (*sshLoadStats, error) {
 	var want strings.Builder
 	for i := 1; i <= cfg.sshLoadLines; i++ {
 		want.WriteString(strconv.Itoa(i))
@@ -143,7 +144,7 @@ func sshLoadPhase(ctx context.Context, cfg *config, dep *deployment, workspaces 
 	command := fmt.Sprintf("seq 1 %d", cfg.sshLoadLines)
 
 	st := &sshLoadStats{}
-	agentOf := map[string]*proc{}
+	agentOf := map[string]*harness.Proc{}
 	for i, ws := range workspaces {
 		agentOf[ws] = agents[i]
 	}
@@ -172,7 +173,7 @@ func sshLoadPhase(ctx context.Context, cfg *config, dep *deployment, workspaces 
 					// The first failure in full, with its agent's last
 					// words, for whoever has to find out why.
 					cfg.logf("sshload: ssh %s failed (%v) after %s:\n%s\nits agent's log ends:\n%s",
-						ws, r.err, r.duration.Round(time.Millisecond), strings.TrimSpace(r.stderr), tail(agentOf[ws].output()))
+						ws, r.err, r.duration.Round(time.Millisecond), strings.TrimSpace(r.stderr), harness.Tail(agentOf[ws].Output(), tailLines))
 				}
 				st.add(r, expected)
 			})
@@ -197,10 +198,10 @@ type loadSession struct {
 	duration time.Duration
 }
 
-func runLoadSession(ctx context.Context, dep *deployment, ws, command string) loadSession {
+func runLoadSession(ctx context.Context, dep *harness.Deployment, ws, command string) loadSession {
 	sctx, cancel := context.WithTimeout(ctx, sshLoadSessionTimeout)
 	defer cancel()
-	cmd := dep.cliCmd(sctx, "ssh", ws, "--", command)
+	cmd := dep.User.Cmd(sctx, "ssh", ws, "--", command)
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
 	cmd.WaitDelay = sshLoadQuitGrace
 	var out, errOut bytes.Buffer
@@ -273,7 +274,7 @@ type freezer struct {
 	done   chan int // the number of stops, when it has ended
 }
 
-func startFreezer(agents []*proc, d time.Duration) *freezer {
+func startFreezer(agents []*harness.Proc, d time.Duration) *freezer {
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &freezer{cancel: cancel, done: make(chan int, 1)}
 	interval := max(d*4/time.Duration(max(len(agents), 1)), 10*time.Millisecond)
@@ -291,7 +292,7 @@ func startFreezer(agents []*proc, d time.Duration) *freezer {
 				break loop
 			case <-t.C:
 			}
-			pid := agents[rand.N(len(agents))].cmd.Process.Pid
+			pid := agents[rand.N(len(agents))].Cmd.Process.Pid
 			mu.Lock()
 			if frozen[pid] {
 				mu.Unlock()
@@ -327,33 +328,18 @@ func (f *freezer) stop() int {
 	return <-f.done
 }
 
-// addWorkspace creates another workspace and starts its agent, which the
-// deployment stops when it closes.
-func (d *deployment) addWorkspace(ctx context.Context, name string) (*proc, error) {
-	out, err := d.cli(ctx, "create", name, "--output", "json")
-	if err != nil {
-		return nil, err
-	}
-	token, url, err := parseCreated(out)
-	if err != nil {
-		return nil, err
-	}
-	a, err := startProc(d.opts.Agent, "agent "+name, append([]string{"TETHER_AGENT_TOKEN=" + token}, d.opts.AgentEnv...), d.opts.Bin, "agent", "--url", url)
-	if err != nil {
-		return nil, err
-	}
-	d.extraAgents = append(d.extraAgents, a)
-	return a, nil
-}
-
 // awaitAgents polls `tether list` until the agents of all the named
 // workspaces show as connected.
-func (d *deployment) awaitAgents(ctx context.Context, names []string) error {
-	ctx, cancel := context.WithTimeout(ctx, startTimeout+time.Duration(len(names))*time.Second)
+func awaitAgents(ctx context.Context, u *harness.User, names []string) error {
+	ctx, cancel := context.WithTimeout(ctx, harness.StartTimeout+time.Duration(len(names))*time.Second)
 	defer cancel()
 	for {
-		connected, err := d.connectedAgents(ctx)
+		out, _, err := cli(ctx, u, "list", "--output", "json")
 		if err == nil {
+			connected, err := parseConnected(out)
+			if err != nil {
+				return err
+			}
 			missing := 0
 			for _, n := range names {
 				if !connected[n] {
@@ -372,12 +358,19 @@ func (d *deployment) awaitAgents(ctx context.Context, names []string) error {
 	}
 }
 
-// connectedAgents returns the workspaces whose agent `tether list` shows
-// as connected.
-func (d *deployment) connectedAgents(ctx context.Context) (map[string]bool, error) {
-	out, err := d.cli(ctx, "list", "--output", "json")
-	if err != nil {
-		return nil, err
+// parseConnected reads which workspaces `tether list --output json` shows
+// with a connected agent.
+func parseConnected(out string) (map[string]bool, error) {
+	var ws []struct {
+		Name        string `json:"name"`
+		AgentStatus string `json:"agent_status"`
 	}
-	return parseConnected(out)
+	if err := json.Unmarshal([]byte(out), &ws); err != nil {
+		return nil, fmt.Errorf("list --output json printed %q: %w", out, err)
+	}
+	connected := map[string]bool{}
+	for _, w := range ws {
+		connected[w.Name] = w.AgentStatus == "connected"
+	}
+	return connected, nil
 }

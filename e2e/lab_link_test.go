@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tetherdev/tether/internal/harness"
 	"github.com/tetherdev/tether/internal/natlab"
 )
 
@@ -22,9 +23,9 @@ func TestLabLossy(t *testing.T) {
 	clientH := lab.AddHost("client", natlab.EasyNAT, natlab.WithLoss(5))
 	ws := startLabWorkspace(t, lab, srv, agentH, clientH)
 
-	took, pongs := ws.user.timeToDirect(directPongs, directTimeout)
+	took, pongs := timeToDirect(t, ws.User, directPongs, directTimeout)
 	t.Logf("FIGURE lossy: direct %s after the first pong (%d pongs)", took.Round(time.Millisecond), len(pongs))
-	checkTransfer(t, ws.user, 4<<20)
+	checkTransfer(t, ws.User, 4<<20)
 
 	s := forwardStream(t, ws)
 	s.waitFlowing(t, 4<<20, flowTimeout, "a forwarded session over lossy links")
@@ -79,7 +80,7 @@ func testSmallMTU(t *testing.T, env []string) {
 	direct0, _ := probe.bytes()
 	c := dialForward(t, ws, "tcp4", labForwardTCP)
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(commandTimeout))
+	c.SetDeadline(time.Now().Add(harness.CommandTimeout))
 	data := make([]byte, size)
 	rand.Read(data)
 	werr := make(chan error, 1)
@@ -111,7 +112,7 @@ func testSmallMTU(t *testing.T, env []string) {
 	rand.Read(dgram)
 	buf := make([]byte, 2048)
 	var n int
-	waitFor(t, statusTimeout, "a 1232-byte datagram to come back", func() bool {
+	harness.WaitFor(t, harness.StatusTimeout, "a 1232-byte datagram to come back", func() bool {
 		u.Write(dgram)
 		u.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
 		var err error

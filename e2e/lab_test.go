@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // End-to-end tests across NATs: the real server, agent and CLI, each in a
 // network namespace of natlab's small internet.
@@ -13,21 +13,22 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tetherdev/tether/internal/harness"
 	"github.com/tetherdev/tether/internal/natlab"
 )
 
 // checkTransfer moves size bytes each way through `tether ssh` and checks
 // that they arrive intact.
-func checkTransfer(t *testing.T, u *labUser, size int) {
+func checkTransfer(t *testing.T, u *harness.User, size int) {
 	t.Helper()
 	up := make([]byte, size)
 	rand.Read(up)
 	sum := sha256.Sum256(up)
-	out := u.mustInput(up, "ssh", "dev", "--", "sha256sum")
+	out := u.MustInput(string(up), "ssh", "dev", "--", "sha256sum")
 	if got, _, _ := strings.Cut(out, " "); got != hex.EncodeToString(sum[:]) {
 		t.Errorf("upload of %d bytes: the workspace computed sha256 %q, want %x", size, out, sum)
 	}
-	down := u.must("ssh", "dev", "--", "head -c "+strconv.Itoa(size)+" /dev/zero")
+	down := u.Must("ssh", "dev", "--", "head -c "+strconv.Itoa(size)+" /dev/zero")
 	if len(down) != size || strings.Count(down, "\x00") != size {
 		t.Errorf("download: %d bytes, want %d zero bytes", len(down), size)
 	}
@@ -87,9 +88,9 @@ func TestLabDirect(t *testing.T) {
 			srv := startLabServer(t, serverH, nil)
 			agentH, clientH := tt.hosts(lab)
 			ws := startLabWorkspace(t, lab, srv, agentH, clientH)
-			u := ws.user
+			u := ws.User
 
-			took, pongs := u.timeToDirect(directPongs, directTimeout)
+			took, pongs := timeToDirect(t, u, directPongs, directTimeout)
 			last := pongs[len(pongs)-1]
 			ep, err := netip.ParseAddrPort(last.Endpoint)
 			if want := tt.endpoint(agentH); err != nil || ep.Addr() != want {

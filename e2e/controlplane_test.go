@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -9,58 +9,60 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tetherdev/tether/internal/harness"
 )
 
 func TestLogin(t *testing.T) {
-	srv := startServer(t)
-	u := newUser(t)
+	srv := here.StartServer(t)
+	u := here.NewUser(t)
 
-	stderr := u.fails("login", srv.url)
+	stderr := u.Fails("login", srv.URL)
 	if !strings.Contains(stderr, "no users yet") || !strings.Contains(stderr, "--first-user-username") {
 		t.Errorf("login on a new server without flags: %q; want a hint to create the first user", stderr)
 	}
-	out := u.must("login", srv.url, "--first-user-username", "alice", "--first-user-email", "alice@example.com", "--first-user-password", "correct-horse")
+	out := u.Must("login", srv.URL, "--first-user-username", "alice", "--first-user-email", "alice@example.com", "--first-user-password", "correct-horse")
 	if !strings.Contains(out, "as alice (admin)") {
 		t.Errorf("first login printed %q", out)
 	}
-	if got := u.must("users", "list"); !strings.Contains(got, "alice") {
+	if got := u.Must("users", "list"); !strings.Contains(got, "alice") {
 		t.Errorf("users list = %q", got)
 	}
 
-	other := newUser(t)
-	stderr = other.fails("login", srv.url, "--username", "alice", "--password", "wrong-password")
+	other := here.NewUser(t)
+	stderr = other.Fails("login", srv.URL, "--username", "alice", "--password", "wrong-password")
 	if !strings.Contains(stderr, "incorrect username, email or password") {
 		t.Errorf("bad password: %q", stderr)
 	}
-	stderr = other.fails("login", srv.url, "--username", "nobody", "--password", "wrong-password")
+	stderr = other.Fails("login", srv.URL, "--username", "nobody", "--password", "wrong-password")
 	if !strings.Contains(stderr, "incorrect username, email or password") {
 		t.Errorf("unknown user: %q (must not reveal whether the user exists)", stderr)
 	}
-	other.fails("list") // not logged in
-	other.must("login", srv.url, "--username", "alice@example.com", "--password", "correct-horse")
-	other.must("list")
+	other.Fails("list") // not logged in
+	other.Must("login", srv.URL, "--username", "alice@example.com", "--password", "correct-horse")
+	other.Must("list")
 
-	other.must("logout")
-	stderr = other.fails("list")
+	other.Must("logout")
+	stderr = other.Fails("list")
 	if !strings.Contains(stderr, "tether login") {
 		t.Errorf("after logout: %q; want a hint to log in", stderr)
 	}
 	// The first session is still valid: logout ends only its own.
-	u.must("list")
+	u.Must("list")
 
-	stderr = newUser(t).fails("login", srv.url, "--first-user-username", "mallory", "--first-user-email", "m@example.com", "--first-user-password", "12345678")
+	stderr = here.NewUser(t).Fails("login", srv.URL, "--first-user-username", "mallory", "--first-user-email", "m@example.com", "--first-user-password", "12345678")
 	if !strings.Contains(stderr, "pass --username and --password") {
 		t.Errorf("second first-user attempt: %q", stderr)
 	}
-	code, body := api(t, "POST", srv.url+"/api/v2/users/first", "", strings.NewReader(`{"username":"mallory","email":"m@example.com","password":"12345678"}`))
+	code, body := api(t, "POST", srv.URL+"/api/v2/users/first", "", strings.NewReader(`{"username":"mallory","email":"m@example.com","password":"12345678"}`))
 	if code != http.StatusConflict {
 		t.Errorf("POST /users/first on a set-up server: %d %s", code, body)
 	}
 }
 
 func TestTemplates(t *testing.T) {
-	srv := startServer(t)
-	u := admin(t, srv)
+	srv := here.StartServer(t)
+	u := here.Admin(t, srv.URL)
 	dir := t.TempDir()
 	write := func(name, content string) string {
 		p := filepath.Join(dir, name)
@@ -81,7 +83,7 @@ apps:
     url: http://127.0.0.1:9000
     share: public
 `)
-	if out := u.must("templates", "push", "-f", good); !strings.Contains(out, "python-dev (2 apps)") {
+	if out := u.Must("templates", "push", "-f", good); !strings.Contains(out, "python-dev (2 apps)") {
 		t.Errorf("push: %q", out)
 	}
 	var list []struct {
@@ -96,7 +98,7 @@ apps:
 			} `json:"healthcheck"`
 		} `json:"apps"`
 	}
-	if err := json.Unmarshal([]byte(u.must("templates", "list", "-o", "json")), &list); err != nil {
+	if err := json.Unmarshal([]byte(u.Must("templates", "list", "-o", "json")), &list); err != nil {
 		t.Fatal(err)
 	}
 	if len(list) != 1 || list[0].AgentURL != "https://tether.internal.example.com" || len(list[0].Apps) != 2 ||
@@ -119,145 +121,145 @@ apps:
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			stderr := u.fails("templates", "push", "-f", write(tc.name+".yaml", tc.content))
+			stderr := u.Fails("templates", "push", "-f", write(tc.name+".yaml", tc.content))
 			if !strings.Contains(stderr, tc.want) {
 				t.Errorf("stderr = %q, want it to mention %q", stderr, tc.want)
 			}
 		})
 	}
-	if stderr := u.fails("templates", "push", "-f", filepath.Join(dir, "missing.yaml")); !strings.Contains(stderr, "no such file") {
+	if stderr := u.Fails("templates", "push", "-f", filepath.Join(dir, "missing.yaml")); !strings.Contains(stderr, "no such file") {
 		t.Errorf("missing file: %q", stderr)
 	}
 
 	// A template's agent_url is the URL printed for its workspaces' agents;
 	// others get the access URL.
-	_, agentURL := u.createWorkspace("py", "--template", "python-dev")
+	_, agentURL := u.CreateWorkspace("py", "--template", "python-dev")
 	if agentURL != "https://tether.internal.example.com" {
 		t.Errorf("agent URL with template override = %q", agentURL)
 	}
-	_, agentURL = u.createWorkspace("plain")
-	if agentURL != srv.url {
-		t.Errorf("agent URL without template = %q, want %q", agentURL, srv.url)
+	_, agentURL = u.CreateWorkspace("plain")
+	if agentURL != srv.URL {
+		t.Errorf("agent URL without template = %q, want %q", agentURL, srv.URL)
 	}
-	if stderr := u.fails("create", "x", "--template", "nope"); !strings.Contains(stderr, "template nope not found") {
+	if stderr := u.Fails("create", "x", "--template", "nope"); !strings.Contains(stderr, "template nope not found") {
 		t.Errorf("unknown template: %q", stderr)
 	}
-	out := u.must("create", "shown")
-	if !strings.Contains(out, "tether agent --url "+srv.url) || !strings.Contains(out, "TETHER_AGENT_TOKEN=") {
+	out := u.Must("create", "shown")
+	if !strings.Contains(out, "tether agent --url "+srv.URL) || !strings.Contains(out, "TETHER_AGENT_TOKEN=") {
 		t.Errorf("create did not print the agent command:\n%s", out)
 	}
 
-	m := member(t, srv, u, "bob")
-	if stderr := m.fails("templates", "push", "-f", good); !strings.Contains(stderr, "only admins") {
+	m := here.Member(t, srv.URL, u, "bob")
+	if stderr := m.Fails("templates", "push", "-f", good); !strings.Contains(stderr, "only admins") {
 		t.Errorf("member push: %q", stderr)
 	}
 }
 
 func TestWorkspaceLifecycle(t *testing.T) {
-	srv := startServer(t)
-	u := admin(t, srv)
+	srv := here.StartServer(t)
+	u := here.Admin(t, srv.URL)
 
 	for _, bad := range []string{"Dev", "my_ws", "x-", "a--b", strings.Repeat("a", 40)} {
-		if stderr := u.fails("create", bad); !strings.Contains(stderr, "workspace name") {
+		if stderr := u.Fails("create", bad); !strings.Contains(stderr, "workspace name") {
 			t.Errorf("create %q: %q", bad, stderr)
 		}
 	}
-	token, agentURL := u.createWorkspace("dev")
-	if stderr := u.fails("create", "dev"); !strings.Contains(stderr, "already exists") {
+	token, agentURL := u.CreateWorkspace("dev")
+	if stderr := u.Fails("create", "dev"); !strings.Contains(stderr, "already exists") {
 		t.Errorf("duplicate create: %q", stderr)
 	}
-	ws := u.workspaces()
+	ws := u.Workspaces()
 	if len(ws) != 1 || ws[0].Name != "dev" || ws[0].Owner != "alice" || ws[0].AgentStatus != "disconnected" || ws[0].LastSeen != nil {
 		t.Fatalf("before the agent runs: %+v", ws)
 	}
 
-	agent := startAgent(t, agentURL, token)
-	waitFor(t, statusTimeout, "agent connected", func() bool { return u.agentStatus("dev") == "connected" })
-	if ws := u.workspaces(); ws[0].LastSeen == nil || time.Since(*ws[0].LastSeen) > time.Minute {
+	agent := here.StartAgent(t, agentURL, token)
+	harness.WaitFor(t, harness.StatusTimeout, "agent connected", func() bool { return u.AgentStatus("dev") == "connected" })
+	if ws := u.Workspaces(); ws[0].LastSeen == nil || time.Since(*ws[0].LastSeen) > time.Minute {
 		t.Errorf("last_seen of a connected agent = %v", ws[0].LastSeen)
 	}
-	if out := u.must("list"); !strings.Contains(out, "alice/dev") || !strings.Contains(out, "connected") {
+	if out := u.Must("list"); !strings.Contains(out, "alice/dev") || !strings.Contains(out, "connected") {
 		t.Errorf("list:\n%s", out)
 	}
 
-	agent.kill()
-	waitFor(t, statusTimeout, "agent disconnected", func() bool { return u.agentStatus("dev") == "disconnected" })
+	agent.Kill()
+	harness.WaitFor(t, harness.StatusTimeout, "agent disconnected", func() bool { return u.AgentStatus("dev") == "disconnected" })
 
 	// A second agent with a wrong token gives up with a clear message.
-	bad := start(t, "bad agent", []string{"TETHER_AGENT_TOKEN=wrong"}, "agent", "--url", agentURL)
+	bad := here.Start(t, "bad agent", []string{"TETHER_AGENT_TOKEN=wrong"}, "agent", "--url", agentURL)
 	select {
-	case <-bad.done:
-	case <-time.After(statusTimeout):
+	case <-bad.Done():
+	case <-time.After(harness.StatusTimeout):
 		t.Fatal("agent with a wrong token kept running")
 	}
-	if out := bad.output(); !strings.Contains(out, "agent token is invalid") {
+	if out := bad.Output(); !strings.Contains(out, "agent token is invalid") {
 		t.Errorf("agent with a wrong token said:\n%s", out)
 	}
 
-	if stderr := u.fails("delete", "dev"); !strings.Contains(stderr, "--yes") {
+	if stderr := u.Fails("delete", "dev"); !strings.Contains(stderr, "--yes") {
 		t.Errorf("delete without --yes and without a terminal: %q", stderr)
 	}
-	u.must("delete", "dev", "--yes")
-	if ws := u.workspaces(); len(ws) != 0 {
+	u.Must("delete", "dev", "--yes")
+	if ws := u.Workspaces(); len(ws) != 0 {
 		t.Errorf("after delete: %+v", ws)
 	}
-	if stderr := u.fails("delete", "dev", "--yes"); !strings.Contains(stderr, "not found") {
+	if stderr := u.Fails("delete", "dev", "--yes"); !strings.Contains(stderr, "not found") {
 		t.Errorf("second delete: %q", stderr)
 	}
 }
 
 func TestServerRestartKeepsDataAndAgentReconnects(t *testing.T) {
-	srv := startServer(t)
-	u := admin(t, srv)
-	token, agentURL := u.createWorkspace("dev")
-	startAgent(t, agentURL, token)
-	waitFor(t, statusTimeout, "agent connected", func() bool { return u.agentStatus("dev") == "connected" })
+	srv := here.StartServer(t)
+	u := here.Admin(t, srv.URL)
+	token, agentURL := u.CreateWorkspace("dev")
+	here.StartAgent(t, agentURL, token)
+	harness.WaitFor(t, harness.StatusTimeout, "agent connected", func() bool { return u.AgentStatus("dev") == "connected" })
 
-	addr := strings.TrimPrefix(srv.url, "http://")
-	srv.stop()
-	srv = startServerAt(t, srv.dataDir, addr)
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	srv.Stop()
+	srv = here.StartServerWith(t, harness.ServerOptions{DataDir: srv.DataDir, Addr: addr})
 
 	// The saved session still works, the workspace is still there, and the
 	// agent comes back on its own.
-	waitFor(t, statusTimeout, "agent reconnected", func() bool { return u.agentStatus("dev") == "connected" })
-	if out := u.must("users", "list"); !strings.Contains(out, "alice") {
+	harness.WaitFor(t, harness.StatusTimeout, "agent reconnected", func() bool { return u.AgentStatus("dev") == "connected" })
+	if out := u.Must("users", "list"); !strings.Contains(out, "alice") {
 		t.Errorf("users after restart: %q", out)
 	}
 }
 
 func TestAuthorization(t *testing.T) {
-	srv := startServer(t)
-	adm := admin(t, srv)
-	a := member(t, srv, adm, "anna")
-	b := member(t, srv, adm, "boris")
-	tokenA, _ := a.createWorkspace("ws-a")
-	b.createWorkspace("ws-b")
+	srv := here.StartServer(t)
+	adm := here.Admin(t, srv.URL)
+	a := here.Member(t, srv.URL, adm, "anna")
+	b := here.Member(t, srv.URL, adm, "boris")
+	tokenA, _ := a.CreateWorkspace("ws-a")
+	b.CreateWorkspace("ws-b")
 
 	// Members see only their own workspaces; admins see all.
-	if ws := a.workspaces(); len(ws) != 1 || ws[0].Name != "ws-a" {
+	if ws := a.Workspaces(); len(ws) != 1 || ws[0].Name != "ws-a" {
 		t.Errorf("anna sees %+v", ws)
 	}
-	if ws := adm.workspaces(); len(ws) != 2 {
+	if ws := adm.Workspaces(); len(ws) != 2 {
 		t.Errorf("admin sees %+v", ws)
 	}
-	if stderr := a.fails("delete", "boris/ws-b", "--yes"); !strings.Contains(stderr, "not found") {
+	if stderr := a.Fails("delete", "boris/ws-b", "--yes"); !strings.Contains(stderr, "not found") {
 		t.Errorf("anna deleting boris's workspace: %q", stderr)
 	}
-	code, body := api(t, "GET", srv.url+"/api/v2/workspaces/boris/ws-b", a.token(), nil)
+	code, body := api(t, "GET", srv.URL+"/api/v2/workspaces/boris/ws-b", a.Token(), nil)
 	if code != http.StatusNotFound {
 		t.Errorf("anna reading boris's workspace: %d %s", code, body)
 	}
-	if ws := b.workspaces(); len(ws) != 1 {
+	if ws := b.Workspaces(); len(ws) != 1 {
 		t.Errorf("boris's workspace is gone: %+v", ws)
 	}
-	if stderr := a.fails("users", "create", "--username", "eve", "--email", "e@example.com", "--password", "12345678"); !strings.Contains(stderr, "only admins") {
+	if stderr := a.Fails("users", "create", "--username", "eve", "--email", "e@example.com", "--password", "12345678"); !strings.Contains(stderr, "only admins") {
 		t.Errorf("member creating a user: %q", stderr)
 	}
-	code, _ = api(t, "GET", srv.url+"/api/v2/users", a.token(), nil)
+	code, _ = api(t, "GET", srv.URL+"/api/v2/users", a.Token(), nil)
 	if code != http.StatusForbidden {
 		t.Errorf("member listing users: %d", code)
 	}
-	adm.must("delete", "boris/ws-b", "--yes")
+	adm.Must("delete", "boris/ws-b", "--yes")
 
 	// No token, a wrong token, and an agent token on user endpoints all
 	// get 401 with a JSON message.
@@ -272,7 +274,7 @@ func TestAuthorization(t *testing.T) {
 		{"bearer agent token", []string{"Authorization", "Bearer " + tokenA}},
 	} {
 		for _, ep := range []string{"/api/v2/workspaces", "/api/v2/users/me", "/api/v2/templates"} {
-			code, body := api(t, "GET", srv.url+ep, "", nil, tc.header...)
+			code, body := api(t, "GET", srv.URL+ep, "", nil, tc.header...)
 			var e struct{ Message string }
 			if code != http.StatusUnauthorized || json.Unmarshal(body, &e) != nil || e.Message == "" {
 				t.Errorf("%s on %s: %d %s", tc.name, ep, code, body)
@@ -280,32 +282,32 @@ func TestAuthorization(t *testing.T) {
 		}
 	}
 	// A session token is no agent token either.
-	code, _ = api(t, "GET", srv.url+"/api/v2/agent/manifest", "", nil, "Tether-Agent-Token", a.token())
+	code, _ = api(t, "GET", srv.URL+"/api/v2/agent/manifest", "", nil, "Tether-Agent-Token", a.Token())
 	if code != http.StatusUnauthorized {
 		t.Errorf("session token as agent token: %d", code)
 	}
-	code, _ = api(t, "GET", srv.url+"/api/v2/agent/manifest", "", nil, "Tether-Agent-Token", tokenA)
+	code, _ = api(t, "GET", srv.URL+"/api/v2/agent/manifest", "", nil, "Tether-Agent-Token", tokenA)
 	if code != http.StatusOK {
 		t.Errorf("agent token on its manifest: %d", code)
 	}
 }
 
 func TestNoSecretsInPlainText(t *testing.T) {
-	srv := startServer(t)
-	u := admin(t, srv)
-	m := member(t, srv, u, "bob")
-	agentToken, agentURL := m.createWorkspace("dev")
-	startAgent(t, agentURL, agentToken)
-	waitFor(t, statusTimeout, "agent connected", func() bool { return m.agentStatus("dev") == "connected" })
+	srv := here.StartServer(t)
+	u := here.Admin(t, srv.URL)
+	m := here.Member(t, srv.URL, u, "bob")
+	agentToken, agentURL := m.CreateWorkspace("dev")
+	here.StartAgent(t, agentURL, agentToken)
+	harness.WaitFor(t, harness.StatusTimeout, "agent connected", func() bool { return m.AgentStatus("dev") == "connected" })
 	secrets := map[string]string{
 		"admin password":  "correct-horse",
 		"member password": "bob-password",
-		"admin session":   u.token(),
-		"member session":  m.token(),
+		"admin session":   u.Token(),
+		"member session":  m.Token(),
 		"agent token":     agentToken,
 	}
-	srv.stop() // flush the WAL into the database file
-	files, _ := filepath.Glob(filepath.Join(srv.dataDir, "*"))
+	srv.Stop() // flush the WAL into the database file
+	files, _ := filepath.Glob(filepath.Join(srv.DataDir, "*"))
 	if len(files) == 0 {
 		t.Fatal("no database files found")
 	}
@@ -326,9 +328,9 @@ func TestNoSecretsInPlainText(t *testing.T) {
 }
 
 func TestBadInputNeverCrashesServer(t *testing.T) {
-	srv := startServer(t)
-	u := admin(t, srv)
-	tok := u.token()
+	srv := here.StartServer(t)
+	u := here.Admin(t, srv.URL)
+	tok := u.Token()
 	huge := strings.NewReader(`{"name":"` + strings.Repeat("a", 2<<20) + `"}`)
 	tests := []struct {
 		name, method, path, body string
@@ -352,34 +354,34 @@ func TestBadInputNeverCrashesServer(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			code, body := api(t, tc.method, srv.url+tc.path, tok, strings.NewReader(tc.body), "Content-Type", "application/json")
+			code, body := api(t, tc.method, srv.URL+tc.path, tok, strings.NewReader(tc.body), "Content-Type", "application/json")
 			var e struct{ Message string }
 			if code != tc.want || json.Unmarshal(body, &e) != nil || e.Message == "" {
 				t.Errorf("got %d %s, want %d with a JSON message", code, body, tc.want)
 			}
 		})
 	}
-	code, body := api(t, "POST", srv.url+"/api/v2/workspaces", tok, huge, "Content-Type", "application/json")
+	code, body := api(t, "POST", srv.URL+"/api/v2/workspaces", tok, huge, "Content-Type", "application/json")
 	if code != http.StatusRequestEntityTooLarge {
 		t.Errorf("oversized body: %d %s", code, body)
 	}
 	// Still alive and well.
-	u.must("list")
+	u.Must("list")
 }
 
 func TestDevMode(t *testing.T) {
 	dir := t.TempDir()
-	u := newUser(t)
-	p := start(t, "dev server", u.env, "server", "--dev", "--http-address", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"), "--derp-server-stun-addresses", "127.0.0.1:0")
-	p.waitLine(regexpMust(`^Try:\s+tether list`))
-	waitFor(t, statusTimeout, "dev agent connected", func() bool { return u.agentStatus("dev") == "connected" })
+	u := here.NewUser(t)
+	p := here.Start(t, "dev server", u.Env, "server", "--dev", "--http-address", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"), "--derp-server-stun-addresses", "127.0.0.1:0")
+	p.WaitLine(regexpMust(`^Try:\s+tether list`))
+	harness.WaitFor(t, harness.StatusTimeout, "dev agent connected", func() bool { return u.AgentStatus("dev") == "connected" })
 
 	// Restarting the demo keeps working: same admin, the agent gets a new token.
-	p.stop()
-	p = start(t, "dev server again", u.env, "server", "--dev", "--http-address", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"), "--derp-server-stun-addresses", "127.0.0.1:0")
-	p.waitLine(regexpMust(`^Try:\s+tether list`))
-	waitFor(t, statusTimeout, "dev agent connected after restart", func() bool { return u.agentStatus("dev") == "connected" })
-	if ws := u.workspaces(); len(ws) != 1 {
+	p.Stop()
+	p = here.Start(t, "dev server again", u.Env, "server", "--dev", "--http-address", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"), "--derp-server-stun-addresses", "127.0.0.1:0")
+	p.WaitLine(regexpMust(`^Try:\s+tether list`))
+	harness.WaitFor(t, harness.StatusTimeout, "dev agent connected after restart", func() bool { return u.AgentStatus("dev") == "connected" })
+	if ws := u.Workspaces(); len(ws) != 1 {
 		t.Errorf("after restart: %+v", ws)
 	}
 }

@@ -1,12 +1,12 @@
-package main
+package e2e
 
 // The lab tests run the real binary inside natlab's network namespaces: the
 // server on a Public host, the agent on one host and the CLI on another,
-// behind the kinds of NAT that users meet. This file holds their helpers,
-// namespace-aware variants of harness_test.go's.
+// behind the kinds of NAT that users meet. This file holds their helpers:
+// the harness's processes in lab hosts (on), streams through them, and a
+// probe of which path their packets take.
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tetherdev/tether/internal/harness"
 	"github.com/tetherdev/tether/internal/natlab"
 )
 
@@ -31,7 +32,7 @@ const (
 	labSTUNPort = 3478
 )
 
-// Timeouts of the lab tests, on top of harness_test.go's. Tests wait on
+// Timeouts of the lab tests, on top of the harness's. Tests wait on
 // conditions and use these only as deadlines.
 const (
 	// directTimeout bounds waiting for a direct path where one must come
@@ -68,28 +69,16 @@ func secondIP(h *natlab.Host) netip.Addr {
 	return netip.AddrFrom4(b)
 }
 
-// startIn runs tether inside a host's namespace, like start. ip netns exec
-// execs tether, so the pid and process group are tether's own and the
-// harness's kill reaches it.
-func startIn(t testing.TB, h *natlab.Host, name string, env []string, args ...string) *proc {
-	t.Helper()
-	cmd := exec.Command("ip", append([]string{"netns", "exec", h.Namespace(), tetherBin}, args...)...)
-	return startCmd(t, name+"@"+h.Name(), cmd, env)
-}
-
-// labServer is a `tether server` on a lab host.
-type labServer struct {
-	*proc
-	t       testing.TB
-	host    *natlab.Host
-	url     string
-	dataDir string
-	args    []string
+// on runs the binary built for this run inside a lab host's namespace.
+// ip netns exec execs tether, so the pid and process group are tether's
+// own and the harness's kill reaches it.
+func on(h *natlab.Host) harness.Tether {
+	return harness.Tether{Bin: here.Bin, Command: h.Command, Host: h.Name()}
 }
 
 // startLabServer starts a server on h at its address, with the built-in
 // STUN server on stunAddrs (the host's address if none).
-func startLabServer(t testing.TB, h *natlab.Host, stunAddrs []netip.Addr, extra ...string) *labServer {
+func startLabServer(t testing.TB, h *natlab.Host, stunAddrs []netip.Addr, extra ...string) *harness.Server {
 	t.Helper()
 	if len(stunAddrs) == 0 {
 		stunAddrs = []netip.Addr{h.IP()}
@@ -99,128 +88,16 @@ func startLabServer(t testing.TB, h *natlab.Host, stunAddrs []netip.Addr, extra 
 		stun = append(stun, netip.AddrPortFrom(a, labSTUNPort).String())
 	}
 	addr := netip.AddrPortFrom(h.IP(), labHTTPPort).String()
-	s := &labServer{t: t, host: h, url: "http://" + addr, dataDir: t.TempDir()}
-	s.args = append([]string{"server", "--http-address", addr, "--access-url", s.url,
-		"--data-dir", s.dataDir, "--derp-server-stun-addresses", strings.Join(stun, ",")}, extra...)
-	s.start()
-	return s
-}
-
-// start starts the server (again, after stop: same data and addresses).
-func (s *labServer) start() {
-	s.t.Helper()
-	s.proc = startIn(s.t, s.host, "server", nil, s.args...)
-	s.waitLine(listeningRE)
-}
-
-// labUser is a CLI user on a lab host, with a config directory of their own.
-type labUser struct {
-	t         testing.TB
-	host      *natlab.Host
-	configDir string
-	env       []string
-}
-
-func newLabUser(t testing.TB, h *natlab.Host) *labUser {
-	dir := t.TempDir()
-	return &labUser{t: t, host: h, configDir: dir, env: []string{"TETHER_CONFIG_DIR=" + dir}}
-}
-
-func (u *labUser) run(args ...string) result {
-	u.t.Helper()
-	return u.runInput(nil, args...)
-}
-
-// runInput runs a CLI command to completion in the user's namespace.
-func (u *labUser) runInput(stdin []byte, args ...string) result {
-	u.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
-	defer cancel()
-	cmd := u.host.Command(ctx, tetherBin, args...)
-	cmd.Env = append(baseEnv(), u.env...)
-	cmd.Stdin = bytes.NewReader(stdin)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		u.t.Fatalf("tether %s did not finish within %s\nstdout: %.2000s\nstderr: %s", strings.Join(args, " "), commandTimeout, stdout.String(), stderr.String())
-	}
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		u.t.Fatalf("tether %s: %v", strings.Join(args, " "), err)
-	}
-	return result{stdout: stdout.String(), stderr: stderr.String(), code: code}
-}
-
-func (u *labUser) must(args ...string) string {
-	u.t.Helper()
-	return u.mustInput(nil, args...)
-}
-
-func (u *labUser) mustInput(stdin []byte, args ...string) string {
-	u.t.Helper()
-	r := u.runInput(stdin, args...)
-	if r.code != 0 {
-		u.t.Fatalf("tether %s: exit %d\nstdout: %.2000s\nstderr: %s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
-	}
-	return r.stdout
-}
-
-// start runs a long-lived CLI command (port-forward, a ping stream).
-func (u *labUser) start(name string, args ...string) *proc {
-	u.t.Helper()
-	return startIn(u.t, u.host, name, u.env, args...)
-}
-
-// agentStatus returns the agent status of workspace dev.
-func (u *labUser) agentStatus() string {
-	u.t.Helper()
-	var ws []workspaceJSON
-	out := u.must("list", "--output", "json")
-	if err := json.Unmarshal([]byte(out), &ws); err != nil {
-		u.t.Fatalf("list --output json: %v\n%s", err, out)
-	}
-	for _, w := range ws {
-		if w.Name == "dev" {
-			return w.AgentStatus
-		}
-	}
-	u.t.Fatalf("workspace dev not listed:\n%s", out)
-	return ""
-}
-
-// pings runs `tether ping dev --output json` and parses its lines.
-func (u *labUser) pings(args ...string) []pingLine {
-	u.t.Helper()
-	out := u.must(append([]string{"ping", "dev", "--output", "json"}, args...)...)
-	return parsePings(u.t, out)
-}
-
-func parsePings(t testing.TB, out string) []pingLine {
-	t.Helper()
-	var lines []pingLine
-	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
-		var p pingLine
-		if err := json.Unmarshal([]byte(l), &p); err != nil {
-			t.Fatalf("ping line %q: %v", l, err)
-		}
-		lines = append(lines, p)
-	}
-	if len(lines) == 0 {
-		t.Fatal("ping printed nothing")
-	}
-	return lines
+	return on(h).StartServerWith(t, harness.ServerOptions{
+		Addr: addr, STUN: stun, Args: append([]string{"--access-url", "http://" + addr}, extra...),
+	})
 }
 
 // labWorkspace is a server, an admin logged in from the client host, and
 // workspace dev whose agent runs on the agent host.
 type labWorkspace struct {
+	*harness.Deployment
 	lab    *natlab.Lab
-	srv    *labServer
-	user   *labUser
-	agent  *proc
 	agentH *natlab.Host
 	client *natlab.Host
 }
@@ -228,22 +105,12 @@ type labWorkspace struct {
 // startLabWorkspace logs the admin in to srv from clientH, creates dev and
 // runs its agent on agentH. env is added to the agent's and the user's
 // environments.
-func startLabWorkspace(t *testing.T, lab *natlab.Lab, srv *labServer, agentH, clientH *natlab.Host, env ...string) *labWorkspace {
+func startLabWorkspace(t *testing.T, lab *natlab.Lab, srv *harness.Server, agentH, clientH *natlab.Host, env ...string) *labWorkspace {
 	t.Helper()
-	u := newLabUser(t, clientH)
-	u.env = append(u.env, env...)
-	u.must("login", srv.url, "--first-user-username", "alice", "--first-user-email", "alice@example.com", "--first-user-password", "correct-horse")
-	out := u.must("create", "dev", "--output", "json")
-	var created struct {
-		AgentToken string `json:"agent_token"`
-		AgentURL   string `json:"agent_url"`
-	}
-	if err := json.Unmarshal([]byte(out), &created); err != nil || created.AgentToken == "" {
-		t.Fatalf("create --output json = %s (%v)", out, err)
-	}
-	agent := startIn(t, agentH, "agent", append([]string{"TETHER_AGENT_TOKEN=" + created.AgentToken}, env...), "agent", "--url", created.AgentURL)
-	waitFor(t, statusTimeout, "agent connected", func() bool { return u.agentStatus() == "connected" })
-	return &labWorkspace{lab: lab, srv: srv, user: u, agent: agent, agentH: agentH, client: clientH}
+	d := harness.StartDeployment(t, srv, harness.DeploymentOptions{
+		CLI: on(clientH), Agent: on(agentH), CLIEnv: env, AgentEnv: env,
+	})
+	return &labWorkspace{Deployment: d, lab: lab, agentH: agentH, client: clientH}
 }
 
 // timedPong is a ping line and when the test read it.
@@ -254,24 +121,24 @@ type timedPong struct {
 
 // pingStream runs `tether ping dev --output json` and returns its pongs as
 // they come, timed, until the command ends (then the channel closes).
-func (u *labUser) pingStream(args ...string) (<-chan timedPong, *proc) {
-	u.t.Helper()
-	p := u.start("ping", append([]string{"ping", "dev", "--output", "json"}, args...)...)
+func pingStream(t testing.TB, u *harness.User, args ...string) (<-chan timedPong, *harness.Proc) {
+	t.Helper()
+	p := u.Start("ping", append([]string{"ping", "dev", "--output", "json"}, args...)...)
 	ch := make(chan timedPong, 1024)
 	go func() {
 		defer close(ch)
 		for {
 			select {
-			case line := <-p.lines:
+			case line := <-p.Lines():
 				var pl pingLine
 				if json.Unmarshal([]byte(line), &pl) == nil {
 					ch <- timedPong{pl, time.Now()}
 				}
-			case <-p.done:
+			case <-p.Done():
 				// Lines printed just before the exit are still queued.
 				for {
 					select {
-					case line := <-p.lines:
+					case line := <-p.Lines():
 						var pl pingLine
 						if json.Unmarshal([]byte(line), &pl) == nil {
 							ch <- timedPong{pl, time.Now()}
@@ -289,11 +156,11 @@ func (u *labUser) pingStream(args ...string) (<-chan timedPong, *proc) {
 // timeToDirect streams pings until want consecutive pongs came directly,
 // and returns the time from the first pong (of any path) to the first of
 // those direct pongs, and every pong seen.
-func (u *labUser) timeToDirect(want int, timeout time.Duration) (time.Duration, []pingLine) {
-	u.t.Helper()
+func timeToDirect(t testing.TB, u *harness.User, want int, timeout time.Duration) (time.Duration, []pingLine) {
+	t.Helper()
 	n := int(timeout/(100*time.Millisecond)) + want
-	ch, p := u.pingStream("-n", strconv.Itoa(n), "--interval", "100ms")
-	defer p.kill()
+	ch, p := pingStream(t, u, "-n", strconv.Itoa(n), "--interval", "100ms")
+	defer p.Kill()
 	var (
 		all         []pingLine
 		first       time.Time
@@ -305,7 +172,7 @@ func (u *labUser) timeToDirect(want int, timeout time.Duration) (time.Duration, 
 		select {
 		case pong, ok := <-ch:
 			if !ok {
-				u.t.Fatalf("ping ended before %d direct pongs in a row: %+v\n%s", want, all, p.output())
+				t.Fatalf("ping ended before %d direct pongs in a row: %+v\n%s", want, all, p.Output())
 			}
 			all = append(all, pong.pingLine)
 			if pong.Path == "timeout" {
@@ -327,7 +194,7 @@ func (u *labUser) timeToDirect(want int, timeout time.Duration) (time.Duration, 
 				return directSince.Sub(first), all
 			}
 		case <-deadline:
-			u.t.Fatalf("no %d direct pongs in a row within %s: %+v", want, timeout, all)
+			t.Fatalf("no %d direct pongs in a row within %s: %+v", want, timeout, all)
 		}
 	}
 }
@@ -569,7 +436,7 @@ func newPathProbe(t testing.TB, h *natlab.Host, server netip.Addr) *pathProbe {
 // bytes returns the counters: direct UDP and relayed bytes received so far.
 func (p *pathProbe) bytes() (direct, relay int64) {
 	p.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), harness.CommandTimeout)
 	defer cancel()
 	out, err := p.host.Command(ctx, "nft", "-j", "list", "counters", "table", "ip", probeTable).Output()
 	if err != nil {

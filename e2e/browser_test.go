@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // Browser tests: the dashboard, the web terminal and web apps, as a person
 // uses them, in headless Chromium against the real binary. They skip
@@ -22,12 +22,12 @@ func statusBadge(workspace string) string {
 // health page.
 func TestBrowserDashboard(t *testing.T) {
 	b := newBrowser(t)
-	srv := startServer(t)
-	u := admin(t, srv)
-	token, agentURL := u.createWorkspace("dev")
+	srv := here.StartServer(t)
+	u := here.Admin(t, srv.URL)
+	token, agentURL := u.CreateWorkspace("dev")
 	p := b.tab("alice")
 
-	p.navigate(srv.url + "/login")
+	p.navigate(srv.URL + "/login")
 	p.typeInto(`input[name=login]`, "alice")
 	p.typeInto(`input[name=password]`, "wrong-horse")
 	p.click(`button[type=submit]`)
@@ -41,12 +41,12 @@ func TestBrowserDashboard(t *testing.T) {
 	}
 
 	// The email signs in as well as the username.
-	p.signIn(srv.url, "alice@example.com", "correct-horse")
+	p.signIn(srv.URL, "alice@example.com", "correct-horse")
 	row := statusBadge("alice/dev")
 	p.waitText("the workspace row, disconnected", row, func(s string) bool { return s == "Disconnected" })
 
 	// The page polls: the agent's arrival shows without a reload.
-	agent := startAgent(t, agentURL, token)
+	agent := here.StartAgent(t, agentURL, token)
 	p.waitText("the workspace row, connected", row, func(s string) bool { return s == "Connected" })
 	p.waitContains("the user's name in the top bar", `document.querySelector(".user-name")?.textContent`, "alice")
 	p.screenshot("dashboard")
@@ -55,7 +55,7 @@ func TestBrowserDashboard(t *testing.T) {
 	// server notices the closed connection at once, and the page polls
 	// every 3 s.
 	killed := time.Now()
-	agent.kill()
+	agent.Kill()
 	p.waitText("the workspace row, disconnected again", row, func(s string) bool { return s == "Disconnected" })
 	if took := time.Since(killed); took > 10*time.Second {
 		t.Errorf("the dashboard showed the dead agent after %s, want a few seconds", took)
@@ -140,44 +140,25 @@ func checkWebTerminal(t *testing.T, p *tab, terminalURL string) {
 	p.screenshot("terminal-after-reload")
 }
 
-// browserEnv is a server, its admin alice (signed in with the CLI) and her
-// workspace "dev" with a connected agent.
-type browserEnv struct {
-	srv             *testServer
-	user            *user
-	agent           *proc
-	token, agentURL string
-}
-
-func browserWorkspace(t *testing.T, serverArgs ...string) *browserEnv {
-	t.Helper()
-	srv := startServer(t, serverArgs...)
-	u := admin(t, srv)
-	token, agentURL := u.createWorkspace("dev")
-	agent := startAgent(t, agentURL, token)
-	waitFor(t, statusTimeout, "agent connected", func() bool { return u.agentStatus("dev") == "connected" })
-	return &browserEnv{srv: srv, user: u, agent: agent, token: token, agentURL: agentURL}
-}
-
 // TestBrowserTerminal uses the web terminal of a connected workspace.
 func TestBrowserTerminal(t *testing.T) {
 	b := newBrowser(t)
-	env := browserWorkspace(t)
+	env := startWorkspace(t)
 	p := b.tab("alice")
-	p.signIn(env.srv.url, "alice", "correct-horse")
+	p.signIn(env.Server.URL, "alice", "correct-horse")
 	p.waitText("the workspace row, connected", statusBadge("alice/dev"), func(s string) bool { return s == "Connected" })
 	// The row's Terminal button is how people get there.
 	href := p.text(`document.querySelector('tr.ws-row[data-workspace="alice/dev"] td.actions a')?.href`)
-	if want := env.srv.url + "/@alice/dev/terminal"; href != want {
+	if want := env.Server.URL + "/@alice/dev/terminal"; href != want {
 		t.Errorf("the dashboard's Terminal button goes to %q, want %q", href, want)
 	}
-	checkWebTerminal(t, p, env.srv.url+"/@alice/dev/terminal")
+	checkWebTerminal(t, p, env.Server.URL+"/@alice/dev/terminal")
 
 	// The agent dies: the page says so within seconds (it would otherwise
 	// sit on a dead connection), and when the agent is back the page
 	// reconnects by itself to a working shell.
 	killed := time.Now()
-	env.agent.kill()
+	env.Agent.Kill()
 	status := `(() => { const s = document.querySelector(".terminal-status"); return s && !s.hidden ? s.innerText : ""; })()`
 	p.waitContains("the terminal to show the agent gone", status, "Disconnected")
 	if took := time.Since(killed); took > 10*time.Second {
@@ -185,7 +166,7 @@ func TestBrowserTerminal(t *testing.T) {
 	}
 	p.waitContains("the reason, on the terminal", terminalBuffer, "agent disconnected")
 	p.screenshot("terminal-agent-gone")
-	startAgent(t, env.agentURL, env.token)
+	here.StartAgent(t, env.AgentURL, env.Token)
 	p.waitText("the terminal to reconnect to the new agent", terminalReady, func(s string) bool { return s != "" })
 	p.focusedKeys("echo back-$((1+1))\r")
 	p.waitContains("a command's output after reconnecting", terminalRows, "back-2")
@@ -195,11 +176,11 @@ func TestBrowserTerminal(t *testing.T) {
 // tunnels and still serves the web terminal.
 func TestBrowserOnlyWebTerminal(t *testing.T) {
 	b := newBrowser(t)
-	env := browserWorkspace(t, "--browser-only")
-	if stderr := env.user.fails("ssh", "dev", "--", "true"); !strings.Contains(stderr, "browser-only") {
+	env := startWorkspace(t, "--browser-only")
+	if stderr := env.User.Fails("ssh", "dev", "--", "true"); !strings.Contains(stderr, "browser-only") {
 		t.Errorf("tether ssh on a browser-only server said %q, want it to say browser-only", stderr)
 	}
 	p := b.tab("alice")
-	p.signIn(env.srv.url, "alice", "correct-horse")
-	checkWebTerminal(t, p, env.srv.url+"/@alice/dev/terminal")
+	p.signIn(env.Server.URL, "alice", "correct-horse")
+	checkWebTerminal(t, p, env.Server.URL+"/@alice/dev/terminal")
 }

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tetherdev/tether/internal/harness"
 	"github.com/tetherdev/tether/internal/natlab"
 )
 
@@ -24,21 +25,21 @@ var pressCtrlC = regexp.MustCompile(`Press Ctrl\+C`)
 // startForward runs `tether port-forward` on the client from labForwardTCP
 // to a TCP echo server in the workspace, and, with udp, from labForwardUDP
 // to a UDP echo server.
-func startForward(t *testing.T, ws *labWorkspace, udp bool) *proc {
+func startForward(t *testing.T, ws *labWorkspace, udp bool) *harness.Proc {
 	t.Helper()
 	args := []string{"port-forward", "dev", "--tcp", fmt.Sprintf("%d:%d", labForwardTCP, echoServer(t, ws.agentH))}
 	if udp {
 		args = append(args, "--udp", fmt.Sprintf("%d:%d", labForwardUDP, udpEchoServer(t, ws.agentH)))
 	}
-	pf := ws.user.start("port-forward", args...)
-	pf.waitLine(pressCtrlC)
+	pf := ws.User.Start("port-forward", args...)
+	pf.WaitLine(pressCtrlC)
 	return pf
 }
 
 // dialForward connects to the forwarded port in the client's namespace.
 func dialForward(t *testing.T, ws *labWorkspace, network string, port int) net.Conn {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), harness.StartTimeout)
 	defer cancel()
 	c, err := ws.client.DialContext(ctx, network, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port)).String())
 	if err != nil {
@@ -94,21 +95,21 @@ func TestLabPathChanges(t *testing.T) {
 	s.waitFlowing(t, 1<<20, flowTimeout, "after unblocking UDP")
 
 	// The server stops: the tunnel does not need it once up.
-	srv.stop()
+	srv.Stop()
 	s.waitFlowing(t, 512<<10, flowTimeout, "while the server is down")
 	// It starts again: the agent and the CLI coordinate through it again.
 	restart := time.Now()
-	srv.start()
-	waitFor(t, statusTimeout, "the agent to coordinate again", func() bool {
-		return strings.Contains(srv.output(), "agent connected")
+	srv.Restart()
+	harness.WaitFor(t, harness.StatusTimeout, "the agent to coordinate again", func() bool {
+		return strings.Contains(srv.Output(), "agent connected")
 	})
 	t.Logf("FIGURE server restarted: agent coordinating again %s after the restart began", time.Since(restart).Round(time.Millisecond))
 	s.waitFlowing(t, 1<<20, flowTimeout, "after the server restarted")
 	probe.waitPath("direct", pathMin, directTimeout)
-	if got := ws.user.agentStatus(); got != "connected" {
+	if got := ws.User.AgentStatus("dev"); got != "connected" {
 		t.Errorf("agent status after the restart: %s", got)
 	}
-	if p := ws.user.pings("-n", "3", "--interval", "100ms"); lastPath(p) == "timeout" {
+	if p := pings(t, ws.User, "-n", "3", "--interval", "100ms"); lastPath(p) == "timeout" {
 		t.Errorf("a new tunnel after the restart: %+v", p)
 	}
 

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // Helpers of the relay tests (relay_*_test.go): Tailscale's own relay
 // server (derper), DERP map files, a UDP delay proxy in front of STUN, and
@@ -19,10 +19,10 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/tetherdev/tether/internal/harness"
 	"tailscale.com/tailcfg"
 )
 
@@ -30,36 +30,10 @@ import (
 // the built-in relay keeps its default, 999 ("tether").
 const derperRegionID = 900
 
-// startExternal runs a program that is not tether, with the harness's
-// output capture and cleanup.
-func startExternal(t testing.TB, name, bin string, args ...string) *proc {
-	t.Helper()
-	p := &proc{t: t, name: name, lines: make(chan string, 1024), done: make(chan struct{})}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Env = baseEnv()
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	p.cmd.Stdout = lockedWriter{p}
-	p.cmd.Stderr = lockedWriter{p}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() {
-		p.waitEr = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.kill()
-		if t.Failed() {
-			t.Logf("output of %s:\n%s", name, p.output())
-		}
-	})
-	return p
-}
-
 // derperOnce builds Tailscale's derper (a tool in go.mod) once per run,
 // next to the tether binary.
 var derperOnce = sync.OnceValues(func() (string, error) {
-	bin := filepath.Join(filepath.Dir(tetherBin), "derper")
+	bin := filepath.Join(filepath.Dir(here.Bin), "derper")
 	out, err := exec.Command("go", "build", "-o", bin, "tailscale.com/cmd/derper").CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("build derper: %v\n%s", err, out)
@@ -69,7 +43,7 @@ var derperOnce = sync.OnceValues(func() (string, error) {
 
 // derper is a running Tailscale relay server.
 type derper struct {
-	*proc
+	*harness.Proc
 	port     int // DERP over plain HTTP
 	stunPort int
 }
@@ -83,13 +57,13 @@ func startDerper(t *testing.T) *derper {
 		t.Fatal(err)
 	}
 	d := &derper{port: freePort(t, "tcp"), stunPort: freePort(t, "udp")}
-	d.proc = startExternal(t, "derper", bin,
+	d.Proc = harness.Start(t, "derper", exec.Command(bin,
 		"-a", "127.0.0.1:"+strconv.Itoa(d.port), "-http-port", "-1",
-		"-stun-port", strconv.Itoa(d.stunPort), "-c", filepath.Join(t.TempDir(), "derper.json"))
-	waitFor(t, startTimeout, "derper to answer", func() bool {
+		"-stun-port", strconv.Itoa(d.stunPort), "-c", filepath.Join(t.TempDir(), "derper.json")), nil)
+	harness.WaitFor(t, harness.StartTimeout, "derper to answer", func() bool {
 		select {
-		case <-d.done:
-			t.Fatalf("derper exited: %v\n%s", d.waitEr, d.output())
+		case <-d.Done():
+			t.Fatalf("derper exited: %v\n%s", d.Err(), d.Output())
 		default:
 		}
 		resp, err := http.Get(d.url() + "/derp/probe")
@@ -156,9 +130,9 @@ func writeDERPMap(t *testing.T, regions ...*tailcfg.DERPRegion) string {
 
 // connectionInfo fetches the relays that peers get from the server, by
 // region code.
-func connectionInfo(t *testing.T, srv *testServer, u *user) map[string]*tailcfg.DERPRegion {
+func connectionInfo(t *testing.T, srv *harness.Server, u *harness.User) map[string]*tailcfg.DERPRegion {
 	t.Helper()
-	code, body := api(t, "GET", srv.url+"/api/v2/connection-info", u.token(), nil)
+	code, body := api(t, "GET", srv.URL+"/api/v2/connection-info", u.Token(), nil)
 	if code != http.StatusOK {
 		t.Fatalf("connection-info: %d %s", code, body)
 	}
@@ -348,7 +322,7 @@ http {
 
 // nginx is a running nginx.
 type nginx struct {
-	*proc
+	*harness.Proc
 	port   int
 	prefix string
 }
@@ -380,11 +354,11 @@ func startNginx(t *testing.T, port int, backend string, o nginxOptions) *nginx {
 		t.Fatal(err)
 	}
 	n := &nginx{port: port, prefix: prefix}
-	n.proc = startExternal(t, "nginx", bin, "-p", prefix, "-c", confPath, "-e", "stderr")
-	waitFor(t, startTimeout, "nginx to listen", func() bool {
+	n.Proc = harness.Start(t, "nginx", exec.Command(bin, "-p", prefix, "-c", confPath, "-e", "stderr"), nil)
+	harness.WaitFor(t, harness.StartTimeout, "nginx to listen", func() bool {
 		select {
-		case <-n.done:
-			t.Fatalf("nginx exited: %v\n%s", n.waitEr, n.output())
+		case <-n.Done():
+			t.Fatalf("nginx exited: %v\n%s", n.Err(), n.Output())
 		default:
 		}
 		c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), time.Second)
@@ -429,12 +403,11 @@ func count(lines []string, want string) int {
 // returns its exit code and stderr.
 func runServerToExit(t *testing.T, args ...string) (int, string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), harness.StartTimeout)
 	defer cancel()
 	all := append([]string{"server", "--http-address", "127.0.0.1:0", "--data-dir", t.TempDir(),
 		"--derp-server-stun-addresses", "127.0.0.1:0"}, args...)
-	cmd := exec.CommandContext(ctx, tetherBin, all...)
-	cmd.Env = baseEnv()
+	cmd := here.Cmd(ctx, nil, all...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	err := cmd.Run()
@@ -453,14 +426,14 @@ func runServerToExit(t *testing.T, args ...string) (int, string) {
 // pingWhile runs `tether ping dev` with args in the background, waits for
 // its first pong, runs check while it keeps pinging, then stops it and
 // returns its pongs.
-func (u *user) pingWhile(t *testing.T, check func(), args ...string) []pingLine {
+func pingWhile(t *testing.T, u *harness.User, check func(), args ...string) []pingLine {
 	t.Helper()
-	p := start(t, "ping", u.env, append([]string{"ping", "dev", "--output", "json", "-n", "600", "--interval", "100ms"}, args...)...)
+	p := u.Start("ping", append([]string{"ping", "dev", "--output", "json", "-n", "600", "--interval", "100ms"}, args...)...)
 	var lines []pingLine
-	deadline := time.After(commandTimeout)
+	deadline := time.After(harness.CommandTimeout)
 	for len(lines) == 0 {
 		select {
-		case l := <-p.lines:
+		case l := <-p.Lines():
 			var pl pingLine
 			if err := json.Unmarshal([]byte(l), &pl); err != nil {
 				t.Fatalf("ping line %q: %v", l, err)
@@ -468,17 +441,17 @@ func (u *user) pingWhile(t *testing.T, check func(), args ...string) []pingLine 
 			if pl.Path != "timeout" {
 				lines = append(lines, pl)
 			}
-		case <-p.done:
-			t.Fatalf("ping ended before a pong: %v\n%s", p.waitEr, p.output())
+		case <-p.Done():
+			t.Fatalf("ping ended before a pong: %v\n%s", p.Err(), p.Output())
 		case <-deadline:
-			t.Fatalf("no pong within %s:\n%s", commandTimeout, p.output())
+			t.Fatalf("no pong within %s:\n%s", harness.CommandTimeout, p.Output())
 		}
 	}
 	check()
-	p.kill()
+	p.Kill()
 	for {
 		select {
-		case l := <-p.lines:
+		case l := <-p.Lines():
 			var pl pingLine
 			if json.Unmarshal([]byte(l), &pl) == nil {
 				lines = append(lines, pl)

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tetherdev/tether/internal/harness"
 )
 
 // goneTimeout is how soon a CLI must notice that the workspace's agent is
@@ -26,28 +28,28 @@ var sessionPIDRE = regexp.MustCompile(`^started (\d+)$`)
 
 // startSleeper runs `tether ssh dev` with a command that sleeps, waits
 // until it runs, and returns the CLI and the remote process's pid.
-func startSleeper(t *testing.T, u *user) (*proc, int) {
+func startSleeper(t *testing.T, u *harness.User) (*harness.Proc, int) {
 	t.Helper()
-	ssh := start(t, "ssh", u.env, "ssh", "dev", "--", "echo started $$; exec sleep 600")
-	pid, _ := strconv.Atoi(ssh.waitLine(sessionPIDRE)[1])
+	ssh := here.Start(t, "ssh", u.Env, "ssh", "dev", "--", "echo started $$; exec sleep 600")
+	pid, _ := strconv.Atoi(ssh.WaitLine(sessionPIDRE)[1])
 	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
 	return ssh, pid
 }
 
 // waitExit waits up to d for p to exit and returns its exit code.
-func waitExit(t *testing.T, p *proc, d time.Duration, what string) int {
+func waitExit(t *testing.T, p *harness.Proc, d time.Duration, what string) int {
 	t.Helper()
 	select {
-	case <-p.done:
+	case <-p.Done():
 	case <-time.After(d):
-		t.Fatalf("%s: still running %s later:\n%s", what, d, p.output())
+		t.Fatalf("%s: still running %s later:\n%s", what, d, p.Output())
 	}
 	var ee *exec.ExitError
-	if errors.As(p.waitEr, &ee) {
+	if errors.As(p.Err(), &ee) {
 		return ee.ExitCode()
 	}
-	if p.waitEr != nil {
-		t.Fatalf("%s: %v", what, p.waitEr)
+	if p.Err() != nil {
+		t.Fatalf("%s: %v", what, p.Err())
 	}
 	return 0
 }
@@ -83,12 +85,12 @@ func upperServer(t *testing.T) int {
 // it answers.
 func forwardedConn(t *testing.T, port int) (net.Conn, *bufio.Reader) {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), startTimeout)
+	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), harness.StartTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(commandTimeout))
+	c.SetDeadline(time.Now().Add(harness.CommandTimeout))
 	rd := bufio.NewReader(c)
 	fmt.Fprintln(c, "hello")
 	if line, err := rd.ReadString('\n'); err != nil || line != "HELLO\n" {
@@ -106,42 +108,42 @@ func forwardedConn(t *testing.T, port int) (net.Conn, *bufio.Reader) {
 // must end as promptly, saying the agent restarted. Both used to hang
 // forever.
 func TestAgentKilledMidSession(t *testing.T) {
-	srv := startServer(t)
-	u := admin(t, srv)
-	token, agentURL := u.createWorkspace("dev")
-	agent := startAgent(t, agentURL, token)
-	waitFor(t, statusTimeout, "agent connected", func() bool { return u.agentStatus("dev") == "connected" })
+	srv := here.StartServer(t)
+	u := here.Admin(t, srv.URL)
+	token, agentURL := u.CreateWorkspace("dev")
+	agent := here.StartAgent(t, agentURL, token)
+	harness.WaitFor(t, harness.StatusTimeout, "agent connected", func() bool { return u.AgentStatus("dev") == "connected" })
 
 	service := upperServer(t)
 	local := freePort(t, "tcp")
-	pf := start(t, "port-forward", u.env, "port-forward", "dev", "--tcp", fmt.Sprintf("%d:%d", local, service))
-	pf.waitLine(regexp.MustCompile(`Press Ctrl\+C`))
+	pf := here.Start(t, "port-forward", u.Env, "port-forward", "dev", "--tcp", fmt.Sprintf("%d:%d", local, service))
+	pf.WaitLine(regexp.MustCompile(`Press Ctrl\+C`))
 	fwd, fwdRd := forwardedConn(t, local)
 	ssh, _ := startSleeper(t, u)
 	// OpenSSH through `tether ssh --stdio`, when it is installed.
-	var openssh *proc
+	var openssh *harness.Proc
 	if _, err := exec.LookPath("ssh"); err == nil {
-		openssh = startCmd(t, "openssh", exec.Command("ssh", append(u.sshArgs(), "dev", "echo started $$; exec sleep 600")...), u.env)
-		pid, _ := strconv.Atoi(openssh.waitLine(sessionPIDRE)[1])
+		openssh = harness.Start(t, "openssh", exec.Command("ssh", append(sshArgs(u), "dev", "echo started $$; exec sleep 600")...), u.Env)
+		pid, _ := strconv.Atoi(openssh.WaitLine(sessionPIDRE)[1])
 		t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
 	}
 
 	killed := time.Now()
-	agent.kill()
+	agent.Kill()
 	code := waitExit(t, ssh, goneTimeout, "tether ssh after the agent was killed")
 	took := time.Since(killed)
 	t.Logf("FIGURE tether ssh exited %s after the agent was killed", took.Round(100*time.Millisecond))
 	if code == 0 {
 		t.Errorf("tether ssh exited 0 after losing its agent")
 	}
-	if out := ssh.output(); !strings.Contains(out, "stopped answering") {
+	if out := ssh.Output(); !strings.Contains(out, "stopped answering") {
 		t.Errorf("tether ssh said %q; want it to say the agent stopped answering", out)
 	}
 	if openssh != nil {
 		if code := waitExit(t, openssh, goneTimeout-time.Since(killed)+time.Second, "OpenSSH through tether ssh --stdio after the agent was killed"); code == 0 {
 			t.Error("OpenSSH exited 0 after losing the agent")
 		}
-		if out := openssh.output(); !strings.Contains(out, "stopped answering") {
+		if out := openssh.Output(); !strings.Contains(out, "stopped answering") {
 			t.Errorf("OpenSSH's proxy said %q; want it to say the agent stopped answering", out)
 		}
 	}
@@ -152,9 +154,9 @@ func TestAgentKilledMidSession(t *testing.T) {
 	}
 
 	// The agent comes back: new sessions and forwarded connections work.
-	agent = startAgent(t, agentURL, token)
-	waitFor(t, statusTimeout, "agent connected again", func() bool { return u.agentStatus("dev") == "connected" })
-	if out := u.must("ssh", "dev", "--", "echo", "back"); out != "back\n" {
+	agent = here.StartAgent(t, agentURL, token)
+	harness.WaitFor(t, harness.StatusTimeout, "agent connected again", func() bool { return u.AgentStatus("dev") == "connected" })
+	if out := u.Must("ssh", "dev", "--", "echo", "back"); out != "back\n" {
 		t.Errorf("a new session after the restart printed %q", out)
 	}
 	forwardedConn(t, local)
@@ -162,18 +164,18 @@ func TestAgentKilledMidSession(t *testing.T) {
 	// Killed and started again at once: the new process has a new key.
 	ssh, _ = startSleeper(t, u)
 	restarted := time.Now()
-	agent.kill()
-	startAgent(t, agentURL, token)
+	agent.Kill()
+	here.StartAgent(t, agentURL, token)
 	code = waitExit(t, ssh, goneTimeout, "tether ssh after the agent restarted")
 	t.Logf("FIGURE tether ssh exited %s after the agent was restarted", time.Since(restarted).Round(100*time.Millisecond))
 	if code == 0 {
 		t.Errorf("tether ssh exited 0 after its agent restarted")
 	}
-	if out := ssh.output(); !strings.Contains(out, "restarted") && !strings.Contains(out, "stopped answering") {
+	if out := ssh.Output(); !strings.Contains(out, "restarted") && !strings.Contains(out, "stopped answering") {
 		t.Errorf("tether ssh said %q; want it to say the agent restarted", out)
 	}
-	if !strings.Contains(pf.output(), "forwarded connections were closed") {
-		t.Errorf("port-forward did not say why its connections ended:\n%s", pf.output())
+	if !strings.Contains(pf.Output(), "forwarded connections were closed") {
+		t.Errorf("port-forward did not say why its connections ended:\n%s", pf.Output())
 	}
 }
 
@@ -188,35 +190,35 @@ func isTimeout(err error) bool {
 // afterwards, and still be there well after the CLI's wait for a lost agent
 // (10 s) has passed. Only an agent that is gone may end a session.
 func TestRelayedSessionSurvivesServerRestart(t *testing.T) {
-	srv := startServer(t)
-	u := admin(t, srv)
-	token, agentURL := u.createWorkspace("dev")
-	startAgent(t, agentURL, token)
-	waitFor(t, statusTimeout, "agent connected", func() bool { return u.agentStatus("dev") == "connected" })
+	srv := here.StartServer(t)
+	u := here.Admin(t, srv.URL)
+	token, agentURL := u.CreateWorkspace("dev")
+	here.StartAgent(t, agentURL, token)
+	harness.WaitFor(t, harness.StatusTimeout, "agent connected", func() bool { return u.AgentStatus("dev") == "connected" })
 
 	in, stdin := io.Pipe()
 	defer stdin.Close()
-	cmd := exec.Command(tetherBin, "ssh", "dev", "--disable-direct", "--", "while read l; do echo got-$l; done")
+	cmd := exec.Command(here.Bin, "ssh", "dev", "--disable-direct", "--", "while read l; do echo got-$l; done")
 	cmd.Stdin = in
-	ssh := startCmd(t, "ssh", cmd, u.env)
+	ssh := harness.Start(t, "ssh", cmd, u.Env)
 	echo := func(word string) {
 		t.Helper()
 		fmt.Fprintln(stdin, word)
-		ssh.waitLine(regexp.MustCompile("^got-" + word + "$"))
+		ssh.WaitLine(regexp.MustCompile("^got-" + word + "$"))
 	}
 	echo("before")
 
-	addr := strings.TrimPrefix(srv.url, "http://")
-	srv.stop()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	srv.Stop()
 	restarted := time.Now()
-	srv = startServerAt(t, srv.dataDir, addr)
-	waitFor(t, statusTimeout, "agent reconnected", func() bool { return u.agentStatus("dev") == "connected" })
+	srv = here.StartServerWith(t, harness.ServerOptions{DataDir: srv.DataDir, Addr: addr})
+	harness.WaitFor(t, harness.StatusTimeout, "agent reconnected", func() bool { return u.AgentStatus("dev") == "connected" })
 	echo("after")
 	// Longer than the CLI waits for a lost agent, counted from the restart.
 	for time.Since(restarted) < 2*goneGrace {
 		select {
-		case <-ssh.done:
-			t.Fatalf("the session ended %s after the server restarted:\n%s", time.Since(restarted).Round(100*time.Millisecond), ssh.output())
+		case <-ssh.Done():
+			t.Fatalf("the session ended %s after the server restarted:\n%s", time.Since(restarted).Round(100*time.Millisecond), ssh.Output())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

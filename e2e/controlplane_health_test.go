@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"encoding/json"
@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/tetherdev/tether/internal/harness"
 )
 
 type healthReport struct {
@@ -29,9 +31,9 @@ func (r healthReport) check(name string) (severity, message string) {
 	return "", ""
 }
 
-func getHealth(t *testing.T, srv *testServer, u *user) healthReport {
+func getHealth(t *testing.T, srv *harness.Server, u *harness.User) healthReport {
 	t.Helper()
-	code, body := api(t, "GET", srv.url+"/api/v2/debug/health", u.token(), nil)
+	code, body := api(t, "GET", srv.URL+"/api/v2/debug/health", u.Token(), nil)
 	var rep healthReport
 	if code != http.StatusOK || json.Unmarshal(body, &rep) != nil {
 		t.Fatalf("health: %d %s", code, body)
@@ -40,8 +42,8 @@ func getHealth(t *testing.T, srv *testServer, u *user) healthReport {
 }
 
 func TestHealth(t *testing.T) {
-	srv := startServer(t)
-	u := admin(t, srv)
+	srv := here.StartServer(t)
+	u := here.Admin(t, srv.URL)
 	rep := getHealth(t, srv, u)
 	if !rep.Healthy || rep.Severity != "ok" {
 		t.Errorf("healthy deployment reported %+v", rep)
@@ -54,7 +56,7 @@ func TestHealth(t *testing.T) {
 	if len(rep.DERPRegions) != 1 || rep.DERPRegions[0].Code != "tether" || rep.DERPRegions[0].LatencyMS == nil {
 		t.Errorf("relay regions: %+v", rep.DERPRegions)
 	}
-	code, _ := api(t, "GET", srv.url+"/api/v2/debug/health", "", nil)
+	code, _ := api(t, "GET", srv.URL+"/api/v2/debug/health", "", nil)
 	if code != http.StatusUnauthorized {
 		t.Errorf("health without signing in: %d", code)
 	}
@@ -64,10 +66,10 @@ func TestHealthReportsProblems(t *testing.T) {
 	// A STUN server that does not exist, and an access URL that points
 	// nowhere, are both reported with what to do.
 	addr := "127.0.0.1:" + strconv.Itoa(freePort(t, "tcp"))
-	srv := startServerAt(t, t.TempDir(), addr, "--stun-addresses", "127.0.0.1:9", "--access-url", "http://127.0.0.1:9")
-	srv.url = "http://" + addr
-	u := newUser(t)
-	u.must("login", srv.url, "--first-user-username", "alice", "--first-user-email", "alice@example.com", "--first-user-password", "correct-horse")
+	srv := here.StartServerWith(t, harness.ServerOptions{Addr: addr, Args: []string{"--stun-addresses", "127.0.0.1:9", "--access-url", "http://127.0.0.1:9"}})
+	srv.URL = "http://" + addr
+	u := here.NewUser(t)
+	u.Must("login", srv.URL, "--first-user-username", "alice", "--first-user-email", "alice@example.com", "--first-user-password", "correct-horse")
 	rep := getHealth(t, srv, u)
 	if rep.Healthy || rep.Severity != "error" {
 		t.Errorf("broken deployment reported healthy: %+v", rep)

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // Helpers for the browser tests: a headless Chromium per test, driven with
 // chromedp, with tabs that wait on conditions in the page and leave a

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // DERP maps as operators deploy them: Tailscale's own relay server (derper)
 // as a region of its own, several regions with peers choosing the nearest,
@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tetherdev/tether/internal/harness"
 	"tailscale.com/tailcfg"
 )
 
@@ -22,16 +23,16 @@ func TestRelayExternalOnly(t *testing.T) {
 	d := startDerper(t)
 	mapFile := writeDERPMap(t, derperRegion(d, d.stunPort))
 	env := startWorkspace(t, "--derp-server-enable=false", "--derp-config-path", mapFile)
-	u := env.user
+	u := env.User
 
-	regions := connectionInfo(t, env.srv, u)
+	regions := connectionInfo(t, env.Server, u)
 	if len(regions) != 1 || regions["ext"] == nil {
 		t.Fatalf("peers are given regions %v, want only ext", regionCodes(regions))
 	}
-	lines := u.pingWhile(t, func() {
+	lines := pingWhile(t, u, func() {
 		// Both peers made derper their home (the library tells a relay
 		// it is the home one).
-		waitFor(t, statusTimeout, "both peers at home on derper", func() bool {
+		harness.WaitFor(t, harness.StatusTimeout, "both peers at home on derper", func() bool {
 			return d.metric(t, "derp_current_home_connections") == 2
 		})
 	}, "--disable-direct")
@@ -41,7 +42,7 @@ func TestRelayExternalOnly(t *testing.T) {
 		}
 	}
 	before := d.metric(t, "derp_packets_received")
-	if out := u.must("ssh", "dev", "--disable-direct", "--", "echo via derper"); out != "via derper\n" {
+	if out := u.Must("ssh", "dev", "--disable-direct", "--", "echo via derper"); out != "via derper\n" {
 		t.Errorf("ssh printed %q", out)
 	}
 	if after := d.metric(t, "derp_packets_received"); after <= before {
@@ -79,9 +80,9 @@ func TestRelayRegionsNearestHome(t *testing.T) {
 	stunTether.setDelays(0, 0)
 	stunExt.setDelays(far, far)
 	mapFile := writeDERPMap(t, derperRegion(d, stunExt.port()))
-	srv := startServer(t, "--derp-config-path", mapFile, "--stun-addresses", "127.0.0.1:"+strconv.Itoa(stunTether.port()))
-	u := admin(t, srv)
-	token, agentURL := u.createWorkspace("dev")
+	srv := here.StartServer(t, "--derp-config-path", mapFile, "--stun-addresses", "127.0.0.1:"+strconv.Itoa(stunTether.port()))
+	u := here.Admin(t, srv.URL)
+	token, agentURL := u.CreateWorkspace("dev")
 	regions := connectionInfo(t, srv, u)
 	if regions["tether"] == nil || regions["ext"] == nil || len(regions) != 2 {
 		t.Fatalf("peers are given regions %v, want tether and ext", regionCodes(regions))
@@ -90,20 +91,20 @@ func TestRelayRegionsNearestHome(t *testing.T) {
 	// The agent's is the first STUN socket the proxies hear from.
 	stunTether.learning.Store(true)
 	stunExt.learning.Store(true)
-	startAgent(t, agentURL, token)
-	waitFor(t, statusTimeout, "the agent's STUN requests", func() bool {
+	here.StartAgent(t, agentURL, token)
+	harness.WaitFor(t, harness.StatusTimeout, "the agent's STUN requests", func() bool {
 		return stunTether.taggedCount() > 0 && stunExt.taggedCount() > 0
 	})
 	stunTether.learning.Store(false)
 	stunExt.learning.Store(false)
-	waitFor(t, statusTimeout, "agent connected", func() bool { return u.agentStatus("dev") == "connected" })
+	harness.WaitFor(t, harness.StatusTimeout, "agent connected", func() bool { return u.AgentStatus("dev") == "connected" })
 
 	// 1. Everyone is near tether.
 	nc := netcheck(t, u)
 	if nc.Preferred != "tether" || nc.Latency["ext"] < nc.Latency["tether"]+float64(far/time.Millisecond)/2 {
 		t.Errorf("netcheck near tether: preferred %s, latency %v", nc.Preferred, nc.Latency)
 	}
-	lines := u.pingWhile(t, func() {
+	lines := pingWhile(t, u, func() {
 		if n := d.metric(t, "derp_current_home_connections"); n != 0 {
 			t.Errorf("%d peers made derper their home, want none", n)
 		}
@@ -121,9 +122,9 @@ func TestRelayRegionsNearestHome(t *testing.T) {
 	if nc.Preferred != "ext" {
 		t.Errorf("netcheck near ext: preferred %s, latency %v", nc.Preferred, nc.Latency)
 	}
-	lines = u.pingWhile(t, func() {
+	lines = pingWhile(t, u, func() {
 		// The CLI is derper's only home client: the agent is not.
-		waitFor(t, statusTimeout, "the CLI at home on derper", func() bool {
+		harness.WaitFor(t, harness.StatusTimeout, "the CLI at home on derper", func() bool {
 			return d.metric(t, "derp_current_home_connections") == 1
 		})
 	}, "--disable-direct")
@@ -135,7 +136,7 @@ func TestRelayRegionsNearestHome(t *testing.T) {
 			t.Errorf("pong %+v, want relayed by tether, the agent's home", l)
 		}
 	}
-	if out := u.must("ssh", "dev", "--disable-direct", "--", "head -c 200000 /dev/zero | wc -c"); strings.TrimSpace(out) != "200000" {
+	if out := u.Must("ssh", "dev", "--disable-direct", "--", "head -c 200000 /dev/zero | wc -c"); strings.TrimSpace(out) != "200000" {
 		t.Errorf("ssh across two home regions printed %q", out)
 	}
 }
@@ -149,9 +150,9 @@ type netcheckResult struct {
 	Endpoints []string           `json:"endpoints"`
 }
 
-func netcheck(t *testing.T, u *user) netcheckResult {
+func netcheck(t *testing.T, u *harness.User) netcheckResult {
 	t.Helper()
-	out := u.must("netcheck", "--output", "json")
+	out := u.Must("netcheck", "--output", "json")
 	var nc netcheckResult
 	if err := json.Unmarshal([]byte(out), &nc); err != nil {
 		t.Fatalf("netcheck --output json: %v\n%s", err, out)
@@ -171,8 +172,8 @@ func TestRelayMapFromURL(t *testing.T) {
 		w.Write(body)
 	}))
 	defer web.Close()
-	srv := startServer(t, "--derp-config-url", web.URL+"/derpmap.json")
-	regions := connectionInfo(t, srv, admin(t, srv))
+	srv := here.StartServer(t, "--derp-config-url", web.URL+"/derpmap.json")
+	regions := connectionInfo(t, srv, here.Admin(t, srv.URL))
 	if regions["ext"] == nil || regions["tether"] == nil || len(regions) != 2 {
 		t.Fatalf("peers are given regions %v, want tether and ext", regionCodes(regions))
 	}

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"fmt"
@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/tetherdev/tether/internal/harness"
 )
 
 // appMarker is what the test app's page says, so that a page that shows it
@@ -81,8 +83,8 @@ const markerText = `document.getElementById("marker")?.textContent ?? ""`
 func TestBrowserApps(t *testing.T) {
 	b := newBrowser(t)
 	app := startTestApp(t)
-	srv := startServer(t, "--wildcard-access-url", "*.localhost")
-	alice := admin(t, srv)
+	srv := here.StartServer(t, "--wildcard-access-url", "*.localhost")
+	alice := here.Admin(t, srv.URL)
 	tmpl := filepath.Join(t.TempDir(), "webdev.yaml")
 	err := os.WriteFile(tmpl, []byte(fmt.Sprintf(`name: webdev
 apps:
@@ -93,19 +95,19 @@ apps:
 	if err != nil {
 		t.Fatal(err)
 	}
-	alice.must("templates", "push", "-f", tmpl)
-	token, agentURL := alice.createWorkspace("dev", "--template", "webdev")
-	startAgent(t, agentURL, token)
-	member(t, srv, alice, "bob")
+	alice.Must("templates", "push", "-f", tmpl)
+	token, agentURL := alice.CreateWorkspace("dev", "--template", "webdev")
+	here.StartAgent(t, agentURL, token)
+	here.Member(t, srv.URL, alice, "bob")
 
 	// The owner sees the apps on the dashboard, with links of each kind.
 	p := b.tab("alice")
-	p.signIn(srv.url, "alice", "correct-horse")
+	p.signIn(srv.URL, "alice", "correct-horse")
 	p.waitText("the workspace row, connected", statusBadge("alice/dev"), func(s string) bool { return s == "Connected" })
 	links := appHrefs(p, "alice/dev")
-	port := strings.TrimPrefix(srv.url[strings.LastIndex(srv.url, ":"):], ":")
+	port := strings.TrimPrefix(srv.URL[strings.LastIndex(srv.URL, ":"):], ":")
 	want := map[string]string{
-		"site": srv.url + "/@alice/dev/apps/site/",
+		"site": srv.URL + "/@alice/dev/apps/site/",
 		"sub":  "http://sub--dev--alice.localhost:" + port + "/",
 		"pub":  "http://pub--dev--alice.localhost:" + port + "/",
 	}
@@ -120,7 +122,7 @@ apps:
 	p.waitText("the apps' health", healthExpr, func(s string) bool { return s == "site:Healthy sub:none pub:none" })
 	p.screenshot("dashboard-apps")
 	var session string
-	for _, c := range p.cookies(srv.url) {
+	for _, c := range p.cookies(srv.URL) {
 		if c.Name == "tether_session" {
 			session = c.Value
 		}
@@ -165,7 +167,7 @@ apps:
 	// of it.
 	before, _ := app.received()
 	q := b.tab("bob")
-	q.signIn(srv.url, "bob", "bob-password")
+	q.signIn(srv.URL, "bob", "bob-password")
 	for _, name := range []string{"site", "sub"} {
 		q.navigate(want[name])
 		refusal := q.waitText("the refusal of app "+name,
@@ -223,20 +225,20 @@ func TestPathAppsOpenOnlyForTheirOwner(t *testing.T) {
 		{"dangerous flag", []string{"--dangerous-allow-path-app-sharing"}, http.StatusOK},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := startServer(t, tc.serverArgs...)
-			adm := admin(t, srv)
-			bob := member(t, srv, adm, "bob")
+			srv := here.StartServer(t, tc.serverArgs...)
+			adm := here.Admin(t, srv.URL)
+			bob := here.Member(t, srv.URL, adm, "bob")
 			tmpl := filepath.Join(t.TempDir(), "t.yaml")
 			os.WriteFile(tmpl, []byte(fmt.Sprintf("name: shared\napps:\n  - {name: pub, url: %q, share: public}\n", app.srv.URL)), 0o644)
-			adm.must("templates", "push", "-f", tmpl)
-			token, agentURL := bob.createWorkspace("dev", "--template", "shared")
-			startAgent(t, agentURL, token)
-			waitFor(t, statusTimeout, "agent connected", func() bool { return bob.agentStatus("dev") == "connected" })
-			url := srv.url + "/@bob/dev/apps/pub/"
-			if code, body := api(t, "GET", url, bob.token(), nil); code != http.StatusOK {
+			adm.Must("templates", "push", "-f", tmpl)
+			token, agentURL := bob.CreateWorkspace("dev", "--template", "shared")
+			here.StartAgent(t, agentURL, token)
+			harness.WaitFor(t, harness.StatusTimeout, "agent connected", func() bool { return bob.AgentStatus("dev") == "connected" })
+			url := srv.URL + "/@bob/dev/apps/pub/"
+			if code, body := api(t, "GET", url, bob.Token(), nil); code != http.StatusOK {
 				t.Errorf("owner: %d %s", code, body)
 			}
-			for who, token := range map[string]string{"admin": adm.token(), "anonymous": ""} {
+			for who, token := range map[string]string{"admin": adm.Token(), "anonymous": ""} {
 				code, body := api(t, "GET", url, token, nil)
 				if code != tc.wantCode {
 					t.Errorf("%s: %d %s, want %d", who, code, body, tc.wantCode)

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"fmt"
@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/tetherdev/tether/internal/harness"
 )
 
 // evilAppPage is a member's app that tries to act as whoever opens it: a
@@ -39,21 +41,21 @@ func TestBrowserCSRFFromSubdomainApp(t *testing.T) {
 	}))
 	t.Cleanup(app.Close)
 
-	srv := startServerAt(t, t.TempDir(), "127.0.0.1:"+port,
-		"--access-url", dashboard, "--wildcard-access-url", "*.apps.example.localhost")
+	srv := here.StartServerWith(t, harness.ServerOptions{Addr: "127.0.0.1:" + port,
+		Args: []string{"--access-url", dashboard, "--wildcard-access-url", "*.apps.example.localhost"}})
 	// Go resolves no *.localhost names: the CLI and the agent use the
 	// loopback address, the browser the dashboard's name.
-	srv.url = "http://127.0.0.1:" + port
-	alice := admin(t, srv)
-	bob := member(t, srv, alice, "bob")
+	srv.URL = "http://127.0.0.1:" + port
+	alice := here.Admin(t, srv.URL)
+	bob := here.Member(t, srv.URL, alice, "bob")
 	tmpl := filepath.Join(t.TempDir(), "evil.yaml")
 	if err := os.WriteFile(tmpl, []byte(fmt.Sprintf("name: evil\napps:\n  - {name: evil, url: %q, subdomain: true, share: public}\n", app.URL)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	alice.must("templates", "push", "-f", tmpl)
-	token, _ := bob.createWorkspace("dev", "--template", "evil")
-	startAgent(t, srv.url, token)
-	waitFor(t, statusTimeout, "bob's agent connected", func() bool { return bob.agentStatus("dev") == "connected" })
+	alice.Must("templates", "push", "-f", tmpl)
+	token, _ := bob.CreateWorkspace("dev", "--template", "evil")
+	here.StartAgent(t, srv.URL, token)
+	harness.WaitFor(t, harness.StatusTimeout, "bob's agent connected", func() bool { return bob.AgentStatus("dev") == "connected" })
 
 	p := b.tab("alice")
 	p.signIn(dashboard, "alice", "correct-horse")
@@ -62,7 +64,7 @@ func TestBrowserCSRFFromSubdomainApp(t *testing.T) {
 		func(s string) bool { return s != "" && s != "sending" })
 	t.Logf("the app's fetch: %s", state)
 
-	if out := alice.must("users", "list"); strings.Contains(out, "mallory2") {
+	if out := alice.Must("users", "list"); strings.Contains(out, "mallory2") {
 		t.Errorf("a member's app created an admin through the admin's browser:\n%s", out)
 	}
 }
@@ -73,9 +75,9 @@ func TestBrowserCSRFFromSubdomainApp(t *testing.T) {
 // protocol-relative URL).
 func TestBrowserSignInRedirectStaysOnSite(t *testing.T) {
 	b := newBrowser(t)
-	srv := startServer(t)
-	admin(t, srv)
-	dashboard, err := url.Parse(srv.url)
+	srv := here.StartServer(t)
+	here.Admin(t, srv.URL)
+	dashboard, err := url.Parse(srv.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +96,7 @@ func TestBrowserSignInRedirectStaysOnSite(t *testing.T) {
 		"//" + evil + "/@x/y/terminal",
 		"http://" + evil + "/@x/y/terminal",
 	} {
-		p.navigate(srv.url + "/login?redirect=" + url.QueryEscape(redirect))
+		p.navigate(srv.URL + "/login?redirect=" + url.QueryEscape(redirect))
 		if !signedIn {
 			// The first time through the form; then the page sees the
 			// session and goes on by itself.
@@ -107,7 +109,7 @@ func TestBrowserSignInRedirectStaysOnSite(t *testing.T) {
 			func(s string) bool { return !strings.HasSuffix(s, " /login") })
 		if host, _, _ := strings.Cut(where, " "); host != dashboard.Host {
 			t.Errorf("redirect %q led the browser to %s, off the dashboard (%s)", redirect, where, dashboard.Host)
-			p.navigate(srv.url + "/")
+			p.navigate(srv.URL + "/")
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"encoding/json"
@@ -33,16 +33,16 @@ func TestLabRelayed(t *testing.T) {
 			srv := startLabServer(t, serverH, stun, "--stun-addresses",
 				netip.AddrPortFrom(stun[0], labSTUNPort).String()+","+netip.AddrPortFrom(stun[1], labSTUNPort).String())
 			ws := startLabWorkspace(t, lab, srv, lab.AddHost("agent", tt.agent), lab.AddHost("client", tt.client))
-			u := ws.user
+			u := ws.User
 
-			pongs := u.pings("-n", "10", "--interval", "200ms")
+			pongs := pings(t, u, "-n", "10", "--interval", "200ms")
 			for _, p := range pongs {
 				if p.Path != "derp" || p.DERPRegion != "tether" {
 					t.Errorf("pong %+v, want all through DERP region tether; all: %+v", p, pongs)
 					break
 				}
 			}
-			out := u.must("ping", "dev", "-n", "3", "--interval", "200ms")
+			out := u.Must("ping", "dev", "-n", "3", "--interval", "200ms")
 			t.Logf("text ping:\n%s", out)
 			for _, want := range tt.explanation {
 				if !strings.Contains(out, want) {
@@ -53,7 +53,7 @@ func TestLabRelayed(t *testing.T) {
 				UDP     bool   `json:"udp"`
 				Mapping string `json:"mapping_varies_by_dest_ip"`
 			}
-			out = u.must("netcheck", "--output", "json")
+			out = u.Must("netcheck", "--output", "json")
 			if err := json.Unmarshal([]byte(out), &nc); err != nil || nc.UDP != tt.udp || nc.Mapping != tt.mapping {
 				t.Errorf("netcheck found udp %v, mapping varies %q (%v), want %v and %q:\n%s", nc.UDP, nc.Mapping, err, tt.udp, tt.mapping, out)
 			}

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // The server behind nginx, as operators deploy it: everything (login,
 // coordination, relay, ssh) goes through the proxy. A proxy set up for
@@ -21,6 +21,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tetherdev/tether/internal/harness"
 )
 
 func TestRelayBehindNginx(t *testing.T) {
@@ -75,43 +77,43 @@ func TestRelayBehindNginx(t *testing.T) {
 			if tt.force {
 				args = append(args, "--derp-force-websockets")
 			}
-			srv := startServerAt(t, t.TempDir(), backend, args...)
+			srv := here.StartServerWith(t, harness.ServerOptions{Addr: backend, Args: args})
 			ngx := startNginx(t, port, backend, o)
 
-			u := newUser(t)
-			u.env = append(u.env, env...)
-			u.must("login", srv.url, "--first-user-username", "alice", "--first-user-email", "alice@example.com", "--first-user-password", "correct-horse")
-			token, agentURL := u.createWorkspace("dev")
-			if !strings.HasPrefix(agentURL, srv.url) {
-				t.Fatalf("agent URL %s does not go through nginx at %s", agentURL, srv.url)
+			u := here.NewUser(t)
+			u.Env = append(u.Env, env...)
+			u.Must("login", srv.URL, "--first-user-username", "alice", "--first-user-email", "alice@example.com", "--first-user-password", "correct-horse")
+			token, agentURL := u.CreateWorkspace("dev")
+			if !strings.HasPrefix(agentURL, srv.URL) {
+				t.Fatalf("agent URL %s does not go through nginx at %s", agentURL, srv.URL)
 			}
-			agent := start(t, "agent", append(env, "TETHER_AGENT_TOKEN="+token), "agent", "--url", agentURL)
-			waitFor(t, statusTimeout, "agent connected", func() bool { return u.agentStatus("dev") == "connected" })
+			agent := here.Start(t, "agent", append(env, "TETHER_AGENT_TOKEN="+token), "agent", "--url", agentURL)
+			harness.WaitFor(t, harness.StatusTimeout, "agent connected", func() bool { return u.AgentStatus("dev") == "connected" })
 
-			elapsed, _ := u.pingUntil(t, func(l pingLine) bool { return l.Path != "timeout" }, "--disable-direct", "--interval", "50ms")
+			elapsed, _ := pingUntil(t, u, func(l pingLine) bool { return l.Path != "timeout" }, "--disable-direct", "--interval", "50ms")
 			t.Logf("first relayed pong %v after the CLI started", elapsed.Round(time.Millisecond))
-			for _, l := range u.pings("-n", "3", "--interval", "50ms", "--disable-direct") {
+			for _, l := range pings(t, u, "-n", "3", "--interval", "50ms", "--disable-direct") {
 				if l.Path != "derp" || l.DERPRegion != "tether" {
 					t.Errorf("pong %+v, want relayed by tether", l)
 				}
 			}
-			if out := u.must("ssh", "dev", "--disable-direct", "--", "head -c 300000 /dev/zero | wc -c"); strings.TrimSpace(out) != "300000" {
+			if out := u.Must("ssh", "dev", "--disable-direct", "--", "head -c 300000 /dev/zero | wc -c"); strings.TrimSpace(out) != "300000" {
 				t.Errorf("ssh through nginx printed %q", out)
 			}
-			if tt.agentSays != "" && !strings.Contains(agent.output(), tt.agentSays) {
+			if tt.agentSays != "" && !strings.Contains(agent.Output(), tt.agentSays) {
 				t.Errorf("the agent's log does not say %q", tt.agentSays)
 			}
 
 			// nginx logs an upgraded request when it ends: stop the agent.
 			// Login and coordination went through nginx too.
-			agent.kill()
+			agent.Kill()
 			want := map[string][]string{
 				"/derp":                 tt.want,
 				"/api/v2/users/first":   {"upgrade=- status=201"},
 				"/api/v2/agent/connect": {"upgrade=websocket status=101"},
 				"/api/v2/workspaces/alice/dev/coordinate": {"upgrade=websocket status=101"},
 			}
-			waitFor(t, statusTimeout, "nginx to log every connection", func() bool {
+			harness.WaitFor(t, harness.StatusTimeout, "nginx to log every connection", func() bool {
 				for path, lines := range want {
 					seen := ngx.requests(t, path)
 					for _, w := range lines {

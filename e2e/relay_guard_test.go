@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/tetherdev/tether/internal/harness"
 	"tailscale.com/derp"
 	"tailscale.com/derp/derphttp"
 	"tailscale.com/net/netmon"
@@ -66,19 +67,19 @@ func dialStranger(t *testing.T, ctx context.Context, relayURL string, overWebSoc
 // no mesh key or a wrong one; the relay refuses them all, while a real
 // ssh and ping through the relay (--disable-direct) still work.
 func TestRelayServesOnlyPeers(t *testing.T) {
-	srv := startServer(t)
-	u := admin(t, srv)
-	token, agentURL := u.createWorkspace("dev")
-	startAgent(t, agentURL, token)
-	waitFor(t, statusTimeout, "agent connected", func() bool { return u.agentStatus("dev") == "connected" })
+	srv := here.StartServer(t)
+	u := here.Admin(t, srv.URL)
+	token, agentURL := u.CreateWorkspace("dev")
+	here.StartAgent(t, agentURL, token)
+	harness.WaitFor(t, harness.StatusTimeout, "agent connected", func() bool { return u.AgentStatus("dev") == "connected" })
 
 	wrongMesh, err := key.ParseDERPMesh(strings.Repeat("5a", 32))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), commandTimeout)
+	ctx, cancel := context.WithTimeout(t.Context(), harness.CommandTimeout)
 	defer cancel()
-	relayURL := srv.url + "/derp"
+	relayURL := srv.URL + "/derp"
 	type attempt struct {
 		name string
 		a, b *stranger
@@ -131,10 +132,10 @@ func TestRelayServesOnlyPeers(t *testing.T) {
 	wg.Wait()
 
 	// The deployment's own peers still relay.
-	if out := u.must("ssh", "dev", "--disable-direct", "--", "echo", "relayed"); !strings.Contains(out, "relayed") {
+	if out := u.Must("ssh", "dev", "--disable-direct", "--", "echo", "relayed"); !strings.Contains(out, "relayed") {
 		t.Errorf("ssh through the relay: %q", out)
 	}
-	if out := u.must("ping", "dev", "-n", "2", "--disable-direct"); !strings.Contains(out, "DERP") {
+	if out := u.Must("ping", "dev", "-n", "2", "--disable-direct"); !strings.Contains(out, "DERP") {
 		t.Errorf("ping through the relay: %q", out)
 	}
 }
@@ -147,16 +148,16 @@ func TestRelayServesOnlyPeers(t *testing.T) {
 // its key only from B's events. Relayed ssh works only if A admits it.
 func TestRelayAdmitsPeersOfOtherReplicas(t *testing.T) {
 	pg := postgresURL(t)
-	a := startServer(t, "--postgres-url", pg)
+	a := here.StartServer(t, "--postgres-url", pg)
 	bAddr := "127.0.0.1:" + strconv.Itoa(freePort(t, "tcp"))
-	b := startServerAt(t, t.TempDir(), bAddr, "--postgres-url", pg, "--access-url", a.url)
-	u := admin(t, a)
-	token, _ := u.createWorkspace("dev")
-	startAgent(t, "http://"+bAddr, token)
-	waitFor(t, statusTimeout, "agent connected to replica B", func() bool {
-		return strings.Contains(b.output(), `msg="agent connected"`) && u.agentStatus("dev") == "connected"
+	b := here.StartServerWith(t, harness.ServerOptions{Addr: bAddr, Args: []string{"--postgres-url", pg, "--access-url", a.URL}})
+	u := here.Admin(t, a.URL)
+	token, _ := u.CreateWorkspace("dev")
+	here.StartAgent(t, "http://"+bAddr, token)
+	harness.WaitFor(t, harness.StatusTimeout, "agent connected to replica B", func() bool {
+		return strings.Contains(b.Output(), `msg="agent connected"`) && u.AgentStatus("dev") == "connected"
 	})
-	if out := u.must("ssh", "dev", "--disable-direct", "--", "echo", "admitted-across-replicas"); !strings.Contains(out, "admitted-across-replicas") {
+	if out := u.Must("ssh", "dev", "--disable-direct", "--", "echo", "admitted-across-replicas"); !strings.Contains(out, "admitted-across-replicas") {
 		t.Errorf("ssh through replica A's relay to an agent coordinated by B: %q", out)
 	}
 }

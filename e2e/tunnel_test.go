@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -18,52 +18,42 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+	"github.com/tetherdev/tether/internal/harness"
 )
 
-// workspaceEnv is a server, a logged-in admin and a workspace "dev" whose
-// agent is connected.
-type workspaceEnv struct {
-	srv   *testServer
-	user  *user
-	agent *proc
-}
-
-func startWorkspace(t *testing.T, serverArgs ...string) *workspaceEnv {
+// startWorkspace starts a server with serverArgs, its admin alice signed
+// in with the CLI, and her workspace "dev" whose agent is connected.
+func startWorkspace(t *testing.T, serverArgs ...string) *harness.Deployment {
 	t.Helper()
-	srv := startServer(t, serverArgs...)
-	u := admin(t, srv)
-	token, agentURL := u.createWorkspace("dev")
-	agent := startAgent(t, agentURL, token)
-	waitFor(t, statusTimeout, "agent connected", func() bool { return u.agentStatus("dev") == "connected" })
-	return &workspaceEnv{srv: srv, user: u, agent: agent}
+	return harness.StartDeployment(t, here.StartServer(t, serverArgs...), harness.DeploymentOptions{})
 }
 
 func TestSSHCommand(t *testing.T) {
 	env := startWorkspace(t)
-	u := env.user
-	if out := u.must("ssh", "dev", "--", "echo", "hi"); out != "hi\n" {
+	u := env.User
+	if out := u.Must("ssh", "dev", "--", "echo", "hi"); out != "hi\n" {
 		t.Errorf("ssh dev -- echo hi printed %q", out)
 	}
-	r := u.run("ssh", "dev", "--", "echo oops >&2; exit 7")
-	if r.code != 7 || r.stderr != "oops\n" {
-		t.Errorf("exit code %d, stderr %q; want 7 and the remote stderr", r.code, r.stderr)
+	r := u.Run("ssh", "dev", "--", "echo oops >&2; exit 7")
+	if r.Code != 7 || r.Stderr != "oops\n" {
+		t.Errorf("exit code %d, stderr %q; want 7 and the remote stderr", r.Code, r.Stderr)
 	}
-	if out := u.runInput("piped input\n", "ssh", "dev", "--", "cat"); out.stdout != "piped input\n" {
-		t.Errorf("stdin to a remote cat came back as %q", out.stdout)
+	if out := u.RunInput("piped input\n", "ssh", "dev", "--", "cat"); out.Stdout != "piped input\n" {
+		t.Errorf("stdin to a remote cat came back as %q", out.Stdout)
 	}
-	if out := u.must("ssh", "dev", "--", "echo $TETHER_WORKSPACE"); out != "dev\n" {
+	if out := u.Must("ssh", "dev", "--", "echo $TETHER_WORKSPACE"); out != "dev\n" {
 		t.Errorf("TETHER_WORKSPACE in the session = %q", out)
 	}
 	// The agent's token never reaches sessions.
-	if out := u.must("ssh", "dev", "--", "env"); strings.Contains(out, "TETHER_AGENT_TOKEN") {
+	if out := u.Must("ssh", "dev", "--", "env"); strings.Contains(out, "TETHER_AGENT_TOKEN") {
 		t.Error("the agent token leaked into the session environment")
 	}
 }
 
 func TestSSHInteractivePTY(t *testing.T) {
 	env := startWorkspace(t)
-	cmd := exec.Command(tetherBin, "ssh", "dev")
-	cmd.Env = append(append(baseEnv(), env.user.env...), "TERM=xterm-256color")
+	cmd := exec.Command(here.Bin, "ssh", "dev")
+	cmd.Env = append(append(harness.CleanEnv(), env.User.Env...), "TERM=xterm-256color")
 	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 30, Cols: 100})
 	if err != nil {
 		t.Fatal(err)
@@ -72,13 +62,13 @@ func TestSSHInteractivePTY(t *testing.T) {
 	out := &lockedBuffer{}
 	go io.Copy(out, ptmx)
 	fmt.Fprintf(ptmx, "echo TERM=$TERM; stty size; tty\n")
-	waitFor(t, commandTimeout, "the shell to answer", func() bool {
+	harness.WaitFor(t, harness.CommandTimeout, "the shell to answer", func() bool {
 		s := out.String()
 		return strings.Contains(s, "TERM=xterm-256color") && strings.Contains(s, "30 100") && strings.Contains(s, "/dev/pts/")
 	})
 	pty.Setsize(ptmx, &pty.Winsize{Rows: 40, Cols: 120})
 	// The resize reaches the remote terminal (SIGWINCH → window-change).
-	waitFor(t, commandTimeout, "the window size to change", func() bool {
+	harness.WaitFor(t, harness.CommandTimeout, "the window size to change", func() bool {
 		fmt.Fprintf(ptmx, "stty size\n")
 		time.Sleep(200 * time.Millisecond)
 		return strings.Contains(out.String(), "40 120")
@@ -91,7 +81,7 @@ func TestSSHInteractivePTY(t *testing.T) {
 		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 3 {
 			t.Errorf("interactive session ended with %v, want exit status 3\n%s", err, out.String())
 		}
-	case <-time.After(commandTimeout):
+	case <-time.After(harness.CommandTimeout):
 		cmd.Process.Kill()
 		t.Fatalf("interactive session did not end:\n%s", out.String())
 	}
@@ -135,16 +125,16 @@ func requireOpenSSH(t *testing.T) {
 }
 
 // sshArgs are OpenSSH options that reach the workspace through tether.
-func (u *user) sshArgs() []string {
-	proxy := fmt.Sprintf("%s --config-dir %s ssh --stdio %%h", tetherBin, u.configDir)
+func sshArgs(u *harness.User) []string {
+	proxy := fmt.Sprintf("%s --config-dir %s ssh --stdio %%h", here.Bin, u.ConfigDir)
 	return []string{"-o", "ProxyCommand=" + proxy, "-o", "StrictHostKeyChecking=no",
 		"-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "BatchMode=yes"}
 }
 
-func runOpenSSH(t *testing.T, u *user, name string, args ...string) string {
+func runOpenSSH(t *testing.T, u *harness.User, name string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(name, args...)
-	cmd.Env = append(baseEnv(), u.env...)
+	cmd.Env = append(harness.CleanEnv(), u.Env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	done := make(chan error, 1)
@@ -157,7 +147,7 @@ func runOpenSSH(t *testing.T, u *user, name string, args ...string) string {
 		if err != nil {
 			t.Fatalf("%s %s: %v\nstdout: %s\nstderr: %s", name, strings.Join(args, " "), err, stdout.String(), stderr.String())
 		}
-	case <-time.After(commandTimeout):
+	case <-time.After(harness.CommandTimeout):
 		cmd.Process.Kill()
 		t.Fatalf("%s did not finish", name)
 	}
@@ -167,8 +157,8 @@ func runOpenSSH(t *testing.T, u *user, name string, args ...string) string {
 func TestOpenSSH(t *testing.T) {
 	requireOpenSSH(t)
 	env := startWorkspace(t)
-	u := env.user
-	if out := runOpenSSH(t, u, "ssh", append(u.sshArgs(), "dev", "echo", "hello from openssh")...); out != "hello from openssh\n" {
+	u := env.User
+	if out := runOpenSSH(t, u, "ssh", append(sshArgs(u), "dev", "echo", "hello from openssh")...); out != "hello from openssh\n" {
 		t.Errorf("ssh printed %q", out)
 	}
 
@@ -192,16 +182,16 @@ func TestOpenSSH(t *testing.T) {
 	}
 	// The agent runs on this machine, so "remote" paths are local ones.
 	viaSCP := filepath.Join(dir, "via-scp.bin")
-	runOpenSSH(t, u, "scp", append(u.sshArgs(), src, "dev:"+viaSCP)...)
+	runOpenSSH(t, u, "scp", append(sshArgs(u), src, "dev:"+viaSCP)...)
 	check(viaSCP)
 	back := filepath.Join(dir, "back.bin")
-	runOpenSSH(t, u, "scp", append(u.sshArgs(), "dev:"+viaSCP, back)...)
+	runOpenSSH(t, u, "scp", append(sshArgs(u), "dev:"+viaSCP, back)...)
 	check(back)
 
 	batch := filepath.Join(dir, "batch")
 	viaSFTP := filepath.Join(dir, "via-sftp.bin")
 	os.WriteFile(batch, []byte(fmt.Sprintf("put %s %s\nget %s %s\n", src, viaSFTP, viaSFTP, viaSFTP+".back")), 0o600)
-	runOpenSSH(t, u, "sftp", append(append(u.sshArgs(), "-b", batch), "dev")...)
+	runOpenSSH(t, u, "sftp", append(append(sshArgs(u), "-b", batch), "dev")...)
 	check(viaSFTP)
 	check(viaSFTP + ".back")
 }
@@ -209,30 +199,30 @@ func TestOpenSSH(t *testing.T) {
 func TestConfigSSH(t *testing.T) {
 	requireOpenSSH(t)
 	env := startWorkspace(t)
-	u := env.user
+	u := env.User
 	cfg := filepath.Join(t.TempDir(), "ssh_config")
 	mine := "Host myserver\n  HostName 127.0.0.1\n"
 	os.WriteFile(cfg, []byte(mine), 0o600)
 
-	if out := u.must("config-ssh", "--ssh-config-file", cfg, "--dry-run"); !strings.Contains(out, "Host tether.*") {
+	if out := u.Must("config-ssh", "--ssh-config-file", cfg, "--dry-run"); !strings.Contains(out, "Host tether.*") {
 		t.Errorf("dry run printed %q", out)
 	}
 	if b, _ := os.ReadFile(cfg); string(b) != mine {
 		t.Fatal("--dry-run changed the file")
 	}
-	u.must("config-ssh", "--ssh-config-file", cfg)
+	u.Must("config-ssh", "--ssh-config-file", cfg)
 	first, _ := os.ReadFile(cfg)
 	if !strings.Contains(string(first), mine) || strings.Count(string(first), "Host tether.*") != 1 {
 		t.Fatalf("config after config-ssh:\n%s", first)
 	}
-	if out := u.must("config-ssh", "--ssh-config-file", cfg); !strings.Contains(out, "up to date") {
+	if out := u.Must("config-ssh", "--ssh-config-file", cfg); !strings.Contains(out, "up to date") {
 		t.Errorf("second run: %q", out)
 	}
 	if again, _ := os.ReadFile(cfg); !bytes.Equal(again, first) {
 		t.Errorf("second run changed the file:\n%s", again)
 	}
 	cmd := exec.Command("ssh", "-F", cfg, "-o", "BatchMode=yes", "tether.dev", "echo", "via config")
-	cmd.Env = append(baseEnv(), u.env...)
+	cmd.Env = append(harness.CleanEnv(), u.Env...)
 	out, err := cmd.CombinedOutput()
 	if err != nil || string(out) != "via config\n" {
 		t.Errorf("ssh tether.dev: %v\n%s", err, out)
@@ -303,16 +293,16 @@ func TestPortForward(t *testing.T) {
 	tcpRemote := tcpLn.Addr().(*net.TCPAddr).Port
 	udpRemote := udpConn.LocalAddr().(*net.UDPAddr).Port
 	tcpLocal, udpLocal := freePort(t, "tcp"), freePort(t, "udp")
-	pf := start(t, "port-forward", env.user.env, "port-forward", "dev",
+	pf := here.Start(t, "port-forward", env.User.Env, "port-forward", "dev",
 		"--tcp", fmt.Sprintf("%d:%d", tcpLocal, tcpRemote), "--udp", fmt.Sprintf("%d:%d", udpLocal, udpRemote))
-	pf.waitLine(regexp.MustCompile(`Press Ctrl\+C`))
+	pf.WaitLine(regexp.MustCompile(`Press Ctrl\+C`))
 
 	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", tcpLocal), 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(commandTimeout))
+	c.SetDeadline(time.Now().Add(harness.CommandTimeout))
 	rd := bufio.NewReader(c)
 	for _, msg := range []string{"hello", strings.Repeat("x", 100000)} {
 		fmt.Fprintln(c, msg)
@@ -329,7 +319,7 @@ func TestPortForward(t *testing.T) {
 	defer u.Close()
 	buf := make([]byte, 2048)
 	got := ""
-	waitFor(t, statusTimeout, "a UDP reply through the forward", func() bool {
+	harness.WaitFor(t, harness.StatusTimeout, "a UDP reply through the forward", func() bool {
 		u.Write([]byte("ping"))
 		u.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
 		n, err := u.Read(buf)
@@ -353,41 +343,50 @@ type pingLine struct {
 	LatencyMS  float64 `json:"latency_ms"`
 }
 
-func (u *user) pings(args ...string) []pingLine {
-	u.t.Helper()
-	out := u.must(append([]string{"ping", "dev", "--output", "json"}, args...)...)
+// pings runs `tether ping dev --output json` and parses its lines.
+func pings(t testing.TB, u *harness.User, args ...string) []pingLine {
+	t.Helper()
+	out := u.Must(append([]string{"ping", "dev", "--output", "json"}, args...)...)
+	return parsePings(t, out)
+}
+
+func parsePings(t testing.TB, out string) []pingLine {
+	t.Helper()
 	var lines []pingLine
 	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
 		var p pingLine
 		if err := json.Unmarshal([]byte(l), &p); err != nil {
-			u.t.Fatalf("ping line %q: %v", l, err)
+			t.Fatalf("ping line %q: %v", l, err)
 		}
 		lines = append(lines, p)
+	}
+	if len(lines) == 0 {
+		t.Fatal("ping printed nothing")
 	}
 	return lines
 }
 
 func TestPingPaths(t *testing.T) {
 	env := startWorkspace(t)
-	u := env.user
+	u := env.User
 
 	// On loopback the path goes direct within a few pings.
-	lines := u.pings("-n", "15", "--interval", "200ms")
+	lines := pings(t, u, "-n", "15", "--interval", "200ms")
 	last := lines[len(lines)-1]
 	if last.Path != "direct" || !strings.HasPrefix(last.Endpoint, "127.0.0.1:") && !strings.Contains(last.Endpoint, ":") {
 		t.Errorf("last ping on loopback: %+v; all: %+v", last, lines)
 	}
-	out := u.must("ping", "dev", "-n", "15", "--interval", "200ms")
+	out := u.Must("ping", "dev", "-n", "15", "--interval", "200ms")
 	if !strings.Contains(out, "p2p connection established") {
 		t.Errorf("text ping did not announce the direct path:\n%s", out)
 	}
 
-	for _, l := range u.pings("-n", "3", "--interval", "100ms", "--disable-direct") {
+	for _, l := range pings(t, u, "-n", "3", "--interval", "100ms", "--disable-direct") {
 		if l.Path != "derp" || l.DERPRegion != "tether" {
 			t.Errorf("--disable-direct: %+v", l)
 		}
 	}
-	out = u.must("ping", "dev", "-n", "2", "--interval", "100ms", "--disable-direct")
+	out = u.Must("ping", "dev", "-n", "2", "--interval", "100ms", "--disable-direct")
 	if !strings.Contains(out, "--disable-direct") {
 		t.Errorf("relayed ping does not explain why:\n%s", out)
 	}
@@ -395,31 +394,31 @@ func TestPingPaths(t *testing.T) {
 
 func TestBlockDirectConnections(t *testing.T) {
 	env := startWorkspace(t, "--block-direct-connections")
-	u := env.user
-	for _, l := range u.pings("-n", "4", "--interval", "200ms") {
+	u := env.User
+	for _, l := range pings(t, u, "-n", "4", "--interval", "200ms") {
 		if l.Path != "derp" {
 			t.Errorf("with --block-direct-connections: %+v", l)
 		}
 	}
-	if out := u.must("ping", "dev", "-n", "2", "--interval", "100ms"); !strings.Contains(out, "server blocks direct connections") {
+	if out := u.Must("ping", "dev", "-n", "2", "--interval", "100ms"); !strings.Contains(out, "server blocks direct connections") {
 		t.Errorf("relayed ping does not explain why:\n%s", out)
 	}
 	// Data flows over the relay.
-	if out := u.must("ssh", "dev", "--", "head -c 3000000 /dev/zero | wc -c"); strings.TrimSpace(out) != "3000000" {
+	if out := u.Must("ssh", "dev", "--", "head -c 3000000 /dev/zero | wc -c"); strings.TrimSpace(out) != "3000000" {
 		t.Errorf("relayed ssh printed %q", out)
 	}
 }
 
 func TestTunnelAuthorization(t *testing.T) {
 	env := startWorkspace(t)
-	other := member(t, env.srv, env.user, "mallory")
-	stderr := other.fails("ssh", "alice/dev", "--", "true")
+	other := here.Member(t, env.Server.URL, env.User, "mallory")
+	stderr := other.Fails("ssh", "alice/dev", "--", "true")
 	if !strings.Contains(stderr, "not found") {
 		t.Errorf("another user's ssh: %q", stderr)
 	}
 	// A WebSocket handshake, as the CLI sends: a plain GET is refused as
 	// not a WebSocket before anything is looked up.
-	code, _ := api(t, "GET", env.srv.url+"/api/v2/workspaces/alice/dev/coordinate?version=1.0&id=5a3ae5b6-0b6b-4f43-9b7f-0f2c3b0a1d2e", other.token(), nil,
+	code, _ := api(t, "GET", env.Server.URL+"/api/v2/workspaces/alice/dev/coordinate?version=1.0&id=5a3ae5b6-0b6b-4f43-9b7f-0f2c3b0a1d2e", other.Token(), nil,
 		"Connection", "Upgrade", "Upgrade", "websocket", "Sec-WebSocket-Version", "13", "Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
 	if code != 404 {
 		t.Errorf("another user's coordinate request: %d, want 404", code)
@@ -429,7 +428,7 @@ func TestTunnelAuthorization(t *testing.T) {
 func TestBrowserOnlyRefusesCLITunnels(t *testing.T) {
 	env := startWorkspace(t, "--browser-only")
 	for _, args := range [][]string{{"ssh", "dev", "--", "true"}, {"ping", "dev", "-n", "1"}} {
-		stderr := env.user.fails(args...)
+		stderr := env.User.Fails(args...)
 		if !strings.Contains(stderr, "browser-only") {
 			t.Errorf("tether %s: %q", strings.Join(args, " "), stderr)
 		}
@@ -439,7 +438,7 @@ func TestBrowserOnlyRefusesCLITunnels(t *testing.T) {
 func TestSpeedtest(t *testing.T) {
 	env := startWorkspace(t)
 	for _, dir := range []string{"down", "up"} {
-		out := env.user.must("speedtest", "dev", "-t", "1s", "--direction", dir, "--output", "json")
+		out := env.User.Must("speedtest", "dev", "-t", "1s", "--direction", dir, "--output", "json")
 		var res struct {
 			Direction  string  `json:"direction"`
 			Path       string  `json:"path"`
@@ -453,34 +452,34 @@ func TestSpeedtest(t *testing.T) {
 			t.Errorf("speedtest %s: %+v", dir, res)
 		}
 	}
-	if out := env.user.must("speedtest", "dev", "-t", "500ms"); !strings.Contains(out, "total") || !strings.Contains(out, "MB/s") {
+	if out := env.User.Must("speedtest", "dev", "-t", "500ms"); !strings.Contains(out, "total") || !strings.Contains(out, "MB/s") {
 		t.Errorf("text speedtest:\n%s", out)
 	}
 }
 
 func TestListShowsConnectionPath(t *testing.T) {
 	env := startWorkspace(t)
-	u := env.user
-	if out := u.must("list"); !strings.Contains(out, "PATH") {
+	u := env.User
+	if out := u.Must("list"); !strings.Contains(out, "PATH") {
 		t.Fatalf("list has no PATH column:\n%s", out)
 	}
-	session := start(t, "ssh session", u.env, "ssh", "dev", "--", "sleep 60")
-	defer session.kill()
+	session := here.Start(t, "ssh session", u.Env, "ssh", "dev", "--", "sleep 60")
+	defer session.Kill()
 	var got string
-	waitFor(t, statusTimeout, "list to show the session's direct path", func() bool {
+	harness.WaitFor(t, harness.StatusTimeout, "list to show the session's direct path", func() bool {
 		var ws []struct {
 			Connection *struct {
 				Path  string `json:"path"`
 				Peers int    `json:"peers"`
 			} `json:"connection"`
 		}
-		json.Unmarshal([]byte(u.must("list", "--output", "json")), &ws)
+		json.Unmarshal([]byte(u.Must("list", "--output", "json")), &ws)
 		if len(ws) == 1 && ws[0].Connection != nil {
 			got = ws[0].Connection.Path
 		}
 		return got == "direct"
 	})
-	if out := u.must("list"); !strings.Contains(out, "direct (1 active)") {
+	if out := u.Must("list"); !strings.Contains(out, "direct (1 active)") {
 		t.Errorf("list:\n%s", out)
 	}
 }

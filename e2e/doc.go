@@ -1,0 +1,24 @@
+// Package e2e holds Tether's end-to-end tests: the real tether binary,
+// built once per run, as a server, agents and CLIs in processes of their
+// own, driven the way users and operators drive them through
+// internal/harness. It has no code outside its tests.
+//
+// The files are grouped by what they cover:
+//
+//   - controlplane_*: signing in, users, templates, workspaces and their
+//     agents, the health report, the server's doors against bad input
+//   - tunnel_*: ssh, port-forward, ping, speedtest, and what sessions do
+//     when an agent or the server goes away
+//   - lab_*: the same across NATs, in network namespaces (root and
+//     TETHER_NATLAB=1, which .ci/run sets)
+//   - relay_*: DERP maps and external relays, nginx in front, STUN, who
+//     the relay serves
+//   - browser_*: the dashboard, the web terminal, apps and cross-site
+//     requests in headless Chromium
+//   - replicas_*: the server on PostgreSQL, alone and as replicas
+//     (TETHER_TEST_POSTGRES_URL)
+//
+// Helpers only these tests need live in *_harness_test.go: Chromium
+// (browser), natlab hosts (lab), derper and nginx (relay), and the
+// build of the binary (harness_test.go).
+package e2e

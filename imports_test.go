@@ -29,7 +29,12 @@ func TestImportDirection(t *testing.T) {
 		// and is told which relays to mesh with.
 		{mod + "/relay", []string{mod + "/server", mod + "/store", mod + "/servercmd", mod + "/coordinator", mod + "/replica"}},
 		// The command wires the server; the server never reaches back.
-		{mod + "/server", []string{mod + "/servercmd"}},
+		{mod + "/server", []string{mod + "/servercmd", mod + "/wsproxycmd"}},
+		// A workspace proxy has no database: it links neither store
+		// implementation nor the replicas' PostgreSQL bus.
+		{mod + "/wsproxycmd", []string{mod + "/store/sqlite", mod + "/store/postgres", mod + "/replica", mod + "/servercmd"}},
+		// Proxies check hand-off tokens without linking the server.
+		{mod + "/handoff", []string{mod + "/server", mod + "/store"}},
 		{mod, []string{mod + "/"}}, // the shared types are a leaf
 		{mod + "/cmd/tether", []string{"testing", mod + "/internal/natlab"}},
 		// The end-to-end harness is shared with bench, a command: test-only

@@ -87,6 +87,7 @@ func Root(env *Env) *cobra.Command {
 		r.pingCommand(),
 		r.speedtestCommand(),
 		r.netcheckCommand(),
+		r.wsproxyCommand(),
 		agentCommand(env),
 	)
 	return cmd

@@ -6,6 +6,7 @@ package server
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -80,6 +81,11 @@ type Options struct {
 	// reach this one's relay, for the health report's relay mesh check.
 	Replicas     func() []healthcheck.Replica
 	SelfRelayURL string
+
+	// OnProxyRelays is told the relays of the healthy workspace proxies
+	// whenever they change, for the built-in relay's mesh; nil ignores
+	// them.
+	OnProxyRelays func([]tether.RelayPeer)
 }
 
 // Server serves the API. Create it with New, serve Handler, and Close it.
@@ -108,6 +114,11 @@ type Server struct {
 	selfRelayURL        string
 	derpRegionID        int
 	derpMeshKey         key.DERPMesh
+	hasRelay            bool
+	proxies             proxyRegions
+	onProxyRelays       func([]tether.RelayPeer)
+	handoffOnce         sync.Mutex         // guards handoffPriv's loading
+	handoffPriv         ed25519.PrivateKey // loaded by handoffKey
 
 	ctx    context.Context // canceled by Close; parent of long-lived work
 	cancel context.CancelFunc
@@ -163,6 +174,12 @@ func New(opts Options) (*Server, error) {
 		derpRegionID:        opts.DERPRegionID,
 		derpMeshKey:         opts.DERPMeshKey,
 		coord:               opts.Coordinator,
+		hasRelay:            opts.DERP != nil,
+		onProxyRelays:       opts.OnProxyRelays,
+		proxies: proxyRegions{
+			kick: make(chan struct{}, 1), base: opts.DERPMap, current: opts.DERPMap,
+			healthy: map[uuid.UUID]bool{}, streams: map[uuid.UUID][]*proxyWS{},
+		},
 		connInfo: tether.ConnectionInfo{
 			DERPMap:             opts.DERPMap,
 			DisableDirect:       opts.BlockDirect,
@@ -183,9 +200,10 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.routes(opts.DERP, opts.Site)
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go s.expireSessions()
 	go s.sweepLive()
+	go s.watchProxies()
 	return s, nil
 }
 

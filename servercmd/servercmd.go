@@ -187,7 +187,7 @@ func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version stri
 	}
 	defer db.Close()
 
-	inf, err := startInfra(ctx, s, accessURL, relayURL, logger)
+	inf, err := startInfra(ctx, s, accessURL, relayURL, db, logger)
 	if err != nil {
 		return err
 	}
@@ -214,6 +214,7 @@ func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version stri
 		opts.DERP = inf.derp.Handler()
 		opts.DERPRegionID = s.DERPServerRegionID
 		opts.DERPMeshKey = inf.derp.MeshKey()
+		opts.OnProxyRelays = inf.mesh.setProxies
 	}
 	if inf.cluster != nil {
 		opts.Replicas, opts.SelfRelayURL = inf.cluster.healthPeers, relayURL

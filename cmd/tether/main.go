@@ -10,6 +10,7 @@ import (
 
 	"github.com/tetherdev/tether/cli"
 	"github.com/tetherdev/tether/servercmd"
+	"github.com/tetherdev/tether/wsproxycmd"
 )
 
 func main() {
@@ -17,6 +18,11 @@ func main() {
 	env := cli.OSEnv()
 	root := cli.Root(env)
 	root.AddCommand(servercmd.Command(env.Stdout, env.Stderr, cli.Version))
+	for _, c := range root.Commands() {
+		if c.Name() == "wsproxy" {
+			c.AddCommand(wsproxycmd.Command(env.Stdout, env.Stderr, cli.Version))
+		}
+	}
 	code := cli.Run(ctx, root, env, os.Args[1:])
 	stop()
 	os.Exit(code)

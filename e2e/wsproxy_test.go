@@ -151,10 +151,10 @@ type proxyDeployment struct {
 	proxyAppHost func(app string) string // APP--dev--alice.proxy.localhost:PORT
 }
 
-func startProxyDeployment(t *testing.T) *proxyDeployment {
+func startProxyDeployment(t *testing.T, serverArgs ...string) *proxyDeployment {
 	t.Helper()
 	d := &proxyDeployment{app: startTestApp(t)}
-	d.srv = here.StartServer(t, "--wildcard-access-url", "*.localhost")
+	d.srv = here.StartServer(t, append([]string{"--wildcard-access-url", "*.localhost"}, serverArgs...)...)
 	d.alice = here.Admin(t, d.srv.URL)
 	tmpl := filepath.Join(t.TempDir(), "webdev.yaml")
 	err := os.WriteFile(tmpl, []byte(fmt.Sprintf(`name: webdev

@@ -604,3 +604,18 @@ func hostOnly(hostport string) string {
 	}
 	return hostport
 }
+
+// ProxyOrigins are the origins of the healthy workspace proxies, which the
+// dashboard's pages may connect to (site.HandlerWith).
+func (s *Server) ProxyOrigins() []string {
+	s.proxies.mu.Lock()
+	ps := slices.Clone(s.proxies.proxies)
+	s.proxies.mu.Unlock()
+	var out []string
+	for _, p := range ps {
+		if s.isHealthy(p) {
+			out = append(out, p.URL)
+		}
+	}
+	return out
+}

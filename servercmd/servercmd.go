@@ -194,6 +194,7 @@ func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version stri
 	// Deferred before the API server's Close, so it runs after it.
 	defer inf.close()
 
+	var srv *server.Server
 	opts := server.Options{
 		Logger:               logger.With(slog.String("component", "server")),
 		Store:                db,
@@ -208,7 +209,13 @@ func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version stri
 		AllowPathAppSharing:  s.AllowPathAppSharing,
 		TrustedProxies:       trustedProxies,
 		MaxWorkspacesPerUser: s.MaxWorkspacesPerUser,
-		Site:                 site.Handler(),
+		// The dashboard measures its latency to the proxies.
+		Site: site.HandlerWith(func() []string {
+			if srv == nil {
+				return nil
+			}
+			return srv.ProxyOrigins()
+		}),
 	}
 	if inf.derp != nil {
 		opts.DERP = inf.derp.Handler()
@@ -219,7 +226,7 @@ func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version stri
 	if inf.cluster != nil {
 		opts.Replicas, opts.SelfRelayURL = inf.cluster.healthPeers, relayURL
 	}
-	srv, err := server.New(opts)
+	srv, err = server.New(opts)
 	if err != nil {
 		return err
 	}

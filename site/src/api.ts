@@ -17,6 +17,7 @@ import {
   type HealthReport,
   type LoginRequest,
   type LoginResponse,
+  type Region,
   type User,
   type Workspace,
 } from "./tether.gen";
@@ -134,5 +135,6 @@ export const api = {
   workspaces: (signal?: AbortSignal) => requestAll<Workspace>("/workspaces", signal),
   workspace: (owner: string, name: string) =>
     request<Workspace>(`/workspaces/${encodeURIComponent(owner)}/${encodeURIComponent(name)}`),
+  regions: (signal?: AbortSignal) => request<Region[]>("/regions", { signal }),
   health: (signal?: AbortSignal) => request<HealthReport>("/debug/health", { signal }),
 };

@@ -606,3 +606,19 @@ const LatencyPath = "/api/v2/latency"
 type NodeKeyKnown struct {
 	Known bool `json:"known"`
 }
+
+// WorkspaceProxyHealth is one workspace proxy in the health report's
+// workspace_proxies check (its Details).
+type WorkspaceProxyHealth struct {
+	Name    string `json:"name"`
+	URL     string `json:"url"`
+	Version string `json:"version"`
+	// Healthy: it heartbeat recently. Reachable: the primary reached it.
+	Healthy   bool `json:"healthy"`
+	Reachable bool `json:"reachable"`
+	// MeshRTTMS is a packet's trip from the primary's relay to the
+	// proxy's, through their mesh; null if it did not arrive.
+	MeshRTTMS     *float64   `json:"mesh_rtt_ms"`
+	LastHeartbeat *time.Time `json:"last_heartbeat"`
+	Message       string     `json:"message"`
+}

@@ -108,6 +108,49 @@ func TestWorkspaceProxyAdmin(t *testing.T) {
 	px := here.StartWSProxy(t, srv.URL, token)
 	harness.WaitFor(t, harness.StatusTimeout, "the proxy listed healthy", func() bool { return proxyHealthy(t, alice, "edge", px.URL) })
 	harness.WaitFor(t, harness.StatusTimeout, "the proxy's region in the DERP map", func() bool { return derpRegions(t, srv.URL, alice.Token())[10000] })
+	// The primary's health report: the proxy reachable, its relay meshed
+	// with the primary's, and its region answering.
+	st, body := api(t, "GET", srv.URL+"/api/v2/debug/health?force=1", alice.Token(), nil)
+	var rep struct {
+		Checks []struct {
+			Name, Severity, Message string
+			Details                 []struct {
+				Name      string   `json:"name"`
+				Reachable bool     `json:"reachable"`
+				MeshRTTMS *float64 `json:"mesh_rtt_ms"`
+				Version   string   `json:"version"`
+			} `json:"details"`
+		} `json:"checks"`
+		DERPRegions []struct {
+			RegionID int    `json:"region_id"`
+			Severity string `json:"severity"`
+			Message  string `json:"message"`
+		} `json:"derp_regions"`
+	}
+	if err := json.Unmarshal(body, &rep); st != http.StatusOK || err != nil {
+		t.Fatalf("health: %d %v %s", st, err, body)
+	}
+	var sawCheck, sawRegion bool
+	for _, c := range rep.Checks {
+		if c.Name == "workspace_proxies" {
+			sawCheck = true
+			if c.Severity != "ok" || len(c.Details) != 1 || !c.Details[0].Reachable || c.Details[0].MeshRTTMS == nil || c.Details[0].Version != "dev" {
+				t.Errorf("the health report's proxies check: %s", body)
+			}
+		}
+	}
+	for _, r := range rep.DERPRegions {
+		if r.RegionID == 10000 {
+			sawRegion = true
+			if r.Severity != "ok" {
+				t.Errorf("the proxy's relay region in the health report: %s: %s", r.Severity, r.Message)
+			}
+		}
+	}
+	if !sawCheck || !sawRegion {
+		t.Errorf("the health report lacks the proxies check or the proxy's region: %s", body)
+	}
+
 	text := alice.Must("wsproxy", "ls")
 	if !strings.Contains(text, "edge") || !strings.Contains(text, px.URL) || !strings.Contains(text, "yes") {
 		t.Errorf("wsproxy ls:\n%s", text)

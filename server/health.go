@@ -39,6 +39,7 @@ func (s *Server) getHealth(w http.ResponseWriter, r *http.Request, u store.User)
 			SelfRelayURL: s.selfRelayURL,
 			OwnRegionID:  s.derpRegionID,
 			MeshKey:      s.derpMeshKey,
+			Proxies:      s.healthProxies,
 		})
 		s.health.report, s.health.at = &rep, time.Now()
 	}

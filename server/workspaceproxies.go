@@ -22,6 +22,7 @@ import (
 	"github.com/tetherdev/tether"
 	"github.com/tetherdev/tether/coordinator"
 	"github.com/tetherdev/tether/derpmap"
+	"github.com/tetherdev/tether/server/healthcheck"
 	"github.com/tetherdev/tether/store"
 )
 
@@ -616,6 +617,19 @@ func (s *Server) ProxyOrigins() []string {
 		if s.isHealthy(p) {
 			out = append(out, p.URL)
 		}
+	}
+	return out
+}
+
+// healthProxies lists the proxies for the health report, as last read.
+func (s *Server) healthProxies() []healthcheck.Proxy {
+	s.proxies.mu.Lock()
+	ps := slices.Clone(s.proxies.proxies)
+	s.proxies.mu.Unlock()
+	out := make([]healthcheck.Proxy, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, healthcheck.Proxy{Name: p.Name, URL: p.URL, RegionID: p.RegionID, Version: p.Version,
+			Healthy: s.isHealthy(p), LastHeartbeat: p.LastHeartbeat})
 	}
 	return out
 }

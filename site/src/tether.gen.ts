@@ -522,6 +522,26 @@ export interface NodeKeyKnown {
 }
 
 /**
+ * WorkspaceProxyHealth is one workspace proxy in the health report's
+ * workspace_proxies check (its Details).
+ */
+export interface WorkspaceProxyHealth {
+  name: string;
+  url: string;
+  version: string;
+  /** Healthy: it heartbeat recently. Reachable: the primary reached it. */
+  healthy: boolean;
+  reachable: boolean;
+  /**
+   * MeshRTTMS is a packet's trip from the primary's relay to the
+   * proxy's, through their mesh; null if it did not arrive.
+   */
+  mesh_rtt_ms: number | null;
+  last_heartbeat: string | null;
+  message: string;
+}
+
+/**
  * The coordination protocol introduces peers to each other.
  *
  * Every peer (a workspace agent, a user's CLI, the server's own web proxy)

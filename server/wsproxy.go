@@ -67,6 +67,9 @@ type ProxyOptions struct {
 	// HeartbeatInterval is the time between heartbeats; zero means
 	// ProxyHeartbeatInterval.
 	HeartbeatInterval time.Duration
+	// Now is the clock hand-off tokens are checked by; nil means
+	// time.Now.
+	Now func() time.Time
 }
 
 // ErrProxyRevoked is why Run ends when the primary no longer knows the
@@ -102,6 +105,9 @@ func NewProxy(opts ProxyOptions) (*Proxy, error) {
 	}
 	if opts.HeartbeatInterval <= 0 {
 		opts.HeartbeatInterval = ProxyHeartbeatInterval
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
 	hc := opts.HTTPClient
 	if hc == nil {
@@ -418,7 +424,8 @@ func (p *Proxy) toPrimary(w http.ResponseWriter, r *http.Request) error {
 // first asked for, on this host whatever the path says.
 func (p *Proxy) finishHandoff(w http.ResponseWriter, r *http.Request) error {
 	bad := tether.Errorf(tether.EUNAUTHORIZED, "the sign-in link from the primary is invalid, expired or used already: open the terminal or app again from the dashboard")
-	c, err := handoff.Verify(p.key, r.URL.Query().Get(HandoffParam), p.id, time.Now())
+	now := p.opts.Now()
+	c, err := handoff.Verify(p.key, r.URL.Query().Get(HandoffParam), p.id, now)
 	if err != nil {
 		p.logger.Info("refused a hand-off token", slog.Any("err", err))
 		return bad
@@ -431,7 +438,7 @@ func (p *Proxy) finishHandoff(w http.ResponseWriter, r *http.Request) error {
 	} else if !strings.EqualFold(r.Host, p.opts.AccessURL.Host) {
 		return bad
 	}
-	if !p.redeemed.Once(c, time.Now()) {
+	if !p.redeemed.Once(c, now) {
 		return bad
 	}
 	secure := p.opts.AccessURL.Scheme == "https"

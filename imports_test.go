@@ -36,6 +36,9 @@ func TestImportDirection(t *testing.T) {
 		// Proxies check hand-off tokens without linking the server.
 		{mod + "/handoff", []string{mod + "/server", mod + "/store"}},
 		{mod, []string{mod + "/"}}, // the shared types are a leaf
+		// Every process's metrics and logs: nothing of the parts they serve.
+		{mod + "/internal/metrics", []string{mod + "/server", mod + "/store", mod + "/agent", mod + "/coordinator", mod + "/relay", mod + "/cli"}},
+		{mod + "/internal/logging", []string{mod + "/server", mod + "/store", mod + "/agent", mod + "/coordinator", mod + "/relay", mod + "/cli"}},
 		{mod + "/cmd/tether", []string{"testing", mod + "/internal/natlab"}},
 		// The end-to-end harness is shared with bench, a command: test-only
 		// code (natlab, chromedp) stays in the e2e package's tests.

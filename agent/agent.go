@@ -44,8 +44,25 @@ type Agent struct {
 	logger  *slog.Logger
 	version string
 
-	ctx context.Context // Run's context, for work started by the tunnel
-	wg  sync.WaitGroup  // services and forwards
+	ctx      context.Context // Run's context, for work started by the tunnel
+	wg       sync.WaitGroup  // services and forwards
+	sessions sessionStats    // for Collector (metrics.go)
+
+	mu   sync.Mutex
+	conn *tunnel.Conn // while Run runs; guarded by mu
+}
+
+// tunnel returns the running tunnel, or nil.
+func (a *Agent) tunnel() *tunnel.Conn {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.conn
+}
+
+func (a *Agent) setTunnel(c *tunnel.Conn) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.conn = c
 }
 
 // New returns an agent for opts. Call Run to start it.
@@ -57,7 +74,7 @@ func New(opts Options) (*Agent, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Agent{client: opts.Client, logger: logger, version: opts.Version}, nil
+	return &Agent{client: opts.Client, logger: logger, version: opts.Version, sessions: newSessionStats()}, nil
 }
 
 // Backoff bounds for retrying the server. The jitter spreads many agents'
@@ -127,8 +144,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("start tunnel: %w", err)
 	}
+	a.setTunnel(conn)
 	defer func() {
 		// Stop taking connections, then wait for those in progress.
+		a.setTunnel(nil)
 		cancel()
 		conn.Close()
 		a.wg.Wait()
@@ -201,20 +220,21 @@ func (a *Agent) serve(ctx context.Context, conn *tunnel.Conn, m tether.AgentMani
 	pty := reconnectingpty.New(reconnectingpty.Options{Logger: log.With(slog.String("component", "pty")), Env: env})
 
 	services := []struct {
-		name  string
+		name  string // also the session kind of its connections
 		port  uint16
 		serve func(net.Listener) error
 		close func() error
 	}{
-		{"ssh", tether.AgentSSHPort, ssh.Serve, ssh.Close},
-		{"pty", tether.AgentPTYPort, pty.Serve, pty.Close},
-		{"speedtest", tether.AgentSpeedtestPort, func(l net.Listener) error { return speedtest.Serve(ctx, l) }, nil},
+		{sessionSSH, tether.AgentSSHPort, ssh.Serve, ssh.Close},
+		{sessionPTY, tether.AgentPTYPort, pty.Serve, pty.Close},
+		{sessionSpeedtest, tether.AgentSpeedtestPort, func(l net.Listener) error { return speedtest.Serve(ctx, l) }, nil},
 	}
 	for _, svc := range services {
-		l, err := conn.Listen("tcp", svc.port)
+		tl, err := conn.Listen("tcp", svc.port)
 		if err != nil {
 			return fmt.Errorf("listen for %s on the tunnel: %w", svc.name, err)
 		}
+		l := &countingListener{Listener: tl, kind: svc.name, stats: a.sessions}
 		a.wg.Add(2)
 		go func() {
 			defer a.wg.Done()
@@ -242,16 +262,18 @@ func (a *Agent) serve(ctx context.Context, conn *tunnel.Conn, m tether.AgentMani
 		defer t.Stop()
 		a.reportConnections(ctx, conn.Status, t.C, log)
 	}()
-	conn.SetForwardTCP(a.track(a.forwardTCP))
-	conn.SetForwardUDP(a.track(a.forwardUDP))
+	conn.SetForwardTCP(a.track(sessionForwardTCP, a.forwardTCP))
+	conn.SetForwardUDP(a.track(sessionForwardUDP, a.forwardUDP))
 	return nil
 }
 
-// track wraps a forward handler so that Run waits for it.
-func (a *Agent) track(fn func(net.Conn, netip.AddrPort)) func(net.Conn, netip.AddrPort) {
+// track wraps a forward handler so that Run waits for it, counting it as
+// a session of kind.
+func (a *Agent) track(kind string, fn func(net.Conn, netip.AddrPort)) func(net.Conn, netip.AddrPort) {
 	return func(c net.Conn, dst netip.AddrPort) {
 		a.wg.Add(1)
 		defer a.wg.Done()
+		defer a.sessions.start(kind)()
 		fn(c, dst)
 	}
 }

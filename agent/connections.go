@@ -24,7 +24,7 @@ const (
 func summarizeConnections(st *tunnel.Status, now time.Time) *tether.WorkspaceConnection {
 	var c *tether.WorkspaceConnection
 	for _, p := range st.Peers {
-		if p.LastHandshake.IsZero() || now.Sub(p.LastHandshake) > activeWithin {
+		if !peerActive(p, now) {
 			continue
 		}
 		if c == nil {

@@ -9,10 +9,12 @@ import (
 	"github.com/tetherdev/tether/agent"
 	"github.com/tetherdev/tether/cli/option"
 	"github.com/tetherdev/tether/client"
+	"github.com/tetherdev/tether/internal/logging"
+	"github.com/tetherdev/tether/internal/metrics"
 )
 
 func agentCommand(env *Env) *cobra.Command {
-	var rawURL, token, logLevel string
+	var rawURL, token, logLevel, logFormat, promAddr, pprofAddr string
 	cmd := &cobra.Command{
 		Use:   "agent --url URL --token TOKEN",
 		Short: "Run a workspace's agent (inside the workspace)",
@@ -31,13 +33,31 @@ func agentCommand(env *Env) *cobra.Command {
 			c.AgentToken = token
 			// Sessions inherit the agent's environment: keep the token out.
 			os.Unsetenv("TETHER_AGENT_TOKEN")
-			logger, err := newLogger(env.Stderr, logLevel)
+			logger, err := logging.New(env.Stderr, logLevel, logFormat)
 			if err != nil {
 				return err
 			}
+			// The libraries' global log too: the agent owns its process.
+			defer logging.CaptureStdLog(logger)()
 			a, err := agent.New(agent.Options{Client: c, Logger: logger, Version: Version})
 			if err != nil {
 				return err
+			}
+			if pprofAddr != "" {
+				l, err := metrics.ListenPprof(pprofAddr, logger)
+				if err != nil {
+					return err
+				}
+				defer l.Close()
+			}
+			if promAddr != "" {
+				reg := metrics.NewRegistry(Version)
+				reg.MustRegister(a.Collector())
+				l, err := metrics.ListenPrometheus(promAddr, reg, logger)
+				if err != nil {
+					return err
+				}
+				defer l.Close()
 			}
 			logger.Info("starting agent", slog.String("url", c.URL.String()), slog.String("version", Version))
 			return a.Run(cmd.Context())
@@ -47,7 +67,15 @@ func agentCommand(env *Env) *cobra.Command {
 	f.StringVar(&rawURL, "url", "", "URL of the Tether server, as printed by `tether create`")
 	f.StringVar(&token, "token", "", "the workspace's agent token")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&logFormat, "log-format", "text", "text, or json for one JSON object a line")
+	f.StringVar(&promAddr, "prometheus-address", "", "serve the agent's Prometheus metrics at /metrics on this address, such as 127.0.0.1:2113 (off by default)")
+	f.StringVar(&pprofAddr, "pprof-address", "", "serve Go's profiler at /debug/pprof/ on this loopback address (off by default)")
 	option.SetEnv(f, "url", "TETHER_AGENT_URL")
 	option.SetEnv(f, "token", "TETHER_AGENT_TOKEN")
+	// The agent's own variables, apart from the server's of the same
+	// flags: one machine may run both.
+	option.SetEnv(f, "log-format", "TETHER_AGENT_LOG_FORMAT")
+	option.SetEnv(f, "prometheus-address", "TETHER_AGENT_PROMETHEUS_ADDRESS")
+	option.SetEnv(f, "pprof-address", "TETHER_AGENT_PPROF_ADDRESS")
 	return cmd
 }

@@ -176,6 +176,8 @@ type Coordinator struct {
 	publishDone chan struct{}
 	closeOnce   sync.Once
 
+	stats stats // for Collector (metrics.go)
+
 	mu sync.Mutex
 	g  graph // guarded by mu
 }
@@ -266,7 +268,7 @@ func (c *Coordinator) serve(ctx context.Context, pc *peerConn, s Stream) error {
 	defer cancel(nil)
 	pc.cancel = cancel
 	pc.connectedAt = time.Now()
-	pc.q.init()
+	pc.q.init(&c.stats.coalesced)
 	log := c.logger.With(slog.String("peer", pc.id.String()), slog.String("kind", pc.kind()))
 
 	c.mu.Lock()
@@ -309,6 +311,7 @@ func (c *Coordinator) serve(ctx context.Context, pc *peerConn, s Stream) error {
 	case errors.Is(err, ErrReplaced):
 		log.Debug("peer replaced by a newer connection")
 	case errors.Is(err, ErrInvalidNode):
+		c.stats.invalidNodes.Add(1)
 		log.Warn("peer sent an invalid node", slog.Any("error", err))
 	case revoked != nil:
 		log.Info("peer's access revoked", slog.String("reason", revoked.Reason))
@@ -368,9 +371,11 @@ func (c *Coordinator) sendLoop(ctx context.Context, pc *peerConn, s Stream, stop
 			cancel()
 			switch {
 			case err == nil:
+				c.stats.updatesSent.Add(uint64(len(resp.Peers)))
 			case ctx.Err() != nil:
 				return nil
 			case timedOut:
+				c.stats.sendTimeouts.Add(1)
 				return fmt.Errorf("peer did not read within %v: %w", c.sendTimeout, err)
 			default:
 				return err

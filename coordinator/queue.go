@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/google/uuid"
 	"tailscale.com/tailcfg"
@@ -29,9 +30,13 @@ type queue struct {
 	index   map[uuid.UUID]int   // peer ID → position in updates; guarded by mu
 	derpMap *tailcfg.DERPMap    // guarded by mu
 	closed  bool                // guarded by mu
+
+	coalesced *atomic.Uint64 // counts updates replaced before they were sent
 }
 
-func (q *queue) init() {
+// init readies q; coalesced counts the updates it replaces.
+func (q *queue) init(coalesced *atomic.Uint64) {
+	q.coalesced = coalesced
 	q.wake = make(chan struct{}, 1)
 	q.index = make(map[uuid.UUID]int)
 }
@@ -44,6 +49,7 @@ func (q *queue) push(u tether.PeerUpdate) {
 	}
 	if i, ok := q.index[u.ID]; ok {
 		q.updates[i] = u
+		q.coalesced.Add(1)
 		return
 	}
 	q.index[u.ID] = len(q.updates)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tetherdev/tether/internal/harness"
+	"github.com/tetherdev/tether/internal/metrics/metricstest"
 )
 
 func TestLogin(t *testing.T) {
@@ -378,10 +379,20 @@ func TestDevMode(t *testing.T) {
 
 	// Restarting the demo keeps working: same admin, the agent gets a new token.
 	p.Stop()
-	p = here.Start(t, "dev server again", u.Env, "server", "--dev", "--http-address", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"), "--derp-server-stun-addresses", "127.0.0.1:0")
+	p = here.Start(t, "dev server again", u.Env, "server", "--dev", "--http-address", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"), "--derp-server-stun-addresses", "127.0.0.1:0",
+		"--prometheus-address", "127.0.0.1:0")
 	p.WaitLine(regexpMust(`^Try:\s+tether list`))
 	harness.WaitFor(t, harness.StatusTimeout, "dev agent connected after restart", func() bool { return u.AgentStatus("dev") == "connected" })
 	if ws := u.Workspaces(); len(ws) != 1 {
 		t.Errorf("after restart: %+v", ws)
+	}
+
+	// The demo's metrics hold its in-process agent's too.
+	m := scrape(t, urlFromLog(t, p, promURLRE))
+	if n, _ := metricstest.Series(m, "tether_agent_sessions"); n == 0 {
+		t.Error("the dev server's metrics lack its agent's")
+	}
+	if v := metric(t, m, "tether_agents_connected"); v != 1 {
+		t.Errorf("tether_agents_connected = %v, want 1", v)
 	}
 }

@@ -6,7 +6,8 @@
 // The files are grouped by what they cover:
 //
 //   - controlplane_*: signing in, users, templates, workspaces and their
-//     agents, the health report, the server's doors against bad input
+//     agents, the health report, the server's doors against bad input,
+//     what operators watch (metrics, pprof, /healthz, JSON logs)
 //   - tunnel_*: ssh, port-forward, ping, speedtest, and what sessions do
 //     when an agent or the server goes away
 //   - lab_*: the same across NATs, in network namespaces (root and

@@ -51,7 +51,8 @@ func ListenSTUN(addrs []string, logger *slog.Logger) (*STUN, error) {
 				logger.Error("STUN server stopped", slog.Any("err", err))
 			}
 		})
-		logger.Info("STUN server listening", slog.String("addr", srv.LocalAddr().String()))
+		// The library says "STUN server listening on ADDR" itself,
+		// through the global log that the command sends to its logger.
 	}
 	return s, nil
 }

@@ -174,6 +174,7 @@ func accessTable() map[string]accessRow {
 		"/":                    {call: get("/"), rest: ok},
 		"/api/":                {call: get("/api/v2/nothing"), rest: http.StatusNotFound},
 		"GET /api/v2/debug/ws": {call: ws("/api/v2/debug/ws"), rest: http.StatusSwitchingProtocols},
+		"GET /healthz":         {call: get("/healthz"), rest: ok},
 
 		"GET /api/v2/buildinfo": {call: get("/api/v2/buildinfo"), rest: ok},
 		"GET /api/v2/connection-info": {call: get("/api/v2/connection-info"),

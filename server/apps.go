@@ -211,6 +211,9 @@ func (s *Server) proxyApp(w http.ResponseWriter, r *http.Request, t appTarget) e
 	if s.coord != nil && !s.coord.AgentConnected(t.ws.ID) {
 		return errAgentOffline(t.ws)
 	}
+	s.appRequests.Add(1)
+	s.appRequestsTotal.Add(1)
+	defer s.appRequests.Add(-1)
 	wsID := t.ws.ID
 	transport := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"sync"
 	"time"
@@ -45,4 +46,15 @@ func (s *Server) getHealth(w http.ResponseWriter, r *http.Request, u store.User)
 	}
 	writeJSON(w, http.StatusOK, s.health.report)
 	return nil
+}
+
+// getHealthz is the liveness check for load balancers and orchestrators:
+// it answers while the server serves HTTP, to anyone, and says nothing
+// more. The detailed report (getHealth) is for signed-in users.
+func getHealthz(w http.ResponseWriter, r *http.Request) error {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	_, err := io.WriteString(w, "ok\n")
+	return err
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"net/http"
+	"strings"
 
 	"github.com/tetherdev/tether"
 	"github.com/tetherdev/tether/server/healthcheck"
@@ -112,7 +113,7 @@ var errNotWebSocket = tether.Errorf(tether.EINVALID, "this endpoint speaks WebSo
 
 // routeTable lists every route the server serves on its access URL.
 // Subdomain app hosts are served before the table (serveHTTP).
-func (s *Server) routeTable(derp, site http.Handler) []route {
+func (s *Server) routeTable(derp, site http.Handler, sitePage func(string) bool) []route {
 	var rs []route
 	if derp != nil {
 		rs = append(rs, rawRoute("/derp", derp), rawRoute("/derp/", derp))
@@ -120,11 +121,12 @@ func (s *Server) routeTable(derp, site http.Handler) []route {
 	echo := rawRoute("GET "+healthcheck.WebSocketEchoPath, http.HandlerFunc(healthcheck.Echo))
 	echo.websocket = true
 	return append(rs,
-		s.publicRoute("/", s.serveRoot(site)),
+		s.publicRoute("/", s.serveRoot(site, sitePage)),
 		s.publicRoute("/api/", func(w http.ResponseWriter, r *http.Request) error {
 			return tether.Errorf(tether.ENOTFOUND, "no API endpoint %s %s", r.Method, r.URL.Path)
 		}),
 		echo,
+		s.publicRoute("GET /healthz", getHealthz),
 
 		s.publicRoute("GET /api/v2/buildinfo", s.getBuildInfo),
 		s.publicRoute("GET /api/v2/connection-info", s.getConnectionInfo),
@@ -178,13 +180,17 @@ func (s *Server) routeTable(derp, site http.Handler) []route {
 }
 
 // serveRoot serves what no other route does: path-based apps, and the
-// dashboard's pages.
-func (s *Server) serveRoot(site http.Handler) publicHandler {
+// dashboard's pages and assets. Anything else is 404 (a readable page for
+// browsers), not the dashboard: a monitoring probe of /metrics or a
+// mistyped link must not get 200.
+func (s *Server) serveRoot(site http.Handler, sitePage func(string) bool) publicHandler {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		if _, _, _, _, ok := parseAppPath(r.URL.Path); ok {
 			return s.servePathApp(w, r)
 		}
-		if site == nil {
+		p := r.URL.EscapedPath()
+		isAsset := p == "/assets" || strings.HasPrefix(p, "/assets/")
+		if site == nil || (sitePage != nil && !isAsset && !sitePage(p)) {
 			return tether.Errorf(tether.ENOTFOUND, "no page at %s", r.URL.Path)
 		}
 		site.ServeHTTP(w, r)

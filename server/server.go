@@ -13,9 +13,11 @@ import (
 	"net/netip"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tetherdev/tether"
 	"github.com/tetherdev/tether/coordinator"
 	"github.com/tetherdev/tether/server/agentnet"
@@ -66,6 +68,10 @@ type Options struct {
 	WildcardAccessURL string
 	// Site serves the dashboard; nil serves none.
 	Site http.Handler
+	// SitePage reports whether a path (as sent, percent-encoded) is one of
+	// the dashboard's pages (site.IsPage); Site serves those and its
+	// assets, and other paths are 404. Nil sends every path to Site.
+	SitePage func(escapedPath string) bool
 	// AllowPathAppSharing lets path-based apps open for users other than
 	// their workspace's owner (--dangerous-allow-path-app-sharing).
 	AllowPathAppSharing bool
@@ -86,6 +92,9 @@ type Options struct {
 	// whenever they change, for the built-in relay's mesh; nil ignores
 	// them.
 	OnProxyRelays func([]tether.RelayPeer)
+	// Metrics, when set, receives the server's metrics (metrics.go): its
+	// requests by route, agents connected, sessions. Nil measures nothing.
+	Metrics prometheus.Registerer
 }
 
 // Server serves the API. Create it with New, serve Handler, and Close it.
@@ -119,6 +128,11 @@ type Server struct {
 	onProxyRelays       func([]tether.RelayPeer)
 	handoffOnce         sync.Mutex         // guards handoffPriv's loading
 	handoffPriv         ed25519.PrivateKey // loaded by handoffKey
+	handler             http.Handler       // serveHTTP, measured
+
+	// Requests being proxied to apps, and all so far, for metrics.go.
+	appRequests      atomic.Int64
+	appRequestsTotal atomic.Uint64
 
 	ctx    context.Context // canceled by Close; parent of long-lived work
 	cancel context.CancelFunc
@@ -199,7 +213,8 @@ func New(opts Options) (*Server, error) {
 		cancel()
 		return nil, err
 	}
-	s.routes(opts.DERP, opts.Site)
+	s.routes(opts.DERP, opts.Site, opts.SitePage)
+	s.handler = s.instrument(opts.Metrics, http.HandlerFunc(s.serveHTTP))
 	s.wg.Add(3)
 	go s.expireSessions()
 	go s.sweepLive()
@@ -208,7 +223,7 @@ func New(opts Options) (*Server, error) {
 }
 
 // Handler returns the server's HTTP handler.
-func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
+func (s *Server) Handler() http.Handler { return s.handler }
 
 // serveHTTP sends requests for subdomain app hosts to their apps, and the
 // rest, once they prove where they come from (csrf.go), to the API, the
@@ -236,8 +251,8 @@ func (s *Server) Close() error {
 	return nil
 }
 
-func (s *Server) routes(derp, site http.Handler) {
-	s.routeList = s.routeTable(derp, site)
+func (s *Server) routes(derp, site http.Handler, sitePage func(string) bool) {
+	s.routeList = s.routeTable(derp, site, sitePage)
 	s.mux = http.NewServeMux()
 	for _, rt := range s.routeList {
 		s.mux.Handle(rt.pattern, rt.handler)

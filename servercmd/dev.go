@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tetherdev/tether"
 	"github.com/tetherdev/tether/agent"
 	"github.com/tetherdev/tether/cli/config"
@@ -40,6 +42,9 @@ type devOptions struct {
 	logger    *slog.Logger
 	stdout    io.Writer
 	version   string
+	// metrics, when set, gets the in-process agent's metrics beside the
+	// server's.
+	metrics prometheus.Registerer
 }
 
 // startDev sets up the demo through the server's own API (as a user would),
@@ -66,6 +71,9 @@ func startDev(ctx context.Context, o devOptions) (stop func(), err error) {
 	a, err := agent.New(agent.Options{Client: ac, Logger: o.logger.With(slog.String("component", "agent")), Version: o.version})
 	if err != nil {
 		return nil, err
+	}
+	if o.metrics != nil {
+		o.metrics.MustRegister(a.Collector())
 	}
 	actx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup

@@ -26,8 +26,10 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"github.com/tetherdev/tether/internal/logging"
 	"github.com/tetherdev/tether/server"
 	"github.com/tetherdev/tether/site"
+	"github.com/tetherdev/tether/store/storemetrics"
 )
 
 // Settings are the flags of `tether server`, each also read from its
@@ -42,6 +44,7 @@ type Settings struct {
 	TLSCertFile        string
 	TLSKeyFile         string
 	LogLevel           string
+	LogFormat          string
 	Dev                bool
 	ConfigDir          string // where --dev writes CLI credentials
 
@@ -60,6 +63,11 @@ type Settings struct {
 	AllowPathAppSharing     bool
 	TrustedProxies          []string
 	MaxWorkspacesPerUser    int
+
+	// PrometheusAddress and PprofAddress are where operators reach the
+	// metrics and the profiler; empty for none.
+	PrometheusAddress string
+	PprofAddress      string
 }
 
 // Command returns `tether server`. version is reported by the API.
@@ -76,7 +84,15 @@ func Command(stdout, stderr io.Writer, version string) *cobra.Command {
 			if cf := cmd.Flag("config-dir"); cf != nil {
 				s.ConfigDir = cf.Value.String()
 			}
-			return Run(cmd.Context(), s, stdout, stderr, version)
+			// The libraries' global log goes to the server's logger
+			// too, for the life of the process (Run alone, as tests
+			// call it, leaves the global logger alone).
+			logger, err := logging.New(stderr, s.LogLevel, s.LogFormat)
+			if err != nil {
+				return err
+			}
+			defer logging.CaptureStdLog(logger)()
+			return run(cmd.Context(), s, logger, stdout, version)
 		},
 	}
 	s.bindFlags(cmd.Flags())
@@ -93,6 +109,9 @@ func (s *Settings) bindFlags(f *pflag.FlagSet) {
 	f.StringVar(&s.TLSCertFile, "tls-cert-file", "", "PEM certificate to serve HTTPS with (with --tls-key-file)")
 	f.StringVar(&s.TLSKeyFile, "tls-key-file", "", "PEM private key of --tls-cert-file")
 	f.StringVar(&s.LogLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&s.LogFormat, "log-format", "text", "text, or json for one JSON object a line")
+	f.StringVar(&s.PrometheusAddress, "prometheus-address", "", "serve Prometheus metrics at /metrics on this address, such as 127.0.0.1:2112 (off by default; a non-loopback address is logged as a warning)")
+	f.StringVar(&s.PprofAddress, "pprof-address", "", "serve Go's profiler at /debug/pprof/ on this loopback address, such as 127.0.0.1:6060 (off by default)")
 	f.BoolVar(&s.DERPServerEnable, "derp-server-enable", true, "run the built-in DERP relay at /derp")
 	f.IntVar(&s.DERPServerRegionID, "derp-server-region-id", 999, "region ID of the built-in relay in the DERP map")
 	f.StringVar(&s.DERPServerRegionCode, "derp-server-region-code", "tether", "region code of the built-in relay")
@@ -126,11 +145,15 @@ func defaultDataDir(dev bool) string {
 
 // Run runs the server until ctx ends.
 func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version string) error {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(s.LogLevel)); err != nil {
-		return fmt.Errorf("--log-level %q must be debug, info, warn or error", s.LogLevel)
+	logger, err := logging.New(stderr, s.LogLevel, s.LogFormat)
+	if err != nil {
+		return err
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	return run(ctx, s, logger, stdout, version)
+}
+
+// run is Run with the logger made.
+func run(ctx context.Context, s Settings, logger *slog.Logger, stdout io.Writer, version string) error {
 	if s.MaxWorkspacesPerUser < 0 {
 		return fmt.Errorf("--max-workspaces-per-user %d: give 0 for no limit, or how many workspaces each user may own", s.MaxWorkspacesPerUser)
 	}
@@ -162,6 +185,11 @@ func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version stri
 	if err := checkRelaySettings(s); err != nil {
 		return err
 	}
+	ops, err := startOps(s, version, logger)
+	if err != nil {
+		return err
+	}
+	defer ops.close()
 	// Where other replicas reach our relay, checked before anything is
 	// opened.
 	var relayURL string
@@ -186,6 +214,9 @@ func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version stri
 		return err
 	}
 	defer db.Close()
+	if ops.registry != nil {
+		db = storemetrics.New(db, ops.registry)
+	}
 
 	inf, err := startInfra(ctx, s, accessURL, relayURL, db, logger)
 	if err != nil {
@@ -193,6 +224,7 @@ func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version stri
 	}
 	// Deferred before the API server's Close, so it runs after it.
 	defer inf.close()
+	ops.register(inf)
 
 	var srv *server.Server
 	opts := server.Options{
@@ -216,6 +248,10 @@ func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version stri
 			}
 			return srv.ProxyOrigins()
 		}),
+		SitePage: site.IsPage,
+	}
+	if ops.registry != nil {
+		opts.Metrics = ops.registry
 	}
 	if inf.derp != nil {
 		opts.DERP = inf.derp.Handler()
@@ -252,10 +288,14 @@ func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version stri
 		slog.String("listen", ln.Addr().String()), slog.String("store", storeDesc))
 
 	if s.Dev {
-		stopDev, err := startDev(ctx, devOptions{
+		do := devOptions{
 			accessURL: accessURL, dataDir: s.DataDir, configDir: s.ConfigDir,
 			store: db, logger: logger, stdout: stdout, version: version,
-		})
+		}
+		if ops.registry != nil {
+			do.metrics = ops.registry
+		}
+		stopDev, err := startDev(ctx, do)
 		if err != nil {
 			httpServer.Close()
 			return fmt.Errorf("dev mode: %w", err)

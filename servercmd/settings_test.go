@@ -71,6 +71,9 @@ func TestRunRefusesBadSettings(t *testing.T) {
 		want string
 	}{
 		{"log level", []string{"--log-level", "loud"}, `--log-level "loud" must be debug, info, warn or error`},
+		{"log format", []string{"--log-format", "xml"}, `--log-format "xml" must be text or json`},
+		{"pprof beyond loopback", []string{"--pprof-address", "0.0.0.0:0"}, `--pprof-address "0.0.0.0:0" must be a loopback address`},
+		{"prometheus address", []string{"--prometheus-address", "2112"}, `--prometheus-address "2112": want host:port`},
 		{"negative workspace limit", []string{"--max-workspaces-per-user", "-1"}, "--max-workspaces-per-user -1"},
 		{"certificate without key", []string{"--tls-cert-file", "cert.pem"}, "--tls-cert-file and --tls-key-file go together"},
 		{"missing certificate", []string{"--tls-cert-file", "/nonexistent/cert.pem", "--tls-key-file", "/nonexistent/key.pem"}, "load TLS certificate"},

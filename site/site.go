@@ -5,10 +5,12 @@
 // embedded here, so `go build` alone yields a working dashboard and npm is
 // needed only to change it.
 //
-// The server mounts Handler for every non-API path. Files under /assets/
-// are served as built; every other GET path gets index.html, and the app
-// picks the page from the path (/login, /, /health,
-// /@OWNER/WORKSPACE/terminal).
+// The server mounts Handler for the dashboard's paths. Files under
+// /assets/ are served as built; the pages listed in src/routes.json
+// (/login, /, /health, /@OWNER/WORKSPACE/terminal; see routes.go) get
+// index.html, and the app picks the page from the path. The server
+// answers 404 for any other path (IsPage), so that the handler itself
+// still serves index.html for whatever it is given.
 //
 // # Changing the front end
 //

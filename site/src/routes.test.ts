@@ -1,20 +1,19 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import cases from "../testdata/route-cases.json";
 import { isSPAPage, parseRoute, safeRedirect, terminalHref } from "./routes";
+import table from "./routes.json";
 
+// The same cases run in Go (site/routes_test.go), against the server's
+// side of routes.json.
 test("parseRoute", () => {
-  const cases: [string, ReturnType<typeof parseRoute>][] = [
-    ["/", { page: "workspaces" }],
-    ["/login", { page: "login" }],
-    ["/health", { page: "health" }],
-    ["/@alice/dev/terminal", { page: "terminal", owner: "alice", workspace: "dev" }],
-    ["/@alice/dev/terminal/", { page: "terminal", owner: "alice", workspace: "dev" }],
-    ["/@alice/dev", { page: "notfound" }],
-    ["/@alice/dev/apps/web/", { page: "notfound" }],
-    ["/@alice/%E0%A4%A/terminal", { page: "notfound" }],
-    ["/nothing", { page: "notfound" }],
-  ];
-  for (const [path, want] of cases) assert.deepEqual(parseRoute(path), want, path);
+  for (const { path, route } of cases) assert.deepEqual(parseRoute(path), route, path);
+  assert.deepEqual(parseRoute("/@alice/%E0%A4%A/terminal"), { page: "notfound" });
+});
+
+test("the cases cover every page of routes.json", () => {
+  const covered = new Set(cases.map((c) => c.route.page));
+  for (const { page } of table.pages) assert.ok(covered.has(page), `no case in testdata/route-cases.json for ${page}`);
 });
 
 test("terminalHref round-trips through parseRoute", () => {

@@ -1,5 +1,9 @@
-// Client-side routes. The server answers every non-API path with the same
-// index.html, so the path alone decides which page to show.
+// Client-side routes. The pages and their paths are listed once, in
+// routes.json, which the server reads too (site/routes.go): it serves
+// index.html only at those paths, and 404 elsewhere. The path alone
+// decides which page to show.
+
+import table from "./routes.json";
 
 export type Route =
   | { page: "login" }
@@ -8,24 +12,44 @@ export type Route =
   | { page: "terminal"; owner: string; workspace: string }
   | { page: "notfound" };
 
-const terminalPath = /^\/@([^/]+)\/([^/]+)\/terminal\/?$/;
+/**
+ * matchPath matches pathname (percent-encoded, as location.pathname is)
+ * against a pattern of routes.json, segment by segment: "{name}" takes one
+ * non-empty segment, "@{name}" one that starts with "@"; one trailing slash
+ * is allowed after a pattern other than "/". It returns the parameters,
+ * still encoded, or null.
+ */
+export function matchPath(pattern: string, pathname: string): Record<string, string> | null {
+  const want = pattern.split("/").slice(1);
+  let segs = pathname.split("/").slice(1);
+  if (segs.length === want.length + 1 && segs[segs.length - 1] === "" && pattern !== "/") segs = segs.slice(0, -1);
+  if (segs.length !== want.length) return null;
+  const params: Record<string, string> = {};
+  for (let i = 0; i < want.length; i++) {
+    const m = /^([^{]*)\{(\w+)\}$/.exec(want[i]);
+    if (m) {
+      const [, lit, name] = m;
+      if (!segs[i].startsWith(lit) || segs[i].length === lit.length) return null;
+      params[name] = segs[i].slice(lit.length);
+    } else if (segs[i] !== want[i]) {
+      return null;
+    }
+  }
+  return params;
+}
 
 export function parseRoute(pathname: string): Route {
-  switch (pathname) {
-    case "/":
-    case "/workspaces":
-      return { page: "workspaces" };
-    case "/login":
-      return { page: "login" };
-    case "/health":
-      return { page: "health" };
-  }
-  const m = terminalPath.exec(pathname);
-  if (m) {
-    try {
-      return { page: "terminal", owner: decodeURIComponent(m[1]), workspace: decodeURIComponent(m[2]) };
-    } catch {
-      return { page: "notfound" };
+  for (const { page, paths } of table.pages) {
+    for (const pattern of paths) {
+      const params = matchPath(pattern, pathname);
+      if (!params) continue;
+      try {
+        const decoded: Record<string, string> = {};
+        for (const [k, v] of Object.entries(params)) decoded[k] = decodeURIComponent(v);
+        return { page, ...decoded } as Route;
+      } catch {
+        return { page: "notfound" };
+      }
     }
   }
   return { page: "notfound" };

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -275,4 +276,31 @@ func signed(t *testing.T, k ed25519.PrivateKey, c handoff.Claims) string {
 		t.Fatal(err)
 	}
 	return tok
+}
+
+// TestProxyHeartbeatEndedSessions: the primary tells a proxy which of the
+// sessions it serves under have ended, and only those.
+func TestProxyHeartbeatEndedSessions(t *testing.T) {
+	f := accessFixture(t)
+	live := hashOf(f.session(f.owner, time.Hour))
+	expired := hashOf(f.session(f.owner, -time.Minute))
+	unknown := hashOf("never-issued")
+	r := post("/api/v2/workspaceproxies/me/heartbeat",
+		fmt.Sprintf(`{"access_url":"http://%s","version":"v","sessions":[%q,%q,%q]}`, proxyHost, live, expired, unknown))(f)
+	f.sign(&r, wsproxy, formHeader)
+	resp, body := f.do(r)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("heartbeat: %d %s", resp.StatusCode, body)
+	}
+	var got tether.ProxyHeartbeatResponse
+	if err := json.Unmarshal([]byte(body), &got); err != nil {
+		t.Fatal(err)
+	}
+	ended := strings.Join(got.EndedSessions, ",")
+	if strings.Contains(ended, live) || !strings.Contains(ended, expired) || !strings.Contains(ended, unknown) {
+		t.Errorf("ended sessions %v: want the expired and the unknown one, not the live one", got.EndedSessions)
+	}
+	if got.RegionID != 10000 || got.DERPMap.Regions[10000] == nil || len(got.HandoffKey) != ed25519.PublicKeySize {
+		t.Errorf("the heartbeat's answer lacks the proxy's region or the hand-off key: %s", body)
+	}
 }

@@ -151,6 +151,16 @@ func TestWorkspaceProxyAdmin(t *testing.T) {
 		t.Errorf("the health report lacks the proxies check or the proxy's region: %s", body)
 	}
 
+	// A CLI measures the proxy's region like any other: its relay and its
+	// STUN server answer.
+	harness.WaitFor(t, harness.StatusTimeout, "netcheck to measure the proxy's region", func() bool {
+		var nc struct {
+			Latency map[string]float64 `json:"derp_latency_ms"`
+		}
+		out := alice.Must("netcheck", "--output", "json")
+		return json.Unmarshal([]byte(out), &nc) == nil && nc.Latency["edge"] > 0
+	})
+
 	text := alice.Must("wsproxy", "ls")
 	if !strings.Contains(text, "edge") || !strings.Contains(text, px.URL) || !strings.Contains(text, "yes") {
 		t.Errorf("wsproxy ls:\n%s", text)

@@ -105,3 +105,21 @@ type NetcheckOutput struct {
 	// STUNConfigured: the deployment names STUN servers at all.
 	STUNConfigured bool `json:"stun_configured"`
 }
+
+// VersionOutput is `tether version --output json`: what the binary was
+// built from, as far as its build info tells.
+type VersionOutput struct {
+	// Version is the release version, or "dev" for a build that is not one.
+	Version string `json:"version"`
+	// Commit is the VCS revision built, "" when built outside a checkout
+	// (or with -buildvcs=false).
+	Commit string `json:"commit"`
+	// CommitTime is the commit's time (RFC 3339); a reproducible build
+	// records no other. "" with no commit.
+	CommitTime string `json:"commit_time"`
+	// Modified: the checkout had uncommitted changes.
+	Modified  bool   `json:"modified"`
+	GoVersion string `json:"go_version"`
+	OS        string `json:"os"`
+	Arch      string `json:"arch"`
+}

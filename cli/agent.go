@@ -26,6 +26,9 @@ func agentCommand(env *Env) *cobra.Command {
 			if token == "" {
 				return errors.New("no agent token: pass --token or set TETHER_AGENT_TOKEN (printed by `tether create`)")
 			}
+			if rawURL == "" {
+				return errors.New("no server URL: pass --url or set TETHER_AGENT_URL (`tether create` prints both)")
+			}
 			c, err := client.New(rawURL)
 			if err != nil {
 				return err
@@ -37,9 +40,10 @@ func agentCommand(env *Env) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			version := BuildVersion().Version
 			// The libraries' global log too: the agent owns its process.
 			defer logging.CaptureStdLog(logger)()
-			a, err := agent.New(agent.Options{Client: c, Logger: logger, Version: Version})
+			a, err := agent.New(agent.Options{Client: c, Logger: logger, Version: version})
 			if err != nil {
 				return err
 			}
@@ -51,7 +55,7 @@ func agentCommand(env *Env) *cobra.Command {
 				defer l.Close()
 			}
 			if promAddr != "" {
-				reg := metrics.NewRegistry(Version)
+				reg := metrics.NewRegistry(version)
 				reg.MustRegister(a.Collector())
 				l, err := metrics.ListenPrometheus(promAddr, reg, logger)
 				if err != nil {
@@ -59,23 +63,19 @@ func agentCommand(env *Env) *cobra.Command {
 				}
 				defer l.Close()
 			}
-			logger.Info("starting agent", slog.String("url", c.URL.String()), slog.String("version", Version))
+			logger.Info("starting agent", slog.String("url", c.URL.String()), slog.String("version", version))
 			return a.Run(cmd.Context())
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&rawURL, "url", "", "URL of the Tether server, as printed by `tether create`")
+	f.StringVar(&rawURL, "url", "", "URL of the Tether server, as printed by 'tether create'")
 	f.StringVar(&token, "token", "", "the workspace's agent token")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text, or json for one JSON object a line")
 	f.StringVar(&promAddr, "prometheus-address", "", "serve the agent's Prometheus metrics at /metrics on this address, such as 127.0.0.1:2113 (off by default)")
 	f.StringVar(&pprofAddr, "pprof-address", "", "serve Go's profiler at /debug/pprof/ on this loopback address (off by default)")
-	option.SetEnv(f, "url", "TETHER_AGENT_URL")
-	option.SetEnv(f, "token", "TETHER_AGENT_TOKEN")
-	// The agent's own variables, apart from the server's of the same
-	// flags: one machine may run both.
-	option.SetEnv(f, "log-format", "TETHER_AGENT_LOG_FORMAT")
-	option.SetEnv(f, "prometheus-address", "TETHER_AGENT_PROMETHEUS_ADDRESS")
-	option.SetEnv(f, "pprof-address", "TETHER_AGENT_PPROF_ADDRESS")
+	// A deployment setting, but scoped: TETHER_URL is the CLI's, and the
+	// agent may run beside a server whose TETHER_LOG_LEVEL is not its own.
+	option.Scoped(cmd)
 	return cmd
 }

@@ -57,7 +57,7 @@ func Root(env *Env) *cobra.Command {
 		Long:          "Tether connects you to your remote workspaces over end-to-end encrypted WireGuard tunnels,\ndirect through NAT when the network allows and relayed by the server when it does not.",
 		SilenceErrors: true,
 		SilenceUsage:  true,
-		Version:       Version,
+		Version:       shortVersion(BuildVersion()),
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := context.WithCancelCause(cmd.Context())
 			cmd.SetContext(ctx)
@@ -68,11 +68,13 @@ func Root(env *Env) *cobra.Command {
 	cmd.SetIn(env.Stdin)
 	cmd.SetOut(env.Stdout)
 	cmd.SetErr(env.Stderr)
+	// `tether completion` is ours, with the shells listed in its help.
 	cmd.CompletionOptions.DisableDefaultCmd = true
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&r.url, "url", "", "URL of the Tether server (default: the one you logged in to)")
-	pf.StringVar(&r.sessionToken, "session-token", "", "session token (default: the one saved by `tether login`)")
+	pf.StringVar(&r.sessionToken, "session-token", "", "session token (default: the one saved by 'tether login')")
 	pf.StringVar(&r.configDir, "config-dir", config.DefaultDir(), "where the CLI keeps its URL and session token")
+	option.Global(cmd, "url", "session-token", "config-dir")
 	cmd.AddCommand(
 		r.loginCommand(),
 		r.logoutCommand(),
@@ -89,7 +91,16 @@ func Root(env *Env) *cobra.Command {
 		r.netcheckCommand(),
 		r.wsproxyCommand(),
 		agentCommand(env),
+		versionCommand(env),
+		completionCommand(env),
 	)
+	// Commands whose first argument is a workspace complete its name.
+	for _, c := range cmd.Commands() {
+		switch c.Name() {
+		case "ssh", "port-forward", "ping", "speedtest", "delete":
+			c.ValidArgsFunction = r.completeWorkspace
+		}
+	}
 	return cmd
 }
 
@@ -110,6 +121,12 @@ func Run(ctx context.Context, cmd *cobra.Command, env *Env, args []string) int {
 	var ex *exitError
 	if errors.As(err, &ex) {
 		return ex.code
+	}
+	// Stopped while it waited (for an agent, a tunnel, an answer): the
+	// user knows why, so nothing more to say.
+	var intr *Interrupted
+	if errors.As(context.Cause(ctx), &intr) {
+		return intr.exitCode()
 	}
 	fmt.Fprintln(env.Stderr, formatError(err))
 	return 1

@@ -6,32 +6,53 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/spf13/cobra"
 	"github.com/tetherdev/tether"
-	"github.com/tetherdev/tether/cli/option"
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func TestParsePortSpec(t *testing.T) {
+func TestParsePortSpecs(t *testing.T) {
 	tests := []struct {
-		in, local string
-		remote    uint16
-		wantErr   bool
+		in      string
+		want    []string // local->remote
+		wantErr string
 	}{
-		{"8080:80", "127.0.0.1:8080", 80, false},
-		{"22", "127.0.0.1:22", 22, false},
-		{"0.0.0.0:8080:80", "0.0.0.0:8080", 80, false},
-		{"8080:0", "", 0, true},
-		{"a:b", "", 0, true},
-		{"1:2:3:4", "", 0, true},
-		{"70000:80", "", 0, true},
+		{"8080:80", []string{"127.0.0.1:8080->80"}, ""},
+		{"22", []string{"127.0.0.1:22->22"}, ""},
+		{"0:80", []string{"127.0.0.1:0->80"}, ""},
+		{"0.0.0.0:8080:80", []string{"0.0.0.0:8080->80"}, ""},
+		{"[::1]:8080:80", []string{"[::1]:8080->80"}, ""},
+		{"[::]:80", []string{"[::]:80->80"}, ""},
+		{"8000-8002:9000-9002", []string{"127.0.0.1:8000->9000", "127.0.0.1:8001->9001", "127.0.0.1:8002->9002"}, ""},
+		{"8000-8001", []string{"127.0.0.1:8000->8000", "127.0.0.1:8001->8001"}, ""},
+		{"[::1]:8000-8001:8000-8001", []string{"[::1]:8000->8000", "[::1]:8001->8001"}, ""},
+		{"8080:80,9090:90", []string{"127.0.0.1:8080->80", "127.0.0.1:9090->90"}, ""},
+		{"8080:0", nil, "from 1 to 65535"},
+		{"a:b", nil, "ports are numbers"},
+		{"1:2:3:4", nil, "brackets"},
+		{"::1:8080:80", nil, "brackets"},
+		{"[::1]8080:80", nil, "brackets"},
+		{"70000:80", nil, "ports are numbers"},
+		{"8000-8002:9000", nil, "differ in length"},
+		{"8002-8000", nil, "ends before it starts"},
+		{"1-2000", nil, "more than 1000"},
+		{"host.example:8080:80", nil, "not an IP address"},
 	}
 	for _, tc := range tests {
-		p, err := parsePortSpec("tcp", tc.in)
-		if (err != nil) != tc.wantErr || (!tc.wantErr && (p.local != tc.local || p.remote != tc.remote)) {
-			t.Errorf("parsePortSpec(%q) = %+v, %v", tc.in, p, err)
+		specs, err := parsePortSpecs("tcp", tc.in)
+		var got []string
+		for _, s := range specs {
+			got = append(got, fmt.Sprintf("%s->%d", s.local, s.remote))
+		}
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("parsePortSpecs(%q) = %v, %v; want an error with %q", tc.in, got, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || strings.Join(got, " ") != strings.Join(tc.want, " ") {
+			t.Errorf("parsePortSpecs(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
 		}
 	}
 }
@@ -79,32 +100,5 @@ func TestFormatError(t *testing.T) {
 		if got := formatError(tc.err); got != tc.want {
 			t.Errorf("formatError(%v) = %q, want %q", tc.err, got, tc.want)
 		}
-	}
-}
-
-func TestOptionsFromEnvironment(t *testing.T) {
-	var url, token string
-	var n int
-	cmd := &cobra.Command{Use: "x", RunE: func(*cobra.Command, []string) error { return nil }}
-	cmd.Flags().StringVar(&url, "access-url", "", "")
-	cmd.Flags().StringVar(&token, "token", "", "")
-	cmd.Flags().IntVar(&n, "count", 1, "")
-	option.SetEnv(cmd.Flags(), "token", "TETHER_AGENT_TOKEN")
-	env := map[string]string{"TETHER_ACCESS_URL": "https://env", "TETHER_AGENT_TOKEN": "t", "TETHER_COUNT": "5"}
-	if err := cmd.ParseFlags([]string{"--count", "7"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := option.Apply(cmd, func(k string) string { return env[k] }); err != nil {
-		t.Fatal(err)
-	}
-	if url != "https://env" || token != "t" || n != 7 {
-		t.Errorf("got url=%q token=%q count=%d; the flag must win over the environment", url, token, n)
-	}
-	env["TETHER_COUNT"] = "many"
-	cmd2 := &cobra.Command{Use: "y"}
-	cmd2.Flags().IntVar(&n, "count", 1, "")
-	err := option.Apply(cmd2, func(k string) string { return env[k] })
-	if err == nil || !strings.Contains(err.Error(), "$TETHER_COUNT") {
-		t.Errorf("bad value in the environment: %v", err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 	"github.com/tetherdev/tether"
+	"github.com/tetherdev/tether/cli/option"
 	"github.com/tetherdev/tether/client"
 	"github.com/tetherdev/tether/coordinator/coordclient"
 	"github.com/tetherdev/tether/tunnel"
@@ -31,6 +32,9 @@ type tunnelFlags struct {
 func (f *tunnelFlags) register(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&f.disableDirect, "disable-direct", false, "relay all traffic through DERP, never direct (for diagnosis)")
 	cmd.Flags().StringVar(&f.logLevel, "log-level", "error", "tunnel log level on stderr: debug, info, warn or error")
+	// For `ssh` run by OpenSSH as a ProxyCommand, where flags are hard
+	// to add.
+	option.Scoped(cmd, "log-level")
 }
 
 // workspaceTunnel is a tunnel from this CLI to one workspace's agent.

@@ -1,12 +1,15 @@
 package cli
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/tetherdev/tether"
 	"github.com/tetherdev/tether/cli/config"
+	"github.com/tetherdev/tether/cli/option"
 	"github.com/tetherdev/tether/client"
 )
 
@@ -40,9 +43,9 @@ func (r *root) loginCommand() *cobra.Command {
 			ctx := cmd.Context()
 			exists, err := c.HasFirstUser(ctx)
 			if err != nil {
-				return fmt.Errorf("check %s: %w", c.URL, err)
+				return loginError(c, rawURL, err)
 			}
-			p := newPrompter(r.env)
+			p := newPrompter(ctx, r.env)
 			var resp tether.LoginResponse
 			if !exists {
 				if first.Username == "" || first.Email == "" || first.Password == "" {
@@ -92,7 +95,25 @@ func (r *root) loginCommand() *cobra.Command {
 	f.StringVar(&first.Password, "first-user-password", "", "password of the first admin (new servers only)")
 	f.StringVar(&username, "username", "", "username or email to sign in with")
 	f.StringVar(&password, "password", "", "password to sign in with")
+	// For scripts that set a deployment up; passwords have no variable.
+	option.Scoped(cmd, "first-user-username", "first-user-email", "username")
 	return cmd
+}
+
+// loginError explains why the first request of a login failed: the URL
+// is not a Tether server's, or, for a URL given without a scheme (which
+// means https://), the server may speak plain HTTP.
+func loginError(c *client.Client, rawURL string, err error) error {
+	var syntax *json.SyntaxError
+	switch {
+	case errors.As(err, &syntax):
+		return fmt.Errorf("%s is not a Tether server: it answered the API with something other than JSON (a web page?); give the access URL that `tether server` printed", c.URL)
+	case tether.ErrorCode(err) == tether.ENOTFOUND:
+		return fmt.Errorf("%s is not a Tether server: it has no Tether API (%s); give the access URL that `tether server` printed, without a path", c.URL, tether.ErrorMessage(err))
+	case tether.ErrorCode(err) == tether.EUNAVAILABLE && !strings.Contains(rawURL, "://") && c.URL.Scheme == "https":
+		return fmt.Errorf("%w\nhint: a URL without a scheme means https://; if the server has no TLS, run `tether login http://%s`", err, c.URL.Host+c.URL.Path)
+	}
+	return fmt.Errorf("check %s: %w", c.URL, err)
 }
 
 func askFirstUser(p *prompter, first *tether.CreateFirstUserRequest) error {

@@ -3,12 +3,15 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/netip"
 	"sort"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 	"github.com/tetherdev/tether"
+	"github.com/tetherdev/tether/derpmap"
 	"github.com/tetherdev/tether/tunnel"
 	"tailscale.com/tailcfg"
 )
@@ -66,59 +69,92 @@ func (r *root) netcheckCommand() *cobra.Command {
 			if format == "json" {
 				return writeJSON(r.env.Stdout, netcheckOutput(info, st, preferred, varies))
 			}
-			w := r.env.Stdout
-			fmt.Fprintln(w, "Network check:")
-			if hasSTUN(info.DERPMap) {
-				fmt.Fprintf(w, "  UDP:                  %v\n", yesNo(nc.UDP))
-			} else {
-				// Without STUN the check cannot tell: UDP may work
-				// between peers that reach each other's local addresses.
-				fmt.Fprintln(w, "  UDP:                  unknown: the server configures no STUN server (--stun-addresses disable)")
-			}
-			fmt.Fprintf(w, "  IPv4:                 %v", yesNo(nc.IPv4))
-			if nc.GlobalV4.IsValid() {
-				fmt.Fprintf(w, ", STUN sees %s", nc.GlobalV4)
-			}
-			fmt.Fprintln(w)
-			fmt.Fprintf(w, "  IPv6:                 %v", yesNo(nc.IPv6))
-			if nc.GlobalV6.IsValid() {
-				fmt.Fprintf(w, ", STUN sees %s", nc.GlobalV6)
-			}
-			fmt.Fprintln(w)
-			mapping := "unknown (needs two STUN servers at different addresses)"
-			switch varies {
-			case "true":
-				mapping = "yes: hard NAT, direct connections are unlikely"
-			case "false":
-				mapping = "no: easy NAT or none"
-			}
-			fmt.Fprintf(w, "  Mapping varies by destination: %s\n", mapping)
-			fmt.Fprintf(w, "  Preferred DERP:       %s\n", regionCode(info.DERPMap.Regions, preferred))
-			if info.DisableDirect {
-				fmt.Fprintln(w, "  Direct connections:   blocked by the server")
-			}
-			fmt.Fprintln(w, "  DERP latency:")
-			ids := make([]int, 0, len(info.DERPMap.Regions))
-			for id := range info.DERPMap.Regions {
-				ids = append(ids, id)
-			}
-			sort.Ints(ids)
-			for _, id := range ids {
-				reg := info.DERPMap.Regions[id]
-				lat := "unreachable"
-				if len(nc.DERPLatency) == 0 && !hasSTUN(info.DERPMap) {
-					lat = "not measured (no STUN)"
-				}
-				if d, ok := nc.DERPLatency[id]; ok {
-					lat = roundLatency(d).String()
-				}
-				fmt.Fprintf(w, "    %-10s %-24s %s\n", reg.RegionCode, reg.RegionName, lat)
-			}
+			writeNetcheck(r.env.Stdout, info, nc, preferred, varies)
 			return nil
 		},
 	}
 	outputFlag(cmd, &format)
 	return cmd
+}
+
+// writeNetcheck prints the network check nc on the deployment of info,
+// with the home region preferred and the NAT mapping as varies says. It
+// tells what the check could not measure apart from what failed: with no
+// STUN server configured, or none answering, the check learns nothing of
+// UDP, NAT or relay latency.
+func writeNetcheck(w io.Writer, info tether.ConnectionInfo, nc *tunnel.Netcheck, preferred int, varies string) {
+	stun := derpmap.STUNServers(info.DERPMap)
+	fmt.Fprintln(w, "Network check:")
+	switch {
+	case len(stun) == 0:
+		// UDP may work between peers that reach each other's local
+		// addresses; the check cannot tell.
+		fmt.Fprintln(w, "  UDP:                  unknown: the server configures no STUN server (--stun-addresses disable)")
+	case !nc.UDP:
+		who := "the STUN server did not answer"
+		if len(stun) > 1 {
+			who = fmt.Sprintf("none of the %d STUN servers answered", len(stun))
+		}
+		fmt.Fprintf(w, "  UDP:                  no: %s; UDP is blocked on this network, or STUN is down\n", who)
+	default:
+		fmt.Fprintln(w, "  UDP:                  yes")
+	}
+	family := func(name string, ok bool, global netip.AddrPort) {
+		switch {
+		case !nc.UDP:
+			fmt.Fprintf(w, "  %-21s unknown: no STUN answer\n", name+":")
+		case global.IsValid():
+			fmt.Fprintf(w, "  %-21s %s, STUN sees %s\n", name+":", yesNo(ok), global)
+		default:
+			fmt.Fprintf(w, "  %-21s %s\n", name+":", yesNo(ok))
+		}
+	}
+	family("IPv4", nc.IPv4, nc.GlobalV4)
+	family("IPv6", nc.IPv6, nc.GlobalV6)
+	var mapping string
+	switch {
+	case varies == "true":
+		mapping = "yes: hard NAT, direct connections are unlikely"
+	case varies == "false":
+		mapping = "no: easy NAT or none"
+	case len(stun) == 0:
+		mapping = "unknown: no STUN servers"
+	case !nc.UDP:
+		mapping = "unknown: no STUN server answered"
+	case len(stunServers(info.DERPMap)) < 2:
+		mapping = "unknown (needs two STUN servers at different addresses)"
+	default:
+		mapping = "unknown: fewer than two STUN servers answered"
+	}
+	fmt.Fprintf(w, "  Mapping varies by destination: %s\n", mapping)
+	fmt.Fprintf(w, "  Preferred DERP:       %s\n", regionCode(info.DERPMap.Regions, preferred))
+	if info.DisableDirect {
+		fmt.Fprintln(w, "  Direct connections:   blocked by the server")
+	}
+	fmt.Fprintln(w, "  DERP latency:")
+	measured := map[int]bool{} // regions with a STUN server to measure by
+	for _, s := range stun {
+		measured[s.RegionID] = true
+	}
+	ids := make([]int, 0, len(info.DERPMap.Regions))
+	for id := range info.DERPMap.Regions {
+		ids = append(ids, id)
+	}
+	sort.Ints(ids)
+	for _, id := range ids {
+		reg := info.DERPMap.Regions[id]
+		var lat string
+		if d, ok := nc.DERPLatency[id]; ok {
+			lat = roundLatency(d).String()
+		} else if !measured[id] {
+			lat = "not measured (the region has no STUN server)"
+		} else if !nc.UDP {
+			lat = "not measured (no STUN answer)"
+		} else {
+			lat = "no answer from its STUN server"
+		}
+		fmt.Fprintf(w, "    %-10s %-24s %s\n", reg.RegionCode, reg.RegionName, lat)
+	}
 }
 
 // netcheckOutput is what `tether netcheck --output json` prints: the

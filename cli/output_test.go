@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"testing"
 	"time"
 
@@ -62,6 +63,13 @@ func TestJSONOutput(t *testing.T) {
 			offline := tether.Workspace{ID: uuid.MustParse("9b8a7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"), Name: "scratch", Owner: "alice",
 				OwnerID: ownerID, AgentStatus: tether.AgentDisconnected, CreatedAt: created}
 			return writeJSON(b, []tether.Workspace{ws, offline})
+		}},
+		{"version.json", func(b *bytes.Buffer) error {
+			v := versionFrom("v1.4.0", &debug.BuildInfo{GoVersion: "go1.26.8", Settings: []debug.BuildSetting{
+				{Key: "GOOS", Value: "linux"}, {Key: "GOARCH", Value: "amd64"},
+				{Key: "vcs.revision", Value: "f64eaf1c0ffee0ddba11f00dfacade0123456789"}, {Key: "vcs.time", Value: "2026-12-01T09:30:00Z"},
+			}})
+			return writeJSON(b, v)
 		}},
 		{"users-list.json", func(b *bytes.Buffer) error {
 			return writeJSON(b, []tether.User{{ID: ownerID, Username: "alice", Email: "alice@example.com",

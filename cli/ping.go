@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -30,25 +31,91 @@ func pathOf(res tunnel.PingResult) (path, endpoint, derpRegion string) {
 	return tether.PathDERP, "", res.DERPRegionCode
 }
 
-// pingTimeout is how long one ping waits for its pong.
+// pingTimeout is how long one ping waits for its pong, by default.
 const pingTimeout = 5 * time.Second
+
+// pingStats sums up the pings of one `tether ping`.
+type pingStats struct {
+	sent, received int
+	min, max, sum  time.Duration
+	direct         bool // a pong came over a direct path
+}
+
+func (s *pingStats) add(res tunnel.PingResult) {
+	s.received++
+	if s.received == 1 || res.Latency < s.min {
+		s.min = res.Latency
+	}
+	s.max = max(s.max, res.Latency)
+	s.sum += res.Latency
+	s.direct = s.direct || res.Direct
+}
+
+// summary is the last lines of `tether ping`, as the ping of other tools
+// ends.
+func (s *pingStats) summary(name string) string {
+	loss := 0.0
+	if s.sent > 0 {
+		loss = 100 * float64(s.sent-s.received) / float64(s.sent)
+	}
+	line := fmt.Sprintf("--- %s ping statistics ---\n%s sent, %s received, %.0f%% loss", name, plural(s.sent, "ping"), plural(s.received, "pong"), loss)
+	if s.received > 0 {
+		avg := s.sum / time.Duration(s.received)
+		line += fmt.Sprintf(", min/avg/max %s/%s/%s", roundLatency(s.min), roundLatency(avg), roundLatency(s.max))
+	}
+	return line
+}
+
+// err is how `tether ping` ends: an error when no pong came back, or,
+// until direct, when none came over a direct path.
+func (s *pingStats) err(workspace string, untilDirect bool) error {
+	switch {
+	case s.received == 0:
+		return fmt.Errorf("no pong from %s (%s sent)", workspace, plural(s.sent, "ping"))
+	case untilDirect && !s.direct:
+		return fmt.Errorf("no direct path to %s within %s: every pong came through a relay", workspace, plural(s.sent, "ping"))
+	}
+	return nil
+}
+
+// pingError says why a ping got no pong: its own timeout, or what ended
+// it otherwise (the tunnel closed as the agent went away, say).
+func pingError(err error, timeout time.Duration, gone error) string {
+	switch {
+	case gone != nil:
+		return gone.Error()
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Sprintf("no pong within %s", timeout)
+	}
+	return err.Error()
+}
 
 func (r *root) pingCommand() *cobra.Command {
 	var (
-		tf       tunnelFlags
-		n        int
-		interval time.Duration
-		format   string
+		tf          tunnelFlags
+		n           int
+		interval    time.Duration
+		timeout     time.Duration
+		untilDirect bool
+		format      string
 	)
 	cmd := &cobra.Command{
-		Use:     "ping WORKSPACE",
-		Short:   "Ping a workspace's agent over the tunnel and show the path each pong took",
-		Args:    cobra.ExactArgs(1),
-		PreRunE: func(*cobra.Command, []string) error { return checkOutput(format) },
-		RunE: func(cmd *cobra.Command, args []string) error {
+		Use:   "ping WORKSPACE",
+		Short: "Ping a workspace's agent over the tunnel and show the path each pong took",
+		Long: "Ping a workspace's agent over the tunnel with path-discovery pings, and show the path each pong\n" +
+			"took: direct (with the agent's address) or through a relay. Ends with a summary; exits 1 when no\n" +
+			"pong came back, or, with --until-direct, when no pong came over a direct path.",
+		Args: cobra.ExactArgs(1),
+		PreRunE: func(*cobra.Command, []string) error {
 			if n < 1 {
-				return fmt.Errorf("-n must be at least 1")
+				return fmt.Errorf("-n must be at least 1, not %d", n)
 			}
+			if timeout <= 0 || interval < 0 {
+				return errors.New("--timeout must be positive and --interval not negative")
+			}
+			return checkOutput(format)
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			t, err := r.dialWorkspace(ctx, args[0], tf)
 			if err != nil {
@@ -56,54 +123,70 @@ func (r *root) pingCommand() *cobra.Command {
 			}
 			defer t.stop()
 			out := r.env.Stdout
-			sawDirect := false
+			var stats pingStats
 			var last *tunnel.PingResult
 			for seq := 1; seq <= n; seq++ {
 				if seq > 1 {
 					select {
 					case <-ctx.Done():
-						return nil
 					case <-time.After(interval):
 					}
 				}
-				pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+				if ctx.Err() != nil {
+					break // interrupted: the summary of what was sent
+				}
+				stats.sent++
+				pctx, cancel := context.WithTimeout(ctx, timeout)
 				res, err := t.conn.Ping(pctx, t.agentIP)
 				cancel()
 				if ctx.Err() != nil {
-					return nil
+					stats.sent-- // cut short, not lost
+					break
 				}
 				if err != nil {
 					if format == "json" {
 						json.NewEncoder(out).Encode(tether.PingOutput{Seq: seq, Path: tether.PathTimeout})
 					} else {
-						fmt.Fprintf(out, "ping %d: no pong within %s\n", seq, pingTimeout)
+						fmt.Fprintf(out, "ping %d: %s\n", seq, pingError(err, timeout, t.gone()))
 					}
 					continue
 				}
+				firstDirect := res.Direct && !stats.direct
+				stats.add(res)
 				last = &res
 				if format == "json" {
 					json.NewEncoder(out).Encode(pingOutput(seq, res))
-					continue
+				} else {
+					via := "DERP(" + res.DERPRegionCode + ")"
+					if res.Direct {
+						via = res.Endpoint
+					}
+					fmt.Fprintf(out, "pong from %s via %s in %s\n", t.workspace.Name, via, roundLatency(res.Latency))
+					if firstDirect {
+						fmt.Fprintln(out, "✔ p2p connection established")
+					}
 				}
-				via := "DERP(" + res.DERPRegionCode + ")"
-				if res.Direct {
-					via = res.Endpoint
-				}
-				fmt.Fprintf(out, "pong from %s via %s in %s\n", t.workspace.Name, via, roundLatency(res.Latency))
-				if res.Direct && !sawDirect {
-					sawDirect = true
-					fmt.Fprintln(out, "✔ p2p connection established")
+				if untilDirect && res.Direct {
+					break
 				}
 			}
-			if format == "text" && last != nil && !last.Direct {
-				fmt.Fprintln(out, r.relayReasons(ctx, t, tf))
+			if format == "text" {
+				if last != nil && !last.Direct && ctx.Err() == nil {
+					fmt.Fprintln(out, r.relayReasons(ctx, t, tf))
+				}
+				fmt.Fprintln(out, stats.summary(t.workspace.Name))
 			}
-			return nil
+			if ctx.Err() != nil && stats.sent == 0 {
+				return ctx.Err()
+			}
+			return stats.err(t.workspace.Owner+"/"+t.workspace.Name, untilDirect)
 		},
 	}
 	tf.register(cmd)
-	cmd.Flags().IntVarP(&n, "num", "n", 10, "number of pings")
+	cmd.Flags().IntVarP(&n, "num", "n", 10, "number of pings (with --until-direct: at most)")
 	cmd.Flags().DurationVarP(&interval, "interval", "i", time.Second, "time between pings")
+	cmd.Flags().DurationVarP(&timeout, "timeout", "t", pingTimeout, "how long each ping waits for its pong")
+	cmd.Flags().BoolVar(&untilDirect, "until-direct", false, "stop at the first pong over a direct path; exit 1 if none comes within -n pings")
 	outputFlag(cmd, &format)
 	return cmd
 }

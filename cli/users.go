@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -147,7 +148,7 @@ func (r *root) usersSetRoleCommand() *cobra.Command {
 					return err
 				}
 				if args[0] == "me" || args[0] == me.Username {
-					if err := r.confirm(fmt.Sprintf("Demote yourself to %s? Only another admin can make you admin again. Type your username to confirm", role), me.Username,
+					if err := r.confirm(ctx, fmt.Sprintf("Demote yourself to %s? Only another admin can make you admin again. Type your username to confirm", role), me.Username,
 						"refusing to demote yourself without confirmation: pass --yes"); err != nil {
 						return err
 					}
@@ -194,7 +195,7 @@ func (r *root) usersResetPasswordCommand() *cobra.Command {
 			if !self && oldPassword != "" {
 				return errors.New("--old-password is for changing your own password; an admin resets another user's without it")
 			}
-			p := newPrompter(r.env)
+			p := newPrompter(ctx, r.env)
 			if self && oldPassword == "" {
 				if !p.interactive() {
 					return errors.New("pass --old-password (your current password) and --password (stdin is not a terminal, so the CLI cannot ask)")
@@ -299,7 +300,7 @@ func (r *root) usersDeleteCommand() *cobra.Command {
 				if len(owned) > 0 {
 					what += " and their " + plural(len(owned), "workspace") + " (" + strings.Join(owned, ", ") + ")"
 				}
-				if err := r.confirm(fmt.Sprintf("Delete %s? This cannot be undone. Type the username to confirm", what), name,
+				if err := r.confirm(ctx, fmt.Sprintf("Delete %s? This cannot be undone. Type the username to confirm", what), name,
 					fmt.Sprintf("refusing to delete %s without confirmation: pass --yes", what)); err != nil {
 					return err
 				}
@@ -341,8 +342,8 @@ func ownedWorkspaces(cmd *cobra.Command, c *client.Client, user string) ([]strin
 
 // confirm asks the user to type want; refusal is the error when stdin is
 // not a terminal.
-func (r *root) confirm(question, want, refusal string) error {
-	p := newPrompter(r.env)
+func (r *root) confirm(ctx context.Context, question, want, refusal string) error {
+	p := newPrompter(ctx, r.env)
 	if !p.interactive() {
 		return errors.New(refusal)
 	}

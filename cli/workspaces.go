@@ -122,7 +122,7 @@ func (r *root) deleteCommand() *cobra.Command {
 				return err
 			}
 			if !yes {
-				p := newPrompter(r.env)
+				p := newPrompter(cmd.Context(), r.env)
 				if !p.interactive() {
 					return fmt.Errorf("refusing to delete %s without confirmation: pass --yes", args[0])
 				}

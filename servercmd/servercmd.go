@@ -26,6 +26,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"github.com/tetherdev/tether/cli/option"
 	"github.com/tetherdev/tether/internal/logging"
 	"github.com/tetherdev/tether/server"
 	"github.com/tetherdev/tether/site"
@@ -96,6 +97,7 @@ func Command(stdout, stderr io.Writer, version string) *cobra.Command {
 		},
 	}
 	s.bindFlags(cmd.Flags())
+	option.Deployment(cmd)
 	return cmd
 }
 
@@ -127,7 +129,7 @@ func (s *Settings) bindFlags(f *pflag.FlagSet) {
 	f.BoolVar(&s.AllowPathAppSharing, "dangerous-allow-path-app-sharing", false, "let path-based apps open for users other than their owner (admins included); their scripts run on the dashboard's origin and could act as the visitor")
 	f.StringSliceVar(&s.TrustedProxies, "trusted-proxies", nil, "addresses or CIDR ranges (comma separated) of reverse proxies in front of this server whose X-Forwarded-For names the client, for sign-in throttling and logs; others' X-Forwarded-For is ignored")
 	f.IntVar(&s.MaxWorkspacesPerUser, "max-workspaces-per-user", 100, "how many workspaces each user (admins too) may own; 0 for no limit")
-	f.BoolVar(&s.Dev, "dev", false, "demo mode: local data, a first admin, a workspace `dev` with its agent on this machine, and CLI credentials")
+	f.BoolVar(&s.Dev, "dev", false, "demo mode: local data, a first admin, a workspace 'dev' with its agent on this machine, and CLI credentials")
 }
 
 func defaultDataDir(dev bool) string {
@@ -202,12 +204,18 @@ func run(ctx context.Context, s Settings, logger *slog.Logger, stdout io.Writer,
 	if s.DataDir == "" {
 		s.DataDir = defaultDataDir(s.Dev)
 	}
-	if s.Dev {
-		// --dev keeps its admin's password in the data directory, whatever
-		// the store.
+	if s.Dev || s.PostgresURL == "" {
+		// The embedded store lives in the data directory, and --dev keeps
+		// its admin's password there whatever the store: one server at a
+		// time.
 		if err := os.MkdirAll(s.DataDir, 0o700); err != nil {
 			return fmt.Errorf("create --data-dir: %w", err)
 		}
+		unlock, err := lockDataDir(s.DataDir)
+		if err != nil {
+			return err
+		}
+		defer unlock()
 	}
 	db, storeDesc, err := openStore(ctx, s)
 	if err != nil {

@@ -43,6 +43,8 @@ func TestMainCommands(t *testing.T) {
 		{"help lists the server", []string{"--help"}, 0, "Run the Tether control plane", "", true},
 		{"server help", []string{"server", "--help"}, 0, "--access-url", "", true},
 		{"CLI command help", []string{"ssh", "--help"}, 0, "--disable-direct", "", true},
+		{"version command", []string{"version"}, 0, "commit:", "", true},
+		{"completion", []string{"completion", "bash"}, 0, "__start_tether", "", true},
 		{"unknown command", []string{"frobnicate"}, 1, "", `unknown command "frobnicate"`, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

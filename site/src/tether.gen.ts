@@ -803,3 +803,27 @@ export interface NetcheckOutput {
   /** STUNConfigured: the deployment names STUN servers at all. */
   stun_configured: boolean;
 }
+
+/**
+ * VersionOutput is `tether version --output json`: what the binary was
+ * built from, as far as its build info tells.
+ */
+export interface VersionOutput {
+  /** Version is the release version, or "dev" for a build that is not one. */
+  version: string;
+  /**
+   * Commit is the VCS revision built, "" when built outside a checkout
+   * (or with -buildvcs=false).
+   */
+  commit: string;
+  /**
+   * CommitTime is the commit's time (RFC 3339); a reproducible build
+   * records no other. "" with no commit.
+   */
+  commit_time: string;
+  /** Modified: the checkout had uncommitted changes. */
+  modified: boolean;
+  go_version: string;
+  os: string;
+  arch: string;
+}

@@ -24,6 +24,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/tetherdev/tether"
+	"github.com/tetherdev/tether/cli/option"
 	"github.com/tetherdev/tether/relay"
 	"github.com/tetherdev/tether/server"
 	"github.com/tetherdev/tether/site"
@@ -58,12 +59,13 @@ func Command(stdout, stderr io.Writer, version string) *cobra.Command {
 		},
 	}
 	s.bindFlags(cmd.Flags())
+	option.Deployment(cmd) // every flag is TETHER_<FLAG>, as the server's
 	return cmd
 }
 
 func (s *Settings) bindFlags(f *pflag.FlagSet) {
 	f.StringVar(&s.PrimaryAccessURL, "primary-access-url", "", "access URL of the primary Tether server (required)")
-	f.StringVar(&s.ProxyToken, "proxy-token", "", "the proxy's token, as `tether wsproxy create` printed it (required)")
+	f.StringVar(&s.ProxyToken, "proxy-token", "", "the proxy's token, as tether wsproxy create printed it (required)")
 	f.StringVar(&s.AccessURL, "access-url", "", "external URL where browsers and peers reach this proxy (default: http:// + --http-address)")
 	f.StringVar(&s.HTTPAddress, "http-address", "127.0.0.1:3001", "address to listen on for HTTP(S)")
 	f.StringVar(&s.WildcardAccessURL, "wildcard-access-url", "", "serve subdomain apps at APP--WS--USER.<domain>: a pattern like *.apps.proxy.example.com whose hosts resolve to this proxy")

@@ -245,7 +245,7 @@ func run(ctx context.Context, s Settings, logger *slog.Logger, stdout io.Writer,
 		db = storemetrics.New(db, ops.registry)
 	}
 
-	inf, err := startInfra(ctx, s, udpRelay, accessURL, relayURL, logger)
+	inf, err := startInfra(ctx, s, udpRelay, accessURL, relayURL, db, logger)
 	if err != nil {
 		return err
 	}
@@ -253,6 +253,7 @@ func run(ctx context.Context, s Settings, logger *slog.Logger, stdout io.Writer,
 	defer inf.close()
 	ops.register(inf)
 
+	var srv *server.Server
 	opts := server.Options{
 		Logger:               logger.With(slog.String("component", "server")),
 		Store:                db,
@@ -268,10 +269,16 @@ func run(ctx context.Context, s Settings, logger *slog.Logger, stdout io.Writer,
 		TrustedProxies:       trustedProxies,
 		MaxWorkspacesPerUser: s.MaxWorkspacesPerUser,
 		MaxTokenLifetime:     s.MaxTokenLifetime,
-		Site:                 site.Handler(),
 		AgentBinary:          ownBinary(logger),
 		AgentBinariesDir:     s.AgentBinariesDir,
-		SitePage:             site.IsPage,
+		// The dashboard measures its latency to the proxies.
+		Site: site.HandlerWith(func() []string {
+			if srv == nil {
+				return nil
+			}
+			return srv.ProxyOrigins()
+		}),
+		SitePage: site.IsPage,
 	}
 	if ops.registry != nil {
 		opts.Metrics = ops.registry
@@ -280,6 +287,7 @@ func run(ctx context.Context, s Settings, logger *slog.Logger, stdout io.Writer,
 		opts.DERP = inf.derp.Handler()
 		opts.DERPRegionID = s.DERPServerRegionID
 		opts.DERPMeshKey = inf.derp.MeshKey()
+		opts.OnProxyRelays = inf.mesh.setProxies
 	}
 	if inf.cluster != nil {
 		opts.Replicas, opts.SelfRelayURL = inf.cluster.healthPeers, relayURL
@@ -287,7 +295,7 @@ func run(ctx context.Context, s Settings, logger *slog.Logger, stdout io.Writer,
 	if inf.udp != nil {
 		opts.UDPRelayCheck = inf.udp.Check
 	}
-	srv, err := server.New(opts)
+	srv, err = server.New(opts)
 	if err != nil {
 		return err
 	}

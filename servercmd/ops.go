@@ -41,12 +41,8 @@ func startOps(s Settings, version string, logger *slog.Logger) (_ *ops, err erro
 	return o, nil
 }
 
-// register adds the infrastructure's collectors: the coordinator's and the
-// built-in relay's.
-//
-// The UDP relay (issue 12) registers here too when it lands: give it a
-// Collector() like relay.DERP's, reading its sessions and bytes when
-// scraped, and add it below.
+// register adds the infrastructure's collectors: the coordinator's, the
+// built-in relay's and the UDP relay's.
 func (o *ops) register(inf *infra) {
 	if o.registry == nil {
 		return
@@ -54,6 +50,9 @@ func (o *ops) register(inf *infra) {
 	o.registry.MustRegister(inf.coord.Collector())
 	if inf.derp != nil {
 		o.registry.MustRegister(inf.derp.Collector())
+	}
+	if inf.udp != nil {
+		o.registry.MustRegister(inf.udp.Collector())
 	}
 }
 

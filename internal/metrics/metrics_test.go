@@ -138,6 +138,13 @@ func TestHTTP(t *testing.T) {
 	if err == nil {
 		resp.Body.Close()
 	}
+	// The client has its 101 before the hijacking handler returns and the
+	// request is counted: wait for the count.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if got, _, _ := metricstest.Value(reg, "tether_http_requests_total", "route", "GET /upgrade", "method", "GET", "code", "101"); got == 1 {
+			break
+		}
+	}
 
 	tests := []struct {
 		route, code string

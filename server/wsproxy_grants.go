@@ -119,7 +119,7 @@ func (gs *proxyGrants) add(r *http.Request, c handoff.Claims, handoffToken strin
 		hash: store.HashToken(token), user: c.User, session: c.Session, host: host,
 		expires: now.Add(proxyGrantLifetime), scopes: map[string]handoff.Claims{claimsScope(c): c},
 		tokens: map[string]string{claimsScope(c): handoffToken},
-		live: map[*liveEnd]struct{}{},
+		live:   map[*liveEnd]struct{}{},
 	}
 	gs.byHash[g.hash] = g
 	return token, g.expires

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -266,4 +267,44 @@ func TestProxyCoordinateRevokedWithGrant(t *testing.T) {
 		}
 		return
 	}
+}
+
+// TestProxyShowsItsGrants: the proxy's tunnel to a workspace's agent is
+// coordinated on the grants its users redeemed for that workspace, and on
+// nothing else: before any, the primary refuses it for good.
+func TestProxyShowsItsGrants(t *testing.T) {
+	pf := newProxyFixture(t)
+	// The proxy reaches the fixture's primary on its listener.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, pf.fixture.hs.Listener.Addr().String())
+	}
+	t.Cleanup(tr.CloseIdleConnections)
+	pf.p.httpClient = &http.Client{Transport: tr}
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+
+	if conn, err := pf.p.dialCoordinate(ctx, uuid.New(), pf.ws.ID); err == nil {
+		conn.CloseNow()
+		t.Fatal("coordinated a tunnel with no grant")
+	} else if !strings.Contains(err.Error(), "403") {
+		t.Fatalf("without a grant: %v, want the primary's 403", err)
+	}
+
+	s := pf.session(pf.owner, time.Hour)
+	r := get("/api/v2/workspaceproxies/auth-redirect?redirect_uri=" + url.QueryEscape("http://"+proxyHost+"/@bob/dev/terminal"))(pf.fixture)
+	r.header = http.Header{tether.SessionTokenHeader: {s}}
+	resp, _ := pf.do(r)
+	loc, _ := url.Parse(resp.Header.Get("Location"))
+	if c := grantCookie(pf.visit(t, loc)); c == nil {
+		t.Fatal("redeeming the hand-off set no grant")
+	}
+	if got := pf.p.grants.forWorkspace(uuid.New()); len(got) != 0 {
+		t.Errorf("grants shown for another workspace: %d", len(got))
+	}
+	conn, err := pf.p.dialCoordinate(ctx, uuid.New(), pf.ws.ID)
+	if err != nil {
+		t.Fatalf("with the owner's grant: %v", err)
+	}
+	conn.CloseNow()
 }

@@ -71,19 +71,19 @@ type config struct {
 	wsproxyProxyDelay   time.Duration
 	wsproxySessions     int
 	wsproxyKeys         int
-	runs               int // throughput windows per figure; the median counts
-	firstByteRuns      int
-	natRuns            int
-	coordSizes         []int
-	coordFanout        int
-	coordUpdates       int
-	coordRate          int
-	coordProfile       string
-	tether             string // the binary; built when empty
-	resultsDir         string
-	verbose            bool
-	compare            string // two saved runs to compare instead of measuring
-	timeout            time.Duration
+	runs                int // throughput windows per figure; the median counts
+	firstByteRuns       int
+	natRuns             int
+	coordSizes          []int
+	coordFanout         int
+	coordUpdates        int
+	coordRate           int
+	coordProfile        string
+	tether              string // the binary; built when empty
+	resultsDir          string
+	verbose             bool
+	compare             string // two saved runs to compare instead of measuring
+	timeout             time.Duration
 
 	log *slog.Logger // the library's and the tunnels' logs (Debug with -v)
 }

@@ -517,4 +517,3 @@ func (f *delayFront) close() {
 	}
 	f.wg.Wait()
 }
-

@@ -41,6 +41,9 @@ const (
 	// direct path's first byte.
 	goalRelayedRoundTrips = 6.0
 	goalDirectServerTrips = 3.0
+	// Issue 13: web terminals through a workspace proxy.
+	goalProxyEchoSlackMS      = 10.0 // echo p50 via the proxy ≤ browser↔proxy RTT + proxy↔agent RTT + this
+	goalProxyConcurrentOverMS = 50.0 // 200 terminals' echo p99 over one terminal's, no delay
 )
 
 func atLeast(x float64) func(v, base float64) bool {
@@ -148,6 +151,11 @@ func comparisons(cfg *config) []comparison {
 			Goal: atMost(goalSSHLoadLost), GoalText: "none"},
 		{Label: "ssh load, agents stopped: sessions failed", Measure: "sshload/stopped/failed"},
 		{Label: "ssh load, agents stopped: session p99", Measure: "sshload/stopped/session-p99"},
+		{Label: "web terminal echo p50 via the workspace proxy", Measure: "wsproxy/echo-proxy-p50", Baseline: "wsproxy/echo-goal",
+			Goal: func(v, base float64) bool { return base > 0 && v <= base }, GoalText: fmt.Sprintf("≤ browser↔proxy RTT + proxy↔agent RTT + %.0f ms", goalProxyEchoSlackMS)},
+		{Label: "web terminal echo p50 via the primary", Measure: "wsproxy/echo-primary-p50", Baseline: "wsproxy/echo-proxy-p50"},
+		{Label: "web terminals at once on the proxy: echo p99", Measure: "wsproxy/concurrent-echo-p99", Baseline: "wsproxy/baseline-echo-p99",
+			Goal: func(v, base float64) bool { return base > 0 && v <= base+goalProxyConcurrentOverMS }, GoalText: fmt.Sprintf("≤ one terminal's + %.0f ms", goalProxyConcurrentOverMS)},
 		{Label: "fresh tunnel pair first byte p50", Measure: "library/first-byte-p50"},
 		{Label: "fresh tunnel pair first byte max", Measure: "library/first-byte-max",
 			Goal: atMost(goalFirstByteMaxMS), GoalText: fmt.Sprintf("≤ %.0f ms (no 5 s stall)", goalFirstByteMaxMS)},

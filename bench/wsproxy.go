@@ -18,12 +18,13 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/tetherdev/tether"
+	"github.com/tetherdev/tether/internal/delayproxy"
 	"github.com/tetherdev/tether/internal/harness"
 )
 
 // The workspace proxy part (issue 13): a browser far from the primary and
 // near a proxy, the agent near the proxy. The links are user-space TCP
-// delays (delayFront) that add a fixed time to every byte in each
+// delays (internal/delayproxy) that add a fixed time to every byte in each
 // direction: browser↔primary +cfg.wsproxyPrimaryDelay each way,
 // browser↔proxy +cfg.wsproxyProxyDelay each way; the agent, proxy and
 // primary otherwise share loopback. The browser is this process, speaking
@@ -63,8 +64,8 @@ func wsproxyBench(ctx context.Context, cfg *config, res *results, p *part) error
 	if err != nil {
 		return err
 	}
-	defer farFront.close()
-	srv := x.StartServerWith(p, harness.ServerOptions{Addr: primaryAddr, Args: []string{"--access-url", "http://" + farFront.addr()}})
+	defer farFront.Close()
+	srv := x.StartServerWith(p, harness.ServerOptions{Addr: primaryAddr, Args: []string{"--access-url", "http://" + farFront.Addr()}})
 	// A web terminal is a login shell, which runs the user's profile; the
 	// typing starts once every shell is up, so its cost is not measured.
 	// But where the profile runs pyenv (as on the machines this was
@@ -83,8 +84,8 @@ func wsproxyBench(ctx context.Context, cfg *config, res *results, p *part) error
 	if err != nil {
 		return err
 	}
-	defer nearFront.close()
-	_, nearPort, _ := net.SplitHostPort(nearFront.addr())
+	defer nearFront.Close()
+	_, nearPort, _ := net.SplitHostPort(nearFront.Addr())
 	_, proxyPort, _ := net.SplitHostPort(proxyAddr)
 	// The proxy at localhost and the primary at 127.0.0.1: a browser
 	// keeps their cookies apart.
@@ -408,117 +409,13 @@ func freeLoopbackAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-// delayFront is a user-space link with a fixed delay: a TCP proxy on
-// loopback that forwards to backend, holding every byte for delay in each
-// direction (the bytes keep their order and the link its bandwidth; only
-// the time shifts).
-type delayFront struct {
-	ln      net.Listener
-	backend string
-	delay   time.Duration
-	wg      sync.WaitGroup
-
-	mu    sync.Mutex
-	conns map[net.Conn]struct{} // guarded by mu
-}
-
-func startDelayFront(backend string, delay time.Duration) (*delayFront, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// startDelayFront starts a user-space link to backend with a fixed delay
+// in each direction.
+func startDelayFront(backend string, delay time.Duration) (*delayproxy.Proxy, error) {
+	f, err := delayproxy.Listen("127.0.0.1:0", backend)
 	if err != nil {
 		return nil, err
 	}
-	f := &delayFront{ln: ln, backend: backend, delay: delay, conns: map[net.Conn]struct{}{}}
-	f.wg.Add(1)
-	go f.serve()
+	f.SetDelay(delay)
 	return f, nil
-}
-
-func (f *delayFront) addr() string { return f.ln.Addr().String() }
-
-func (f *delayFront) serve() {
-	defer f.wg.Done()
-	for {
-		c, err := f.ln.Accept()
-		if err != nil {
-			return
-		}
-		b, err := net.Dial("tcp", f.backend)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		if !f.track(c, b) {
-			return
-		}
-		f.wg.Add(2)
-		go func() { defer f.wg.Done(); f.pipe(b, c) }()
-		go func() { defer f.wg.Done(); f.pipe(c, b) }()
-	}
-}
-
-func (f *delayFront) track(cs ...net.Conn) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.conns == nil {
-		for _, c := range cs {
-			c.Close()
-		}
-		return false
-	}
-	for _, c := range cs {
-		f.conns[c] = struct{}{}
-	}
-	return true
-}
-
-// pipe copies src to dst, each chunk written delay after it was read.
-func (f *delayFront) pipe(dst, src net.Conn) {
-	type chunk struct {
-		b  []byte
-		at time.Time
-	}
-	q := make(chan chunk, 4096)
-	go func() {
-		defer close(q)
-		for {
-			buf := make([]byte, 32<<10)
-			n, err := src.Read(buf)
-			if n > 0 {
-				q <- chunk{buf[:n], time.Now().Add(f.delay)}
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	var werr error
-	for c := range q {
-		if werr != nil {
-			continue // drain, so the reader ends
-		}
-		if d := time.Until(c.at); d > 0 {
-			time.Sleep(d) // the link's delay itself
-		}
-		_, werr = dst.Write(c.b)
-	}
-	if tc, ok := dst.(*net.TCPConn); ok && werr == nil {
-		tc.CloseWrite()
-	} else {
-		dst.Close()
-	}
-	if werr != nil {
-		src.Close()
-	}
-}
-
-func (f *delayFront) close() {
-	f.ln.Close()
-	f.mu.Lock()
-	conns := f.conns
-	f.conns = nil
-	f.mu.Unlock()
-	for c := range conns {
-		c.Close()
-	}
-	f.wg.Wait()
 }

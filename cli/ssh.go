@@ -179,7 +179,7 @@ func (r *root) runSSH(ctx context.Context, conn net.Conn, ws tether.Workspace, g
 			sess.Setenv(k, v) // the server may refuse; that is fine
 		}
 	}
-	sess.Stdin, sess.Stdout, sess.Stderr = stdinStream(r.env.Stdin), r.env.Stdout, r.env.Stderr
+	sess.Stdin, sess.Stdout, sess.Stderr = stdinStream(r.env.Stdin), sessionOutput{r.env.Stdout}, sessionOutput{r.env.Stderr}
 
 	if wantTTY {
 		lt := localTerminal{in: stdinFile}

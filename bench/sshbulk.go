@@ -78,6 +78,30 @@ func (e *e2e) sshBulk(ctx context.Context) error {
 			return err
 		}
 	}
+	// Keystroke echo, through each client (see sshecho.go).
+	builtinTTY := func(remote string) (string, []string, []string) {
+		return cfg.tether, []string{"ssh", "-t", e.dep.Workspace, "--", remote}, e.dep.User.Env
+	}
+	viaTetherTTY := func(remote string) (string, []string, []string) {
+		bin, args, env := viaTether(remote)
+		return bin, append([]string{"-tt"}, args...), env
+	}
+	if err := e.sshEcho(ctx, "sshbulk/echo-tether-ssh", builtinTTY, "`tether ssh -t WS -- cat`"); err != nil {
+		return err
+	}
+	if err := e.sshEcho(ctx, "sshbulk/echo-openssh-tether", viaTetherTTY, "`ssh -tt tether.WS cat` through config-ssh"); err != nil {
+		return err
+	}
+	if sd != nil {
+		plainTTY := func(remote string) (string, []string, []string) {
+			bin, args, env := sd.argv(remote)
+			return bin, append([]string{"-tt"}, args...), env
+		}
+		if err := e.sshEcho(ctx, "sshbulk/echo-openssh-plain", plainTTY, "`ssh -tt 127.0.0.1 cat` to the plain sshd"); err != nil {
+			return err
+		}
+	}
+
 	for _, dir := range []string{"down", "up"} {
 		if err := e.sshTransfer(ctx, "sshbulk/openssh-tether-"+dir, dir, viaTether, "OpenSSH through config-ssh, "+sshBulkCipher); err != nil {
 			return err
@@ -378,6 +402,12 @@ func startPlainSSHD(p *part) (*plainSSHD, error) {
 		"PermitRootLogin prohibit-password",
 		// In-process, as the agent serves SFTP: no sftp-server to find.
 		"Subsystem sftp internal-sftp",
+		// The agent's sessions inherit its SHLVL, so Debian's bash never
+		// reads ~/.bashrc for their commands; sshd's start at SHLVL 1,
+		// where it does. The same here, or every plain figure would
+		// include what ~/.bashrc runs (pyenv's set-up took seconds on a
+		// loaded machine, and a minute once).
+		"SetEnv SHLVL=1",
 		"",
 	}, "\n")
 	if err := os.WriteFile(config, []byte(conf), 0o600); err != nil {

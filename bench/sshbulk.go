@@ -35,6 +35,10 @@ import (
 // issue's figures, fast on both sides (AES-NI).
 const sshBulkCipher = "aes128-gcm@openssh.com"
 
+// proxyExitWait bounds how long a ProxyCommand may hold the output of
+// OpenSSH's client open after the client exits.
+const proxyExitWait = 10 * time.Second
+
 // sshArgv is a command line that runs a remote command: ssh with its
 // options and host, or tether ssh.
 type sshArgv func(remote string) (bin string, args, env []string)
@@ -215,7 +219,7 @@ func (e *e2e) fileTransfer(ctx context.Context, name, tool, dir, src, warm strin
 		cmd := fileCommand(cctx, tool, dir, file, t)
 		var stderr lockedBuffer
 		cmd.Stdout, cmd.Stderr = &stderr, &stderr
-		cmd.WaitDelay = time.Second
+		cmd.WaitDelay = proxyExitWait
 		t0 := time.Now()
 		err := cmd.Run()
 		d := time.Since(t0)
@@ -308,8 +312,9 @@ func sshOnce(ctx context.Context, dir string, argv sshArgv, n int64) (float64, e
 	}
 	var stderr lockedBuffer
 	cmd.Stderr = &stderr
-	// A ProxyCommand may hold stderr open a moment after ssh exits.
-	cmd.WaitDelay = time.Second
+	// A ProxyCommand may hold stderr open a moment after ssh exits: on
+	// a machine with a load average in the hundreds, over a second.
+	cmd.WaitDelay = proxyExitWait
 	t0 := time.Now()
 	err := cmd.Run()
 	d := time.Since(t0)

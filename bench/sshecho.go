@@ -22,6 +22,9 @@ import (
 const (
 	echoKeys = 100
 	echoGap  = 20 * time.Millisecond
+	// echoHangUpWait bounds how long a client may take to end after
+	// its terminal hangs up.
+	echoHangUpWait = 10 * time.Second
 )
 
 // sshEcho records the p50 and p99 of keystroke echo through the client
@@ -65,8 +68,20 @@ func keystrokeEcho(ctx context.Context, argv sshArgv) ([]time.Duration, error) {
 		return nil, err
 	}
 	defer func() {
-		cmd.Process.Kill()
-		cmd.Wait()
+		// A hang-up, as when a terminal window closes: ssh then ends its
+		// ProxyCommand too. A client that ignores it is killed.
+		ptmx.Close()
+		exited := make(chan struct{})
+		go func() {
+			cmd.Wait()
+			close(exited)
+		}()
+		select {
+		case <-exited:
+		case <-time.After(echoHangUpWait):
+			cmd.Process.Kill()
+			<-exited
+		}
 	}()
 
 	got := make(chan byte, 4096)

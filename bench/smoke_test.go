@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -47,6 +48,17 @@ func TestSmoke(t *testing.T) {
 	} {
 		if !strings.Contains(table, row) {
 			t.Errorf("table lacks %q:\n%s", row, table)
+		}
+	}
+	// With OpenSSH's clients (and its sshd, which CI installs), sshbulk
+	// measures them too.
+	for _, tool := range []string{"ssh", "scp", "sftp"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			continue
+		}
+		label := map[string]string{"ssh": "OpenSSH via config-ssh down", "scp": "scp via config-ssh down", "sftp": "sftp via config-ssh up"}[tool]
+		if !strings.Contains(table, label) {
+			t.Errorf("table lacks %q:\n%s", label, table)
 		}
 	}
 	saved, err := filepath.Glob(filepath.Join(dir, "*.json"))

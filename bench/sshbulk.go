@@ -35,6 +35,10 @@ import (
 // issue's figures, fast on both sides (AES-NI).
 const sshBulkCipher = "aes128-gcm@openssh.com"
 
+// proxyExitWait bounds how long a ProxyCommand may hold the output of
+// OpenSSH's client open after the client exits.
+const proxyExitWait = 10 * time.Second
+
 // sshArgv is a command line that runs a remote command: ssh with its
 // options and host, or tether ssh.
 type sshArgv func(remote string) (bin string, args, env []string)
@@ -78,6 +82,30 @@ func (e *e2e) sshBulk(ctx context.Context) error {
 			return err
 		}
 	}
+	// Keystroke echo, through each client (see sshecho.go).
+	builtinTTY := func(remote string) (string, []string, []string) {
+		return cfg.tether, []string{"ssh", "-t", e.dep.Workspace, "--", remote}, e.dep.User.Env
+	}
+	viaTetherTTY := func(remote string) (string, []string, []string) {
+		bin, args, env := viaTether(remote)
+		return bin, append([]string{"-tt"}, args...), env
+	}
+	if err := e.sshEcho(ctx, "sshbulk/echo-tether-ssh", builtinTTY, "`tether ssh -t WS -- cat`"); err != nil {
+		return err
+	}
+	if err := e.sshEcho(ctx, "sshbulk/echo-openssh-tether", viaTetherTTY, "`ssh -tt tether.WS cat` through config-ssh"); err != nil {
+		return err
+	}
+	if sd != nil {
+		plainTTY := func(remote string) (string, []string, []string) {
+			bin, args, env := sd.argv(remote)
+			return bin, append([]string{"-tt"}, args...), env
+		}
+		if err := e.sshEcho(ctx, "sshbulk/echo-openssh-plain", plainTTY, "`ssh -tt 127.0.0.1 cat` to the plain sshd"); err != nil {
+			return err
+		}
+	}
+
 	for _, dir := range []string{"down", "up"} {
 		if err := e.sshTransfer(ctx, "sshbulk/openssh-tether-"+dir, dir, viaTether, "OpenSSH through config-ssh, "+sshBulkCipher); err != nil {
 			return err
@@ -89,6 +117,122 @@ func (e *e2e) sshBulk(ctx context.Context) error {
 			return err
 		}
 	}
+
+	// scp and sftp: the agent's SFTP server against the plain sshd's.
+	src, err := bulkSource(e.p, "bulk", cfg.sshBulkBytes)
+	if err != nil {
+		return err
+	}
+	warm, err := bulkSource(e.p, "warm", cfg.sshBulkBytes/10)
+	if err != nil {
+		return err
+	}
+	viaTetherFiles := fileTarget{host: "tether." + e.dep.Workspace, options: []string{"-F", sshConfig, "-o", "BatchMode=yes", "-c", sshBulkCipher}, env: e.dep.User.Env}
+	for _, tool := range []string{"scp", "sftp"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			why := tool + " is not installed (apt-get install openssh-client): no " + tool + " rows"
+			if prev := e.res.skipped["sshbulk"]; prev != "" {
+				why = prev + "; " + why
+			}
+			e.res.skipped["sshbulk"] = why
+			continue
+		}
+		for _, dir := range []string{"down", "up"} {
+			if err := e.fileTransfer(ctx, "sshbulk/"+tool+"-tether-"+dir, tool, dir, src, warm, viaTetherFiles, "OpenSSH's "+tool+" through config-ssh, "+sshBulkCipher); err != nil {
+				return err
+			}
+			if sd == nil {
+				continue
+			}
+			if err := e.fileTransfer(ctx, "sshbulk/"+tool+"-plain-"+dir, tool, dir, src, warm, sd.target(), "OpenSSH's "+tool+" to a plain sshd on 127.0.0.1, "+sshBulkCipher); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// fileTarget is where scp and sftp copy files: a host and the options
+// every OpenSSH client takes to reach it (-P for the port, which scp and
+// sftp spell alike).
+type fileTarget struct {
+	host    string
+	options []string
+	env     []string
+}
+
+// bulkSource makes a file that scp and sftp copy: n bytes of a sparse
+// file in a directory of p, read from memory on both paths alike. Uploads
+// go to the far side's /dev/null, downloads to this side's: both tools
+// complain that /dev/null cannot be truncated or have its mode set, and
+// succeed.
+func bulkSource(p *part, name string, n int64) (string, error) {
+	path := filepath.Join(p.TempDir(), name)
+	f, err := os.Create(path)
+	if err != nil {
+		return "", err
+	}
+	if err := f.Truncate(n); err != nil {
+		f.Close()
+		return "", err
+	}
+	return path, f.Close()
+}
+
+// fileCommand is the command that copies src (n bytes, local and remote
+// alike: the workspace runs on this machine) in direction dir with tool.
+func fileCommand(ctx context.Context, tool, dir, src string, t fileTarget) *exec.Cmd {
+	var cmd *exec.Cmd
+	switch tool {
+	case "scp":
+		from, to := t.host+":"+src, os.DevNull
+		if dir == "up" {
+			from, to = src, t.host+":"+os.DevNull
+		}
+		cmd = exec.CommandContext(ctx, "scp", append(append([]string(nil), t.options...), "-q", from, to)...)
+	default: // sftp, its batch on stdin
+		batch := "get " + src + " " + os.DevNull + "\n"
+		if dir == "up" {
+			batch = "put " + src + " " + os.DevNull + "\n"
+		}
+		cmd = exec.CommandContext(ctx, "sftp", append(append([]string(nil), t.options...), "-q", "-b", "-", t.host)...)
+		cmd.Stdin = strings.NewReader(batch)
+	}
+	cmd.Env = append(harness.CleanEnv(), t.env...)
+	return cmd
+}
+
+// fileTransfer measures cfg.runs copies of src (cfg.sshBulkBytes) in one
+// direction, after one of warm that is not counted, and records the
+// median rate in MB/s, as sshTransfer does.
+func (e *e2e) fileTransfer(ctx context.Context, name, tool, dir, src, warm string, t fileTarget, what string) error {
+	cfg := e.cfg
+	var rates []float64
+	for i := range max(cfg.runs, 1) + 1 {
+		file := src
+		if i == 0 {
+			// The first connection sets up the tunnel, and data makes
+			// the path go direct.
+			file = warm
+		}
+		cctx, cancel := context.WithTimeout(ctx, harness.CommandTimeout)
+		cmd := fileCommand(cctx, tool, dir, file, t)
+		var stderr lockedBuffer
+		cmd.Stdout, cmd.Stderr = &stderr, &stderr
+		cmd.WaitDelay = proxyExitWait
+		t0 := time.Now()
+		err := cmd.Run()
+		d := time.Since(t0)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("%s: %v: %s", name, err, harness.Tail(strings.TrimSpace(stderr.String()), tailLines))
+		}
+		if i > 0 {
+			rates = append(rates, float64(cfg.sshBulkBytes)/d.Seconds()/1e6)
+		}
+	}
+	e.res.higher(name, median(rates), "MB/s", fmt.Sprintf("%s%s %d MB, connection setup included; %s",
+		ratesNote(rates), dir, cfg.sshBulkBytes/1e6, what))
 	return nil
 }
 
@@ -168,8 +312,9 @@ func sshOnce(ctx context.Context, dir string, argv sshArgv, n int64) (float64, e
 	}
 	var stderr lockedBuffer
 	cmd.Stderr = &stderr
-	// A ProxyCommand may hold stderr open a moment after ssh exits.
-	cmd.WaitDelay = time.Second
+	// A ProxyCommand may hold stderr open a moment after ssh exits: on
+	// a machine with a load average in the hundreds, over a second.
+	cmd.WaitDelay = proxyExitWait
 	t0 := time.Now()
 	err := cmd.Run()
 	d := time.Since(t0)
@@ -201,7 +346,8 @@ func (l *lockedBuffer) String() string {
 // plainSSHD is an OpenSSH sshd on 127.0.0.1 that lets in one throwaway
 // client key: the "outside Tether" of the sshbulk rows.
 type plainSSHD struct {
-	options []string // ssh's options to reach it
+	options []string // the options of every OpenSSH client to reach it, but the port
+	port    string
 }
 
 // errNoSSHD says why there are no plain sshd rows.
@@ -259,6 +405,14 @@ func startPlainSSHD(p *part) (*plainSSHD, error) {
 		"KbdInteractiveAuthentication no",
 		"StrictModes no",
 		"PermitRootLogin prohibit-password",
+		// In-process, as the agent serves SFTP: no sftp-server to find.
+		"Subsystem sftp internal-sftp",
+		// The agent's sessions inherit its SHLVL, so Debian's bash never
+		// reads ~/.bashrc for their commands; sshd's start at SHLVL 1,
+		// where it does. The same here, or every plain figure would
+		// include what ~/.bashrc runs (pyenv's set-up took seconds on a
+		// loaded machine, and a minute once).
+		"SetEnv SHLVL=1",
 		"",
 	}, "\n")
 	if err := os.WriteFile(config, []byte(conf), 0o600); err != nil {
@@ -272,7 +426,7 @@ func startPlainSSHD(p *part) (*plainSSHD, error) {
 		}
 	}
 	proc := harness.Start(p, "sshd", exec.Command(bin, "-D", "-e", "-f", config), nil)
-	s := &plainSSHD{options: []string{"-F", "/dev/null", "-i", clientKey, "-p", fmt.Sprint(port),
+	s := &plainSSHD{port: fmt.Sprint(port), options: []string{"-F", "/dev/null", "-i", clientKey,
 		"-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none",
 		"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
 		"-c", sshBulkCipher}}
@@ -300,5 +454,10 @@ func startPlainSSHD(p *part) (*plainSSHD, error) {
 
 // argv is the command line of `ssh` to the plain sshd running remote.
 func (s *plainSSHD) argv(remote string) (string, []string, []string) {
-	return "ssh", append(append([]string(nil), s.options...), "127.0.0.1", remote), nil
+	return "ssh", append(append([]string(nil), s.options...), "-p", s.port, "127.0.0.1", remote), nil
+}
+
+// target is the plain sshd for scp and sftp.
+func (s *plainSSHD) target() fileTarget {
+	return fileTarget{host: "127.0.0.1", options: append(append([]string(nil), s.options...), "-P", s.port)}
 }

@@ -192,7 +192,7 @@ func (r *root) runSSH(ctx context.Context, conn net.Conn, ws tether.Workspace, t
 			}
 		}
 	}
-	sess.Stdin, sess.Stdout, sess.Stderr = stdinStream(r.env.Stdin), r.env.Stdout, r.env.Stderr
+	sess.Stdin, sess.Stdout, sess.Stderr = stdinStream(r.env.Stdin), sessionOutput{r.env.Stdout}, sessionOutput{r.env.Stderr}
 
 	if wantTTY {
 		lt := localTerminal{in: stdinFile}

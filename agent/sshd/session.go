@@ -327,7 +327,8 @@ func (s *session) startSFTP() error {
 	if err != nil {
 		return err
 	}
-	srv, err := sftp.NewServer(s.ch, sftp.WithServerWorkingDirectory(u.Home))
+	// Large reads and writes for OpenSSH's clients (see sftpLimits).
+	srv, err := sftp.NewServer(newSFTPLimits(s.ch), sftp.WithServerWorkingDirectory(u.Home), sftp.WithMaxTxPacket(sftpMaxData))
 	if err != nil {
 		return fmt.Errorf("sftp server: %w", err)
 	}

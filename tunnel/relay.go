@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 	"tailscale.com/disco"
+	"tailscale.com/ipn/ipnstate"
 	"tailscale.com/net/udprelay/endpoint"
 	"tailscale.com/tailcfg"
 	"tailscale.com/types/key"
@@ -264,6 +265,11 @@ func (c *Conn) renewRelayedPeers() {
 		c.magic.UpsertPeer(p.view)
 		c.engine.ResetDevicePeer(p.key())
 		c.engine.SyncDevicePeer(p.key())
+		// The peer still holds the session we just dropped, and would
+		// send into it, unanswered, until WireGuard gives up on it (up
+		// to 15 s, see UpsertPeer); a packet from us starts a fresh
+		// handshake now, and the search for a relay path with it.
+		c.engine.Ping(p.addr, tailcfg.PingICMP, 0, func(*ipnstate.PingResult) {})
 	}
 	c.logger.Debug("peers renewed after a rebind, to look for UDP relay paths again", "peers", len(table.byID))
 }

@@ -56,23 +56,9 @@ func TestLabUDPRelaySession(t *testing.T) {
 		t.Fatalf("the marker appeared in the clear in %d packets at the server", n)
 	}
 
-	// UDP blocked on the client's side: DERP carries the session on.
-	if err := clientH.BlockUDP(true); err != nil {
-		t.Fatal(err)
-	}
-	blocked := time.Now()
-	stall := s.waitFlowing(t, 256<<10, flowTimeout, "after blocking UDP")
-	probe.waitPath("derp", pathMin, flowTimeout)
-	t.Logf("FIGURE UDP blocked: data flowing again after %s, over DERP by %s", stall.Round(time.Millisecond), time.Since(blocked).Round(time.Millisecond))
-
-	// Unblocked: back to the relay.
-	if err := clientH.BlockUDP(false); err != nil {
-		t.Fatal(err)
-	}
-	unblocked := time.Now()
-	probe.waitPath("relay", pathMin, relayTimeout)
-	t.Logf("FIGURE UDP unblocked: on the UDP relay again after %s", time.Since(unblocked).Round(time.Millisecond))
-	s.waitFlowing(t, 1<<20, flowTimeout, "after unblocking UDP")
+	// UDP blocked on the client's side: DERP carries the session on;
+	// unblocked: back to the relay.
+	udpBlockedAndBack(t, clientH, s, probe, "relay", relayTimeout)
 	if err := s.err(); err != nil {
 		t.Fatalf("the session broke: %v", err)
 	}

@@ -423,6 +423,9 @@ type BuildInfo struct {
 	// WildcardAccessURL is the pattern of subdomain app hosts, such as
 	// "*.apps.example.com"; empty when subdomain apps are off.
 	WildcardAccessURL string `json:"wildcard_access_url,omitempty"`
+	// PrimaryURL is set only by workspace proxies: the primary's access
+	// URL, where users sign in and where the dashboard lives.
+	PrimaryURL string `json:"primary_url,omitempty"`
 }
 
 var nameRE = regexp.MustCompile(`^[a-z]([a-z0-9-]*[a-z0-9])?$`)
@@ -642,4 +645,125 @@ type TerminalInput struct {
 	Data   *string `json:"data,omitempty"`
 	Height uint16  `json:"height,omitempty"`
 	Width  uint16  `json:"width,omitempty"`
+}
+
+// ProxyTokenHeader carries a workspace proxy's token (`tether wsproxy
+// create` prints it) on the proxy's calls to the primary. It opens the
+// proxy's own endpoints and nothing else: no user API.
+const ProxyTokenHeader = "Tether-Proxy-Token"
+
+// WorkspaceProxy is a registered workspace proxy as admins see it
+// (`tether wsproxy ls`).
+type WorkspaceProxy struct {
+	Name        string `json:"name"`
+	DisplayName string `json:"display_name"`
+	Icon        string `json:"icon,omitempty"`
+	// URL and WildcardURL are what the proxy said of itself at its last
+	// heartbeat: empty until its first.
+	URL         string `json:"url"`
+	WildcardURL string `json:"wildcard_url,omitempty"`
+	// RegionID is the DERP region of the proxy's relay.
+	RegionID      int        `json:"region_id"`
+	Healthy       bool       `json:"healthy"`
+	Version       string     `json:"version"`
+	LastHeartbeat *time.Time `json:"last_heartbeat"`
+	CreatedAt     time.Time  `json:"created_at"`
+}
+
+// CreateWorkspaceProxyRequest registers a workspace proxy.
+type CreateWorkspaceProxyRequest struct {
+	Name        string `json:"name"`
+	DisplayName string `json:"display_name,omitempty"`
+	Icon        string `json:"icon,omitempty"`
+}
+
+// WorkspaceProxyTokenResponse carries a proxy's token, shown only once
+// (at creation and at regenerate-token).
+type WorkspaceProxyTokenResponse struct {
+	Proxy WorkspaceProxy `json:"proxy"`
+	Token string         `json:"proxy_token"`
+}
+
+// ProxyHeartbeatRequest is what a running proxy says of itself, at start
+// and every few seconds after.
+type ProxyHeartbeatRequest struct {
+	AccessURL   string `json:"access_url"`
+	WildcardURL string `json:"wildcard_url,omitempty"`
+	Version     string `json:"version"`
+	// STUNPort is its STUN server's UDP port on the access URL's host, 0
+	// for none.
+	STUNPort int `json:"stun_port"`
+	// Sessions are the hashes of the primary's sessions under which the
+	// proxy serves users now; the primary answers with those that ended.
+	Sessions []string `json:"sessions,omitempty"`
+}
+
+// ProxyHeartbeatResponse is what the primary tells a proxy at each
+// heartbeat: who it is, the relay map and mesh it joins, and the key that
+// checks hand-off tokens.
+type ProxyHeartbeatResponse struct {
+	ID         string `json:"id"`
+	Name       string `json:"name"`
+	RegionID   int    `json:"region_id"`
+	PrimaryURL string `json:"primary_url"`
+	// HandoffKey is the Ed25519 public key that signs hand-off tokens.
+	HandoffKey []byte `json:"handoff_key"`
+	// MeshKey is the deployment's relay mesh key (64 hex characters).
+	MeshKey string `json:"mesh_key"`
+	// MeshPeers are the other relays of the deployment, which the
+	// proxy's relay meshes with.
+	MeshPeers []RelayPeer      `json:"mesh_peers"`
+	DERPMap   *tailcfg.DERPMap `json:"derp_map"`
+	// DisableDirect and DERPForceWebSockets are the deployment's network
+	// policy, for the proxy's own tunnels.
+	DisableDirect       bool `json:"disable_direct"`
+	DERPForceWebSockets bool `json:"derp_force_websockets"`
+	// EndedSessions are those of the request's Sessions that ended.
+	EndedSessions []string `json:"ended_sessions,omitempty"`
+}
+
+// RelayPeer is another relay of the deployment.
+type RelayPeer struct {
+	ID  string `json:"id"`
+	URL string `json:"url"`
+}
+
+// Region is a place that serves the web terminal and apps: the primary,
+// or a healthy workspace proxy. The dashboard measures its latency to each
+// (LatencyPath) and opens terminals and apps on the one chosen.
+type Region struct {
+	Name        string `json:"name"`
+	DisplayName string `json:"display_name"`
+	Icon        string `json:"icon,omitempty"`
+	URL         string `json:"url"`
+	// WildcardURL is the pattern of its subdomain app hosts, "" for none.
+	WildcardURL string `json:"wildcard_url,omitempty"`
+	Primary     bool   `json:"primary"`
+	Healthy     bool   `json:"healthy"`
+}
+
+// LatencyPath answers at once, to any origin (CORS), on the primary and on
+// every proxy: what the dashboard times.
+const LatencyPath = "/api/v2/latency"
+
+// NodeKeyKnown is a proxy's question to the primary whether a relay client's
+// key belongs to a peer of the deployment.
+type NodeKeyKnown struct {
+	Known bool `json:"known"`
+}
+
+// WorkspaceProxyHealth is one workspace proxy in the health report's
+// workspace_proxies check (its Details).
+type WorkspaceProxyHealth struct {
+	Name    string `json:"name"`
+	URL     string `json:"url"`
+	Version string `json:"version"`
+	// Healthy: it heartbeat recently. Reachable: the primary reached it.
+	Healthy   bool `json:"healthy"`
+	Reachable bool `json:"reachable"`
+	// MeshRTTMS is a packet's trip from the primary's relay to the
+	// proxy's, through their mesh; null if it did not arrive.
+	MeshRTTMS     *float64   `json:"mesh_rtt_ms"`
+	LastHeartbeat *time.Time `json:"last_heartbeat"`
+	Message       string     `json:"message"`
 }

@@ -32,7 +32,12 @@ func TestImportDirection(t *testing.T) {
 		// function the command gives it.
 		{mod + "/peerrelay", []string{mod + "/server", mod + "/store", mod + "/servercmd", mod + "/coordinator", mod + "/replica"}},
 		// The command wires the server; the server never reaches back.
-		{mod + "/server", []string{mod + "/servercmd"}},
+		{mod + "/server", []string{mod + "/servercmd", mod + "/wsproxycmd"}},
+		// A workspace proxy has no database: it links neither store
+		// implementation nor the replicas' PostgreSQL bus.
+		{mod + "/wsproxycmd", []string{mod + "/store/sqlite", mod + "/store/postgres", mod + "/replica", mod + "/servercmd"}},
+		// Proxies check hand-off tokens without linking the server.
+		{mod + "/handoff", []string{mod + "/server", mod + "/store"}},
 		{mod, []string{mod + "/"}}, // the shared types are a leaf
 		// Every process's metrics and logs: nothing of the parts they serve.
 		{mod + "/internal/metrics", []string{mod + "/server", mod + "/store", mod + "/agent", mod + "/coordinator", mod + "/relay", mod + "/cli"}},

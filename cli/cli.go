@@ -90,6 +90,7 @@ func Root(env *Env) *cobra.Command {
 		r.pingCommand(),
 		r.speedtestCommand(),
 		r.netcheckCommand(),
+		r.wsproxyCommand(),
 		agentCommand(env),
 		versionCommand(env),
 		completionCommand(env),

@@ -120,6 +120,17 @@ func TestJSONOutput(t *testing.T) {
 		{"speedtest-no-pong.json", func(b *bytes.Buffer) error {
 			return writeJSON(b, speedtestOutput(speedtest.Result{Direction: speedtest.Down}, nil))
 		}},
+		{"wsproxy-create.json", func(b *bytes.Buffer) error {
+			return writeJSON(b, tether.WorkspaceProxyTokenResponse{
+				Proxy: tether.WorkspaceProxy{Name: "eu", DisplayName: "Frankfurt", RegionID: 10000, CreatedAt: created},
+				Token: "proxy-token",
+			})
+		}},
+		{"wsproxy-ls.json", func(b *bytes.Buffer) error {
+			return writeJSON(b, []tether.WorkspaceProxy{{Name: "eu", DisplayName: "Frankfurt", Icon: "🇩🇪",
+				URL: "https://eu.tether.example.com", WildcardURL: "*.apps.eu.tether.example.com", RegionID: 10000,
+				Healthy: true, Version: "v1.2.3", LastHeartbeat: &seen, CreatedAt: created}})
+		}},
 		{"netcheck.json", func(b *bytes.Buffer) error {
 			st := &tunnel.Status{
 				Endpoints: []netip.AddrPort{netip.MustParseAddrPort("192.168.1.20:41641"), netip.MustParseAddrPort("203.0.113.7:41641")},

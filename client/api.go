@@ -188,3 +188,32 @@ func (c *Client) StartupScript(ctx context.Context, owner, name string) (tether.
 func (c *Client) ReportConnections(ctx context.Context, r tether.AgentConnectionsReport) error {
 	return c.do(ctx, http.MethodPost, "/api/v2/agent/connections", r, nil)
 }
+
+func proxyPath(name string) string { return "/api/v2/workspaceproxies/" + url.PathEscape(name) }
+
+// WorkspaceProxies lists the registered workspace proxies (admins).
+func (c *Client) WorkspaceProxies(ctx context.Context) ([]tether.WorkspaceProxy, error) {
+	var ps []tether.WorkspaceProxy
+	err := c.do(ctx, http.MethodGet, "/api/v2/workspaceproxies", nil, &ps)
+	return ps, err
+}
+
+// CreateWorkspaceProxy registers a workspace proxy and returns its token.
+func (c *Client) CreateWorkspaceProxy(ctx context.Context, req tether.CreateWorkspaceProxyRequest) (tether.WorkspaceProxyTokenResponse, error) {
+	var resp tether.WorkspaceProxyTokenResponse
+	err := c.do(ctx, http.MethodPost, "/api/v2/workspaceproxies", req, &resp)
+	return resp, err
+}
+
+// DeleteWorkspaceProxy deletes a workspace proxy: its token stops working.
+func (c *Client) DeleteWorkspaceProxy(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, proxyPath(name), nil, nil)
+}
+
+// RegenerateWorkspaceProxyToken replaces a proxy's token; the old one
+// stops working at once.
+func (c *Client) RegenerateWorkspaceProxyToken(ctx context.Context, name string) (tether.WorkspaceProxyTokenResponse, error) {
+	var resp tether.WorkspaceProxyTokenResponse
+	err := c.do(ctx, http.MethodPost, proxyPath(name)+"/token", nil, &resp)
+	return resp, err
+}

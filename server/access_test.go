@@ -36,9 +36,10 @@ const (
 	// gets in a header, and what a stranger gets in a cookie
 	// (accessRow.expectedFor).
 	apiToken identity = "owner's API token"
+	wsproxy  identity = "workspace proxy" // the token of the fixture's proxy "edge"
 )
 
-var identities = []identity{anonymous, owner, member, admin, agent, expired, invalid, apiToken}
+var identities = []identity{anonymous, owner, member, admin, agent, expired, invalid, apiToken, wsproxy}
 
 // form is how a credential travels.
 type form string
@@ -58,6 +59,8 @@ func formsOf(id identity) []form {
 		return []form{formNone}
 	case agent:
 		return []form{formHeader, formBearer}
+	case wsproxy:
+		return []form{formHeader}
 	}
 	return []form{formHeader, formBearer, formCookie, formCookieCSRF}
 }
@@ -88,6 +91,10 @@ func (f *fixture) credential(id identity) (token string, isAgent bool) {
 func (f *fixture) sign(r *req, id identity, fm form) {
 	if r.header == nil {
 		r.header = http.Header{}
+	}
+	if id == wsproxy {
+		r.header.Set(tether.ProxyTokenHeader, f.proxyToken)
+		return
 	}
 	token, isAgent := f.credential(id)
 	switch fm {
@@ -258,6 +265,36 @@ func accessTable() map[string]accessRow {
 			want: map[identity]int{owner: http.StatusSeeOther, member: http.StatusNotFound, admin: http.StatusSeeOther},
 			rest: http.StatusSeeOther},
 
+		"GET /api/v2/latency": {call: get("/api/v2/latency"), rest: http.StatusNoContent},
+		"GET /api/v2/regions": {call: get("/api/v2/regions"), want: users(ok)},
+		"GET /api/v2/workspaceproxies": {call: get("/api/v2/workspaceproxies"),
+			want: map[identity]int{owner: http.StatusForbidden, member: http.StatusForbidden, admin: ok}},
+		"POST /api/v2/workspaceproxies": {call: func(f *fixture) req {
+			return post("/api/v2/workspaceproxies", `{"name":"`+f.name("p")+`"}`)(f)
+		}, want: map[identity]int{owner: http.StatusForbidden, member: http.StatusForbidden, admin: http.StatusCreated}},
+		"DELETE /api/v2/workspaceproxies/{name}": {call: func(f *fixture) req {
+			p, _ := f.addProxy(f.name("p"))
+			return del("/api/v2/workspaceproxies/" + p.Name)(f)
+		}, want: map[identity]int{owner: http.StatusForbidden, member: http.StatusForbidden, admin: http.StatusNoContent}},
+		"POST /api/v2/workspaceproxies/{name}/token": {call: func(f *fixture) req {
+			p, _ := f.addProxy(f.name("p"))
+			return post("/api/v2/workspaceproxies/"+p.Name+"/token", "")(f)
+		}, want: map[identity]int{owner: http.StatusForbidden, member: http.StatusForbidden, admin: ok}},
+		// The owner (and an admin) are handed over to the proxy; others'
+		// workspaces are not found; callers not signed in go to sign in.
+		"GET /api/v2/workspaceproxies/auth-redirect": {
+			call: get("/api/v2/workspaceproxies/auth-redirect?redirect_uri=" + url.QueryEscape("http://"+proxyHost+"/@bob/dev/terminal")),
+			want: map[identity]int{owner: http.StatusSeeOther, member: http.StatusNotFound, admin: http.StatusSeeOther},
+			rest: http.StatusSeeOther},
+		// The proxy's own routes take its token, and nothing else does.
+		"POST /api/v2/workspaceproxies/me/heartbeat": {call: post("/api/v2/workspaceproxies/me/heartbeat", `{"access_url":"http://`+proxyHost+`","version":"v"}`),
+			want: map[identity]int{wsproxy: ok}},
+		"GET /api/v2/workspaceproxies/me/coordinate": {call: func(f *fixture) req {
+			return ws("/api/v2/workspaceproxies/me/coordinate?version=" + tether.CoordinateProtocolVersion + "&id=" + uuid.NewString() + "&agent=" + f.ws.ID.String())(f)
+		}, want: map[identity]int{wsproxy: http.StatusSwitchingProtocols}},
+		"GET /api/v2/workspaceproxies/me/node-keys/{key}": {call: get("/api/v2/workspaceproxies/me/node-keys/nodekey:" + strings.Repeat("0", 64)),
+			want: map[identity]int{wsproxy: ok}},
+
 		"GET /api/v2/agent/manifest":     {call: get("/api/v2/agent/manifest"), want: map[identity]int{agent: ok}},
 		"GET /api/v2/agent/connect":      {call: ws("/api/v2/agent/connect"), want: map[identity]int{agent: http.StatusSwitchingProtocols}},
 		"POST /api/v2/agent/app-health":  {call: post("/api/v2/agent/app-health", `{"apps":{}}`), want: map[identity]int{agent: http.StatusNoContent}},
@@ -273,7 +310,7 @@ func (row accessRow) expected(rt route, id identity) int {
 		return st
 	}
 	switch rt.auth {
-	case authUser, authAgent:
+	case authUser, authAgent, authProxy:
 		return http.StatusUnauthorized
 	}
 	return row.rest
@@ -308,6 +345,7 @@ func accessFixture(t *testing.T) *fixture {
 	}
 	f := newFixture(t, fixtureOptions{derp: stub("relay"), site: stub("dashboard")})
 	f.s.health.report, f.s.health.at = &tether.HealthReport{Healthy: true}, time.Now()
+	_, f.proxyToken = f.addProxy("edge")
 	return f
 }
 

@@ -39,7 +39,7 @@ func (s *Server) getAgentManifest(w http.ResponseWriter, r *http.Request, ws sto
 		WorkspaceName: ws.Name,
 		Owner:         ws.Owner,
 		Apps:          []tether.App{},
-		Connection:    s.connInfo,
+		Connection:    s.connectionInfo(),
 	}
 	if ws.TemplateID != uuid.Nil {
 		t, err := s.store.TemplateByID(r.Context(), ws.TemplateID)

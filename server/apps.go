@@ -208,7 +208,7 @@ func (s *Server) proxyApp(w http.ResponseWriter, r *http.Request, t appTarget) e
 	if err != nil {
 		return err
 	}
-	if !s.coord.AgentConnected(t.ws.ID) {
+	if s.coord != nil && !s.coord.AgentConnected(t.ws.ID) {
 		return errAgentOffline(t.ws)
 	}
 	s.appRequests.Add(1)
@@ -283,6 +283,7 @@ func urlPort(u *url.URL) (uint16, error) {
 func (s *Server) stripCredentials(r *http.Request) {
 	r.Header.Del(tether.SessionTokenHeader)
 	r.Header.Del(tether.AgentTokenHeader)
+	r.Header.Del(tether.ProxyTokenHeader)
 	if auths := r.Header.Values("Authorization"); len(auths) > 0 {
 		r.Header.Del("Authorization")
 		for _, a := range auths {
@@ -306,6 +307,11 @@ func (s *Server) stripCredentials(r *http.Request) {
 func (s *Server) isOurBearer(ctx context.Context, auth string) bool {
 	if len(auth) <= 7 || !strings.EqualFold(auth[:7], "bearer ") {
 		return false
+	}
+	if s.store == nil {
+		// A workspace proxy has no store to ask: it drops every bearer
+		// token shaped like Tether's (newToken's).
+		return looksLikeOurToken(strings.TrimSpace(auth[7:]))
 	}
 	hash := store.HashToken(strings.TrimSpace(auth[7:]))
 	_, _, err := s.findSession(ctx, hash)
@@ -382,4 +388,18 @@ func rewriteLocation(resp *http.Response, target *url.URL, prefix string) {
 		u.Path = prefix + strings.TrimPrefix(u.Path, strings.TrimSuffix(target.Path, "/"))
 		resp.Header.Set("Location", u.String())
 	}
+}
+
+// looksLikeOurToken reports whether a token has the shape of Tether's
+// (newToken): 43 characters of unpadded base64url.
+func looksLikeOurToken(t string) bool {
+	if len(t) != 43 {
+		return false
+	}
+	for _, c := range t {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }

@@ -75,6 +75,7 @@ func headerToken(r *http.Request, header string) string {
 // cookie is then never consulted.
 func hasHeaderCredential(r *http.Request) bool {
 	return r.Header.Get(tether.SessionTokenHeader) != "" || r.Header.Get(tether.AgentTokenHeader) != "" ||
+		r.Header.Get(tether.ProxyTokenHeader) != "" ||
 		headerToken(r, tether.SessionTokenHeader) != ""
 }
 

@@ -99,6 +99,9 @@ func newAgentBinaries(logger *slog.Logger, ownPath, dirPath string) (*agentBinar
 }
 
 func (b *agentBinaries) Close() {
+	if b == nil {
+		return // a proxy's Server serves no binaries
+	}
 	if b.own != nil {
 		b.own.Close()
 	}

@@ -30,7 +30,7 @@ func (s *Server) getConnectionInfo(w http.ResponseWriter, r *http.Request) error
 			return err
 		}
 	}
-	writeJSON(w, http.StatusOK, s.connInfo)
+	writeJSON(w, http.StatusOK, s.connectionInfo())
 	return nil
 }
 

@@ -63,6 +63,7 @@ type fixture struct {
 	admin, owner, other store.User
 	ws                  store.Workspace
 	agentToken          string
+	proxyToken          string // of the proxy addProxy made, if any
 	seq                 atomic.Int64
 	added               atomic.Int64 // workspaces added by addWorkspace
 	addedUsers          atomic.Int64 // users added by addUser
@@ -262,4 +263,26 @@ func (f *fixture) do(r req) (*http.Response, string) {
 		f.t.Fatalf("%s %s: read body: %v", r.method, r.path, err)
 	}
 	return resp, string(b)
+}
+
+// proxyHost is where the fixture's workspace proxy says it is.
+const proxyHost = "edge.example.com"
+
+// addProxy registers a workspace proxy, healthy by the fixture's clock
+// (its last heartbeat is now), and returns its token.
+func (f *fixture) addProxy(name string) (store.WorkspaceProxy, string) {
+	f.t.Helper()
+	ctx := context.Background()
+	token := newToken()
+	p, err := f.db.CreateWorkspaceProxy(ctx, store.WorkspaceProxy{ID: uuid.New(), Name: name, DisplayName: name,
+		TokenHash: store.HashToken(token), CreatedAt: f.clock.Now()})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if err := f.db.WorkspaceProxyHeartbeat(ctx, p.ID, store.ProxyHeartbeat{URL: "http://" + proxyHost, Version: "v", At: f.clock.Now()}); err != nil {
+		f.t.Fatal(err)
+	}
+	f.s.refreshProxies(ctx)
+	p.URL = "http://" + proxyHost
+	return p, token
 }

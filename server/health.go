@@ -30,7 +30,7 @@ func (s *Server) getHealth(w http.ResponseWriter, r *http.Request, u store.User)
 	if s.health.report == nil || time.Since(s.health.at) > healthCacheFor || r.URL.Query().Has("force") {
 		rep := healthcheck.Run(r.Context(), healthcheck.Options{
 			AccessURL:     s.accessURL,
-			DERPMap:       s.connInfo.DERPMap,
+			DERPMap:       s.derpMap(),
 			DERPPlainHTTP: s.accessURL.Scheme == "http",
 			Store: func(ctx context.Context) error {
 				_, err := s.store.CountUsers(ctx)
@@ -41,6 +41,7 @@ func (s *Server) getHealth(w http.ResponseWriter, r *http.Request, u store.User)
 			OwnRegionID:  s.derpRegionID,
 			MeshKey:      s.derpMeshKey,
 			UDPRelay:     s.udpRelayCheck,
+			Proxies:      s.healthProxies,
 		})
 		s.health.report, s.health.at = &rep, time.Now()
 	}

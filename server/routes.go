@@ -30,6 +30,8 @@ const (
 	authUser authKind = "user"
 	// authAgent routes need a workspace agent's token.
 	authAgent authKind = "agent"
+	// authProxy routes need a workspace proxy's token.
+	authProxy authKind = "proxy"
 )
 
 // route is one entry of the routing table.
@@ -87,6 +89,12 @@ func (s *Server) agentWebSocket(pattern string, h agentHandler) route {
 		}
 		return h(w, r, ws)
 	})
+	rt.websocket = true
+	return rt
+}
+
+func (s *Server) proxyWebSocket(pattern string, h proxyHandler) route {
+	rt := s.proxyRoute(pattern, h)
 	rt.websocket = true
 	return rt
 }
@@ -155,6 +163,20 @@ func (s *Server) routeTable(derp, site http.Handler, sitePage func(string) bool)
 		s.userWebSocket("GET /api/v2/workspaces/{owner}/{name}/pty", s.workspacePTY),
 		s.userWebSocket("GET /api/v2/workspaces/{owner}/{name}/coordinate", s.clientCoordinate),
 		s.publicRoute("GET /api/v2/applications/auth-redirect", s.appAuthRedirect),
+
+		s.publicRoute("GET "+tether.LatencyPath, func(w http.ResponseWriter, r *http.Request) error {
+			serveLatency(w, r)
+			return nil
+		}),
+		s.userRoute("GET /api/v2/regions", s.getRegions),
+		s.userRoute("GET /api/v2/workspaceproxies", s.getWorkspaceProxies),
+		s.userRoute("POST /api/v2/workspaceproxies", s.postWorkspaceProxy),
+		s.userRoute("DELETE /api/v2/workspaceproxies/{name}", s.deleteWorkspaceProxy),
+		s.userRoute("POST /api/v2/workspaceproxies/{name}/token", s.postWorkspaceProxyToken),
+		s.publicRoute("GET /api/v2/workspaceproxies/auth-redirect", s.proxyAuthRedirect),
+		s.proxyRoute("POST /api/v2/workspaceproxies/me/heartbeat", s.postProxyHeartbeat),
+		s.proxyWebSocket("GET /api/v2/workspaceproxies/me/coordinate", s.proxyCoordinate),
+		s.proxyRoute("GET /api/v2/workspaceproxies/me/node-keys/{key}", s.getProxyNodeKey),
 
 		s.agentRoute("GET /api/v2/agent/manifest", s.getAgentManifest),
 		s.agentWebSocket("GET /api/v2/agent/connect", s.agentConnect),

@@ -7,6 +7,7 @@ package server
 import (
 	"cmp"
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -102,6 +103,10 @@ type Options struct {
 	Replicas     func() []healthcheck.Replica
 	SelfRelayURL string
 
+	// OnProxyRelays is told the relays of the healthy workspace proxies
+	// whenever they change, for the built-in relay's mesh; nil ignores
+	// them.
+	OnProxyRelays func([]tether.RelayPeer)
 	// Metrics, when set, receives the server's metrics (metrics.go): its
 	// requests by route, agents connected, sessions. Nil measures nothing.
 	Metrics prometheus.Registerer
@@ -136,7 +141,12 @@ type Server struct {
 	derpMeshKey         key.DERPMesh
 	binaries            *agentBinaries
 	udpRelayCheck       func(ctx context.Context) map[netip.AddrPort]error
-	handler             http.Handler // serveHTTP, measured
+	hasRelay            bool
+	proxies             proxyRegions
+	onProxyRelays       func([]tether.RelayPeer)
+	handoffOnce         sync.Mutex         // guards handoffPriv's loading
+	handoffPriv         ed25519.PrivateKey // loaded by handoffKey
+	handler             http.Handler       // serveHTTP, measured
 
 	// Requests being proxied to apps, and all so far, for metrics.go.
 	appRequests      atomic.Int64
@@ -203,6 +213,12 @@ func New(opts Options) (*Server, error) {
 		derpMeshKey:         opts.DERPMeshKey,
 		udpRelayCheck:       opts.UDPRelayCheck,
 		coord:               opts.Coordinator,
+		hasRelay:            opts.DERP != nil,
+		onProxyRelays:       opts.OnProxyRelays,
+		proxies: proxyRegions{
+			kick: make(chan struct{}, 1), base: opts.DERPMap, current: opts.DERPMap,
+			healthy: map[uuid.UUID]bool{}, streams: map[uuid.UUID][]*proxyWS{},
+		},
 		connInfo: tether.ConnectionInfo{
 			DERPMap:             opts.DERPMap,
 			DisableDirect:       opts.BlockDirect,
@@ -225,9 +241,10 @@ func New(opts Options) (*Server, error) {
 	}
 	s.routes(opts.DERP, opts.Site, opts.SitePage)
 	s.handler = s.instrument(opts.Metrics, http.HandlerFunc(s.serveHTTP))
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go s.expireSessions()
 	go s.sweepLive()
+	go s.watchProxies()
 	return s, nil
 }
 

@@ -70,22 +70,40 @@ func (s *Server) workspacePTY(w http.ResponseWriter, r *http.Request, u store.Us
 	if err != nil {
 		return err
 	}
-	q := r.URL.Query()
-	session := q.Get("reconnect")
-	if session == "" || len(session) > 128 {
-		return tether.Errorf(tether.EINVALID, "query parameter reconnect must name the terminal session (1 to 128 characters)")
-	}
-	height, err := parseSize(q.Get("height"), 24)
-	if err != nil {
-		return err
-	}
-	width, err := parseSize(q.Get("width"), 80)
+	session, height, width, err := terminalParams(r)
 	if err != nil {
 		return err
 	}
 	if !s.coord.AgentConnected(ws.ID) {
 		return errAgentOffline(ws)
 	}
+	return s.bridgeTerminal(w, r, ws, u.ID.String()+"/"+session, height, width, func(end func(reason string)) func() {
+		return s.trackLive(r, u, ws, "web terminal", end)
+	})
+}
+
+// terminalParams reads the terminal's query: its session name and size.
+func terminalParams(r *http.Request) (session string, height, width uint16, err error) {
+	q := r.URL.Query()
+	session = q.Get("reconnect")
+	if session == "" || len(session) > 128 {
+		return "", 0, 0, tether.Errorf(tether.EINVALID, "query parameter reconnect must name the terminal session (1 to 128 characters)")
+	}
+	if height, err = parseSize(q.Get("height"), 24); err != nil {
+		return "", 0, 0, err
+	}
+	if width, err = parseSize(q.Get("width"), 80); err != nil {
+		return "", 0, 0, err
+	}
+	return session, height, width, nil
+}
+
+// bridgeTerminal reaches the agent's PTY session id over the server's
+// tunnel and relays it to the browser's WebSocket until either side ends.
+// track registers the live terminal with a function that ends it (the
+// user lost access) and returns its unregistering; nil tracks nothing.
+func (s *Server) bridgeTerminal(w http.ResponseWriter, r *http.Request, ws store.Workspace, id string, height, width uint16,
+	track func(end func(reason string)) (untrack func())) error {
 	dctx, cancel := context.WithTimeout(r.Context(), terminalDialTimeout)
 	agentConn, err := s.agentNet.Dial(dctx, ws.ID, tether.AgentPTYPort)
 	cancel()
@@ -95,9 +113,7 @@ func (s *Server) workspacePTY(w http.ResponseWriter, r *http.Request, u store.Us
 	}
 	// Sessions are per user, so that two people with access to one
 	// workspace never share a shell by accident.
-	pty, err := ptyproto.Attach(r.Context(), agentConn, ptyproto.Header{
-		ID: u.ID.String() + "/" + session, Height: height, Width: width,
-	})
+	pty, err := ptyproto.Attach(r.Context(), agentConn, ptyproto.Header{ID: id, Height: height, Width: width})
 	if err != nil {
 		return err
 	}
@@ -115,9 +131,11 @@ func (s *Server) workspacePTY(w http.ResponseWriter, r *http.Request, u store.Us
 	}
 	s.wg.Add(1)
 	defer s.wg.Done()
-	defer s.trackLive(r, u, ws, "web terminal", func(reason string) {
-		conn.Close(websocket.StatusCode(tether.CloseAccessRevoked), reason)
-	})()
+	if track != nil {
+		defer track(func(reason string) {
+			conn.Close(websocket.StatusCode(tether.CloseAccessRevoked), reason)
+		})()
+	}
 	conn.SetReadLimit(maxTerminalMessage)
 	ctx, stop := context.WithCancel(s.ctx)
 	var wg sync.WaitGroup

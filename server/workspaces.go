@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"net/http"
 
@@ -98,7 +99,11 @@ func (s *Server) getWorkspaces(w http.ResponseWriter, r *http.Request, u store.U
 // u may see it. Workspaces u may not access are reported as not found, so
 // that their existence does not leak.
 func (s *Server) lookupWorkspace(r *http.Request, u store.User) (store.Workspace, error) {
-	ownerName, name := r.PathValue("owner"), r.PathValue("name")
+	return s.lookupWorkspaceNamed(r.Context(), u, r.PathValue("owner"), r.PathValue("name"))
+}
+
+// lookupWorkspaceNamed is lookupWorkspace for names from elsewhere.
+func (s *Server) lookupWorkspaceNamed(ctx context.Context, u store.User, ownerName, name string) (store.Workspace, error) {
 	notFound := tether.Errorf(tether.ENOTFOUND, "workspace %s/%s not found: `tether list` shows the ones you can reach", ownerName, name)
 	if ownerName == "me" || ownerName == u.Username {
 		notFound = tether.Errorf(tether.ENOTFOUND, "workspace %s not found: `tether list` shows yours, `tether create %s` makes it", name, name)
@@ -108,7 +113,7 @@ func (s *Server) lookupWorkspace(r *http.Request, u store.User) (store.Workspace
 		if u.Role != tether.RoleAdmin {
 			return store.Workspace{}, notFound
 		}
-		o, err := s.store.UserByLogin(r.Context(), ownerName)
+		o, err := s.store.UserByLogin(ctx, ownerName)
 		if errors.Is(err, store.ErrNotFound) {
 			return store.Workspace{}, notFound
 		} else if err != nil {
@@ -116,7 +121,7 @@ func (s *Server) lookupWorkspace(r *http.Request, u store.User) (store.Workspace
 		}
 		owner = o
 	}
-	ws, err := s.store.WorkspaceByOwnerAndName(r.Context(), owner.ID, name)
+	ws, err := s.store.WorkspaceByOwnerAndName(ctx, owner.ID, name)
 	if errors.Is(err, store.ErrNotFound) {
 		return ws, notFound
 	} else if err != nil {

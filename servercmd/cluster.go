@@ -52,13 +52,13 @@ func (c *cluster) meshKey() string { return c.manager.MeshKey() }
 // join makes this server a replica of the deployment: from here on the
 // other replicas' events go to co, and their relays are meshed with d (nil
 // without a built-in relay).
-func (c *cluster) join(ctx context.Context, co *coordinator.Coordinator, d *relay.DERP) error {
+func (c *cluster) join(ctx context.Context, co *coordinator.Coordinator, d *relayMesh) error {
 	err := c.manager.Join(ctx, replica.Handlers{
 		OnEvent:  co.HandleEvent,
 		OnResync: co.Resync,
 		OnPeers: func(live []replica.Info) {
 			if d != nil {
-				d.SetMeshPeers(meshPeers(live))
+				d.setReplicas(meshPeers(live))
 			}
 		},
 		OnGone: func(gone replica.Info) {

@@ -2,10 +2,18 @@ package servercmd
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
 	"log/slog"
 	"net/url"
 
+	"slices"
+	"sync"
+
 	"tailscale.com/tailcfg"
+
+	"github.com/tetherdev/tether"
 
 	"github.com/tetherdev/tether/coordinator"
 	"github.com/tetherdev/tether/peerrelay"
@@ -35,6 +43,7 @@ type infra struct {
 	derpMap *tailcfg.DERPMap
 	coord   *coordinator.Coordinator
 	derp    *relay.DERP      // nil without a built-in relay
+	mesh    *relayMesh       // the relay's mesh peers; nil without a built-in relay
 	stun    *relay.STUN      // nil without built-in STUN servers
 	cluster *cluster         // nil without --postgres-url
 	udp     *peerrelay.Relay // nil with --udp-relay-address disable
@@ -42,7 +51,7 @@ type infra struct {
 
 // startInfra starts what s asks for. relayURL is where other replicas
 // reach our relay (with --postgres-url).
-func startInfra(ctx context.Context, s Settings, udp udpRelaySettings, accessURL *url.URL, relayURL string, logger *slog.Logger) (_ *infra, err error) {
+func startInfra(ctx context.Context, s Settings, udp udpRelaySettings, accessURL *url.URL, relayURL string, secrets deploymentSecrets, logger *slog.Logger) (_ *infra, err error) {
 	n := &infra{}
 	defer func() {
 		if err != nil {
@@ -65,7 +74,20 @@ func startInfra(ctx context.Context, s Settings, udp udpRelaySettings, accessURL
 		Logger:  logger.With(slog.String("component", "coordinator")),
 		DERPMap: n.derpMap,
 	}
-	meshKey := "" // a random one of the relay's own
+	// Without replicas, the mesh key is a deployment secret in the store,
+	// so that it outlives a restart: workspace proxies mesh with it.
+	meshKey := ""
+	if secrets != nil && s.PostgresURL == "" {
+		b, err := secrets.DeploymentSecret(ctx, relayMeshKeySecret, func() []byte {
+			var k [32]byte
+			rand.Read(k[:])
+			return []byte(hex.EncodeToString(k[:]))
+		})
+		if err != nil {
+			return nil, fmt.Errorf("read the relay mesh key: %w", err)
+		}
+		meshKey = string(b)
+	}
 	if s.PostgresURL != "" {
 		if n.cluster, err = openCluster(ctx, s, relayURL, logger.With(slog.String("component", "replica"))); err != nil {
 			return nil, err
@@ -79,9 +101,10 @@ func startInfra(ctx context.Context, s Settings, udp udpRelaySettings, accessURL
 		if n.derp, err = relay.NewDERP(relay.Options{Logger: derpLogger, Keys: n.coord, MeshKey: meshKey}); err != nil {
 			return nil, err
 		}
+		n.mesh = &relayMesh{derp: n.derp}
 	}
 	if n.cluster != nil {
-		if err := n.cluster.join(ctx, n.coord, n.derp); err != nil {
+		if err := n.cluster.join(ctx, n.coord, n.mesh); err != nil {
 			return nil, err
 		}
 	}
@@ -112,4 +135,41 @@ func (n *infra) close() {
 	if n.stun != nil {
 		n.stun.Close()
 	}
+}
+
+// relayMeshKeySecret names the relay mesh key in the store.
+const relayMeshKeySecret = "relay-mesh-key"
+
+// deploymentSecrets is the store's keeper of shared secrets; nil leaves
+// the relay a random mesh key of its own (tests).
+type deploymentSecrets interface {
+	DeploymentSecret(ctx context.Context, name string, generate func() []byte) ([]byte, error)
+}
+
+// relayMesh keeps the built-in relay meshed with the other replicas' relays
+// and the healthy workspace proxies' relays, which change apart.
+type relayMesh struct {
+	derp *relay.DERP
+
+	mu       sync.Mutex
+	replicas []relay.MeshPeer // guarded by mu
+	proxies  []relay.MeshPeer // guarded by mu
+}
+
+func (m *relayMesh) setReplicas(ps []relay.MeshPeer) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.replicas = ps
+	m.derp.SetMeshPeers(append(slices.Clone(m.replicas), m.proxies...))
+}
+
+// setProxies takes the proxies' relays from the API server.
+func (m *relayMesh) setProxies(ps []tether.RelayPeer) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.proxies = m.proxies[:0]
+	for _, p := range ps {
+		m.proxies = append(m.proxies, relay.MeshPeer{ID: p.ID, URL: p.URL})
+	}
+	m.derp.SetMeshPeers(append(slices.Clone(m.replicas), m.proxies...))
 }

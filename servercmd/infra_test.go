@@ -34,7 +34,7 @@ func startTestInfra(t *testing.T, s Settings) *testInfra {
 	hs := httptest.NewUnstartedServer(nil)
 	relayURL := "http://" + hs.Listener.Addr().String()
 	access, _ := url.Parse(relayURL)
-	n, err := startInfra(testContext(t), s, udpRelaySettings{disabled: true}, access, relayURL, slog.New(slog.DiscardHandler))
+	n, err := startInfra(testContext(t), s, udpRelaySettings{disabled: true}, access, relayURL, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		hs.Close()
 		t.Fatal(err)

@@ -10,15 +10,11 @@ package servercmd
 
 import (
 	"context"
-	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,6 +23,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/tetherdev/tether/cli/option"
+	"github.com/tetherdev/tether/internal/httpserve"
 	"github.com/tetherdev/tether/internal/logging"
 	"github.com/tetherdev/tether/peerrelay"
 	"github.com/tetherdev/tether/server"
@@ -171,16 +168,9 @@ func run(ctx context.Context, s Settings, logger *slog.Logger, stdout io.Writer,
 	if s.MaxTokenLifetime < time.Minute {
 		return fmt.Errorf("--max-token-lifetime %s: give the longest lifetime an API token may have, such as 720h (30 days)", s.MaxTokenLifetime)
 	}
-	if (s.TLSCertFile == "") != (s.TLSKeyFile == "") {
-		return errors.New("--tls-cert-file and --tls-key-file go together: pass both or neither")
-	}
-	var tlsConfig *tls.Config
-	if s.TLSCertFile != "" {
-		cert, err := tls.LoadX509KeyPair(s.TLSCertFile, s.TLSKeyFile)
-		if err != nil {
-			return fmt.Errorf("load TLS certificate: %w", err)
-		}
-		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	tlsConfig, err := httpserve.TLSConfig(s.TLSCertFile, s.TLSKeyFile)
+	if err != nil {
+		return err
 	}
 	trustedProxies, err := parsePrefixes(s.TrustedProxies)
 	if err != nil {
@@ -194,7 +184,7 @@ func run(ctx context.Context, s Settings, logger *slog.Logger, stdout io.Writer,
 		return fmt.Errorf("listen on --http-address %s: %w", s.HTTPAddress, err)
 	}
 	defer ln.Close()
-	accessURL, err := resolveAccessURL(s.AccessURL, ln.Addr(), tlsConfig != nil)
+	accessURL, err := httpserve.AccessURL(s.AccessURL, ln.Addr(), tlsConfig != nil)
 	if err != nil {
 		return err
 	}
@@ -245,7 +235,7 @@ func run(ctx context.Context, s Settings, logger *slog.Logger, stdout io.Writer,
 		db = storemetrics.New(db, ops.registry)
 	}
 
-	inf, err := startInfra(ctx, s, udpRelay, accessURL, relayURL, logger)
+	inf, err := startInfra(ctx, s, udpRelay, accessURL, relayURL, db, logger)
 	if err != nil {
 		return err
 	}
@@ -253,6 +243,7 @@ func run(ctx context.Context, s Settings, logger *slog.Logger, stdout io.Writer,
 	defer inf.close()
 	ops.register(inf)
 
+	var srv *server.Server
 	opts := server.Options{
 		Logger:               logger.With(slog.String("component", "server")),
 		Store:                db,
@@ -268,10 +259,16 @@ func run(ctx context.Context, s Settings, logger *slog.Logger, stdout io.Writer,
 		TrustedProxies:       trustedProxies,
 		MaxWorkspacesPerUser: s.MaxWorkspacesPerUser,
 		MaxTokenLifetime:     s.MaxTokenLifetime,
-		Site:                 site.Handler(),
 		AgentBinary:          ownBinary(logger),
 		AgentBinariesDir:     s.AgentBinariesDir,
-		SitePage:             site.IsPage,
+		// The dashboard measures its latency to the proxies.
+		Site: site.HandlerWith(func() []string {
+			if srv == nil {
+				return nil
+			}
+			return srv.ProxyOrigins()
+		}),
+		SitePage: site.IsPage,
 	}
 	if ops.registry != nil {
 		opts.Metrics = ops.registry
@@ -280,6 +277,7 @@ func run(ctx context.Context, s Settings, logger *slog.Logger, stdout io.Writer,
 		opts.DERP = inf.derp.Handler()
 		opts.DERPRegionID = s.DERPServerRegionID
 		opts.DERPMeshKey = inf.derp.MeshKey()
+		opts.OnProxyRelays = inf.mesh.setProxies
 	}
 	if inf.cluster != nil {
 		opts.Replicas, opts.SelfRelayURL = inf.cluster.healthPeers, relayURL
@@ -287,28 +285,13 @@ func run(ctx context.Context, s Settings, logger *slog.Logger, stdout io.Writer,
 	if inf.udp != nil {
 		opts.UDPRelayCheck = inf.udp.Check
 	}
-	srv, err := server.New(opts)
+	srv, err = server.New(opts)
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
 
-	httpServer := &http.Server{
-		Handler:           srv.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
-		// DERP and WebSockets hijack HTTP/1.1 connections.
-		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
-	}
-	serveErr := make(chan error, 1)
-	go func() {
-		if tlsConfig != nil {
-			httpServer.TLSConfig = tlsConfig
-			serveErr <- httpServer.ServeTLS(ln, "", "")
-		} else {
-			serveErr <- httpServer.Serve(ln)
-		}
-	}()
+	httpServer := httpserve.Start(ln, srv.Handler(), tlsConfig, logger)
 	logger.Info("server started", slog.String("access_url", accessURL.String()),
 		slog.String("listen", ln.Addr().String()), slog.String("store", storeDesc))
 
@@ -332,16 +315,12 @@ func run(ctx context.Context, s Settings, logger *slog.Logger, stdout io.Writer,
 
 	select {
 	case <-ctx.Done():
-	case err := <-serveErr:
+	case err := <-httpServer.Err():
 		return fmt.Errorf("serve HTTP: %w", err)
 	}
 	logger.Info("shutting down")
 	srv.Close() // ends WebSockets, which Shutdown does not wait for
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := httpServer.Shutdown(sctx); err != nil {
-		httpServer.Close()
-	}
+	httpServer.Shutdown()
 	return nil
 }
 
@@ -390,25 +369,4 @@ func parsePrefixes(list []string) ([]netip.Prefix, error) {
 		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
 	}
 	return out, nil
-}
-
-// resolveAccessURL checks --access-url, or derives one from the listener.
-func resolveAccessURL(raw string, addr net.Addr, useTLS bool) (*url.URL, error) {
-	if raw == "" {
-		scheme := "http"
-		if useTLS {
-			scheme = "https"
-		}
-		host := addr.String()
-		if tcp, ok := addr.(*net.TCPAddr); ok && tcp.IP.IsUnspecified() {
-			host = net.JoinHostPort("127.0.0.1", fmt.Sprint(tcp.Port))
-		}
-		return &url.URL{Scheme: scheme, Host: host}, nil
-	}
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("--access-url %q must be an http:// or https:// URL with a host", raw)
-	}
-	u.Path = ""
-	return u, nil
 }

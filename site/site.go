@@ -64,7 +64,12 @@ var dist embed.FS
 // Handler serves the dashboard from the files embedded at build time. It
 // compresses the assets once, when called: call it once and mount the one
 // handler on every path that it serves.
-func Handler() http.Handler {
+func Handler() http.Handler { return HandlerWith(nil) }
+
+// HandlerWith is Handler whose pages may also connect to the origins that
+// connect returns when each page is served (the workspace proxies, whose
+// latency the dashboard measures); nil adds none.
+func HandlerWith(connect func() []string) http.Handler {
 	sub, err := fs.Sub(dist, "dist")
 	if err != nil {
 		return brokenHandler(err)
@@ -73,6 +78,7 @@ func Handler() http.Handler {
 	if err != nil {
 		return brokenHandler(err)
 	}
+	h.connect = connect
 	return h
 }
 
@@ -127,8 +133,9 @@ type file struct {
 }
 
 type handler struct {
-	index  *file
-	assets map[string]*file // by URL path, "/assets/NAME"
+	connect func() []string // further origins pages may connect to; may be nil
+	index   *file
+	assets  map[string]*file // by URL path, "/assets/NAME"
 }
 
 func newHandler(fsys fs.FS) (*handler, error) {
@@ -228,7 +235,11 @@ func (h *handler) serveIndex(w http.ResponseWriter, r *http.Request) {
 	nonce := base64.StdEncoding.EncodeToString(b[:])
 	hdr := w.Header()
 	hdr.Set("Cache-Control", "no-cache")
-	hdr.Set("Content-Security-Policy", contentSecurityPolicy(r.Host, nonce))
+	var extra []string
+	if h.connect != nil {
+		extra = h.connect()
+	}
+	hdr.Set("Content-Security-Policy", contentSecurityPolicy(r.Host, nonce, extra...))
 	hdr.Set("X-Frame-Options", "DENY")
 	hdr.Set("Content-Type", h.index.contentType)
 	body := bytes.ReplaceAll(h.index.body, []byte(nonceToken), []byte(nonce))
@@ -286,10 +297,20 @@ var validHost = regexp.MustCompile(`^[A-Za-z0-9.-]+(:[0-9]+)?$|^\[[0-9A-Fa-f:.]+
 // style-src-attr allows; inline style attributes cannot run code or read
 // the page. The terminal's WebSocket is same-origin; 'self' covers ws: and
 // wss: in current browsers, and the explicit origins cover older ones.
-func contentSecurityPolicy(host, nonce string) string {
+//
+// extra are further origins ("https://proxy.example.com") the page may
+// connect to: the workspace proxies, whose latency the dashboard measures.
+// Any that is not exactly a scheme and a host is left out.
+func contentSecurityPolicy(host, nonce string, extra ...string) string {
 	connect := "'self'"
 	if validHost.MatchString(host) {
 		connect += " ws://" + host + " wss://" + host
+	}
+	for _, o := range extra {
+		scheme, h, ok := strings.Cut(o, "://")
+		if ok && (scheme == "http" || scheme == "https") && validHost.MatchString(h) {
+			connect += " " + o
+		}
 	}
 	return "default-src 'self'; script-src 'self'; style-src 'self' 'nonce-" + nonce + "'; style-src-attr 'unsafe-inline'; " +
 		"img-src 'self'; font-src 'self'; connect-src " + connect + "; " +

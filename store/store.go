@@ -97,6 +97,40 @@ type Workspace struct {
 	StartupScript *tether.StartupScriptResult
 }
 
+// WorkspaceProxy is a registered workspace proxy (`tether wsproxy create`).
+// The fields after CreatedAt are what the proxy last said of itself in a
+// heartbeat; they are zero until its first.
+type WorkspaceProxy struct {
+	ID          uuid.UUID
+	Name        string
+	DisplayName string
+	Icon        string
+	TokenHash   string
+	// RegionID is the DERP region of the proxy's relay, allocated by the
+	// store at creation from FirstProxyRegionID up, never reused while the
+	// proxy exists.
+	RegionID  int
+	CreatedAt time.Time
+
+	URL           string // its access URL
+	WildcardURL   string // its --wildcard-access-url, "" for none
+	Version       string
+	STUNPort      int // its STUN server's UDP port on URL's host, 0 for none
+	LastHeartbeat time.Time
+}
+
+// ProxyHeartbeat is what a proxy says of itself at each heartbeat.
+type ProxyHeartbeat struct {
+	URL, WildcardURL, Version string
+	STUNPort                  int
+	At                        time.Time
+}
+
+// FirstProxyRegionID is the DERP region ID of the first workspace proxy;
+// later ones count up from it. It stays clear of the built-in relay's
+// default (999) and of the IDs Tailscale-format maps use (below 1000).
+const FirstProxyRegionID = 10000
+
 // Store is the server's persistent state. Every method is safe for
 // concurrent use. Lookups and changes that find nothing return an error
 // wrapping ErrNotFound; creations that collide with a unique name wrap
@@ -187,6 +221,24 @@ type Store interface {
 	// SetStartupScript records how the workspace's startup script went,
 	// replacing what was recorded before.
 	SetStartupScript(ctx context.Context, id uuid.UUID, r tether.StartupScriptResult) error
+
+	// CreateWorkspaceProxy creates p with the next free region ID
+	// (p.RegionID is ignored) and returns it as stored. A taken name is
+	// ErrConflict.
+	CreateWorkspaceProxy(ctx context.Context, p WorkspaceProxy) (WorkspaceProxy, error)
+	WorkspaceProxyByName(ctx context.Context, name string) (WorkspaceProxy, error)
+	WorkspaceProxyByTokenHash(ctx context.Context, hash string) (WorkspaceProxy, error)
+	// ListWorkspaceProxies lists every proxy by name.
+	ListWorkspaceProxies(ctx context.Context) ([]WorkspaceProxy, error)
+	DeleteWorkspaceProxy(ctx context.Context, id uuid.UUID) error
+	SetWorkspaceProxyTokenHash(ctx context.Context, id uuid.UUID, hash string) error
+	// WorkspaceProxyHeartbeat records what the proxy said of itself.
+	WorkspaceProxyHeartbeat(ctx context.Context, id uuid.UUID, hb ProxyHeartbeat) error
+
+	// DeploymentSecret returns the secret stored under name, storing
+	// generate's result first if there is none: every replica gets the
+	// same value, however many ask at once.
+	DeploymentSecret(ctx context.Context, name string, generate func() []byte) ([]byte, error)
 
 	Close() error
 }

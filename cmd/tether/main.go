@@ -18,9 +18,15 @@ func main() {
 	os.Exit(code)
 }
 
-// command is the whole `tether` command tree: the CLI's, and the server.
+// command is the whole `tether` command tree: the CLI's, the server and
+// the workspace proxy's server.
 func command(env *cli.Env) *cobra.Command {
 	root := cli.Root(env)
 	root.AddCommand(serverCommand(env))
+	for _, c := range root.Commands() {
+		if c.Name() == "wsproxy" {
+			c.AddCommand(wsproxyServerCommand(env))
+		}
+	}
 	return root
 }

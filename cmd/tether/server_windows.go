@@ -14,3 +14,10 @@ func serverCommand(*cli.Env) *cobra.Command {
 	return cli.UnsupportedCommand("server", "Run the Tether control plane",
 		"tether server does not run on Windows yet: run it on Linux or macOS (or in WSL)")
 }
+
+// wsproxyServerCommand stands in for `tether wsproxy server`, left out of
+// the Windows build as the server is.
+func wsproxyServerCommand(*cli.Env) *cobra.Command {
+	return cli.UnsupportedCommand("server", "Run a workspace proxy",
+		"tether wsproxy server does not run on Windows yet: run it on Linux or macOS")
+}

@@ -79,8 +79,8 @@ func TestEnvironmentVariablesFollowTheRule(t *testing.T) {
 	}
 	// The variables the issue found leaking, and the ones scripts use.
 	for env, want := range map[string]string{
-		"TETHER_LOG_LEVEL":   "tether server",
-		"TETHER_ACCESS_URL":  "tether server",
+		"TETHER_LOG_LEVEL":   "tether server, tether wsproxy server",
+		"TETHER_ACCESS_URL":  "tether server, tether wsproxy server",
 		"TETHER_AGENT_TOKEN": "tether agent",
 		"TETHER_AGENT_URL":   "tether agent",
 		"TETHER_URL":         "tether",

@@ -370,3 +370,38 @@ func StartDeployment(t T, srv *Server, o DeploymentOptions) *Deployment {
 	})
 	return &Deployment{Server: srv, User: u, Workspace: o.Workspace, Agent: agent, Token: token, AgentURL: agentURL}
 }
+
+// ProxyListeningRE matches the line a workspace proxy prints once it
+// serves, with its name and access URL.
+var ProxyListeningRE = regexp.MustCompile(`^Workspace proxy (\S+) is listening at (\S+)`)
+
+// WSProxy is a running `tether wsproxy server`.
+type WSProxy struct {
+	*Proc
+	URL string // its access URL, as it printed it
+}
+
+// StartWSProxy runs a workspace proxy for the primary at primaryURL with
+// its token, on a free loopback port with a STUN port of its own, args as
+// further flags, and waits until it serves.
+func (x Tether) StartWSProxy(t T, primaryURL, token string, args ...string) *WSProxy {
+	t.Helper()
+	full := append([]string{"wsproxy", "server", "--primary-access-url", primaryURL,
+		"--http-address", "127.0.0.1:0", "--derp-server-stun-addresses", "127.0.0.1:0"}, args...)
+	p := x.Start(t, "wsproxy", []string{"TETHER_PROXY_TOKEN=" + token}, full...)
+	return &WSProxy{Proc: p, URL: p.WaitLine(ProxyListeningRE)[2]}
+}
+
+// CreateWSProxy registers a workspace proxy with the user's CLI and
+// returns its token.
+func (u *User) CreateWSProxy(name string, extra ...string) string {
+	u.t.Helper()
+	out := u.Must(append([]string{"wsproxy", "create", name, "--output", "json"}, extra...)...)
+	var v struct {
+		Token string `json:"proxy_token"`
+	}
+	if err := json.Unmarshal([]byte(out), &v); err != nil || v.Token == "" {
+		u.t.Fatalf("wsproxy create --output json = %s (%v)", out, err)
+	}
+	return v.Token
+}

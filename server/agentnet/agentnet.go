@@ -23,6 +23,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/google/uuid"
 	"github.com/tetherdev/tether"
 	"github.com/tetherdev/tether/coordinator"
@@ -34,8 +35,14 @@ import (
 // Options configure a Net.
 type Options struct {
 	Logger *slog.Logger
-	// Coordinator introduces the server's peers to agents. Required.
+	// Coordinator introduces the server's peers to agents, in process.
+	// Either it or Dial is required.
 	Coordinator *coordinator.Coordinator
+	// Dial opens a coordination WebSocket for the peer clientID to the
+	// agent agentID on a coordinator in another process: a workspace
+	// proxy's tunnels are coordinated by the primary. Its errors are
+	// handled as coordclient.Options.Dial's.
+	Dial func(ctx context.Context, clientID, agentID uuid.UUID) (*websocket.Conn, error)
 	// DERPMap is the relay map the server's peers start with. Required.
 	DERPMap *tailcfg.DERPMap
 	// BlockEndpoints keeps the server's peers relay-only.
@@ -82,8 +89,8 @@ type peer struct {
 
 // New returns a Net. Close it to release every tunnel.
 func New(opts Options) (*Net, error) {
-	if opts.Coordinator == nil || opts.DERPMap == nil {
-		return nil, errors.New("agentnet: Coordinator and DERPMap are required")
+	if (opts.Coordinator == nil) == (opts.Dial == nil) || opts.DERPMap == nil {
+		return nil, errors.New("agentnet: DERPMap, and one of Coordinator and Dial, are required")
 	}
 	if opts.IdleTimeout == 0 {
 		opts.IdleTimeout = DefaultIdleTimeout
@@ -172,23 +179,43 @@ func (n *Net) open(p *peer) {
 	p.conn, p.cancel = conn, cancel
 	close(p.ready)
 
-	peers := coordclient.NewPeers(coordclient.PeersOptions{
-		Tunnel: agentTunnel{Conn: conn, agentID: p.agentID, presence: p.presence},
-		Logger: log.With(slog.String("component", "coordination")),
-	})
-	stream := &localStream{peers: peers}
-	conn.SetNodeCallback(stream.setNode)
+	tun := agentTunnel{Conn: conn, agentID: p.agentID, presence: p.presence}
 	conn.SetPeerGoneCallback(func(id uuid.UUID, why error) {
 		if id == p.agentID {
 			p.presence.peerGone(why)
 		}
 	})
-	err = n.opts.Coordinator.ServeClient(ctx, conn.ID(), p.agentID, stream)
+	if n.opts.Dial != nil {
+		err = n.coordinateRemote(ctx, conn, tun, p.agentID, log)
+	} else {
+		peers := coordclient.NewPeers(coordclient.PeersOptions{
+			Tunnel: tun,
+			Logger: log.With(slog.String("component", "coordination")),
+		})
+		stream := &localStream{peers: peers}
+		conn.SetNodeCallback(stream.setNode)
+		err = n.opts.Coordinator.ServeClient(ctx, conn.ID(), p.agentID, stream)
+		peers.Close()
+	}
 	if err != nil && ctx.Err() == nil {
 		log.Warn("server tunnel coordination ended", slog.Any("err", err))
 	}
-	peers.Close()
 	conn.Close()
+}
+
+// coordinateRemote runs the tunnel's coordination over a WebSocket to
+// another process's coordinator, as a CLI's runs, until ctx ends or the
+// coordinator refuses the tunnel for good.
+func (n *Net) coordinateRemote(ctx context.Context, conn *tunnel.Conn, tun agentTunnel, agentID uuid.UUID, log *slog.Logger) error {
+	client := coordclient.New(coordclient.Options{
+		Dial: func(ctx context.Context) (*websocket.Conn, error) {
+			return n.opts.Dial(ctx, conn.ID(), agentID)
+		},
+		Tunnel: tun,
+		Logger: log.With(slog.String("component", "coordination")),
+	})
+	conn.SetNodeCallback(client.SetNode)
+	return client.Run(ctx)
 }
 
 // closePeer ends p's coordination and tunnel and waits for them.

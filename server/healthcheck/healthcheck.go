@@ -61,6 +61,22 @@ type Options struct {
 	// UDPRelay probes the server's UDP relay and returns each of its
 	// addresses' failure (nil: it answered); nil skips the check.
 	UDPRelay func(ctx context.Context) map[netip.AddrPort]error
+	// Proxies, when set, lists the registered workspace proxies. Their
+	// relays share MeshKey: their regions' checks use it, and each
+	// healthy proxy is checked from here (reachable, its relay meshed
+	// with the built-in one).
+	Proxies func() []Proxy
+}
+
+// Proxy is a registered workspace proxy, as the proxies check sees it.
+type Proxy struct {
+	Name     string
+	URL      string // its access URL; "" before its first heartbeat
+	RegionID int
+	Version  string
+	Healthy  bool // it heartbeat recently
+	// LastHeartbeat is zero if it never did.
+	LastHeartbeat time.Time
 }
 
 // Replica is another server replica, as the replicas check sees it.
@@ -79,10 +95,14 @@ func Run(ctx context.Context, o Options) tether.HealthReport {
 	}
 	var (
 		wg      sync.WaitGroup
-		checks  = make([]tether.HealthCheck, 6)
+		checks  = make([]tether.HealthCheck, 7)
 		regions []tether.DERPRegionHealth
 	)
-	wg.Add(7)
+	var proxies []Proxy
+	if o.Proxies != nil {
+		proxies = o.Proxies()
+	}
+	wg.Add(8)
 	go func() { defer wg.Done(); checks[0] = accessURL(ctx, hc, o.AccessURL) }()
 	go func() { defer wg.Done(); checks[1] = webSocket(ctx, hc, o.AccessURL) }()
 	go func() { defer wg.Done(); checks[2] = stunServers(ctx, o.DERPMap) }()
@@ -90,6 +110,7 @@ func Run(ctx context.Context, o Options) tether.HealthReport {
 	go func() { defer wg.Done(); regions = derpRegions(ctx, o) }()
 	go func() { defer wg.Done(); checks[4] = replicasCheck(ctx, o) }()
 	go func() { defer wg.Done(); checks[5] = udpRelayCheck(ctx, o.UDPRelay) }()
+	go func() { defer wg.Done(); checks[6] = proxiesCheck(ctx, hc, o, proxies) }()
 	wg.Wait()
 
 	derpCheck := tether.HealthCheck{Name: "derp", Severity: tether.SeverityOK, Message: fmt.Sprintf("all %d relay regions answered", len(regions))}
@@ -110,7 +131,8 @@ func Run(ctx context.Context, o Options) tether.HealthReport {
 	checks = append(checks, derpCheck)
 	checks = slices.DeleteFunc(checks, func(c tether.HealthCheck) bool {
 		return c.Name == "store" && o.Store == nil || c.Name == "replicas" && o.Replicas == nil ||
-			c.Name == "udp_relay" && o.UDPRelay == nil
+			c.Name == "udp_relay" && o.UDPRelay == nil ||
+			c.Name == "workspace_proxies" && len(proxies) == 0
 	})
 	rep := tether.HealthReport{Severity: tether.SeverityOK, Checks: checks, DERPRegions: regions, CheckedAt: time.Now().UTC()}
 	for _, c := range checks {
@@ -369,7 +391,7 @@ func derpRegions(ctx context.Context, o Options) []tether.DERPRegionHealth {
 					continue
 				}
 				var meshKey key.DERPMesh
-				if id == o.OwnRegionID {
+				if id == o.OwnRegionID || isProxyRegion(o, id) {
 					meshKey = o.MeshKey
 				}
 				d, err := derpRoundTrip(ctx, nodeURL(n, o.DERPPlainHTTP), meshKey)
@@ -525,4 +547,96 @@ func otherReplicas(n int) string {
 		return "1 other replica"
 	}
 	return fmt.Sprintf("%d other replicas", n)
+}
+
+// isProxyRegion reports whether region id is a workspace proxy's, whose
+// relay trusts the deployment's mesh key.
+func isProxyRegion(o Options, id int) bool {
+	if o.Proxies == nil {
+		return false
+	}
+	for _, p := range o.Proxies() {
+		if p.RegionID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// proxiesCheck checks each workspace proxy from here: that it heartbeats,
+// that this server reaches it, and that a packet crosses from the built-in
+// relay to the proxy's through their mesh.
+func proxiesCheck(ctx context.Context, hc *http.Client, o Options, proxies []Proxy) tether.HealthCheck {
+	c := tether.HealthCheck{Name: "workspace_proxies", Severity: tether.SeverityOK}
+	details := make([]tether.WorkspaceProxyHealth, len(proxies))
+	var wg sync.WaitGroup
+	for i, p := range proxies {
+		d := &details[i]
+		*d = tether.WorkspaceProxyHealth{Name: p.Name, URL: p.URL, Version: p.Version, Healthy: p.Healthy}
+		if !p.LastHeartbeat.IsZero() {
+			hb := p.LastHeartbeat.UTC()
+			d.LastHeartbeat = &hb
+		}
+		if !p.Healthy {
+			if p.LastHeartbeat.IsZero() {
+				d.Message = "it has never started: run `tether wsproxy server` with its token"
+			} else {
+				d.Message = fmt.Sprintf("no heartbeat since %s: it is down, or cannot reach this server", p.LastHeartbeat.UTC().Format(time.RFC3339))
+			}
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(p.URL, "/")+"/healthz", nil)
+			if err == nil {
+				var resp *http.Response
+				if resp, err = hc.Do(req); err == nil {
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						err = fmt.Errorf("it answered %s", resp.Status)
+					}
+				}
+			}
+			d.Reachable = err == nil
+			if err != nil {
+				d.Message = fmt.Sprintf("this server cannot reach it at %s (%v); users' browsers may still", p.URL, err)
+				return
+			}
+			if o.OwnRegionID == 0 {
+				d.Message = "reachable; this server runs no relay to mesh with"
+				return
+			}
+			rtt, err := derpBetween(ctx, strings.TrimSuffix(o.AccessURL.String(), "/")+"/derp", strings.TrimSuffix(p.URL, "/")+"/derp", o.MeshKey)
+			if err != nil {
+				d.Message = fmt.Sprintf("reachable, but a packet did not cross from this server's relay to the proxy's (%v): peers homed on different regions may not connect", err)
+				return
+			}
+			ms := float64(rtt.Microseconds()) / 1000
+			d.MeshRTTMS = &ms
+			d.Message = fmt.Sprintf("reachable; relay mesh round trip %s", rtt.Round(10*time.Microsecond))
+		}()
+	}
+	wg.Wait()
+	bad := 0
+	for _, d := range details {
+		if !d.Healthy || !d.Reachable || d.MeshRTTMS == nil && o.OwnRegionID != 0 {
+			bad++
+		}
+	}
+	c.Details = details
+	if bad == 0 {
+		c.Message = fmt.Sprintf("all %d workspace proxies are healthy", len(proxies))
+		return c
+	}
+	c.Severity = tether.SeverityWarning
+	var names []string
+	for _, d := range details {
+		if !d.Healthy || !d.Reachable || d.MeshRTTMS == nil && o.OwnRegionID != 0 {
+			names = append(names, d.Name+": "+d.Message)
+		}
+	}
+	c.Message = fmt.Sprintf("%d of %d workspace proxies have a problem; terminals and apps open on the others and the primary. %s",
+		bad, len(proxies), strings.Join(names, "; "))
+	return c
 }

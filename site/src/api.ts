@@ -30,6 +30,7 @@ import {
   type LoginRequest,
   type LoginResponse,
   type StartupScriptResult,
+  type Region,
   type User,
   type Workspace,
 } from "./tether.gen";
@@ -158,6 +159,7 @@ export const api = {
     request<StartupScriptResult>(
       `/workspaces/${encodeURIComponent(owner)}/${encodeURIComponent(name)}/startup-script`,
     ),
+  regions: (signal?: AbortSignal) => request<Region[]>("/regions", { signal }),
   health: (signal?: AbortSignal) => request<HealthReport>("/debug/health", { signal }),
 
   createWorkspace: (req: CreateWorkspaceRequest) =>

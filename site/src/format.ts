@@ -49,12 +49,13 @@ export interface AppLink {
 /**
  * appLink is where a browser opens an app: path apps under the server's own
  * origin, subdomain apps at APP--WS--OWNER on the wildcard domain (given
- * like "*.apps.example.com", with an optional port and scheme).
+ * like "*.apps.example.com", with an optional port and scheme). base is
+ * the origin of a workspace proxy that serves path apps, "" for this one.
  */
-export function appLink(ws: Workspace, app: App, wildcard: string | undefined): AppLink {
+export function appLink(ws: Workspace, app: App, wildcard: string | undefined, base = ""): AppLink {
   const e = encodeURIComponent;
   if (!app.subdomain) {
-    return { href: `/@${e(ws.owner)}/${e(ws.name)}/apps/${e(app.name)}/`, reason: "" };
+    return { href: `${base}/@${e(ws.owner)}/${e(ws.name)}/apps/${e(app.name)}/`, reason: "" };
   }
   let host = (wildcard ?? "").trim().replace(/^[a-z]+:\/\//i, "").replace(/\/.*$/, "");
   if (!host.includes("*")) {

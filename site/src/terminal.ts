@@ -144,6 +144,14 @@ export function startTerminal(root: HTMLElement, owner: string, workspace: strin
   }).observe(container);
 
   window.addEventListener("online", () => conn.reconnectNow());
+  // On a workspace proxy, buildinfo names the primary: if the proxy goes
+  // away, the page offers the same terminal there.
+  api.buildInfo().then(
+    (b) => {
+      if (b.primary_url) conn.setPrimary(b.primary_url);
+    },
+    () => {},
+  );
   conn.connect();
   term.focus();
 }
@@ -160,6 +168,8 @@ class PTYConnection {
   // announced: the disconnected line is on screen for this outage.
   private announced = false;
   private stopped = false;
+  // primary is the primary's URL when this page is on a workspace proxy.
+  private primary = "";
 
   constructor(
     private readonly term: Terminal,
@@ -233,6 +243,10 @@ class PTYConnection {
     this.send({ height, width });
   }
 
+  setPrimary(url: string): void {
+    this.primary = url.replace(/\/+$/, "");
+  }
+
   reconnectNow(): void {
     if (this.sock || this.stopped) return;
     this.connect();
@@ -249,7 +263,16 @@ class PTYConnection {
   // growing delays.
   private async afterFailure(opened: boolean, reason: string): Promise<void> {
     let note = "";
-    if (!opened) {
+    let proxyDown = false;
+    if (this.primary) {
+      // On a workspace proxy there is no API to ask: ask whether the proxy
+      // itself still answers.
+      proxyDown = !(await fetch("/healthz", { cache: "no-store" }).then(
+        (r) => r.ok,
+        () => false,
+      ));
+      if (proxyDown) note = "the workspace proxy is not reachable";
+    } else if (!opened) {
       try {
         const ws = await api.workspace(this.owner, this.workspace);
         if (ws.agent_status !== AgentConnected) note = "the workspace's agent is not connected; waiting for it";
@@ -275,15 +298,31 @@ class PTYConnection {
     const due = Date.now() + delay;
     const tick = () => {
       const s = Math.max(0, Math.ceil((due - Date.now()) / 1000));
-      this.showStatus(`Disconnected. Reconnecting in ${s} s…`, true);
+      if (proxyDown) {
+        this.showStatus(`The workspace proxy is not reachable. Retrying in ${s} s…`, true, this.primaryHref());
+      } else {
+        this.showStatus(`Disconnected. Reconnecting in ${s} s…`, true);
+      }
     };
     tick();
     this.countdown = window.setInterval(tick, 1000);
     this.timer = window.setTimeout(() => this.connect(), delay);
   }
 
-  private showStatus(text: string, offerNow = false): void {
+  // primaryHref is this terminal on the primary.
+  private primaryHref(): string {
+    return this.primary + location.pathname + location.search;
+  }
+
+  private showStatus(text: string, offerNow = false, elsewhere = ""): void {
     this.status.replaceChildren(text);
+    if (elsewhere) {
+      const a = document.createElement("a");
+      a.className = "button open-primary";
+      a.href = elsewhere;
+      a.textContent = "Open on the primary";
+      this.status.append(" ", a);
+    }
     if (offerNow) {
       const b = document.createElement("button");
       b.type = "button";

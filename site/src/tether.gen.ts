@@ -423,6 +423,11 @@ export interface BuildInfo {
    * "*.apps.example.com"; empty when subdomain apps are off.
    */
   wildcard_access_url?: string;
+  /**
+   * PrimaryURL is set only by workspace proxies: the primary's access
+   * URL, where users sign in and where the dashboard lives.
+   */
+  primary_url?: string;
 }
 
 /**
@@ -511,6 +516,157 @@ export interface TerminalInput {
   data?: string;
   height?: number;
   width?: number;
+}
+
+/**
+ * ProxyTokenHeader carries a workspace proxy's token (`tether wsproxy
+ * create` prints it) on the proxy's calls to the primary. It opens the
+ * proxy's own endpoints and nothing else: no user API.
+ */
+export const ProxyTokenHeader = "Tether-Proxy-Token";
+
+/**
+ * WorkspaceProxy is a registered workspace proxy as admins see it
+ * (`tether wsproxy ls`).
+ */
+export interface WorkspaceProxy {
+  name: string;
+  display_name: string;
+  icon?: string;
+  /**
+   * URL and WildcardURL are what the proxy said of itself at its last
+   * heartbeat: empty until its first.
+   */
+  url: string;
+  wildcard_url?: string;
+  /** RegionID is the DERP region of the proxy's relay. */
+  region_id: number;
+  healthy: boolean;
+  version: string;
+  last_heartbeat: string | null;
+  created_at: string;
+}
+
+/** CreateWorkspaceProxyRequest registers a workspace proxy. */
+export interface CreateWorkspaceProxyRequest {
+  name: string;
+  display_name?: string;
+  icon?: string;
+}
+
+/**
+ * WorkspaceProxyTokenResponse carries a proxy's token, shown only once
+ * (at creation and at regenerate-token).
+ */
+export interface WorkspaceProxyTokenResponse {
+  proxy: WorkspaceProxy;
+  proxy_token: string;
+}
+
+/**
+ * ProxyHeartbeatRequest is what a running proxy says of itself, at start
+ * and every few seconds after.
+ */
+export interface ProxyHeartbeatRequest {
+  access_url: string;
+  wildcard_url?: string;
+  version: string;
+  /**
+   * STUNPort is its STUN server's UDP port on the access URL's host, 0
+   * for none.
+   */
+  stun_port: number;
+  /**
+   * Sessions are the hashes of the primary's sessions under which the
+   * proxy serves users now; the primary answers with those that ended.
+   */
+  sessions?: string[];
+}
+
+/**
+ * ProxyHeartbeatResponse is what the primary tells a proxy at each
+ * heartbeat: who it is, the relay map and mesh it joins, and the key that
+ * checks hand-off tokens.
+ */
+export interface ProxyHeartbeatResponse {
+  id: string;
+  name: string;
+  region_id: number;
+  primary_url: string;
+  /** HandoffKey is the Ed25519 public key that signs hand-off tokens. */
+  handoff_key: string | null;
+  /** MeshKey is the deployment's relay mesh key (64 hex characters). */
+  mesh_key: string;
+  /**
+   * MeshPeers are the other relays of the deployment, which the
+   * proxy's relay meshes with.
+   */
+  mesh_peers: RelayPeer[] | null;
+  derp_map: unknown;
+  /**
+   * DisableDirect and DERPForceWebSockets are the deployment's network
+   * policy, for the proxy's own tunnels.
+   */
+  disable_direct: boolean;
+  derp_force_websockets: boolean;
+  /** EndedSessions are those of the request's Sessions that ended. */
+  ended_sessions?: string[];
+}
+
+/** RelayPeer is another relay of the deployment. */
+export interface RelayPeer {
+  id: string;
+  url: string;
+}
+
+/**
+ * Region is a place that serves the web terminal and apps: the primary,
+ * or a healthy workspace proxy. The dashboard measures its latency to each
+ * (LatencyPath) and opens terminals and apps on the one chosen.
+ */
+export interface Region {
+  name: string;
+  display_name: string;
+  icon?: string;
+  url: string;
+  /** WildcardURL is the pattern of its subdomain app hosts, "" for none. */
+  wildcard_url?: string;
+  primary: boolean;
+  healthy: boolean;
+}
+
+/**
+ * LatencyPath answers at once, to any origin (CORS), on the primary and on
+ * every proxy: what the dashboard times.
+ */
+export const LatencyPath = "/api/v2/latency";
+
+/**
+ * NodeKeyKnown is a proxy's question to the primary whether a relay client's
+ * key belongs to a peer of the deployment.
+ */
+export interface NodeKeyKnown {
+  known: boolean;
+}
+
+/**
+ * WorkspaceProxyHealth is one workspace proxy in the health report's
+ * workspace_proxies check (its Details).
+ */
+export interface WorkspaceProxyHealth {
+  name: string;
+  url: string;
+  version: string;
+  /** Healthy: it heartbeat recently. Reachable: the primary reached it. */
+  healthy: boolean;
+  reachable: boolean;
+  /**
+   * MeshRTTMS is a packet's trip from the primary's relay to the
+   * proxy's, through their mesh; null if it did not arrive.
+   */
+  mesh_rtt_ms: number | null;
+  last_heartbeat: string | null;
+  message: string;
 }
 
 /**

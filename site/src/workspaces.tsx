@@ -1,6 +1,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { api } from "./api";
 import { agentCommand, appLink, capitalize, connectionLabel, relativeTime, startupLabel } from "./format";
+import { measureLatency, pickRegion, regionChoiceKey, regionURL } from "./regions";
 import { terminalHref } from "./routes";
 import {
   AgentConnected,
@@ -12,12 +13,80 @@ import {
   type StartupScriptStatus,
   type CreateWorkspaceResponse,
   type Template,
+  type Region,
   type Workspace,
   type WorkspaceApp,
 } from "./tether.gen";
 import { Badge, Dialog, ErrorBox, Secret, useAction, useFocusOnMount, usePoll, type Tone } from "./ui";
 
 const pollInterval = 3000;
+// Regions come and go (a proxy that stops heartbeating is no longer
+// offered), and latencies drift: both are measured again this often.
+const regionPollInterval = 15_000;
+
+function savedRegion(): string | null {
+  try {
+    return localStorage.getItem(regionChoiceKey);
+  } catch {
+    return null;
+  }
+}
+
+/** useRegions lists the regions, measures the browser's latency to each,
+ * and picks the one terminals and apps open on. */
+function useRegions() {
+  const [regions, setRegions] = useState<Region[]>([]);
+  const [latency, setLatency] = useState<Map<string, number>>(new Map());
+  const [saved, setSaved] = useState<string | null>(savedRegion());
+  usePoll(async (signal) => {
+    const rs = (await api.regions(signal)) ?? [];
+    setRegions(rs);
+    const lat = new Map<string, number>();
+    await Promise.all(
+      rs.map(async (r) => {
+        // The primary is measured where this page reached it.
+        const ms = await measureLatency(r.primary ? location.origin : r.url);
+        if (ms !== undefined) lat.set(r.name, ms);
+      }),
+    );
+    if (!signal.aborted) setLatency(lat);
+  }, regionPollInterval);
+  const choose = (name: string | null) => {
+    try {
+      if (name) localStorage.setItem(regionChoiceKey, name);
+      else localStorage.removeItem(regionChoiceKey);
+    } catch {
+      // Storage disabled: the choice lasts as long as the page.
+    }
+    setSaved(name);
+  };
+  return { regions, latency, saved, chosen: pickRegion(regions, latency, saved), choose };
+}
+
+function latencyLabel(ms: number | undefined): string {
+  return ms === undefined ? "not reachable" : `${Math.round(ms)} ms`;
+}
+
+function RegionPicker({ r }: { r: ReturnType<typeof useRegions> }) {
+  if (r.regions.length < 2) return null;
+  const auto = pickRegion(r.regions, r.latency, null);
+  return (
+    <label class="region-picker" data-region={r.chosen?.name ?? ""}>
+      <span class="muted">Open terminals and apps on</span>{" "}
+      <select id="region-select" value={r.saved ?? ""} onChange={(e) => r.choose((e.target as HTMLSelectElement).value || null)}>
+        <option value="">
+          Lowest latency{auto ? ` (${auto.display_name}, ${latencyLabel(r.latency.get(auto.name))})` : ""}
+        </option>
+        {r.regions.map((g) => (
+          <option key={g.name} value={g.name} data-latency={r.latency.get(g.name) ?? ""}>
+            {g.icon ? g.icon + " " : ""}
+            {g.display_name} — {latencyLabel(r.latency.get(g.name))}
+          </option>
+        ))}
+      </select>
+    </label>
+  );
+}
 
 export function WorkspacesPage() {
   const [list, setList] = useState<Workspace[] | null>(null);
@@ -26,6 +95,7 @@ export function WorkspacesPage() {
   const [now, setNow] = useState(Date.now());
   const [creating, setCreating] = useState(false);
   const [deleting, setDeleting] = useState<Workspace | null>(null);
+  const regions = useRegions();
 
   useEffect(() => {
     document.title = "Workspaces — Tether";
@@ -53,6 +123,7 @@ export function WorkspacesPage() {
             {list.filter((w) => w.agent_status === AgentConnected).length} of {list.length} connected
           </span>
         )}
+        <RegionPicker r={regions} />
         <button class="button button-primary" type="button" onClick={() => setCreating(true)}>
           New workspace
         </button>
@@ -107,6 +178,7 @@ export function WorkspacesPage() {
                   ws={w}
                   now={now}
                   wildcard={build?.wildcard_access_url}
+                  region={regions.chosen}
                   onDelete={() => setDeleting(w)}
                 />
               ))}
@@ -122,11 +194,13 @@ function WorkspaceRow({
   ws,
   now,
   wildcard,
+  region,
   onDelete,
 }: {
   ws: Workspace;
   now: number;
   wildcard?: string;
+  region?: Region;
   onDelete: () => void;
 }) {
   const connected = ws.agent_status === AgentConnected;
@@ -165,7 +239,7 @@ function WorkspaceRow({
         ) : (
           <ul class="apps">
             {apps.map((a) => (
-              <AppItem key={a.name} ws={ws} app={a} wildcard={wildcard} />
+              <AppItem key={a.name} ws={ws} app={a} wildcard={wildcard} region={region} />
             ))}
           </ul>
         )}
@@ -173,7 +247,7 @@ function WorkspaceRow({
       <td class="actions">
         <a
           class="button"
-          href={terminalHref(ws.owner, ws.name)}
+          href={regionURL(region, terminalHref(ws.owner, ws.name))}
           target="_blank"
           rel="noopener"
           title={connected ? "Open a terminal in a new tab" : "The agent is not connected; the terminal will wait for it"}
@@ -200,8 +274,11 @@ const healthTone: Record<string, Tone> = {
   disabled: "neutral",
 };
 
-function AppItem({ ws, app, wildcard }: { ws: Workspace; app: WorkspaceApp; wildcard?: string }) {
-  const link = appLink(ws, app, wildcard);
+function AppItem({ ws, app, wildcard, region }: { ws: Workspace; app: WorkspaceApp; wildcard?: string; region?: Region }) {
+  // On a proxy: path apps at its origin, subdomain apps under its own
+  // wildcard (or the primary's, if it has none).
+  const onProxy = region && !region.primary;
+  const link = appLink(ws, app, onProxy && region.wildcard_url ? region.wildcard_url : wildcard, onProxy ? regionURL(region, "") : "");
   const share = app.share && app.share !== ShareOwner ? ` · shared: ${app.share}` : "";
   // "disabled" means the app has no health check: nothing to report, and a
   // grey "Disabled" badge would read as "this app is switched off".

@@ -168,6 +168,26 @@ var migrations = []string{
 		last_used_at timestamptz,
 		UNIQUE (user_id, name)
 	);`,
+	// 5: workspace proxies, and secrets every replica shares (the key
+	// that signs workspace proxies' hand-off tokens).
+	`CREATE TABLE workspace_proxies (
+		id uuid PRIMARY KEY,
+		name text NOT NULL UNIQUE,
+		display_name text NOT NULL,
+		icon text NOT NULL,
+		token_hash text NOT NULL UNIQUE,
+		region_id integer NOT NULL UNIQUE,
+		created_at timestamptz NOT NULL,
+		url text NOT NULL DEFAULT '',
+		wildcard_url text NOT NULL DEFAULT '',
+		version text NOT NULL DEFAULT '',
+		stun_port integer NOT NULL DEFAULT 0,
+		last_heartbeat timestamptz
+	);
+	CREATE TABLE deployment_secrets (
+		name text PRIMARY KEY,
+		value bytea NOT NULL
+	);`,
 }
 
 func (db *DB) migrate(ctx context.Context, schema string) error {

@@ -123,6 +123,26 @@ var migrations = []string{
 		last_used_at INTEGER NOT NULL DEFAULT 0,
 		UNIQUE (user_id, name)
 	);`,
+	// 5: workspace proxies, and secrets every replica shares (the key
+	// that signs workspace proxies' hand-off tokens).
+	`CREATE TABLE workspace_proxies (
+		id TEXT PRIMARY KEY,
+		name TEXT NOT NULL UNIQUE,
+		display_name TEXT NOT NULL,
+		icon TEXT NOT NULL,
+		token_hash TEXT NOT NULL UNIQUE,
+		region_id INTEGER NOT NULL UNIQUE,
+		created_at INTEGER NOT NULL,
+		url TEXT NOT NULL DEFAULT '',
+		wildcard_url TEXT NOT NULL DEFAULT '',
+		version TEXT NOT NULL DEFAULT '',
+		stun_port INTEGER NOT NULL DEFAULT 0,
+		last_heartbeat INTEGER NOT NULL DEFAULT 0
+	);
+	CREATE TABLE deployment_secrets (
+		name TEXT PRIMARY KEY,
+		value BLOB NOT NULL
+	);`,
 }
 
 func (s *DB) migrate(ctx context.Context) error {

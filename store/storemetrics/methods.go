@@ -188,3 +188,43 @@ func (m *Store) APITokenByHash(ctx context.Context, hash string) (_ store.APITok
 	defer m.observe("APITokenByHash", time.Now(), &err)
 	return m.Store.APITokenByHash(ctx, hash)
 }
+
+func (m *Store) CreateWorkspaceProxy(ctx context.Context, p store.WorkspaceProxy) (r0 store.WorkspaceProxy, err error) {
+	defer m.observe("CreateWorkspaceProxy", time.Now(), &err)
+	return m.Store.CreateWorkspaceProxy(ctx, p)
+}
+
+func (m *Store) WorkspaceProxyByName(ctx context.Context, name string) (r0 store.WorkspaceProxy, err error) {
+	defer m.observe("WorkspaceProxyByName", time.Now(), &err)
+	return m.Store.WorkspaceProxyByName(ctx, name)
+}
+
+func (m *Store) WorkspaceProxyByTokenHash(ctx context.Context, hash string) (r0 store.WorkspaceProxy, err error) {
+	defer m.observe("WorkspaceProxyByTokenHash", time.Now(), &err)
+	return m.Store.WorkspaceProxyByTokenHash(ctx, hash)
+}
+
+func (m *Store) ListWorkspaceProxies(ctx context.Context) (r0 []store.WorkspaceProxy, err error) {
+	defer m.observe("ListWorkspaceProxies", time.Now(), &err)
+	return m.Store.ListWorkspaceProxies(ctx)
+}
+
+func (m *Store) DeleteWorkspaceProxy(ctx context.Context, id uuid.UUID) (err error) {
+	defer m.observe("DeleteWorkspaceProxy", time.Now(), &err)
+	return m.Store.DeleteWorkspaceProxy(ctx, id)
+}
+
+func (m *Store) SetWorkspaceProxyTokenHash(ctx context.Context, id uuid.UUID, hash string) (err error) {
+	defer m.observe("SetWorkspaceProxyTokenHash", time.Now(), &err)
+	return m.Store.SetWorkspaceProxyTokenHash(ctx, id, hash)
+}
+
+func (m *Store) WorkspaceProxyHeartbeat(ctx context.Context, id uuid.UUID, hb store.ProxyHeartbeat) (err error) {
+	defer m.observe("WorkspaceProxyHeartbeat", time.Now(), &err)
+	return m.Store.WorkspaceProxyHeartbeat(ctx, id, hb)
+}
+
+func (m *Store) DeploymentSecret(ctx context.Context, name string, generate func() []byte) (r0 []byte, err error) {
+	defer m.observe("DeploymentSecret", time.Now(), &err)
+	return m.Store.DeploymentSecret(ctx, name, generate)
+}

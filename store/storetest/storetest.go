@@ -252,4 +252,5 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	runUserLifecycle(t, ctx, open, now, newUser)
 	runLists(t, ctx, open, now, newUser)
 	runAPITokens(t, ctx, open, now, newUser)
+	runProxies(t, ctx, open, now)
 }

@@ -25,9 +25,12 @@ type graph struct {
 	agents  map[uuid.UUID]*agent
 	clients map[uuid.UUID]*client // local clients
 	// relays are the UDP relays, here and on other replicas (relays.go).
-	relays  map[uuid.UUID]*relay
-	derpMap *tailcfg.DERPMap // sent to peers as they connect
-	out     *outbox          // events for the other replicas; nil with a single replica
+	relays map[uuid.UUID]*relay
+	// relaysToldTo are the other replicas that have had the nodes of the
+	// relays here since they appeared (relays.go, announceRelaysLocked).
+	relaysToldTo map[uuid.UUID]bool
+	derpMap      *tailcfg.DERPMap // sent to peers as they connect
+	out          *outbox          // events for the other replicas; nil with a single replica
 	// keys indexes the node keys of every node above (keys.go). Every
 	// change of an agent's, client's or remote client's node goes through
 	// setAgentNodeLocked, setClientNodeLocked or setRemoteNodeLocked, or
@@ -68,6 +71,7 @@ func (g *graph) init(m *tailcfg.DERPMap) {
 	g.agents = make(map[uuid.UUID]*agent)
 	g.clients = make(map[uuid.UUID]*client)
 	g.relays = make(map[uuid.UUID]*relay)
+	g.relaysToldTo = make(map[uuid.UUID]bool)
 	g.derpMap = m
 	g.keys.init()
 }
@@ -381,6 +385,7 @@ func (g *graph) replicaGoneLocked(r uuid.UUID) {
 			g.remoteRelayLeftLocked(id, rl, false)
 		}
 	}
+	delete(g.relaysToldTo, r)
 }
 
 // forgetRemoteLocked forgets every peer held by another replica, as if

@@ -150,6 +150,24 @@ func (g *graph) pushToPeersLocked(u tether.PeerUpdate) {
 	}
 }
 
+// announceRelaysLocked publishes the nodes of the relays here once for
+// replica r, which has a peer that may need them: r may have started after
+// they were published (the relays here are older than r), and nothing else
+// would make it hear them until their nodes change. Once per replica: a
+// relay's later nodes reach every replica anyway. EventResync publishes them
+// again.
+func (g *graph) announceRelaysLocked(r uuid.UUID) {
+	if g.relaysToldTo[r] {
+		return
+	}
+	g.relaysToldTo[r] = true
+	for id, rl := range g.relays {
+		if rl.conn != nil && rl.node != nil {
+			g.publishLocked(Event{Kind: EventRelayNode, RelayID: id, Node: rl.node})
+		}
+	}
+}
+
 // remoteRelayHelloLocked: relay id has a stream on replica r.
 func (g *graph) remoteRelayHelloLocked(r, id uuid.UUID) {
 	rl := g.relays[id]

@@ -89,3 +89,47 @@ func TestRelayEdges(t *testing.T) {
 		t.Error("the coordinator still knows the key of a relay that left")
 	}
 }
+
+// TestRelayOnReplicaThatStartedEarlier: a replica that starts after
+// another replica's UDP relay published its node still introduces that
+// relay to its agents and clients (and them to it), whichever of the pair
+// connects there.
+func TestRelayOnReplicaThatStartedEarlier(t *testing.T) {
+	for _, agentLate := range []bool{true, false} {
+		name := "the agent on the late replica"
+		if !agentLate {
+			name = "the client on the late replica"
+		}
+		t.Run(name, func(t *testing.T) {
+			ctx := testContext(t)
+			bus := newMemBus(t)
+			early := bus.join(t, nil)
+			r := startRelay(t, ctx, early.Coordinator, uuid.New())
+			r.sendNode(ctx, newNode(r.id, 7))
+			waitUntil(t, ctx, "the relay's hello and node are published", func() bool { return bus.publishedBy(early.id) >= 2 })
+
+			late := bus.join(t, nil)
+			agentID, clientID := uuid.New(), uuid.New()
+			lateC, earlyC := late.Coordinator, early.Coordinator
+			if !agentLate {
+				lateC, earlyC = earlyC, lateC
+			}
+			a := startAgent(t, ctx, lateC, agentID)
+			a.sendNode(ctx, newNode(agentID, 1))
+			cl := startClient(t, ctx, earlyC, clientID, agentID)
+			cl.sendNode(ctx, newNode(clientID, 2))
+			if !agentLate {
+				// The client is the late replica's peer.
+				a, cl = cl, a
+			}
+			// The late replica's peer hears the relay; the relay hears
+			// both.
+			a.awaitNode(ctx, r.id, 7)
+			r.awaitNode(ctx, agentID, 1)
+			r.awaitNode(ctx, clientID, 2)
+			if u := a.awaitKind(ctx, r.id, tether.PeerNode); !u.Relay {
+				t.Errorf("%s heard of the relay without Relay set", a.id)
+			}
+		})
+	}
+}

@@ -101,12 +101,14 @@ func (c *Coordinator) HandleEvent(ev Event) {
 		c.g.republishLocked()
 	case EventAgentHello:
 		c.g.remoteAgentHelloLocked(ev.Replica, ev.AgentID)
+		c.g.announceRelaysLocked(ev.Replica)
 	case EventAgentNode:
 		c.g.remoteAgentNodeLocked(ev.Replica, ev.AgentID, ev.Node)
 	case EventAgentGone:
 		c.g.remoteAgentGoneLocked(ev.Replica, ev.AgentID, ev.Graceful)
 	case EventClientHello:
 		c.g.remoteClientHelloLocked(ev.Replica, ev.AgentID, ev.ClientID)
+		c.g.announceRelaysLocked(ev.Replica)
 	case EventClientNode:
 		c.g.remoteClientNodeLocked(ev.Replica, ev.AgentID, ev.ClientID, ev.Node)
 	case EventClientGone:

@@ -523,5 +523,28 @@ func (p *pathProbe) waitPath(want string, min int64, timeout time.Duration) time
 	}
 }
 
+// udpBlockedAndBack blocks UDP on h's router while the session s runs:
+// the session must go on over DERP. Then it unblocks it: the session must
+// come back to the path back ("direct" or "relay") within backTimeout, and
+// keep flowing. Both moves are logged as figures.
+func udpBlockedAndBack(t *testing.T, h *natlab.Host, s *stream, probe *pathProbe, back string, backTimeout time.Duration) {
+	t.Helper()
+	if err := h.BlockUDP(true); err != nil {
+		t.Fatal(err)
+	}
+	blocked := time.Now()
+	stall := s.waitFlowing(t, 256<<10, flowTimeout, "after blocking UDP")
+	probe.waitPath("derp", pathMin, flowTimeout)
+	t.Logf("FIGURE UDP blocked: data flowing again after %s, over DERP by %s", stall.Round(time.Millisecond), time.Since(blocked).Round(time.Millisecond))
+
+	if err := h.BlockUDP(false); err != nil {
+		t.Fatal(err)
+	}
+	unblocked := time.Now()
+	probe.waitPath(back, pathMin, backTimeout)
+	t.Logf("FIGURE UDP unblocked: %s again after %s", back, time.Since(unblocked).Round(time.Millisecond))
+	s.waitFlowing(t, 1<<20, flowTimeout, "after unblocking UDP")
+}
+
 // probeWindow is how long the probe watches the counters each time.
 const probeWindow = 250 * time.Millisecond

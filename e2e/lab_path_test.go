@@ -76,23 +76,9 @@ func TestLabPathChanges(t *testing.T) {
 	t.Logf("FIGURE session direct %s after its first MB", took.Round(time.Millisecond))
 
 	// UDP blocked: magicsock must notice that the direct path is dead and
-	// fall back to the relay, under the same TCP connection.
-	if err := clientH.BlockUDP(true); err != nil {
-		t.Fatal(err)
-	}
-	blocked := time.Now()
-	stall := s.waitFlowing(t, 256<<10, flowTimeout, "after blocking UDP")
-	probe.waitPath("derp", pathMin, flowTimeout)
-	t.Logf("FIGURE UDP blocked: data flowing again after %s, over DERP by %s", stall.Round(time.Millisecond), time.Since(blocked).Round(time.Millisecond))
-
-	// Unblocked: back to direct within a bounded time.
-	if err := clientH.BlockUDP(false); err != nil {
-		t.Fatal(err)
-	}
-	unblocked := time.Now()
-	probe.waitPath("direct", pathMin, directTimeout)
-	t.Logf("FIGURE UDP unblocked: direct again after %s", time.Since(unblocked).Round(time.Millisecond))
-	s.waitFlowing(t, 1<<20, flowTimeout, "after unblocking UDP")
+	// fall back to the relay, under the same TCP connection; unblocked:
+	// back to direct within a bounded time.
+	udpBlockedAndBack(t, clientH, s, probe, "direct", directTimeout)
 
 	// The server stops: the tunnel does not need it once up.
 	srv.Stop()

@@ -107,9 +107,11 @@ type Relay struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	mu     sync.Mutex
-	peers  map[uuid.UUID]peerInfo        // guarded by mu
-	byDisc map[key.DiscoPublic]uuid.UUID // guarded by mu
+	mu    sync.Mutex
+	peers map[uuid.UUID]peerInfo // guarded by mu
+	// clients are the clients bound to each agent, by agent ID. Guarded
+	// by mu.
+	clients map[uuid.UUID]map[uuid.UUID]struct{}
 }
 
 // peerInfo is what the relay knows of an agent or client.
@@ -132,12 +134,12 @@ func Start(ctx context.Context, opts Options) (_ *Relay, err error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	r := &Relay{
-		logger: logger,
-		id:     uuid.New(),
-		serve:  opts.Serve,
-		done:   make(chan struct{}),
-		peers:  make(map[uuid.UUID]peerInfo),
-		byDisc: make(map[key.DiscoPublic]uuid.UUID),
+		logger:  logger,
+		id:      uuid.New(),
+		serve:   opts.Serve,
+		done:    make(chan struct{}),
+		peers:   make(map[uuid.UUID]peerInfo),
+		clients: make(map[uuid.UUID]map[uuid.UUID]struct{}),
 	}
 	port := opts.Port
 	if port == 0 {
@@ -273,26 +275,47 @@ func (r *Relay) upsert(id, agent uuid.UUID, n *tether.Node) {
 		r.logger.Warn("cannot add relay client", slog.String("peer", id.String()), slog.Any("err", err))
 		return
 	}
+	r.record(id, agent, n.DiscoKey)
+}
+
+// record notes that peer id, which belongs to agent, holds disco.
+func (r *Relay) record(id, agent uuid.UUID, disco key.DiscoPublic) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if old, ok := r.peers[id]; ok {
-		delete(r.byDisc, old.disco)
+	r.forgetLocked(id)
+	r.peers[id] = peerInfo{disco: disco, agent: agent}
+	if agent != id {
+		if r.clients[agent] == nil {
+			r.clients[agent] = make(map[uuid.UUID]struct{})
+		}
+		r.clients[agent][id] = struct{}{}
 	}
-	r.peers[id] = peerInfo{disco: n.DiscoKey, agent: agent}
-	r.byDisc[n.DiscoKey] = id
 }
 
 func (r *Relay) forget(id uuid.UUID) {
 	r.mu.Lock()
-	old, ok := r.peers[id]
-	if ok {
-		delete(r.peers, id)
-		delete(r.byDisc, old.disco)
-	}
+	ok := r.forgetLocked(id)
 	r.mu.Unlock()
 	if ok {
 		r.conn.RemovePeer(id)
 	}
+}
+
+// forgetLocked removes id from the relay's records and reports whether it
+// was there. r.mu must be held.
+func (r *Relay) forgetLocked(id uuid.UUID) bool {
+	old, ok := r.peers[id]
+	if !ok {
+		return false
+	}
+	delete(r.peers, id)
+	if cs := r.clients[old.agent]; old.agent != id && cs != nil {
+		delete(cs, id)
+		if len(cs) == 0 {
+			delete(r.clients, old.agent)
+		}
+	}
+	return true
 }
 
 func (r *Relay) forgetAll() {
@@ -323,30 +346,48 @@ func (r *Relay) allocate(from uuid.UUID, pair [2]key.DiscoPublic) (endpoint.Serv
 	return r.srv.AllocateEndpoint(pair[0], pair[1])
 }
 
-// allowed reports (nil) whether from may ask for an endpoint for pair: both
-// are peers the coordinator introduced to us, from is one of them, and
-// one is an agent and the other a client bound to it. (Clients never talk
+// allowed reports (nil) whether from may ask for an endpoint for pair:
+// from is a peer the coordinator introduced to us, its disco key is one of
+// the pair, and the other is the disco key of its counterpart: its agent,
+// for a client; a client bound to it, for an agent. (Clients never talk
 // to clients, nor agents to agents.)
+//
+// Everything is looked up from the requester, never from the disco keys of
+// the pair: a node may claim any disco key (it cannot speak for a key it
+// does not hold, but it can claim one), and a lookup by disco key would let
+// a forged claim displace the real holder and refuse its pairs.
 func (r *Relay) allowed(from uuid.UUID, pair [2]key.DiscoPublic) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	id0, ok0 := r.byDisc[pair[0]]
-	id1, ok1 := r.byDisc[pair[1]]
-	if !ok0 || !ok1 {
+	p, ok := r.peers[from]
+	if !ok {
 		return errUnknownPeer
 	}
-	if from != id0 && from != id1 {
+	var other key.DiscoPublic
+	switch p.disco {
+	case pair[0]:
+		other = pair[1]
+	case pair[1]:
+		other = pair[0]
+	default:
 		return errNotInPair
 	}
-	p0, p1 := r.peers[id0], r.peers[id1]
-	isAgent0, isAgent1 := p0.agent == id0, p1.agent == id1
-	switch {
-	case isAgent0 && !isAgent1 && p1.agent == id0:
-	case isAgent1 && !isAgent0 && p0.agent == id1:
-	default:
-		return errNotAPair
+	if p.agent != from { // a client
+		a, ok := r.peers[p.agent]
+		switch {
+		case !ok:
+			return errUnknownPeer
+		case a.disco != other:
+			return errNotAPair
+		}
+		return nil
 	}
-	return nil
+	for id := range r.clients[from] {
+		if r.peers[id].disco == other {
+			return nil
+		}
+	}
+	return errNotAPair
 }
 
 // freeUDPPort returns a UDP port free on every interface right now.

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -50,6 +51,15 @@ func (s *Server) clientCoordinate(w http.ResponseWriter, r *http.Request, u stor
 	clientID, err := uuid.Parse(r.URL.Query().Get("id"))
 	if err != nil || clientID == uuid.Nil {
 		return tether.Errorf(tether.EINVALID, "query parameter id must be the client's peer ID (a UUID)")
+	}
+	// Its own choice, but never an agent's ID: the coordinator's queues and
+	// the UDP relays know peers by ID, and a client posing as another
+	// workspace's agent would displace that agent at the relay.
+	switch _, err := s.store.WorkspaceByID(r.Context(), clientID); {
+	case err == nil:
+		return tether.Errorf(tether.EINVALID, "query parameter id must be the client's own peer ID, not a workspace's")
+	case !errors.Is(err, store.ErrNotFound):
+		return err
 	}
 	ws, err := s.lookupWorkspace(r, u)
 	if err != nil {

@@ -100,7 +100,12 @@ func (c *Conn) nodeLoop() {
 			c.sentNode = n
 			c.resendNode = false
 		}
+		renew := c.renewPeers
+		c.renewPeers = false
 		c.mu.Unlock()
+		if renew {
+			c.renewRelayedPeers()
+		}
 		if send && cb != nil {
 			c.logger.Debug("node changed", "derp", n.PreferredDERP, "endpoints", n.Endpoints)
 			cb(cloneNode(n))
@@ -176,6 +181,10 @@ func (c *Conn) onPortUpdate(pu router.PortUpdate) {
 	c.mu.Lock()
 	switch pu.EndpointNetwork {
 	case "udp4":
+		// Every bind publishes: a second one is a rebind, after which
+		// the node loop renews the peers (renewRelayedPeers).
+		c.renewPeers = c.renewPeers || c.bound4
+		c.bound4 = true
 		c.port4 = pu.UDPPort
 	case "udp6":
 		c.port6 = pu.UDPPort

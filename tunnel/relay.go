@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 	"tailscale.com/disco"
+	"tailscale.com/ipn/ipnstate"
 	"tailscale.com/net/udprelay/endpoint"
 	"tailscale.com/tailcfg"
 	"tailscale.com/types/key"
@@ -217,6 +218,60 @@ func (c *Conn) onRelayAllocReq(req magicsock.UDPRelayAllocReq) {
 	// the publisher of the request, and would wait for itself. Publish
 	// returns at once once the bus closes.
 	go c.allocResp.Publish(resp)
+}
+
+// renewRelayedPeers makes every ordinary peer anew in magicsock after it
+// rebound its sockets (on a send error, which the first network check in
+// a fresh network namespace often reports, or a link change), if we have
+// a UDP relay.
+//
+// A rebind makes magicsock forget every peer's path, a UDP relay path
+// included (noteConnectivityChange), but not when it last looked for relay
+// paths (the endpoint's lastUDPRelayPathDiscovery); it looks again only
+// discoverUDPRelayPathsInterval (30 s) after that. A direct path comes
+// back with the next disco pings; a relayed peer stayed on DERP for up to
+// 30 s (seen in the NAT lab: TestLabRelayed's pongs, relay → DERP at
+// start). Under a new node ID magicsock makes a fresh endpoint, which
+// looks for relay paths at the next packet; the relay hands back the
+// endpoint it holds for the pair, which the other side still uses. The
+// WireGuard peer is reset with it, so that it sends through the fresh
+// endpoint: a handshake over DERP, a few milliseconds, which TCP rides
+// out.
+func (c *Conn) renewRelayedPeers() {
+	c.peerMu.Lock()
+	defer c.peerMu.Unlock()
+	if c.isClosing() {
+		return
+	}
+	table := c.peers.Load()
+	hasRelay := false
+	for _, r := range table.relays {
+		hasRelay = hasRelay || r.kind == relayPeer
+	}
+	if !hasRelay || len(table.byID) == 0 {
+		return
+	}
+	c.mu.Lock()
+	block := c.blockEndpoints
+	c.mu.Unlock()
+	next := table
+	for _, old := range table.byID {
+		p := *old
+		p.view = tailcfgNode(c.nextNodeID, &p, block).View()
+		c.nextNodeID++
+		c.magic.RemovePeer(old.view.ID())
+		next = next.with(&p)
+		c.peers.Store(next)
+		c.magic.UpsertPeer(p.view)
+		c.engine.ResetDevicePeer(p.key())
+		c.engine.SyncDevicePeer(p.key())
+		// The peer still holds the session we just dropped, and would
+		// send into it, unanswered, until WireGuard gives up on it (up
+		// to 15 s, see UpsertPeer); a packet from us starts a fresh
+		// handshake now, and the search for a relay path with it.
+		c.engine.Ping(p.addr, tailcfg.PingICMP, 0, func(*ipnstate.PingResult) {})
+	}
+	c.logger.Debug("peers renewed after a rebind, to look for UDP relay paths again", "peers", len(table.byID))
 }
 
 // relayAddr returns the relay's "IP:port" from magicsock's

@@ -212,3 +212,52 @@ func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
 		}
 	}
 }
+
+// relayAfterRebindTimeout bounds the wait for the relay path to come back
+// after a rebind: magicsock alone looks for it again only 30 s after it
+// last did (discoverUDPRelayPathsInterval), with the fix within a few
+// round trips.
+const relayAfterRebindTimeout = 15 * time.Second
+
+// TestUDPRelayAfterRebind checks that a path on the UDP relay comes back
+// to the relay soon after magicsock rebinds its sockets (which forgets
+// every path), rather than staying on DERP until magicsock's next relay
+// search 30 s later. The TCP connection through it never breaks.
+func TestUDPRelayAfterRebind(t *testing.T) {
+	dm := newDERP(t, derpOptions{})
+	a, b := pair(t, dm, Options{BlockEndpoints: true}, Options{BlockEndpoints: true})
+	r := newTestRelay(t, Options{DERPMap: dm}, func(uuid.UUID, [2]key.DiscoPublic) bool { return true })
+	introduceRelay(t, r, a, b)
+	ctx := testContext(t)
+	ln, err := b.Listen("tcp", 80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveEcho(t, ln)
+	conn, err := a.DialContext(ctx, "tcp", netip.AddrPortFrom(b.Addr(), 80))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// onRelay exchanges data and pings until a pong comes over the relay,
+	// for at most timeout, and reports how long that took.
+	onRelay := func(what string, timeout time.Duration) time.Duration {
+		t.Helper()
+		start := time.Now()
+		for time.Since(start) < timeout {
+			if err := echoOnce(conn, "hello", time.Now().Add(5*time.Second)); err != nil {
+				t.Fatalf("%s: the connection broke: %v", what, err)
+			}
+			if res, ok := pingOnce(t, ctx, a, b.Addr()); ok && res.UDPRelay {
+				return time.Since(start)
+			}
+		}
+		t.Fatalf("%s: no pong over the UDP relay within %s", what, timeout)
+		return 0
+	}
+	onRelay("at start", relayAfterRebindTimeout)
+
+	a.magic.Rebind()
+	took := onRelay("after a rebind", relayAfterRebindTimeout)
+	t.Logf("FIGURE on the UDP relay again %s after the rebind", took.Round(time.Millisecond))
+}

@@ -179,6 +179,8 @@ type Conn struct {
 	magicEndpoints []netip.AddrPort // what magicsock found (STUN, interfaces)
 	localEndpoints []netip.AddrPort // our interfaces and UDP ports, known at once
 	port4, port6   uint16
+	bound4         bool // magicsock has bound its IPv4 socket once
+	renewPeers     bool // magicsock rebound its sockets: see renewRelayedPeers
 	nodeCB         func(*tether.Node)
 	goneCB         func(uuid.UUID, error) // see SetPeerGoneCallback
 	sentNode       *tether.Node           // last node given to nodeCB

@@ -121,7 +121,6 @@ func relayedBytes(t *testing.T, promURL string) float64 {
 // mid-output falls back to the relay without losing or repeating a line;
 // a reload comes back to the same shell, direct again.
 func TestBrowserTerminalDirect(t *testing.T) {
-	b := newBrowser(t)
 	srv := here.StartServer(t, "--prometheus-address", "127.0.0.1:0")
 	env := harness.StartDeployment(t, srv, harness.DeploymentOptions{AgentEnv: []string{"TETHER_AGENT_LOG_LEVEL=debug"}})
 	t.Cleanup(func() {
@@ -136,6 +135,7 @@ func TestBrowserTerminalDirect(t *testing.T) {
 		}
 	})
 	promURL := urlFromLog(t, srv.Proc, promURLRE)
+	b := newBrowser(t)
 	p := b.tab("alice")
 	p.signIn(env.Server.URL, "alice", "correct-horse")
 	opened := time.Now()
@@ -207,5 +207,137 @@ func TestBrowserTerminalDirect(t *testing.T) {
 	p.waitContains("the variable set before the reload", terminalRows, "mark=direct-42")
 	if got := strings.Count(p.text(terminalBuffer), "loop-2-done"); got != 1 {
 		t.Errorf("after the reload the terminal holds the loop's end %d times, want once", got)
+	}
+}
+
+// probeSignal opens the terminal WebSocket of owner/workspace from the
+// page, as a script of that page could, sends a real WebRTC offer (with
+// fields that try to name another session and workspace), and returns what
+// happened: "open", each text message, and "close CODE".
+func (p *tab) probeSignal(owner, workspace string) string {
+	p.t.Helper()
+	expr := fmt.Sprintf(`(async () => {
+		const pc = new RTCPeerConnection();
+		pc.createDataChannel("pty");
+		const offer = await pc.createOffer();
+		await pc.setLocalDescription(offer);
+		const url = location.origin.replace(/^http/, "ws") + "/api/v2/workspaces/" + %s + "/" + %s + "/pty?reconnect=probe";
+		const events = [];
+		const done = await new Promise((resolve) => {
+			let ws;
+			try { ws = new WebSocket(url); } catch (e) { resolve("refused " + e); return; }
+			ws.onopen = () => {
+				events.push("open");
+				ws.send(JSON.stringify({signal: {type: "offer", sdp: offer.sdp, session: "alice/stolen"}, workspace: "alice/dev", reconnect: "stolen"}));
+			};
+			ws.onmessage = (e) => { if (typeof e.data === "string") events.push(e.data); };
+			ws.onclose = (e) => { events.push("close " + e.code); resolve(events.join("\n")); };
+			setTimeout(() => { ws.close(); resolve(events.join("\n")); }, 8000);
+		});
+		pc.close();
+		return done;
+	})()`, jsString(owner), jsString(workspace))
+	ctx, cancel := context.WithTimeout(p.ctx, pageTimeout)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](expr, chromedp.EvalAwaitPromise))
+	if err != nil {
+		p.fatalf("probe the terminal WebSocket of %s/%s: %v", owner, workspace, err)
+	}
+	return s
+}
+
+// directSessions is how many signalling connections an agent has taken.
+func directSessions(t *testing.T, promURL string) float64 {
+	t.Helper()
+	return metric(t, scrape(t, promURL), "tether_agent_sessions_total", "kind", "pty_direct")
+}
+
+// TestBrowserTerminalDirectAuthorization: signalling reaches an agent only
+// through a terminal WebSocket its user may open, bound to that user's
+// session; nobody else's browser gets an offer to someone else's agent,
+// and a direct terminal ends with its user's access.
+func TestBrowserTerminalDirectAuthorization(t *testing.T) {
+	srv := here.StartServer(t)
+	agentMetrics := []string{"TETHER_AGENT_PROMETHEUS_ADDRESS=127.0.0.1:0"}
+	alice := harness.StartDeployment(t, srv, harness.DeploymentOptions{AgentEnv: agentMetrics})
+	aliceAgent := urlFromLog(t, alice.Agent, promURLRE)
+	bob := here.Member(t, srv.URL, alice.User, "bob")
+	token, agentURL := bob.CreateWorkspace("box")
+	bobAgentProc := here.StartAgent(t, agentURL, token, agentMetrics...)
+	bobAgent := urlFromLog(t, bobAgentProc, promURLRE)
+	harness.WaitFor(t, harness.StatusTimeout, "bob's agent connected", func() bool { return bob.AgentStatus("box") == "connected" })
+	b := newBrowser(t) // after the slow part: the browser has browserTimeout for everything
+
+	anon := b.tab("anonymous")
+	anon.navigate(srv.URL + "/login")
+	bp := b.tab("bob")
+	bp.signIn(srv.URL, "bob", "bob-password")
+
+	for _, c := range []struct {
+		name string
+		p    *tab
+	}{
+		{"another member", bp},
+		{"nobody signed in", anon},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got := c.p.probeSignal("alice", "dev")
+			if strings.Contains(got, "open") || strings.Contains(got, "answer") || strings.Contains(got, "direct") {
+				t.Errorf("%s opened alice's terminal WebSocket and signalled: %q", c.name, got)
+			}
+		})
+	}
+	// Bob's own terminal signals to his own agent only, whatever his
+	// messages name.
+	got := bp.probeSignal("bob", "box")
+	if !strings.Contains(got, `"direct"`) || !strings.Contains(got, `"answer"`) {
+		t.Errorf("bob's own terminal got no direct offer and answer: %q", got)
+	}
+	if n := directSessions(t, bobAgent); n != 1 {
+		t.Errorf("bob's agent took %v signalling connections, want 1", n)
+	}
+	if n := directSessions(t, aliceAgent); n != 0 {
+		t.Errorf("alice's agent took %v signalling connections from bob's and nobody's browsers, want none", n)
+	}
+
+	// Bob's direct terminal ends when he is suspended: the agent's side of
+	// the path closes with the WebSocket that authorized it.
+	bp.navigate(srv.URL + "/@bob/box/terminal")
+	bp.waitTerminalPath("direct", terminalDirectTimeout)
+	open := func() float64 { return metric(t, scrape(t, bobAgent), "tether_agent_sessions", "kind", "pty_direct") }
+	harness.WaitFor(t, harness.StatusTimeout, "bob's agent to hold one direct terminal (the probe's ended with its WebSocket)", func() bool { return open() == 1 })
+	// A page that would keep its side of the path open after losing access
+	// (its script changed, say) keeps nothing: the agent ends the path
+	// because the server tells it to, not because the browser let go.
+	bp.text(`(() => { RTCDataChannel.prototype.close = () => {}; RTCPeerConnection.prototype.close = () => {}; return ""; })()`)
+	alice.User.Must("users", "suspend", "bob")
+	bp.waitContains("the terminal to say why it ended", `document.querySelector(".terminal-status")?.innerText ?? ""`, "suspended")
+	harness.WaitFor(t, harness.StatusTimeout, "bob's agent to end the direct terminal", func() bool { return open() == 0 })
+}
+
+// TestBrowserTerminalDirectOff: with --browser-direct=false the terminal
+// stays on the server's relay, and signalling anyway reaches no agent.
+func TestBrowserTerminalDirectOff(t *testing.T) {
+	srv := here.StartServer(t, "--browser-direct=false")
+	env := harness.StartDeployment(t, srv, harness.DeploymentOptions{AgentEnv: []string{"TETHER_AGENT_PROMETHEUS_ADDRESS=127.0.0.1:0"}})
+	agent := urlFromLog(t, env.Agent, promURLRE)
+	b := newBrowser(t)
+	p := b.tab("alice")
+	p.signIn(srv.URL, "alice", "correct-horse")
+	if got := p.probeSignal("alice", "dev"); strings.Contains(got, `"direct"`) || !strings.Contains(got, `"error"`) {
+		t.Errorf("signalling on a server without direct terminals answered %q, want no offer and an error", got)
+	}
+	p.navigate(srv.URL + "/@alice/dev/terminal")
+	p.waitText("the terminal to connect and the shell to start", terminalReady, func(s string) bool { return s != "" })
+	p.focusedKeys("echo relayed-$((3*3))\r")
+	p.waitContains("the command's output", terminalRows, "relayed-9")
+	if got := p.text(terminalPath); got != "relayed" {
+		t.Errorf("the terminal's path is %q, want relayed", got)
+	}
+	if got := p.text(`window.tetherTerminalPeer ? "peer" : ""`); got != "" {
+		t.Errorf("the page opened a peer connection on a server without direct terminals")
+	}
+	if n := directSessions(t, agent); n != 0 {
+		t.Errorf("the agent took %v signalling connections, want none", n)
 	}
 }

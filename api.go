@@ -344,6 +344,16 @@ type Workspace struct {
 	// StartupScript is how the template's startup script went when the
 	// agent last ran it; nil if it never did.
 	StartupScript *StartupScriptStatus `json:"startup_script,omitempty"`
+	// WebTerminals are the web terminals open on the workspace through
+	// the server that answers, by path; nil when there are none.
+	WebTerminals *WebTerminals `json:"web_terminals,omitempty"`
+}
+
+// WebTerminals counts a workspace's open web terminals by path: Direct
+// (browser to agent over WebRTC) and Relayed (through the server).
+type WebTerminals struct {
+	Direct  int `json:"direct"`
+	Relayed int `json:"relayed"`
 }
 
 // App health, as the agent's health checks find it.

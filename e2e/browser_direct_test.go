@@ -148,6 +148,11 @@ func TestBrowserTerminalDirect(t *testing.T) {
 	harness.WaitFor(t, harness.StatusTimeout, "the server to count the terminal direct", func() bool {
 		return metric(t, scrape(t, promURL), "tether_web_terminals", "path", "direct") == 1
 	})
+	// The dashboard shows it on the workspace's row.
+	d := b.tab("alice's dashboard")
+	d.signIn(env.Server.URL, "alice", "correct-horse")
+	d.waitContains("the workspace's web terminal on the dashboard",
+		`document.querySelector('tr.ws-row[data-workspace="alice/dev"] .terminals')?.textContent`, "Web terminal: direct")
 	before := relayedBytes(t, promURL)
 	p.focusedKeys("TETHER_MARK=direct-$((6*7)); echo set-$TETHER_MARK\r")
 	p.waitContains("the command's output, direct", terminalRows, "set-direct-42")

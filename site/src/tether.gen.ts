@@ -334,6 +334,20 @@ export interface Workspace {
    * agent last ran it; nil if it never did.
    */
   startup_script?: StartupScriptStatus;
+  /**
+   * WebTerminals are the web terminals open on the workspace through
+   * the server that answers, by path; nil when there are none.
+   */
+  web_terminals?: WebTerminals;
+}
+
+/**
+ * WebTerminals counts a workspace's open web terminals by path: Direct
+ * (browser to agent over WebRTC) and Relayed (through the server).
+ */
+export interface WebTerminals {
+  direct: number;
+  relayed: number;
 }
 
 // App health, as the agent's health checks find it.

@@ -6,6 +6,8 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -177,9 +179,25 @@ func (c *Client) unreachable(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
+	if certificateProblem(err) {
+		// The server answered: asking whether it runs would mislead.
+		return &tether.Error{Code: tether.EUNAVAILABLE,
+			Message: fmt.Sprintf("this machine does not trust the certificate of %s: if the deployment uses a certificate authority of its own, add it to the system's trusted certificates or name its file in SSL_CERT_FILE", c.URL),
+			Detail:  unwrapURLError(err).Error()}
+	}
 	return &tether.Error{Code: tether.EUNAVAILABLE,
 		Message: fmt.Sprintf("cannot reach the Tether server at %s (is it running, and is that its URL?)", c.URL),
 		Detail:  unwrapURLError(err).Error()}
+}
+
+// certificateProblem reports whether err is a TLS certificate that did not
+// verify: unknown authority, wrong host, expired.
+func certificateProblem(err error) bool {
+	var unknown x509.UnknownAuthorityError
+	var host x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	var verify *tls.CertificateVerificationError
+	return errors.As(err, &unknown) || errors.As(err, &host) || errors.As(err, &invalid) || errors.As(err, &verify)
 }
 
 // unwrapURLError drops url.Error's repetition of the method and URL.

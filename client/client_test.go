@@ -138,3 +138,27 @@ func TestNextCursor(t *testing.T) {
 		}
 	}
 }
+
+// A server that answers with a certificate this machine does not trust is
+// named as such, not as a server that may not be running.
+func TestUntrustedCertificate(t *testing.T) {
+	ts := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer ts.Close()
+	c, _ := New(ts.URL)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := c.Me(ctx)
+	if tether.ErrorCode(err) != tether.EUNAVAILABLE || !strings.Contains(tether.ErrorMessage(err), "does not trust the certificate") {
+		t.Errorf("untrusted certificate: %v (code %s)", err, tether.ErrorCode(err))
+	}
+	_, err = c.DialWebSocket(ctx, "/api/v2/users/me", nil)
+	if !strings.Contains(tether.ErrorMessage(err), "does not trust the certificate") {
+		t.Errorf("untrusted certificate, WebSocket: %v", err)
+	}
+
+	ts.Close()
+	_, err = c.Me(ctx)
+	if !strings.Contains(tether.ErrorMessage(err), "is it running") {
+		t.Errorf("server gone: %v", err)
+	}
+}

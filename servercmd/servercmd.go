@@ -10,15 +10,11 @@ package servercmd
 
 import (
 	"context"
-	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,6 +23,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/tetherdev/tether/cli/option"
+	"github.com/tetherdev/tether/internal/httpserve"
 	"github.com/tetherdev/tether/internal/logging"
 	"github.com/tetherdev/tether/peerrelay"
 	"github.com/tetherdev/tether/server"
@@ -173,16 +170,9 @@ func run(ctx context.Context, s Settings, logger *slog.Logger, stdout io.Writer,
 	if s.MaxTokenLifetime < time.Minute {
 		return fmt.Errorf("--max-token-lifetime %s: give the longest lifetime an API token may have, such as 720h (30 days)", s.MaxTokenLifetime)
 	}
-	if (s.TLSCertFile == "") != (s.TLSKeyFile == "") {
-		return errors.New("--tls-cert-file and --tls-key-file go together: pass both or neither")
-	}
-	var tlsConfig *tls.Config
-	if s.TLSCertFile != "" {
-		cert, err := tls.LoadX509KeyPair(s.TLSCertFile, s.TLSKeyFile)
-		if err != nil {
-			return fmt.Errorf("load TLS certificate: %w", err)
-		}
-		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	tlsConfig, err := httpserve.TLSConfig(s.TLSCertFile, s.TLSKeyFile)
+	if err != nil {
+		return err
 	}
 	trustedProxies, err := parsePrefixes(s.TrustedProxies)
 	if err != nil {
@@ -196,7 +186,7 @@ func run(ctx context.Context, s Settings, logger *slog.Logger, stdout io.Writer,
 		return fmt.Errorf("listen on --http-address %s: %w", s.HTTPAddress, err)
 	}
 	defer ln.Close()
-	accessURL, err := resolveAccessURL(s.AccessURL, ln.Addr(), tlsConfig != nil)
+	accessURL, err := httpserve.AccessURL(s.AccessURL, ln.Addr(), tlsConfig != nil)
 	if err != nil {
 		return err
 	}
@@ -304,22 +294,7 @@ func run(ctx context.Context, s Settings, logger *slog.Logger, stdout io.Writer,
 	}
 	defer srv.Close()
 
-	httpServer := &http.Server{
-		Handler:           srv.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
-		// DERP and WebSockets hijack HTTP/1.1 connections.
-		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
-	}
-	serveErr := make(chan error, 1)
-	go func() {
-		if tlsConfig != nil {
-			httpServer.TLSConfig = tlsConfig
-			serveErr <- httpServer.ServeTLS(ln, "", "")
-		} else {
-			serveErr <- httpServer.Serve(ln)
-		}
-	}()
+	httpServer := httpserve.Start(ln, srv.Handler(), tlsConfig, logger)
 	logger.Info("server started", slog.String("access_url", accessURL.String()),
 		slog.String("listen", ln.Addr().String()), slog.String("store", storeDesc))
 
@@ -343,16 +318,12 @@ func run(ctx context.Context, s Settings, logger *slog.Logger, stdout io.Writer,
 
 	select {
 	case <-ctx.Done():
-	case err := <-serveErr:
+	case err := <-httpServer.Err():
 		return fmt.Errorf("serve HTTP: %w", err)
 	}
 	logger.Info("shutting down")
 	srv.Close() // ends WebSockets, which Shutdown does not wait for
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := httpServer.Shutdown(sctx); err != nil {
-		httpServer.Close()
-	}
+	httpServer.Shutdown()
 	return nil
 }
 
@@ -401,25 +372,4 @@ func parsePrefixes(list []string) ([]netip.Prefix, error) {
 		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
 	}
 	return out, nil
-}
-
-// resolveAccessURL checks --access-url, or derives one from the listener.
-func resolveAccessURL(raw string, addr net.Addr, useTLS bool) (*url.URL, error) {
-	if raw == "" {
-		scheme := "http"
-		if useTLS {
-			scheme = "https"
-		}
-		host := addr.String()
-		if tcp, ok := addr.(*net.TCPAddr); ok && tcp.IP.IsUnspecified() {
-			host = net.JoinHostPort("127.0.0.1", fmt.Sprint(tcp.Port))
-		}
-		return &url.URL{Scheme: scheme, Host: host}, nil
-	}
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("--access-url %q must be an http:// or https:// URL with a host", raw)
-	}
-	u.Path = ""
-	return u, nil
 }

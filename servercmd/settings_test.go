@@ -15,6 +15,8 @@ import (
 
 	"github.com/spf13/pflag"
 	"tailscale.com/tailcfg"
+
+	"github.com/tetherdev/tether/internal/httpserve"
 )
 
 // testTimeout bounds every test's waits.
@@ -147,43 +149,6 @@ func TestParsePrefixes(t *testing.T) {
 			}
 			if !slices.Equal(strs, tt.want) {
 				t.Errorf("got %v, want %v", strs, tt.want)
-			}
-		})
-	}
-}
-
-func TestResolveAccessURL(t *testing.T) {
-	tcp := func(s string) net.Addr { return net.TCPAddrFromAddrPort(netip.MustParseAddrPort(s)) }
-	tests := []struct {
-		name    string
-		raw     string
-		addr    net.Addr
-		tls     bool
-		want    string
-		wantErr bool
-	}{
-		{name: "from the listener", addr: tcp("127.0.0.1:3000"), want: "http://127.0.0.1:3000"},
-		{name: "TLS", addr: tcp("10.0.0.1:443"), tls: true, want: "https://10.0.0.1:443"},
-		{name: "every address means loopback", addr: tcp("0.0.0.0:3000"), want: "http://127.0.0.1:3000"},
-		{name: "given, path dropped", raw: "https://tether.example.com/some/path", addr: tcp("0.0.0.0:443"), want: "https://tether.example.com"},
-		{name: "not http", raw: "ftp://tether.example.com", addr: tcp("127.0.0.1:3000"), wantErr: true},
-		{name: "no host", raw: "https://", addr: tcp("127.0.0.1:3000"), wantErr: true},
-		{name: "no scheme", raw: "tether.example.com", addr: tcp("127.0.0.1:3000"), wantErr: true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := resolveAccessURL(tt.raw, tt.addr, tt.tls)
-			if tt.wantErr {
-				if err == nil || !strings.Contains(err.Error(), "--access-url") {
-					t.Fatalf("error %v, want one naming --access-url", err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got.String() != tt.want {
-				t.Errorf("got %s, want %s", got, tt.want)
 			}
 		})
 	}
@@ -327,7 +292,7 @@ func TestRelayFromFlags(t *testing.T) {
 				defer st.Close()
 				port = st.Port()
 			}
-			access, err := resolveAccessURL("http://127.0.0.1:3000", nil, false)
+			access, err := httpserve.AccessURL("http://127.0.0.1:3000", nil, false)
 			if err != nil {
 				t.Fatal(err)
 			}

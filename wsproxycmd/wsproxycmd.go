@@ -9,7 +9,6 @@ package wsproxycmd
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -25,6 +24,8 @@ import (
 
 	"github.com/tetherdev/tether"
 	"github.com/tetherdev/tether/cli/option"
+	"github.com/tetherdev/tether/internal/httpserve"
+	"github.com/tetherdev/tether/internal/logging"
 	"github.com/tetherdev/tether/relay"
 	"github.com/tetherdev/tether/server"
 	"github.com/tetherdev/tether/site"
@@ -42,6 +43,7 @@ type Settings struct {
 	TLSKeyFile              string
 	DERPServerSTUNAddresses []string
 	LogLevel                string
+	LogFormat               string
 }
 
 // Command returns `tether wsproxy server`.
@@ -55,7 +57,14 @@ func Command(stdout, stderr io.Writer, version string) *cobra.Command {
 			"apps, and runs a relay region of its own that the primary adds to every peer's DERP map.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return Run(cmd.Context(), s, stdout, stderr, version)
+			// The libraries' global log (the STUN server's) goes to the
+			// proxy's logger too, for the life of the process.
+			logger, err := logging.New(stderr, s.LogLevel, s.LogFormat)
+			if err != nil {
+				return err
+			}
+			defer logging.CaptureStdLog(logger)()
+			return run(cmd.Context(), s, logger, stdout, version)
 		},
 	}
 	s.bindFlags(cmd.Flags())
@@ -73,6 +82,7 @@ func (s *Settings) bindFlags(f *pflag.FlagSet) {
 	f.StringVar(&s.TLSKeyFile, "tls-key-file", "", "PEM private key of --tls-cert-file")
 	f.StringSliceVar(&s.DERPServerSTUNAddresses, "derp-server-stun-addresses", []string{"0.0.0.0:3478"}, "UDP addresses for the proxy's STUN server (comma separated), or disable")
 	f.StringVar(&s.LogLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&s.LogFormat, "log-format", "text", "text, or json for one JSON object a line")
 }
 
 // registerTimeout bounds the first heartbeat's retries: a proxy whose
@@ -81,11 +91,15 @@ const registerTimeout = 2 * time.Minute
 
 // Run runs the proxy until ctx ends or the primary refuses its token.
 func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version string) error {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(s.LogLevel)); err != nil {
-		return fmt.Errorf("--log-level %q must be debug, info, warn or error", s.LogLevel)
+	logger, err := logging.New(stderr, s.LogLevel, s.LogFormat)
+	if err != nil {
+		return err
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	return run(ctx, s, logger, stdout, version)
+}
+
+// run is Run with the logger made.
+func run(ctx context.Context, s Settings, logger *slog.Logger, stdout io.Writer, version string) error {
 	if s.PrimaryAccessURL == "" || s.ProxyToken == "" {
 		return errors.New("--primary-access-url and --proxy-token are required: `tether wsproxy create NAME` on the primary prints the token")
 	}
@@ -94,23 +108,16 @@ func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version stri
 		return fmt.Errorf("--primary-access-url %q must be an http:// or https:// URL with a host", s.PrimaryAccessURL)
 	}
 	primary.Path, primary.RawQuery = "", ""
-	if (s.TLSCertFile == "") != (s.TLSKeyFile == "") {
-		return errors.New("--tls-cert-file and --tls-key-file go together: pass both or neither")
-	}
-	var tlsConfig *tls.Config
-	if s.TLSCertFile != "" {
-		cert, err := tls.LoadX509KeyPair(s.TLSCertFile, s.TLSKeyFile)
-		if err != nil {
-			return fmt.Errorf("load TLS certificate: %w", err)
-		}
-		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	tlsConfig, err := httpserve.TLSConfig(s.TLSCertFile, s.TLSKeyFile)
+	if err != nil {
+		return err
 	}
 	ln, err := net.Listen("tcp", s.HTTPAddress)
 	if err != nil {
 		return fmt.Errorf("listen on --http-address %s: %w", s.HTTPAddress, err)
 	}
 	defer ln.Close()
-	accessURL, err := resolveAccessURL(s.AccessURL, ln.Addr(), tlsConfig != nil)
+	accessURL, err := httpserve.AccessURL(s.AccessURL, ln.Addr(), tlsConfig != nil)
 	if err != nil {
 		return err
 	}
@@ -165,22 +172,7 @@ func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version stri
 	}
 	defer p.Close()
 
-	httpServer := &http.Server{
-		Handler:           p.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
-		// DERP and WebSockets hijack HTTP/1.1 connections.
-		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
-	}
-	serveErr := make(chan error, 1)
-	go func() {
-		if tlsConfig != nil {
-			httpServer.TLSConfig = tlsConfig
-			serveErr <- httpServer.ServeTLS(ln, "", "")
-		} else {
-			serveErr <- httpServer.Serve(ln)
-		}
-	}()
+	httpServer := httpserve.Start(ln, p.Handler(), tlsConfig, logger)
 	logger.Info("workspace proxy started", slog.String("name", reg.Name), slog.String("access_url", accessURL.String()),
 		slog.String("primary", primary.String()), slog.Int("derp_region_id", reg.RegionID), slog.String("listen", ln.Addr().String()))
 	fmt.Fprintf(stdout, "Workspace proxy %s is listening at %s\n", reg.Name, accessURL)
@@ -193,7 +185,7 @@ func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version stri
 	var result error
 	select {
 	case <-ctx.Done():
-	case err := <-serveErr:
+	case err := <-httpServer.Err():
 		result = fmt.Errorf("serve HTTP: %w", err)
 	case err := <-runErr:
 		if err != nil {
@@ -204,11 +196,7 @@ func Run(ctx context.Context, s Settings, stdout, stderr io.Writer, version stri
 	logger.Info("shutting down")
 	stopRun()
 	p.Close()
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := httpServer.Shutdown(sctx); err != nil {
-		httpServer.Close()
-	}
+	httpServer.Shutdown()
 	return result
 }
 
@@ -242,24 +230,4 @@ func meshPeers(ps []tether.RelayPeer) []relay.MeshPeer {
 		out = append(out, relay.MeshPeer{ID: p.ID, URL: p.URL})
 	}
 	return out
-}
-
-// resolveAccessURL checks --access-url, or derives one from the listener.
-func resolveAccessURL(raw string, addr net.Addr, useTLS bool) (*url.URL, error) {
-	if raw == "" {
-		scheme := "http"
-		if useTLS {
-			scheme = "https"
-		}
-		host := addr.String()
-		if tcp, ok := addr.(*net.TCPAddr); ok && tcp.IP.IsUnspecified() {
-			host = net.JoinHostPort("127.0.0.1", fmt.Sprint(tcp.Port))
-		}
-		return &url.URL{Scheme: scheme, Host: host}, nil
-	}
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("--access-url %q must be an http:// or https:// URL with a host", raw)
-	}
-	return &url.URL{Scheme: u.Scheme, Host: u.Host}, nil
 }

@@ -58,6 +58,8 @@ type config struct {
 	rttWarm  time.Duration
 	rttCount int
 	sshRuns  int
+	// The latency part (latency.go): timed runs per figure.
+	latencyRuns int
 	// The sshbulk part (sshbulk.go): bytes per transfer.
 	sshBulkBytes int64
 	// The ssh load test (sshload.go).
@@ -66,19 +68,24 @@ type config struct {
 	sshLoadSessions    int
 	sshLoadLines       int
 	sshLoadFreeze      time.Duration
-	runs               int // throughput windows per figure; the median counts
-	firstByteRuns      int
-	natRuns            int
-	coordSizes         []int
-	coordFanout        int
-	coordUpdates       int
-	coordRate          int
-	coordProfile       string
-	tether             string // the binary; built when empty
-	resultsDir         string
-	verbose            bool
-	compare            string // two saved runs to compare instead of measuring
-	timeout            time.Duration
+	// The workspace proxy part (wsproxy.go).
+	wsproxyPrimaryDelay time.Duration
+	wsproxyProxyDelay   time.Duration
+	wsproxySessions     int
+	wsproxyKeys         int
+	runs                int // throughput windows per figure; the median counts
+	firstByteRuns       int
+	natRuns             int
+	coordSizes          []int
+	coordFanout         int
+	coordUpdates        int
+	coordRate           int
+	coordProfile        string
+	tether              string // the binary; built when empty
+	resultsDir          string
+	verbose             bool
+	compare             string // two saved runs to compare instead of measuring
+	timeout             time.Duration
 
 	log *slog.Logger // the library's and the tunnels' logs (Debug with -v)
 }
@@ -89,7 +96,7 @@ func (c *config) logf(format string, args ...any) {
 }
 
 // allParts, in the order they run.
-var allParts = []string{"tcp", "library", "firstbyte", "speedtest", "portforward", "ssh", "sshbulk", "sshload", "nat", "coord"}
+var allParts = []string{"tcp", "library", "firstbyte", "speedtest", "portforward", "ssh", "latency", "sshbulk", "sshload", "wsproxy", "nat", "coord"}
 
 func main() {
 	if code, ok := childMode(os.Args[1:]); ok {
@@ -128,12 +135,17 @@ func parseFlags(args []string) (*config, error) {
 	fs.DurationVar(&cfg.warm, "warm", time.Second, "traffic before each throughput window (the path settles)")
 	fs.IntVar(&cfg.rttCount, "rtt-count", 2000, "round trips per latency figure")
 	fs.IntVar(&cfg.sshRuns, "ssh-runs", 30, "runs of `tether ssh WS -- true`")
+	fs.IntVar(&cfg.latencyRuns, "latency-runs", 5, "timed runs of each command at each delay in the latency part")
 	fs.Int64Var(&cfg.sshBulkBytes, "sshbulk-bytes", 300e6, "bytes per ssh transfer in the sshbulk part (each direction, each path, each run)")
 	fs.IntVar(&cfg.sshLoadAgents, "sshload-agents", 30, "workspaces (agents) in the ssh load test")
 	fs.IntVar(&cfg.sshLoadConcurrency, "sshload-concurrency", 60, "concurrent `tether ssh` per round of the ssh load test")
 	fs.IntVar(&cfg.sshLoadSessions, "sshload-sessions", 1000, "sessions per phase of the ssh load test (whole rounds: at least this many)")
 	fs.IntVar(&cfg.sshLoadLines, "sshload-lines", 5000, "lines each ssh load session prints (seq 1 N)")
 	fs.DurationVar(&cfg.sshLoadFreeze, "sshload-freeze", 1500*time.Millisecond, "how long an agent is stopped (SIGSTOP) at a time in the second phase of the ssh load test")
+	fs.DurationVar(&cfg.wsproxyPrimaryDelay, "wsproxy-primary-delay", 100*time.Millisecond, "delay added each way between the browser and the primary in the wsproxy part")
+	fs.DurationVar(&cfg.wsproxyProxyDelay, "wsproxy-proxy-delay", 5*time.Millisecond, "delay added each way between the browser and the workspace proxy in the wsproxy part")
+	fs.IntVar(&cfg.wsproxySessions, "wsproxy-sessions", 200, "concurrent web terminals on the workspace proxy")
+	fs.IntVar(&cfg.wsproxyKeys, "wsproxy-keys", 100, "keystrokes timed per web terminal in the wsproxy part")
 	fs.IntVar(&cfg.runs, "runs", 1, "throughput windows (speedtest runs) per figure; the median counts (more for a noisy machine)")
 	fs.IntVar(&cfg.firstByteRuns, "first-byte-runs", 10, "fresh tunnel pairs timed to their first byte")
 	fs.IntVar(&cfg.natRuns, "nat-runs", 3, "relay-to-direct upgrades timed in the NAT lab")
@@ -161,10 +173,13 @@ func parseFlags(args []string) (*config, error) {
 			"warm":                func() { cfg.warm = 500 * time.Millisecond },
 			"rtt-count":           func() { cfg.rttCount = 500 },
 			"ssh-runs":            func() { cfg.sshRuns = 10 },
+			"latency-runs":        func() { cfg.latencyRuns = 2 },
 			"sshbulk-bytes":       func() { cfg.sshBulkBytes = 100e6 },
 			"sshload-agents":      func() { cfg.sshLoadAgents = 6 },
 			"sshload-concurrency": func() { cfg.sshLoadConcurrency = 12 },
 			"sshload-sessions":    func() { cfg.sshLoadSessions = 120 },
+			"wsproxy-sessions":    func() { cfg.wsproxySessions = 40 },
+			"wsproxy-keys":        func() { cfg.wsproxyKeys = 30 },
 			"first-byte-runs":     func() { cfg.firstByteRuns = 3 },
 			"nat-runs":            func() { cfg.natRuns = 1 },
 			"coord-sizes":         func() { *sizes = "100,5000" },
@@ -206,8 +221,10 @@ func parseFlags(args []string) (*config, error) {
 		return nil, fmt.Errorf("-coord-fanout, -coord-rate and -coord-updates must be positive")
 	case cfg.sshBulkBytes < 10:
 		return nil, fmt.Errorf("-sshbulk-bytes must be at least 10")
-	case cfg.rttCount < 1 || cfg.sshRuns < 1 || cfg.runs < 1 || cfg.firstByteRuns < 1 || cfg.natRuns < 1:
+	case cfg.rttCount < 1 || cfg.sshRuns < 1 || cfg.latencyRuns < 1 || cfg.runs < 1 || cfg.firstByteRuns < 1 || cfg.natRuns < 1:
 		return nil, fmt.Errorf("counts and runs must be positive")
+	case cfg.wsproxySessions < 1 || cfg.wsproxyKeys < 1 || cfg.wsproxyPrimaryDelay < 0 || cfg.wsproxyProxyDelay < 0:
+		return nil, fmt.Errorf("the -wsproxy- sizes must be positive")
 	case cfg.sshLoadAgents < 1 || cfg.sshLoadConcurrency < 1 || cfg.sshLoadSessions < 1 || cfg.sshLoadLines < 1 || cfg.sshLoadFreeze <= 0:
 		return nil, fmt.Errorf("the -sshload- sizes must be positive")
 	}
@@ -268,7 +285,7 @@ func run(args []string, stdout io.Writer) int {
 	var natTest string
 	buildErrs := make(chan error, 2)
 	builds := 0
-	needBinary := cfg.parts["speedtest"] || cfg.parts["portforward"] || cfg.parts["ssh"] || cfg.parts["sshbulk"] || cfg.parts["sshload"] || cfg.parts["nat"] && os.Geteuid() == 0
+	needBinary := cfg.parts["speedtest"] || cfg.parts["portforward"] || cfg.parts["ssh"] || cfg.parts["latency"] || cfg.parts["sshbulk"] || cfg.parts["sshload"] || cfg.parts["wsproxy"] || cfg.parts["nat"] && os.Geteuid() == 0
 	if needBinary && cfg.tether == "" {
 		cfg.logf("building tether from %s", root)
 		builds++
@@ -346,7 +363,9 @@ func run(args []string, stdout io.Writer) int {
 			e.close()
 		}
 	}
+	step("latency", func() error { return runLatency(ctx, cfg, res, tmp) })
 	step("sshload", func() error { return runSSHLoad(ctx, cfg, res, tmp) })
+	step("wsproxy", func() error { return runWSProxy(ctx, cfg, res, tmp) })
 	step("nat", func() error { return runNAT(ctx, cfg, res, root, natTest) })
 	step("coord", func() error { return runCoord(ctx, cfg, res) })
 

@@ -35,6 +35,15 @@ const (
 	// Issue 16: ssh as fast through a direct tunnel as without Tether.
 	goalOpenSSHVsPlain = 0.7 // OpenSSH through config-ssh, of OpenSSH to a plain sshd
 	goalSSHVsSpeedtest = 0.9 // built-in `tether ssh` bulk, of `tether speedtest` direct
+	// Issue 17: far from the server (latency.go). In round trips of the
+	// path each figure crosses: relayed (CLI→server→agent and back) for
+	// ssh --disable-direct -- true to its end, and to the server for the
+	// direct path's first byte.
+	goalRelayedRoundTrips = 6.0
+	goalDirectServerTrips = 3.0
+	// Issue 13: web terminals through a workspace proxy.
+	goalProxyEchoSlackMS      = 10.0 // echo p50 via the proxy ≤ browser↔proxy RTT + proxy↔agent RTT + this
+	goalProxyConcurrentOverMS = 50.0 // 200 terminals' echo p99 over one terminal's, no delay
 )
 
 func atLeast(x float64) func(v, base float64) bool {
@@ -108,6 +117,18 @@ func comparisons(cfg *config) []comparison {
 			Goal: func(v, base float64) bool { return base > 0 && v <= base }, GoalText: "≤ 1×"},
 		{Label: "ssh -- true p99", Measure: "ssh/true-p99",
 			Goal: atMost(goalSSHP99ms), GoalText: fmt.Sprintf("≤ %.0f ms", goalSSHP99ms)},
+		{Label: "far: ssh --disable-direct -- true, proxy 0 ms", Measure: "latency/relayed/rtt=0ms"},
+		{Label: "far: ssh --disable-direct -- true, relayed RTT 200 ms", Measure: "latency/relayed/rtt=200ms"},
+		{Label: "far: ssh --disable-direct -- true, relayed RTT 200 ms, round trips", Measure: "latency/relayed/rtt=200ms/round-trips"},
+		{Label: "far: ssh --disable-direct -- true, relayed RTT 400 ms", Measure: "latency/relayed/rtt=400ms"},
+		{Label: "far: ssh --disable-direct -- true, relayed RTT 400 ms, round trips", Measure: "latency/relayed/rtt=400ms/round-trips",
+			Goal: atMost(goalRelayedRoundTrips), GoalText: fmt.Sprintf("≤ %.0f", goalRelayedRoundTrips)},
+		{Label: "far: ssh -- echo direct, first byte, proxy 0 ms", Measure: "latency/direct/server-rtt=0ms"},
+		{Label: "far: ssh -- echo direct, first byte, server RTT 100 ms", Measure: "latency/direct/server-rtt=100ms"},
+		{Label: "far: ssh -- echo direct, first byte, server RTT 100 ms, round trips", Measure: "latency/direct/server-rtt=100ms/round-trips"},
+		{Label: "far: ssh -- echo direct, first byte, server RTT 200 ms", Measure: "latency/direct/server-rtt=200ms"},
+		{Label: "far: ssh -- echo direct, first byte, server RTT 200 ms, round trips", Measure: "latency/direct/server-rtt=200ms/round-trips",
+			Goal: atMost(goalDirectServerTrips), GoalText: fmt.Sprintf("≤ %.0f", goalDirectServerTrips)},
 		{Label: "OpenSSH plain sshd: ssh true p50", Measure: "sshbulk/openssh-plain-true-p50"},
 		{Label: "OpenSSH plain sshd down", Measure: "sshbulk/openssh-plain-down"},
 		{Label: "OpenSSH via config-ssh down", Measure: "sshbulk/openssh-tether-down", Baseline: "sshbulk/openssh-plain-down",
@@ -130,6 +151,11 @@ func comparisons(cfg *config) []comparison {
 			Goal: atMost(goalSSHLoadLost), GoalText: "none"},
 		{Label: "ssh load, agents stopped: sessions failed", Measure: "sshload/stopped/failed"},
 		{Label: "ssh load, agents stopped: session p99", Measure: "sshload/stopped/session-p99"},
+		{Label: "web terminal echo p50 via the workspace proxy", Measure: "wsproxy/echo-proxy-p50", Baseline: "wsproxy/echo-goal",
+			Goal: func(v, base float64) bool { return base > 0 && v <= base }, GoalText: fmt.Sprintf("≤ browser↔proxy RTT + proxy↔agent RTT + %.0f ms", goalProxyEchoSlackMS)},
+		{Label: "web terminal echo p50 via the primary", Measure: "wsproxy/echo-primary-p50", Baseline: "wsproxy/echo-proxy-p50"},
+		{Label: "web terminals at once on the proxy: echo p99", Measure: "wsproxy/concurrent-echo-p99", Baseline: "wsproxy/baseline-echo-p99",
+			Goal: func(v, base float64) bool { return base > 0 && v <= base+goalProxyConcurrentOverMS }, GoalText: fmt.Sprintf("≤ one terminal's + %.0f ms", goalProxyConcurrentOverMS)},
 		{Label: "fresh tunnel pair first byte p50", Measure: "library/first-byte-p50"},
 		{Label: "fresh tunnel pair first byte max", Measure: "library/first-byte-max",
 			Goal: atMost(goalFirstByteMaxMS), GoalText: fmt.Sprintf("≤ %.0f ms (no 5 s stall)", goalFirstByteMaxMS)},

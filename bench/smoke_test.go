@@ -21,12 +21,13 @@ func TestSmoke(t *testing.T) {
 	dir := t.TempDir()
 	var out bytes.Buffer
 	code := run([]string{
-		"-parts", "tcp,library,firstbyte,speedtest,portforward,ssh,sshbulk,sshload,coord",
+		"-parts", "tcp,library,firstbyte,speedtest,portforward,ssh,latency,sshbulk,sshload,wsproxy,coord",
 		"-duration", "100ms", "-warm", "100ms", "-runs", "1",
-		"-rtt-count", "20", "-ssh-runs", "2", "-first-byte-runs", "1", "-sshbulk-bytes", "2000000",
+		"-rtt-count", "20", "-ssh-runs", "2", "-latency-runs", "1", "-first-byte-runs", "1", "-sshbulk-bytes", "2000000",
 		"-coord-sizes", "10", "-coord-updates", "20", "-coord-rate", "200",
 		"-sshload-agents", "2", "-sshload-concurrency", "4", "-sshload-sessions", "8",
 		"-sshload-lines", "500", "-sshload-freeze", "300ms",
+		"-wsproxy-sessions", "3", "-wsproxy-keys", "3",
 		"-timeout", "4m",
 		"-results", dir,
 	}, &out)
@@ -40,6 +41,9 @@ func TestSmoke(t *testing.T) {
 		"speedtest direct", "speedtest DERP", "port-forward direct", "port-forward DERP",
 		"RTT p50 forwarded direct", "ssh -- true p99", "coordinator 10 peers fan-out p99",
 		"ssh load: lines lost", "ssh load, agents stopped: lines lost", "tether ssh bulk down",
+		"far: ssh --disable-direct -- true, relayed RTT 400 ms, round trips",
+		"far: ssh -- echo direct, first byte, server RTT 200 ms, round trips",
+		"web terminal echo p50 via the workspace proxy", "web terminals at once on the proxy: echo p99",
 	} {
 		if !strings.Contains(table, row) {
 			t.Errorf("table lacks %q:\n%s", row, table)

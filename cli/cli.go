@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/tetherdev/tether"
@@ -39,6 +40,7 @@ func OSEnv() *Env {
 // root holds the global flags shared by every command.
 type root struct {
 	env          *Env
+	start        time.Time // when the command started, for the connect timeline
 	url          string
 	sessionToken string
 	configDir    string
@@ -50,7 +52,7 @@ type root struct {
 
 // Root returns the `tether` command with every client-side subcommand.
 func Root(env *Env) *cobra.Command {
-	r := &root{env: env}
+	r := &root{env: env, start: time.Now()}
 	cmd := &cobra.Command{
 		Use:           "tether",
 		Short:         "Tether connects you to your remote workspaces",

@@ -45,7 +45,9 @@ func (r *root) sshCommand() *cobra.Command {
 				return err
 			}
 			defer t.stop()
+			end := t.tl.begin("dial")
 			conn, err := t.dial(ctx, tether.AgentSSHPort)
+			end()
 			if err != nil {
 				return fmt.Errorf("connect to the workspace's SSH server: %w", err)
 			}
@@ -53,7 +55,7 @@ func (r *root) sshCommand() *cobra.Command {
 			if stdio {
 				return r.pipeStdio(conn, t.gone)
 			}
-			return r.runSSH(ctx, conn, t.workspace, t.gone, command, forwardAgent, forceTTY)
+			return r.runSSH(ctx, conn, t.workspace, t.tl, t.gone, command, forwardAgent, forceTTY)
 		},
 	}
 	tf.register(cmd)
@@ -138,7 +140,8 @@ func keepAlive(conn ssh.Conn, interval, timeout time.Duration, done <-chan struc
 
 // runSSH runs a shell or a command over an SSH client connection. gone
 // says why the tunnel ended the connection, if it did.
-func (r *root) runSSH(ctx context.Context, conn net.Conn, ws tether.Workspace, gone func() error, command string, forwardAgent, forceTTY bool) error {
+func (r *root) runSSH(ctx context.Context, conn net.Conn, ws tether.Workspace, tl *timeline, gone func() error, command string, forwardAgent, forceTTY bool) error {
+	end := tl.begin("ssh-handshake")
 	// Fewer, larger writes and reads for the tunnel (see package coalesce).
 	sshConn, chans, reqs, err := ssh.NewClientConn(coalesce.New(conn, coalesce.Options{}), ws.Name, &ssh.ClientConfig{
 		User: ws.Owner,
@@ -147,12 +150,15 @@ func (r *root) runSSH(ctx context.Context, conn net.Conn, ws tether.Workspace, g
 		HostKeyCallback: ssh.InsecureIgnoreHostKey(),
 		Timeout:         30 * time.Second,
 	})
+	end()
 	if err != nil {
 		return fmt.Errorf("SSH handshake with the workspace: %w", err)
 	}
 	sc := ssh.NewClient(sshConn, chans, reqs)
 	defer sc.Close()
+	end = tl.begin("ssh-session")
 	sess, err := sc.NewSession()
+	end()
 	if err != nil {
 		return fmt.Errorf("open SSH session: %w", err)
 	}
@@ -174,9 +180,16 @@ func (r *root) runSSH(ctx context.Context, conn net.Conn, ws tether.Workspace, g
 	stdinFile, stdinIsFile := r.env.Stdin.(*os.File)
 	interactive := stdinIsFile && term.IsTerminal(int(stdinFile.Fd()))
 	wantTTY := interactive && (command == "" || forceTTY)
+	// Requests that need no answer go without waiting for one: each
+	// answer costs a round trip to the workspace (Session.Setenv and
+	// RequestPty wait for theirs), and the command's start, which does
+	// wait, comes after them in order anyway.
 	for _, k := range []string{"LANG", "LC_ALL", "LC_CTYPE", "COLORTERM"} {
 		if v := os.Getenv(k); v != "" {
-			sess.Setenv(k, v) // the server may refuse; that is fine
+			// The server may refuse; that is fine.
+			if _, err := sess.SendRequest("env", false, ssh.Marshal(&envRequest{Name: k, Value: v})); err != nil {
+				return fmt.Errorf("open SSH session: %w", err)
+			}
 		}
 	}
 	sess.Stdin, sess.Stdout, sess.Stderr = stdinStream(r.env.Stdin), r.env.Stdout, r.env.Stderr
@@ -194,7 +207,9 @@ func (r *root) runSSH(ctx context.Context, conn net.Conn, ws tether.Workspace, g
 		if termName == "" {
 			termName = "xterm-256color"
 		}
-		if err := sess.RequestPty(termName, h, w, ssh.TerminalModes{ssh.ECHO: 1}); err != nil {
+		// The agent grants every terminal request; if one failed, the
+		// shell's start would, and say so.
+		if _, err := sess.SendRequest("pty-req", false, ptyRequest(termName, h, w, ssh.TerminalModes{ssh.ECHO: 1})); err != nil {
 			return fmt.Errorf("request terminal: %w", err)
 		}
 		restore, err := lt.makeRaw()
@@ -207,11 +222,13 @@ func (r *root) runSSH(ctx context.Context, conn net.Conn, ws tether.Workspace, g
 		defer stopResize()
 	}
 
+	end = tl.begin("ssh-start")
 	if command == "" {
 		err = sess.Shell()
 	} else {
 		err = sess.Start(command)
 	}
+	end()
 	if err != nil {
 		return fmt.Errorf("start remote command: %w", err)
 	}
@@ -227,9 +244,11 @@ func (r *root) runSSH(ctx context.Context, conn net.Conn, ws tether.Workspace, g
 		lostMu.Unlock()
 	})
 	done := make(chan error, 1)
+	end = tl.begin("ssh-wait")
 	go func() { done <- sess.Wait() }()
 	select {
 	case err = <-done:
+		end()
 	case <-ctx.Done():
 		sess.Signal(ssh.SIGTERM)
 		return ctx.Err()
@@ -265,6 +284,29 @@ func (r *root) runSSH(ctx context.Context, conn net.Conn, ws tether.Workspace, g
 		return &exitError{code: exitConnectionLost}
 	}
 	return err
+}
+
+// envRequest is the payload of an "env" request (RFC 4254 section 6.4).
+type envRequest struct {
+	Name, Value string
+}
+
+// ptyRequest is the payload of a "pty-req" request (RFC 4254 section 6.2),
+// as ssh.Session.RequestPty makes it.
+func ptyRequest(term string, rows, cols int, modes ssh.TerminalModes) []byte {
+	var ml []byte
+	for k, v := range modes {
+		ml = append(ml, ssh.Marshal(&struct {
+			Key byte
+			Val uint32
+		}{k, v})...)
+	}
+	ml = append(ml, 0) // TTY_OP_END
+	return ssh.Marshal(&struct {
+		Term                         string
+		Columns, Rows, Width, Height uint32
+		Modelist                     string
+	}{term, uint32(cols), uint32(rows), uint32(cols * 8), uint32(rows * 8), string(ml)})
 }
 
 // signalNumber maps an SSH signal name to its number, for the shell's

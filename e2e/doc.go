@@ -22,9 +22,11 @@
 //   - replicas_*: the server on PostgreSQL, alone and as replicas
 //     (TETHER_TEST_POSTGRES_URL)
 //   - wsproxy_*: workspace proxies: the admin commands, the hand-off from
-//     the primary, the terminal and apps through a proxy, its region and
-//     health (browser_wsproxy_test.go: the dashboard's choice by latency,
-//     and the fallback to the primary when the proxy dies)
+//     the primary, the terminal and apps through a proxy, its token
+//     refused a tunnel without a grant, its region and health, a CLI and
+//     an agent on different home regions (wsproxy_mesh_test.go)
+//     (browser_wsproxy_test.go: the dashboard's choice by latency, and the
+//     fallback to the primary when the proxy dies)
 //
 // Helpers only these tests need live in *_harness_test.go: Chromium
 // (browser), natlab hosts (lab), derper and nginx (relay), and the

@@ -18,6 +18,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/tetherdev/tether"
 	"github.com/tetherdev/tether/internal/harness"
 )
 
@@ -363,6 +364,31 @@ func TestWorkspaceProxyServesTerminalAndApps(t *testing.T) {
 	final, _, _ = get(t, anon, "http://"+d.proxyAppHost("sub")+"/")
 	if final.Path != "/login" || !strings.HasPrefix(d.srv.URL, "http://"+final.Host) {
 		t.Errorf("an owner-only app through the proxy, signed out, ends at %s, want the primary's sign-in", final)
+	}
+
+	// The proxy's token alone opens no tunnel: without a grant a user's
+	// hand-off gave it for the workspace, or with a forged one, the
+	// primary refuses to coordinate it to the agent.
+	wsBase := strings.Replace(d.srv.URL, "http://", "ws://", 1)
+	var dev struct {
+		ID string `json:"id"`
+	}
+	if st, body := api(t, "GET", d.srv.URL+"/api/v2/workspaces/alice/dev", d.alice.Token(), nil); st != http.StatusOK || json.Unmarshal(body, &dev) != nil || dev.ID == "" {
+		t.Fatalf("workspace dev: %d %s", st, body)
+	}
+	for name, grants := range map[string][]string{"no grant": nil, "a forged grant": {"eyJqdGkiOiJ4In0.c2ln"}} {
+		h := http.Header{"Tether-Proxy-Token": {d.proxyToken}}
+		for _, g := range grants {
+			h.Add("Tether-Proxy-Grant", g)
+		}
+		c, resp, err := websocket.Dial(ctx, wsBase+"/api/v2/workspaceproxies/me/coordinate?version="+tether.CoordinateProtocolVersion+"&id=6f1c2a54-0f1e-4d5c-9b1a-1d2e3f405162&agent="+dev.ID,
+			&websocket.DialOptions{HTTPHeader: h})
+		if err == nil {
+			c.CloseNow()
+			t.Errorf("the proxy's token with %s coordinated a tunnel to the agent", name)
+		} else if resp == nil || resp.StatusCode != http.StatusForbidden {
+			t.Errorf("the proxy's token with %s: %v (%v), want 403", name, err, resp)
+		}
 	}
 
 	// The app never saw a credential of Tether's: neither the primary's

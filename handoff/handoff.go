@@ -87,6 +87,11 @@ type Claims struct {
 	// Host is, for a subdomain app, the lowercase host name (no port) the
 	// token is good for; "" for path-based apps and the terminal.
 	Host string `json:"hst,omitempty"`
+
+	// Generation names the proxy token the primary knew when it signed:
+	// a grant shown after the token was regenerated (VerifyGrant) is
+	// refused, though the proxy's ID stays. Opaque to the proxy.
+	Generation string `json:"gen,omitempty"`
 }
 
 // Errors Verify returns, for logs and tests; browsers see one message.
@@ -111,6 +116,38 @@ func Sign(key ed25519.PrivateKey, c Claims) (string, error) {
 // Verify checks a token's signature, audience and time, and returns its
 // claims. It does not check whether the token was used before (Redeemed).
 func Verify(key ed25519.PublicKey, token string, proxy uuid.UUID, now time.Time) (Claims, error) {
+	c, err := parse(key, token, proxy)
+	if err != nil {
+		return Claims{}, err
+	}
+	if now.Unix() >= c.Expires || time.Unix(c.IssuedAt, 0).After(now.Add(clockSkew)) {
+		return Claims{}, ErrExpired
+	}
+	return c, nil
+}
+
+// VerifyGrant checks a token that a proxy redeemed earlier and now shows
+// the primary as its proof of a grant, when it asks to coordinate a tunnel
+// to the token's workspace: the signature, the audience, and that it was
+// issued less than maxAge ago (the life of the grant it became). Its short
+// Expires, meant for the redirect, does not apply. The caller decides
+// whether what the token granted still holds: the session, the user's
+// access, the proxy's token (Claims.Generation).
+func VerifyGrant(key ed25519.PublicKey, token string, proxy uuid.UUID, now time.Time, maxAge time.Duration) (Claims, error) {
+	c, err := parse(key, token, proxy)
+	if err != nil {
+		return Claims{}, err
+	}
+	issued := time.Unix(c.IssuedAt, 0)
+	if !now.Before(issued.Add(maxAge)) || issued.After(now.Add(clockSkew)) {
+		return Claims{}, ErrExpired
+	}
+	return c, nil
+}
+
+// parse checks what Verify and VerifyGrant have in common: everything but
+// the time.
+func parse(key ed25519.PublicKey, token string, proxy uuid.UUID) (Claims, error) {
 	if len(token) > maxTokenLength {
 		return Claims{}, ErrMalformed
 	}
@@ -142,7 +179,7 @@ func Verify(key ed25519.PublicKey, token string, proxy uuid.UUID, now time.Time)
 	if c.Proxy != proxy {
 		return Claims{}, ErrWrongProxy
 	}
-	if now.Unix() >= c.Expires || time.Unix(c.IssuedAt, 0).After(now.Add(clockSkew)) || c.Expires-c.IssuedAt > int64(Lifetime/time.Second) {
+	if c.Expires-c.IssuedAt > int64(Lifetime/time.Second) {
 		return Claims{}, ErrExpired
 	}
 	return c, nil

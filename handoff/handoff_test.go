@@ -90,6 +90,53 @@ func TestVerify(t *testing.T) {
 	}
 }
 
+// TestVerifyGrant: a redeemed token still proves its grant to the primary
+// long after the redirect's minute, until the grant's own life ends; what
+// Verify refuses for any other reason, VerifyGrant refuses too.
+func TestVerifyGrant(t *testing.T) {
+	pub, priv := testKey(t)
+	proxy := uuid.New()
+	now := time.Unix(1_800_000_000, 0)
+	_, otherPriv, _ := ed25519.GenerateKey(nil)
+	const maxAge = 8 * time.Hour
+	sign := func(k ed25519.PrivateKey, c Claims) string {
+		tok, err := Sign(k, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	good := testClaims(proxy, now)
+	good.Generation = "g1"
+	for _, tc := range []struct {
+		name  string
+		token string
+		proxy uuid.UUID
+		at    time.Time
+		want  error
+	}{
+		{"at once", sign(priv, good), proxy, now, nil},
+		{"past the redirect's expiry", sign(priv, good), proxy, now.Add(2 * Lifetime), nil},
+		{"just before the grant ends", sign(priv, good), proxy, now.Add(maxAge - time.Second), nil},
+		{"the grant ended", sign(priv, good), proxy, now.Add(maxAge), ErrExpired},
+		{"from the future", sign(priv, good), proxy, now.Add(-time.Minute), ErrExpired},
+		{"for another proxy", sign(priv, good), uuid.New(), now, ErrWrongProxy},
+		{"another key", sign(otherPriv, good), proxy, now, ErrSignature},
+		{"too long a life", sign(priv, func() Claims { c := good; c.Expires = now.Add(maxAge).Unix(); return c }()), proxy, now, ErrExpired},
+		{"malformed", "x.y", proxy, now, ErrMalformed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := VerifyGrant(pub, tc.token, tc.proxy, tc.at, maxAge)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("VerifyGrant = %v, want %v", err, tc.want)
+			}
+			if err == nil && c.Generation != "g1" {
+				t.Fatalf("generation %q lost", c.Generation)
+			}
+		})
+	}
+}
+
 func TestRedeemedOnce(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	c := testClaims(uuid.New(), now)

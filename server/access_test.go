@@ -289,8 +289,12 @@ func accessTable() map[string]accessRow {
 		// The proxy's own routes take its token, and nothing else does.
 		"POST /api/v2/workspaceproxies/me/heartbeat": {call: post("/api/v2/workspaceproxies/me/heartbeat", `{"access_url":"http://`+proxyHost+`","version":"v"}`),
 			want: map[identity]int{wsproxy: ok}},
+		// With a grant a user's hand-off gave the proxy for the workspace
+		// (workspaceproxies_coordinate_test.go attacks the grant).
 		"GET /api/v2/workspaceproxies/me/coordinate": {call: func(f *fixture) req {
-			return ws("/api/v2/workspaceproxies/me/coordinate?version=" + tether.CoordinateProtocolVersion + "&id=" + uuid.NewString() + "&agent=" + f.ws.ID.String())(f)
+			r := ws("/api/v2/workspaceproxies/me/coordinate?version=" + tether.CoordinateProtocolVersion + "&id=" + uuid.NewString() + "&agent=" + f.ws.ID.String())(f)
+			r.header = http.Header{tether.ProxyGrantHeader: {mintGrant(f.t, f, f.session(f.owner, time.Hour), "http://"+proxyHost+"/@bob/dev/terminal")}}
+			return r
 		}, want: map[identity]int{wsproxy: http.StatusSwitchingProtocols}},
 		"GET /api/v2/workspaceproxies/me/node-keys/{key}": {call: get("/api/v2/workspaceproxies/me/node-keys/nodekey:" + strings.Repeat("0", 64)),
 			want: map[identity]int{wsproxy: ok}},

@@ -73,19 +73,26 @@ func (s *Server) resolveApp(ctx context.Context, owner, wsName, appName string) 
 	} else if err != nil {
 		return ws, tether.App{}, err
 	}
+	app, err := s.workspaceApp(ctx, ws, appName)
+	return ws, app, err
+}
+
+// workspaceApp finds the app of ws's template named appName.
+func (s *Server) workspaceApp(ctx context.Context, ws store.Workspace, appName string) (tether.App, error) {
+	notFound := errAppNotFound(ws.Owner, ws.Name, appName)
 	if ws.TemplateID == uuid.Nil {
-		return ws, tether.App{}, notFound
+		return tether.App{}, notFound
 	}
 	t, err := s.store.TemplateByID(ctx, ws.TemplateID)
 	if err != nil {
-		return ws, tether.App{}, err
+		return tether.App{}, err
 	}
 	for _, a := range t.Apps {
 		if a.Name == appName {
-			return ws, a, nil
+			return a, nil
 		}
 	}
-	return ws, tether.App{}, notFound
+	return tether.App{}, notFound
 }
 
 func errAppNotFound(owner, ws, app string) error {

@@ -14,7 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/google/uuid"
 	"tailscale.com/tailcfg"
 	"tailscale.com/types/key"
@@ -492,56 +491,6 @@ func (s *Server) kickProxies() {
 	case s.proxies.kick <- struct{}{}:
 	default:
 	}
-}
-
-// proxyCoordinate introduces one of a proxy's tunnel peers to a
-// workspace's agent, as clientCoordinate does for a CLI. Which users may
-// open what through the proxy is decided here, at the hand-off, not by the
-// tunnel: the proxy reaches agents as the primary's own tunnels do.
-func (s *Server) proxyCoordinate(w http.ResponseWriter, r *http.Request, p store.WorkspaceProxy) error {
-	if !isWebSocketUpgrade(r) {
-		return errNotWebSocket
-	}
-	q := r.URL.Query()
-	if v := q.Get("version"); v != tether.CoordinateProtocolVersion {
-		return tether.Errorf(tether.EINVALID, "coordination protocol version %q is not supported (the primary speaks %s): run the same version of tether on the proxy", v, tether.CoordinateProtocolVersion)
-	}
-	clientID, err := uuid.Parse(q.Get("id"))
-	if err != nil || clientID == uuid.Nil {
-		return tether.Errorf(tether.EINVALID, "query parameter id must be the tunnel's peer ID (a UUID)")
-	}
-	agentID, err := uuid.Parse(q.Get("agent"))
-	if err != nil {
-		return tether.Errorf(tether.EINVALID, "query parameter agent must be a workspace ID")
-	}
-	if _, err := s.store.WorkspaceByID(r.Context(), agentID); err != nil {
-		return storeError(err, "workspace")
-	}
-	conn, err := websocket.Accept(w, r, nil)
-	if err != nil {
-		return nil // Accept has written the HTTP error.
-	}
-	s.wg.Add(1)
-	defer s.wg.Done()
-	ctx, cancel := context.WithCancel(s.ctx)
-	defer cancel()
-	stream := coordinator.NewWebSocket(conn, clientID, coordinator.WebSocketOptions{})
-	pw := &proxyWS{stream: stream}
-	s.proxies.mu.Lock()
-	s.proxies.streams[p.ID] = append(s.proxies.streams[p.ID], pw)
-	s.proxies.mu.Unlock()
-	defer func() {
-		s.proxies.mu.Lock()
-		s.proxies.streams[p.ID] = slices.DeleteFunc(s.proxies.streams[p.ID], func(x *proxyWS) bool { return x == pw })
-		if len(s.proxies.streams[p.ID]) == 0 {
-			delete(s.proxies.streams, p.ID)
-		}
-		s.proxies.mu.Unlock()
-	}()
-	err = s.coord.ServeClient(ctx, clientID, agentID, stream)
-	stream.Close(err)
-	s.logger.Debug("proxy coordination ended", slog.String("proxy", p.Name), slog.Any("err", err))
-	return nil
 }
 
 // revokeProxyStreams ends the coordination of a proxy whose token is gone.

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -64,8 +65,17 @@ func (s *Server) proxyAuthRedirect(w http.ResponseWriter, r *http.Request) error
 		http.Redirect(w, r, "/login?redirect="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 		return nil
 	}
+	// The proxy as stored now, not as last polled: a grant names the
+	// proxy's current token (proxyTokenGeneration).
+	p, err = s.store.WorkspaceProxyByName(r.Context(), p.Name)
+	if errors.Is(err, store.ErrNotFound) {
+		return tether.Errorf(tether.EINVALID, "redirect_uri %.100s is not on a healthy workspace proxy of this deployment", target.Host)
+	} else if err != nil {
+		return err
+	}
 	now := s.now()
-	c := handoff.Claims{ID: newToken(), Proxy: p.ID, IssuedAt: now.Unix(), Expires: now.Add(handoff.Lifetime).Unix()}
+	c := handoff.Claims{ID: newToken(), Proxy: p.ID, IssuedAt: now.Unix(), Expires: now.Add(handoff.Lifetime).Unix(),
+		Generation: proxyTokenGeneration(p)}
 	if caller != nil {
 		c.User, c.Username, c.Session = u.ID, u.Username, sess.TokenHash
 	}

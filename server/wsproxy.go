@@ -290,17 +290,36 @@ func (p *Proxy) dialCoordinate(ctx context.Context, clientID, agentID uuid.UUID)
 	}
 	u.Path = "/api/v2/workspaceproxies/me/coordinate"
 	u.RawQuery = url.Values{"version": {tether.CoordinateProtocolVersion}, "id": {clientID.String()}, "agent": {agentID.String()}}.Encode()
+	// The primary wants to see the grants the tunnel rests on (see
+	// workspaceproxies_coordinate.go); each dial shows the current ones.
+	h := http.Header{tether.ProxyTokenHeader: {p.opts.Token}}
+	for _, g := range p.grants.forWorkspace(agentID) {
+		h.Add(tether.ProxyGrantHeader, g)
+	}
 	conn, res, err := websocket.Dial(ctx, u.String(), &websocket.DialOptions{
 		HTTPClient: p.httpClient,
-		HTTPHeader: http.Header{tether.ProxyTokenHeader: {p.opts.Token}},
+		HTTPHeader: h,
 	})
 	if err != nil {
-		if res != nil && (res.StatusCode == http.StatusUnauthorized || res.StatusCode == http.StatusNotFound) {
-			return nil, coordclient.Permanent(fmt.Errorf("coordinate with the primary: %s", res.Status))
+		if res != nil && (res.StatusCode == http.StatusUnauthorized || res.StatusCode == http.StatusForbidden || res.StatusCode == http.StatusNotFound) {
+			return nil, coordclient.Permanent(fmt.Errorf("coordinate with the primary: %s%s", res.Status, errorBody(res)))
 		}
 		return nil, err
 	}
 	return conn, nil
+}
+
+// errorBody is ": " and the message of the primary's error answer, or "".
+func errorBody(res *http.Response) string {
+	if res.Body == nil {
+		return ""
+	}
+	var e tether.ErrorResponse
+	b, _ := io.ReadAll(io.LimitReader(res.Body, 64<<10))
+	if json.Unmarshal(b, &e) != nil || e.Message == "" {
+		return ""
+	}
+	return ": " + e.Message
 }
 
 // Handler serves the proxy.
@@ -464,7 +483,7 @@ func (p *Proxy) finishHandoff(w http.ResponseWriter, r *http.Request) error {
 		return bad
 	}
 	secure := p.opts.AccessURL.Scheme == "https"
-	token, expires := p.grants.add(r, c)
+	token, expires := p.grants.add(r, c, r.URL.Query().Get(HandoffParam))
 	http.SetCookie(w, &http.Cookie{
 		Name: grantCookieName(secure), Value: token, Path: "/", HttpOnly: true, Secure: secure,
 		SameSite: http.SameSiteLaxMode, Expires: expires,

@@ -1,13 +1,16 @@
 package server
 
 import (
+	"cmp"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/tetherdev/tether"
 	"github.com/tetherdev/tether/handoff"
 	"github.com/tetherdev/tether/store"
 )
@@ -77,6 +80,7 @@ type proxyGrant struct {
 	host    string // the host it was issued on, lowercase without port
 	expires time.Time
 	scopes  map[string]handoff.Claims
+	tokens  map[string]string     // by scope: the hand-off token behind it, which the primary asks to see (forWorkspace)
 	live    map[*liveEnd]struct{} // terminals open under it
 }
 
@@ -90,7 +94,7 @@ type proxyGrants struct {
 // add records a redeemed token: as a scope of the request's grant if it
 // is the same user's and session's, else of a new grant. It returns the
 // cookie's token and expiry.
-func (gs *proxyGrants) add(r *http.Request, c handoff.Claims) (token string, expires time.Time) {
+func (gs *proxyGrants) add(r *http.Request, c handoff.Claims, handoffToken string) (token string, expires time.Time) {
 	host := strings.ToLower(hostOnly(r.Host))
 	now := time.Now()
 	gs.mu.Lock()
@@ -99,6 +103,7 @@ func (gs *proxyGrants) add(r *http.Request, c handoff.Claims) (token string, exp
 		// A new token on the same cookie keeps its value: the browser
 		// has it already. Re-set it with the same expiry.
 		g.scopes[claimsScope(c)] = c
+		g.tokens[claimsScope(c)] = handoffToken
 		if t, err := singleCookie(r, grantCookieName(false)); err == nil && t != "" {
 			return t, g.expires
 		}
@@ -113,7 +118,8 @@ func (gs *proxyGrants) add(r *http.Request, c handoff.Claims) (token string, exp
 	g := &proxyGrant{
 		hash: store.HashToken(token), user: c.User, session: c.Session, host: host,
 		expires: now.Add(proxyGrantLifetime), scopes: map[string]handoff.Claims{claimsScope(c): c},
-		live: map[*liveEnd]struct{}{},
+		tokens: map[string]string{claimsScope(c): handoffToken},
+		live:   map[*liveEnd]struct{}{},
 	}
 	gs.byHash[g.hash] = g
 	return token, g.expires
@@ -185,6 +191,40 @@ func (gs *proxyGrants) track(g *proxyGrant, end func(reason string)) func() {
 		delete(g.live, le)
 		gs.mu.Unlock()
 	}
+}
+
+// forWorkspace returns the hand-off tokens behind the live grants for
+// workspace id, newest first, at most tether.MaxProxyGrantsShown: the
+// primary coordinates the proxy's tunnel to the workspace's agent only
+// while one of them still holds.
+func (gs *proxyGrants) forWorkspace(id uuid.UUID) []string {
+	type shown struct {
+		token  string
+		issued int64
+	}
+	var all []shown
+	now := time.Now()
+	gs.mu.Lock()
+	for _, g := range gs.byHash {
+		if !now.Before(g.expires) {
+			continue
+		}
+		for scope, c := range g.scopes {
+			if c.Workspace == id {
+				all = append(all, shown{g.tokens[scope], c.IssuedAt})
+			}
+		}
+	}
+	gs.mu.Unlock()
+	slices.SortFunc(all, func(a, b shown) int { return cmp.Compare(b.issued, a.issued) })
+	out := make([]string, 0, min(len(all), tether.MaxProxyGrantsShown))
+	for _, s := range all {
+		if len(out) == tether.MaxProxyGrantsShown {
+			break
+		}
+		out = append(out, s.token)
+	}
+	return out
 }
 
 // sessions lists the primary's sessions behind the grants.

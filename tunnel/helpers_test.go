@@ -68,6 +68,13 @@ type derpOptions struct {
 // it (region 1, code "test"), with STUN disabled unless asked for.
 func newDERP(t testing.TB, opts derpOptions) *tailcfg.DERPMap {
 	t.Helper()
+	dm, _ := newDERPServer(t, opts)
+	return dm
+}
+
+// newDERPServer is newDERP, and returns the relay too.
+func newDERPServer(t testing.TB, opts derpOptions) (*tailcfg.DERPMap, *derpserver.Server) {
+	t.Helper()
 	logf := logger.Discard
 	if debugLogs {
 		logf = t.Logf
@@ -102,7 +109,7 @@ func newDERP(t testing.TB, opts derpOptions) *tailcfg.DERPMap {
 	})
 	return &tailcfg.DERPMap{Regions: map[int]*tailcfg.DERPRegion{
 		1: {RegionID: 1, RegionCode: "test", RegionName: "Test", Nodes: []*tailcfg.DERPNode{node}},
-	}}
+	}}, d
 }
 
 // newConn starts a Conn that is closed when the test ends.

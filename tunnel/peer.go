@@ -154,6 +154,13 @@ func (c *Conn) UpsertPeer(id uuid.UUID, n *tether.Node) error {
 	}
 	if old == nil {
 		c.logger.Debug("peer added", "peer", id, "key", n.Key.ShortString(), "derp", n.PreferredDERP, "endpoints", len(n.Endpoints))
+		// Ping a new peer at once, on every path it offers. Its own
+		// pings, and its WireGuard handshake, may already be on their
+		// way: without a pong from it, magicsock answers them only
+		// through the relay, a round trip through the server that a
+		// direct path does not need. With one, the direct path is
+		// validated before the handshake needs an answer.
+		c.engine.Ping(p.addr, tailcfg.PingDisco, 0, func(*ipnstate.PingResult) {})
 	}
 	return nil
 }

@@ -116,6 +116,14 @@ const derpGrace = 2 * time.Second
 // validated the direct path back yet, so it answers our WireGuard
 // handshake through our home relay, and the relay drops packets for peers
 // not yet connected to it.
+//
+// The WireGuard handshake starts with the first ping, as soon as the peer
+// is known and our home relay is up, rather than after the pong: far from
+// the server that saves a whole round trip through the relay. The peer
+// may not know us yet when the handshake reaches it (it learns of us
+// through the coordinator, in a race with our packets), and wireguard-go
+// would then wait 5 s to try again; awaitSession starts a fresh handshake
+// instead, as soon as the pong shows that the first one went unanswered.
 func (c *Conn) AwaitReachable(ctx context.Context, ip netip.Addr) error {
 	if ip == c.addr {
 		return nil
@@ -123,7 +131,8 @@ func (c *Conn) AwaitReachable(ctx context.Context, ip netip.Addr) error {
 	// One channel for all attempts, so that a late pong to an earlier
 	// ping counts as well.
 	pongs := make(chan *ipnstate.PingResult, 1)
-	var quickUntil time.Time // set when the peer is first known
+	var knownAt, quickUntil time.Time // set when the peer is first known
+	var handshakeAt time.Time         // when the early handshake started
 	interval := quickPingInterval
 	for {
 		changed := c.peerChangeCh()
@@ -139,12 +148,21 @@ func (c *Conn) AwaitReachable(ctx context.Context, ip netip.Addr) error {
 			}
 		}
 		if quickUntil.IsZero() {
-			quickUntil = time.Now().Add(quickPingPhase)
+			knownAt = time.Now()
+			quickUntil = knownAt.Add(quickPingPhase)
+			c.timeline("peer-introduced", "peer", ip)
 		}
 		if wp, ok := c.engine.PeerByKey(p.key()); ok {
 			if hs := wp.LastHandshake(); !hs.IsZero() && time.Since(hs) < sessionFresh {
+				c.timeline("session-up", "peer", ip, "fresh", true)
 				return nil
 			}
+		}
+		if handshakeAt.IsZero() && time.Since(knownAt) >= earlyHandshakeDelay && c.relayReadyFor(p) {
+			// Any packet to the peer starts the handshake.
+			c.engine.Ping(ip, tailcfg.PingICMP, 0, func(*ipnstate.PingResult) {})
+			handshakeAt = time.Now()
+			c.timeline("handshake-start", "peer", ip, "early", true)
 		}
 		c.sendPing(ip, pongs)
 		t := time.NewTimer(interval)
@@ -152,13 +170,15 @@ func (c *Conn) AwaitReachable(ctx context.Context, ip netip.Addr) error {
 		case res := <-pongs:
 			t.Stop()
 			if res.Err == "" {
+				pr := pingResult(res)
+				c.timeline("pong", "peer", ip, "path", pr.path(), "latency_ms", pr.Latency.Milliseconds())
 				if err := c.awaitHomeDERP(ctx); err != nil {
 					return err
 				}
 				if res.Endpoint == "" {
 					c.pursueDirect(ip, p.key())
 				}
-				return c.awaitSession(ctx, ip, p.key(), pingResult(res).Latency)
+				return c.awaitSession(ctx, ip, p.key(), pr, handshakeAt)
 			}
 			// "unknown peer" races with UpsertPeer reaching magicsock;
 			// anything else is worth a retry too, after the interval.
@@ -185,6 +205,30 @@ func (c *Conn) AwaitReachable(ctx context.Context, ip netip.Addr) error {
 	}
 }
 
+// earlyHandshakeDelay is how long after the peer is introduced to us
+// AwaitReachable starts the WireGuard handshake without waiting for a
+// pong. The peer learns of us at about the same time, through the same
+// server: our node went to the coordinator when it introduced the peer,
+// and both reach the peer after the same trip through the server, our
+// packets through the relay and our node through its coordination
+// WebSocket. Sent at once, the handshake beat the node, and was dropped,
+// in most runs of `tether ssh` with 100 ms between the server and each
+// peer; the peer needs a little time to take the node in. Near the server
+// a pong comes sooner than this, and the handshake starts after it, as it
+// always did.
+const earlyHandshakeDelay = 50 * time.Millisecond
+
+// path names the path a pong came by, for logs.
+func (r PingResult) path() string {
+	switch {
+	case r.Direct:
+		return "direct"
+	case r.UDPRelay:
+		return "relay"
+	}
+	return "derp"
+}
+
 // How long awaitSession waits for a WireGuard handshake before starting a
 // fresh one: a few round trips of the path the pong took, at least
 // handshakeRetryMin, doubling each time up to handshakeRetryMax.
@@ -199,32 +243,107 @@ const (
 	handshakeRetryMax  = 4 * time.Second
 )
 
+// earlySlack is how long after its answer was due an early handshake (one
+// started before the pong) is still waited for: the peer's and our own
+// processing, on a busy machine.
+const earlySlack = 20 * time.Millisecond
+
 // awaitSession makes sure a WireGuard session with the peer (key k, at ip)
 // is up: it sends a packet through WireGuard, which starts the handshake,
 // and waits for the handshake to complete. When one takes longer than
 // its wait (see handshakeRetryMin; rtt is the pong's latency), it drops the
 // device's peer, which the next packet recreates with a new handshake at
 // once.
-func (c *Conn) awaitSession(ctx context.Context, ip netip.Addr, k key.NodePublic, rtt time.Duration) error {
+//
+// early, if not zero, is when a handshake was started before the pong
+// came. Its answer is due one round trip after it started: if the peer
+// knew us by then, that is no later than the pong for a handshake started
+// before the answered ping, and one round trip after the start for one
+// started later. Whatever has not come by then (and earlySlack) was
+// dropped by a peer that did not know us yet. After a direct pong it is
+// not waited for at all: it went through the relay, before the direct
+// path was known, and its answer would take the relay's way back, while a
+// fresh one takes a direct round trip.
+func (c *Conn) awaitSession(ctx context.Context, ip netip.Addr, k key.NodePublic, pong PingResult, early time.Time) error {
+	rtt := pong.Latency
+	if !early.IsZero() {
+		due := early.Add(rtt)
+		if pong.Direct {
+			due = time.Time{}
+		}
+		if now := time.Now(); due.Before(now) {
+			due = now
+		}
+		if !pong.Direct {
+			due = due.Add(earlySlack)
+		}
+		for {
+			if c.sessionUp(k) {
+				c.timeline("session-up", "peer", ip, "early", true)
+				return nil
+			}
+			if !time.Now().Before(due) {
+				break
+			}
+			if err := c.sleepCtx(ctx, 2*time.Millisecond); err != nil {
+				return fmt.Errorf("await %s: no WireGuard handshake: %w", ip, err)
+			}
+		}
+		c.logger.Debug("early WireGuard handshake unanswered; starting a fresh one", "peer", ip)
+		c.timeline("handshake-restart", "peer", ip)
+		c.engine.ResetDevicePeer(k)
+	}
 	wait := min(max(handshakeRetryRTTs*rtt, handshakeRetryMin), handshakeRetryMax)
 	for {
 		// Any packet to the peer will do; the echo's answer is not needed.
 		c.engine.Ping(ip, tailcfg.PingICMP, 0, func(*ipnstate.PingResult) {})
 		deadline := time.Now().Add(wait)
 		for time.Now().Before(deadline) {
-			if wp, ok := c.engine.PeerByKey(k); ok {
-				if hs := wp.LastHandshake(); !hs.IsZero() && time.Since(hs) < sessionLifetime {
-					return nil
-				}
+			if c.sessionUp(k) {
+				c.timeline("session-up", "peer", ip)
+				return nil
 			}
 			if err := c.sleepCtx(ctx, 2*time.Millisecond); err != nil {
 				return fmt.Errorf("await %s: no WireGuard handshake: %w", ip, err)
 			}
 		}
 		c.logger.Debug("WireGuard handshake unanswered; starting a fresh one", "peer", ip, "after", wait)
+		c.timeline("handshake-restart", "peer", ip)
 		c.engine.ResetDevicePeer(k)
 		wait = min(wait*2, handshakeRetryMax)
 	}
+}
+
+// sessionUp reports whether WireGuard holds a session with the peer whose
+// key is k.
+func (c *Conn) sessionUp(k key.NodePublic) bool {
+	if wp, ok := c.engine.PeerByKey(k); ok {
+		if hs := wp.LastHandshake(); !hs.IsZero() && time.Since(hs) < sessionLifetime {
+			return true
+		}
+	}
+	return false
+}
+
+// relayReadyFor reports whether a WireGuard handshake with p may start:
+// whether its answer, which comes through our home relay until a direct
+// path is validated, will find us there. It will once our home relay
+// connection is up, or at once when p's home is ours: our handshake then
+// travels on that very connection, after the frame that registers us.
+func (c *Conn) relayReadyFor(p *peer) bool {
+	c.mu.Lock()
+	home := c.homeDERP
+	c.mu.Unlock()
+	return home != 0 && p.node.PreferredDERP == home || c.homeDERPUp()
+}
+
+// homeDERPUp reports whether our home relay connection has delivered its
+// first frame (or there is no home relay).
+func (c *Conn) homeDERPUp() bool {
+	c.mu.Lock()
+	home := c.homeDERP
+	c.mu.Unlock()
+	return home == 0 || !c.health.GetDERPRegionReceivedTime(home).IsZero()
 }
 
 // awaitHomeDERP waits until our home relay connection has delivered its
@@ -233,14 +352,11 @@ func (c *Conn) awaitSession(ctx context.Context, ip netip.Addr, k key.NodePublic
 func (c *Conn) awaitHomeDERP(ctx context.Context) error {
 	deadline := time.Now().Add(derpGrace)
 	for {
-		c.mu.Lock()
-		home := c.homeDERP
-		c.mu.Unlock()
-		if home == 0 || !c.health.GetDERPRegionReceivedTime(home).IsZero() {
+		if c.homeDERPUp() {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			c.logger.Debug("home relay not connected; dialing anyway", "region", home)
+			c.logger.Debug("home relay not connected; dialing anyway")
 			return nil
 		}
 		if err := c.sleepCtx(ctx, 5*time.Millisecond); err != nil {

@@ -113,6 +113,11 @@ type Options struct {
 	// UpsertRelayClient may ask it for relay endpoints, which it
 	// allocates. Nil for every other Conn.
 	RelayAllocator RelayAllocator
+	// Timeline, if set, hears the milestones of AwaitReachable (the peer
+	// introduced, the first pong and its path, the WireGuard handshake
+	// started and done), for a log of where a slow connect spent its
+	// time. It must not block.
+	Timeline func(event string, attrs ...any)
 }
 
 // Conn is one userspace WireGuard peer. Its methods are safe for concurrent
@@ -139,6 +144,7 @@ type Conn struct {
 	stack     *netstack.Impl
 	relays    *derpws.Relays // how each relay is dialed: DERP or WebSocket
 
+	timeline   func(event string, attrs ...any)                 // Options.Timeline; never nil
 	noUDPRelay bool                                             // Options.DisableUDPRelay
 	allocator  RelayAllocator                                   // Options.RelayAllocator
 	allocResp  *eventbus.Publisher[magicsock.UDPRelayAllocResp] // with allocator
@@ -226,6 +232,10 @@ func New(ctx context.Context, opts Options) (_ *Conn, err error) {
 		lostGrace:      opts.LostPeerGrace,
 		noUDPRelay:     opts.DisableUDPRelay,
 		allocator:      opts.RelayAllocator,
+		timeline:       opts.Timeline,
+	}
+	if c.timeline == nil {
+		c.timeline = func(string, ...any) {}
 	}
 	if c.lostGrace == 0 {
 		c.lostGrace = DefaultLostPeerGrace

@@ -200,6 +200,16 @@ func (n *Net) open(p *peer) {
 	if err != nil && ctx.Err() == nil {
 		log.Warn("server tunnel coordination ended", slog.Any("err", err))
 	}
+	// A tunnel whose coordination ended for good (the coordinator refused
+	// or revoked it) is of no more use: it leaves the map before it
+	// closes, so that a caller its closing fails finds it gone and opens
+	// another.
+	n.mu.Lock()
+	if n.peers[p.agentID] == p {
+		delete(n.peers, p.agentID)
+	}
+	n.mu.Unlock()
+	p.presence.leave(ErrTunnelClosed)
 	conn.Close()
 }
 

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/google/uuid"
 	"tailscale.com/tailcfg"
 
@@ -307,5 +308,42 @@ func TestDialAgentAway(t *testing.T) {
 	n.Close()
 	if _, err := n.Dial(ctx, uuid.New(), echoPort); err == nil {
 		t.Error("Dial after Close succeeded")
+	}
+}
+
+// TestRefusedCoordinationReopens: a tunnel whose remote coordinator
+// refuses it for good (a workspace proxy with no live grant) fails its
+// callers, and the next caller gets a fresh tunnel and a fresh dial, not
+// the dead one.
+func TestRefusedCoordinationReopens(t *testing.T) {
+	ctx := testContext(t)
+	refused := errors.New("403 Forbidden: no live grant")
+	dials := make(chan uuid.UUID, 8)
+	n, err := New(Options{
+		DERPMap: noRelays(),
+		Dial: func(ctx context.Context, clientID, agentID uuid.UUID) (*websocket.Conn, error) {
+			dials <- clientID
+			return nil, coordclient.Permanent(refused)
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	agent := uuid.New()
+	var first uuid.UUID
+	for i := range 2 {
+		if _, err := n.Dial(ctx, agent, echoPort); err == nil {
+			t.Fatalf("dial %d through a refused tunnel succeeded", i)
+		}
+		select {
+		case id := <-dials:
+			if i == 1 && id == first {
+				t.Errorf("the second tunnel has the first one's peer ID")
+			}
+			first = id
+		case <-ctx.Done():
+			t.Fatalf("dial %d: the coordinator was not asked again", i)
+		}
 	}
 }

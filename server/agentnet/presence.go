@@ -19,6 +19,10 @@ var (
 	ErrAgentRestarted = errors.New("the agent restarted")
 	// ErrAgentUnreachable: the agent was lost and stopped answering.
 	ErrAgentUnreachable = errors.New("the agent stopped answering")
+	// ErrTunnelClosed: the server's tunnel to the agent ended, closed or
+	// refused by the coordinator (a workspace proxy's, once no grant
+	// holds); the next Dial opens another.
+	ErrTunnelClosed = errors.New("the tunnel to the agent was closed")
 )
 
 // presence is whether the coordinator currently introduces a peer's agent,

@@ -650,6 +650,19 @@ export interface ICECandidate {
 export const ProxyTokenHeader = "Tether-Proxy-Token";
 
 /**
+ * ProxyGrantHeader carries, on a workspace proxy's request to coordinate a
+ * tunnel to an agent, the hand-off tokens the proxy redeemed for that
+ * workspace (one per header value, at most MaxProxyGrantsShown): the
+ * primary introduces the proxy to the agent only while one of them still
+ * grants something (a live session's user may still open it, or a public
+ * app is still public).
+ */
+export const ProxyGrantHeader = "Tether-Proxy-Grant";
+
+/** MaxProxyGrantsShown bounds the grants a proxy shows on one request. */
+export const MaxProxyGrantsShown = 16;
+
+/**
  * WorkspaceProxy is a registered workspace proxy as admins see it
  * (`tether wsproxy ls`).
  */

@@ -344,6 +344,16 @@ type Workspace struct {
 	// StartupScript is how the template's startup script went when the
 	// agent last ran it; nil if it never did.
 	StartupScript *StartupScriptStatus `json:"startup_script,omitempty"`
+	// WebTerminals are the web terminals open on the workspace through
+	// the server that answers, by path; nil when there are none.
+	WebTerminals *WebTerminals `json:"web_terminals,omitempty"`
+}
+
+// WebTerminals counts a workspace's open web terminals by path: Direct
+// (browser to agent over WebRTC) and Relayed (through the server).
+type WebTerminals struct {
+	Direct  int `json:"direct"`
+	Relayed int `json:"relayed"`
 }
 
 // App health, as the agent's health checks find it.
@@ -645,6 +655,99 @@ type TerminalInput struct {
 	Data   *string `json:"data,omitempty"`
 	Height uint16  `json:"height,omitempty"`
 	Width  uint16  `json:"width,omitempty"`
+	// Signal is WebRTC signalling for the direct path, which the server
+	// forwards to the workspace's agent (after a TerminalEvent.Direct).
+	Signal *TerminalSignal `json:"signal,omitempty"`
+	// Relay stops the server's relay of the terminal (the browser has a
+	// direct channel on the same session) or starts it again.
+	Relay *TerminalRelay `json:"relay,omitempty"`
+}
+
+// TerminalEvent is a text message from the web terminal's WebSocket to the
+// browser, between the binary messages of output. Exactly one field is
+// set.
+//
+// The web terminal starts on the server's relay and moves to a direct
+// WebRTC data channel to the agent when one comes up: the server offers
+// it (Direct), the browser sends an offer and its ICE candidates (Signal),
+// the agent answers through the server (Signal), and once the channel
+// carries the session's output the browser asks the server to stop
+// relaying (TerminalInput.Relay, answered by Relay "paused"). When the
+// channel dies the browser asks for the relay again from the last byte it
+// has. Output carries positions on both paths (Attached), so that the
+// browser writes every byte once.
+type TerminalEvent struct {
+	// Attached says where the relayed output that follows starts.
+	Attached *TerminalAttached `json:"attached,omitempty"`
+	// Direct offers a direct path, with the ICE servers to use.
+	Direct *TerminalDirect `json:"direct,omitempty"`
+	// Signal is the agent's WebRTC signalling.
+	Signal *TerminalSignal `json:"signal,omitempty"`
+	// Relay is "paused" once the server relays no more output, and
+	// "resumed" when it does again.
+	Relay string `json:"relay,omitempty"`
+}
+
+// TerminalPosition is a point in a terminal session's output: the
+// session's instance (a new one each time a session starts) and a byte
+// offset from its first output.
+type TerminalPosition struct {
+	Instance string `json:"instance"`
+	Offset   uint64 `json:"offset"`
+}
+
+// TerminalAttached says where the output that follows starts; Replay
+// means it is the session's scrollback rather than a continuation (the
+// browser resets its screen first).
+type TerminalAttached struct {
+	TerminalPosition
+	Replay bool `json:"replay"`
+}
+
+// TerminalDirect offers the browser a direct path: ICEServers are the
+// deployment's STUN servers as WebRTC URLs ("stun:HOST:PORT"), and none
+// other.
+type TerminalDirect struct {
+	ICEServers []string `json:"ice_servers"`
+}
+
+// TerminalRelay asks the server to stop relaying (On false) or to relay
+// again (On true) from Resume, the last byte the browser has.
+type TerminalRelay struct {
+	On     bool              `json:"on"`
+	Resume *TerminalPosition `json:"resume,omitempty"`
+}
+
+// TerminalSignal is one WebRTC signalling message between the browser and
+// the agent. Type is one of the SignalXxx constants.
+type TerminalSignal struct {
+	Type string `json:"type"`
+	// SDP is an offer's or an answer's session description.
+	SDP string `json:"sdp,omitempty"`
+	// Candidate is an ICE candidate (RTCIceCandidateInit's fields).
+	Candidate *ICECandidate `json:"candidate,omitempty"`
+	// Message says why, for SignalError.
+	Message string `json:"message,omitempty"`
+}
+
+// Signalling message types.
+const (
+	SignalOffer     = "offer"
+	SignalAnswer    = "answer"
+	SignalCandidate = "candidate"
+	// SignalClose ends the direct path (the browser gave it up).
+	SignalClose = "close"
+	// SignalError says the direct path cannot be had (Message says why):
+	// the terminal stays relayed.
+	SignalError = "error"
+)
+
+// ICECandidate is an ICE candidate as WebRTC's RTCIceCandidateInit has it.
+type ICECandidate struct {
+	Candidate        string  `json:"candidate"`
+	SDPMid           *string `json:"sdp_mid,omitempty"`
+	SDPMLineIndex    *uint16 `json:"sdp_mline_index,omitempty"`
+	UsernameFragment *string `json:"username_fragment,omitempty"`
 }
 
 // ProxyTokenHeader carries a workspace proxy's token (`tether wsproxy
@@ -729,6 +832,9 @@ type ProxyHeartbeatResponse struct {
 	// policy, for the proxy's own tunnels.
 	DisableDirect       bool `json:"disable_direct"`
 	DERPForceWebSockets bool `json:"derp_force_websockets"`
+	// BrowserDirect lets the proxy's web terminals go direct
+	// (`tether server --browser-direct`).
+	BrowserDirect bool `json:"browser_direct"`
 	// EndedSessions are those of the request's Sessions that ended.
 	EndedSessions []string `json:"ended_sessions,omitempty"`
 }

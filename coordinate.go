@@ -88,6 +88,13 @@ const (
 	AgentSSHPort       = 1 // SSH (exec, PTY, SFTP, forwarding)
 	AgentPTYPort       = 2 // reconnecting PTY for the web terminal
 	AgentSpeedtestPort = 3 // throughput test
+	// AgentTerminalPort serves the reconnecting PTY with output positions
+	// (package ptyproto), so that the web terminal can move between the
+	// server's relay and a direct path without losing output.
+	AgentTerminalPort = 4
+	// AgentRTCPort takes the web terminal's WebRTC signalling, forwarded
+	// by the server from the browser (package rtcsignal).
+	AgentRTCPort = 5
 )
 
 // Node is what a peer tells others about itself so that they can reach it.

@@ -20,6 +20,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/tetherdev/tether"
 	"github.com/tetherdev/tether/agent/reconnectingpty"
+	"github.com/tetherdev/tether/agent/rtcterm"
 	"github.com/tetherdev/tether/agent/sshd"
 	"github.com/tetherdev/tether/client"
 	"github.com/tetherdev/tether/coordinator/coordclient"
@@ -248,6 +249,7 @@ func (a *Agent) serve(ctx context.Context, conn *tunnel.Conn, m tether.AgentMani
 		return fmt.Errorf("start SSH server: %w", err)
 	}
 	pty := reconnectingpty.New(reconnectingpty.Options{Logger: log.With(slog.String("component", "pty")), Env: env})
+	rtc := rtcterm.New(rtcterm.Options{Logger: log.With(slog.String("component", "pty.direct")), PTY: pty})
 
 	services := []struct {
 		name  string // also the session kind of its connections
@@ -257,6 +259,8 @@ func (a *Agent) serve(ctx context.Context, conn *tunnel.Conn, m tether.AgentMani
 	}{
 		{sessionSSH, tether.AgentSSHPort, ssh.Serve, ssh.Close},
 		{sessionPTY, tether.AgentPTYPort, pty.Serve, pty.Close},
+		{sessionPTY, tether.AgentTerminalPort, pty.ServePositions, nil},
+		{sessionPTYDirect, tether.AgentRTCPort, rtc.Serve, rtc.Close},
 		{sessionSpeedtest, tether.AgentSpeedtestPort, func(l net.Listener) error { return speedtest.Serve(ctx, l) }, nil},
 	}
 	for _, svc := range services {

@@ -19,14 +19,15 @@ import (
 
 // Session kinds, the values of the kind label.
 const (
-	sessionSSH        = "ssh"       // tether ssh, OpenSSH through --stdio, VS Code…
-	sessionPTY        = "pty"       // the web terminal
-	sessionSpeedtest  = "speedtest" // tether speedtest
+	sessionSSH        = "ssh"        // tether ssh, OpenSSH through --stdio, VS Code…
+	sessionPTY        = "pty"        // the web terminal, relayed by the server
+	sessionPTYDirect  = "pty_direct" // a web terminal's direct path: its signalling, and the channel while it lives
+	sessionSpeedtest  = "speedtest"  // tether speedtest
 	sessionForwardTCP = "forward_tcp"
 	sessionForwardUDP = "forward_udp"
 )
 
-var sessionKinds = []string{sessionSSH, sessionPTY, sessionSpeedtest, sessionForwardTCP, sessionForwardUDP}
+var sessionKinds = []string{sessionSSH, sessionPTY, sessionPTYDirect, sessionSpeedtest, sessionForwardTCP, sessionForwardUDP}
 
 // sessionCount is one kind's open and total sessions.
 type sessionCount struct {

@@ -183,4 +183,11 @@ func TestBrowserOnlyWebTerminal(t *testing.T) {
 	p := b.tab("alice")
 	p.signIn(env.Server.URL, "alice", "correct-horse")
 	checkWebTerminal(t, p, env.Server.URL+"/@alice/dev/terminal")
+	// Browser-only keeps the terminal on the server's relay.
+	if got := p.text(terminalPath); got != "relayed" {
+		t.Errorf("the terminal's path on a browser-only server is %q, want relayed", got)
+	}
+	if p.text(`window.tetherTerminalPeer ? "peer" : ""`) != "" {
+		t.Errorf("the page opened a peer connection on a browser-only server")
+	}
 }

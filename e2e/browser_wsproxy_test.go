@@ -115,6 +115,9 @@ func TestBrowserWorkspaceProxy(t *testing.T) {
 	if loc := tp.location(); loc.Host != "localhost:"+d.proxyPort {
 		t.Fatalf("the terminal is at %s, want on the proxy", loc)
 	}
+	// It goes direct as on the primary (the proxy forwards the
+	// signalling over its own tunnel); relayed, it goes through the proxy.
+	tp.waitTerminalPath("direct", terminalDirectTimeout)
 	tp.focusedKeys("echo via-proxy-$((6*7))\r")
 	tp.waitContains("the command's output", terminalRows, "via-proxy-42")
 	tp.screenshot("terminal-on-proxy")

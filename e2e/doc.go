@@ -16,7 +16,9 @@
 //   - relay_*: DERP maps and external relays, nginx in front, STUN, who
 //     the relay serves
 //   - browser_*: the dashboard, the web terminal, apps and cross-site
-//     requests in headless Chromium
+//     requests in headless Chromium (browser_direct_test.go: the terminal
+//     direct over WebRTC, its fallback to the relay when a UDP port is
+//     cut with nft as root, and who may signal)
 //   - replicas_*: the server on PostgreSQL, alone and as replicas
 //     (TETHER_TEST_POSTGRES_URL)
 //   - wsproxy_*: workspace proxies: the admin commands, the hand-off from

@@ -1,9 +1,12 @@
 package ptyproto
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -16,6 +19,7 @@ import (
 // concurrent use.
 type Conn struct {
 	conn net.Conn
+	r    io.Reader // conn, or a reader that holds what followed the answer
 
 	mu sync.Mutex // serializes frames
 }
@@ -24,20 +28,60 @@ type Conn struct {
 // connection to a reconnecting PTY, by sending the header; ctx bounds that
 // write. The Conn owns conn from then on, also when Attach fails.
 func Attach(ctx context.Context, conn net.Conn, h Header) (*Conn, error) {
+	if err := sendHeader(ctx, conn, h); err != nil {
+		return nil, err
+	}
+	return &Conn{conn: conn, r: conn}, nil
+}
+
+// AttachAt is Attach at tether.AgentTerminalPort: it also reads the
+// server's answer, which says where the output that Read returns starts.
+// ctx bounds both. An error that wraps ErrNoAnswer means the connection
+// ended without an answer: the agent does not serve positions.
+func AttachAt(ctx context.Context, conn net.Conn, h Header) (*Conn, Attached, error) {
+	if err := sendHeader(ctx, conn, h); err != nil {
+		return nil, Attached{}, err
+	}
+	if d, ok := ctx.Deadline(); ok {
+		conn.SetReadDeadline(d)
+	}
+	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Unix(1, 0)) })
+	br := bufio.NewReaderSize(conn, MaxHeaderLen)
+	a, err := ReadAttached(br)
+	if !stop() || err != nil {
+		conn.Close()
+		switch {
+		case ctx.Err() != nil:
+			err = ctx.Err()
+		case errors.Is(err, io.EOF) && br.Buffered() == 0:
+			err = ErrNoAnswer
+		}
+		return nil, Attached{}, fmt.Errorf("attach: %w", err)
+	}
+	conn.SetReadDeadline(time.Time{})
+	return &Conn{conn: conn, r: br}, a, nil
+}
+
+// ErrNoAnswer is AttachAt's error when the connection ends before the
+// server's answer.
+var ErrNoAnswer = errors.New("the connection ended without an answer")
+
+// sendHeader validates and sends h; it closes conn when it fails.
+func sendHeader(ctx context.Context, conn net.Conn, h Header) error {
 	if err := h.Validate(); err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("attach: %w", err)
+		return fmt.Errorf("attach: %w", err)
 	}
 	line, err := json.Marshal(h)
 	if err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("attach: %w", err)
+		return fmt.Errorf("attach: %w", err)
 	}
 	line = append(line, '\n')
 	if len(line) > MaxHeaderLen {
 		// The server would refuse it; say so here, where the cause is.
 		conn.Close()
-		return nil, fmt.Errorf("attach: header is longer than %d bytes", MaxHeaderLen)
+		return fmt.Errorf("attach: header is longer than %d bytes", MaxHeaderLen)
 	}
 
 	if d, ok := ctx.Deadline(); ok {
@@ -50,15 +94,15 @@ func Attach(ctx context.Context, conn net.Conn, h Header) (*Conn, error) {
 		if ctx.Err() != nil {
 			err = ctx.Err()
 		}
-		return nil, fmt.Errorf("attach: send header: %w", err)
+		return fmt.Errorf("attach: send header: %w", err)
 	}
 	conn.SetWriteDeadline(time.Time{})
-	return &Conn{conn: conn}, nil
+	return nil
 }
 
 // Read reads the terminal's output. It returns io.EOF when the session's
 // process has exited (or the server closed the connection).
-func (c *Conn) Read(p []byte) (int, error) { return c.conn.Read(p) }
+func (c *Conn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // Write sends p as input to the terminal, in as many frames as it takes.
 func (c *Conn) Write(p []byte) (int, error) {

@@ -36,8 +36,34 @@
 // Frames of other types are skipped, so that new types can be added
 // without breaking older servers.
 //
-// The browser does not speak this protocol: it speaks JSON messages
-// (tether.TerminalInput) over a WebSocket to the server, which turns them
+// # Positions (tether.AgentTerminalPort)
+//
+// The agent serves the same protocol a second time, at
+// tether.AgentTerminalPort, with one difference: before any output the
+// server answers the header with one line of its own, an Attached (JSON
+// and '\n'), that says where in the session's output the bytes that follow
+// start. Every session counts its output from 0 and has an instance name,
+// fresh each time a session starts, so that a session started again under
+// the same id (the agent restarted) is not taken for the old one. A client
+// that already holds a session's output up to some offset names it in the
+// header (Resume) and gets the output from there on, without the replay,
+// as long as the session still keeps that much scrollback; otherwise, and
+// without Resume, it gets the scrollback and Attached.Replay says so (the
+// client resets its screen first). This is what lets the web terminal move
+// between the server's relay and a direct WebRTC data channel without
+// losing or repeating a byte: each path carries the same stream, and the
+// browser writes each offset once. Old agents forward that port to the
+// workspace's loopback, where nothing answers: the server then uses
+// AgentPTYPort without positions.
+//
+// A data channel from a browser (agent/rtcterm) carries this same protocol:
+// header line, frames, Attached and output, each write a message. Its
+// session id and command are those the server bound to the channel when it
+// forwarded the browser's offer; the browser's header only resumes and
+// sizes.
+//
+// The browser does not speak this protocol over its WebSocket: it speaks
+// JSON messages (tether.TerminalInput) to the server, which turns them
 // into frames (server/terminal.go, site/src/terminal.ts).
 package ptyproto
 
@@ -60,6 +86,55 @@ type Header struct {
 	Width  uint16 `json:"width"`
 	// Command is run by a new session instead of a login shell.
 	Command string `json:"command,omitempty"`
+	// Resume, at tether.AgentTerminalPort only, continues the output of
+	// session instance Resume.Instance at Resume.Offset.
+	Resume *Position `json:"resume,omitempty"`
+}
+
+// Position is a point in a session's output: its instance and an offset
+// in bytes from the session's first output.
+type Position struct {
+	Instance string `json:"instance"`
+	Offset   uint64 `json:"offset"`
+}
+
+// Attached is the server's answer line at tether.AgentTerminalPort: the
+// output that follows starts at Position. Replay is true when it is the
+// session's scrollback rather than the continuation the client asked for
+// (a new session, none asked for, or too old): the client resets its
+// screen before writing it.
+type Attached struct {
+	Position
+	Replay bool `json:"replay"`
+}
+
+// MaxInstanceLen bounds a session instance's name.
+const MaxInstanceLen = 64
+
+// ReadAttached reads the answer line of a connection to
+// tether.AgentTerminalPort. br's buffer must hold MaxHeaderLen bytes.
+func ReadAttached(br *bufio.Reader) (Attached, error) {
+	line, err := br.ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) {
+		return Attached{}, fmt.Errorf("answer is longer than %d bytes", MaxHeaderLen)
+	}
+	if err != nil {
+		return Attached{}, fmt.Errorf("read answer: %w", err)
+	}
+	var a Attached
+	if err := json.Unmarshal(line, &a); err != nil {
+		return Attached{}, fmt.Errorf("parse answer: %w", err)
+	}
+	if a.Instance == "" || len(a.Instance) > MaxInstanceLen {
+		return Attached{}, fmt.Errorf("answer names no session instance")
+	}
+	return a, nil
+}
+
+// AttachedLine is a's line as the server sends it.
+func AttachedLine(a Attached) []byte {
+	b, _ := json.Marshal(a) // cannot fail: strings and numbers
+	return append(b, '\n')
 }
 
 // Limits of the protocol.
@@ -86,6 +161,9 @@ func (h Header) Validate() error {
 	if len(h.ID) > MaxIDLen {
 		return fmt.Errorf("session id is longer than %d bytes", MaxIDLen)
 	}
+	if h.Resume != nil && len(h.Resume.Instance) > MaxInstanceLen {
+		return fmt.Errorf("session instance is longer than %d bytes", MaxInstanceLen)
+	}
 	return nil
 }
 
@@ -93,6 +171,33 @@ func (h Header) Validate() error {
 // must hold at least MaxHeaderLen bytes (bufio.NewReaderSize); the frames
 // that follow the header stay in it.
 func ReadHeader(br *bufio.Reader) (Header, error) {
+	h, err := readHeaderLine(br)
+	if err != nil {
+		return Header{}, err
+	}
+	if err := h.Validate(); err != nil {
+		return Header{}, err
+	}
+	return h, nil
+}
+
+// ReadBoundHeader reads the header of a connection whose session the
+// server chose beforehand (a browser's data channel): the id and command
+// are id and none, whatever the line says; the line only resumes and
+// sizes.
+func ReadBoundHeader(br *bufio.Reader, id string) (Header, error) {
+	h, err := readHeaderLine(br)
+	if err != nil {
+		return Header{}, err
+	}
+	h.ID, h.Command = id, ""
+	if err := h.Validate(); err != nil {
+		return Header{}, err
+	}
+	return h, nil
+}
+
+func readHeaderLine(br *bufio.Reader) (Header, error) {
 	line, err := br.ReadSlice('\n')
 	if errors.Is(err, bufio.ErrBufferFull) || len(line) > MaxHeaderLen {
 		return Header{}, fmt.Errorf("header is longer than %d bytes", MaxHeaderLen)
@@ -103,9 +208,6 @@ func ReadHeader(br *bufio.Reader) (Header, error) {
 	var h Header
 	if err := json.Unmarshal(line, &h); err != nil {
 		return Header{}, fmt.Errorf("parse header: %w", err)
-	}
-	if err := h.Validate(); err != nil {
-		return Header{}, err
 	}
 	return h, nil
 }

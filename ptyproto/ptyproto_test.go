@@ -214,3 +214,54 @@ func TestAttachRefuses(t *testing.T) {
 		}
 	})
 }
+
+// TestAttachAt: the answer line says where the output starts and the
+// output follows it unchanged; a server that closes without an answer (an
+// agent older than positions, whose port goes to the workspace) is
+// ErrNoAnswer, which the server's relay takes as "use the old port".
+func TestAttachAt(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		answer string
+		want   ptyproto.Attached
+		output string
+		err    error
+	}{
+		{"answered", `{"instance":"i1","offset":42,"replay":false}` + "\n", ptyproto.Attached{Position: ptyproto.Position{Instance: "i1", Offset: 42}}, "more output", nil},
+		{"replay", `{"instance":"i2","offset":7,"replay":true}` + "\n", ptyproto.Attached{Position: ptyproto.Position{Instance: "i2", Offset: 7}, Replay: true}, "", nil},
+		{"no answer", "", ptyproto.Attached{}, "", ptyproto.ErrNoAnswer},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			client, server := net.Pipe()
+			go func() {
+				br := bufio.NewReaderSize(server, ptyproto.MaxHeaderLen)
+				if _, err := ptyproto.ReadHeader(br); err != nil {
+					server.Close()
+					return
+				}
+				io.WriteString(server, c.answer+c.output)
+				server.Close()
+			}()
+			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+			defer cancel()
+			conn, a, err := ptyproto.AttachAt(ctx, client, ptyproto.Header{ID: "s", Resume: &ptyproto.Position{Instance: "i1", Offset: 42}})
+			if c.err != nil {
+				if !errors.Is(err, c.err) {
+					t.Fatalf("AttachAt: %v, want %v", err, c.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if a != c.want {
+				t.Errorf("answer %+v, want %+v", a, c.want)
+			}
+			out, _ := io.ReadAll(conn)
+			if string(out) != c.output {
+				t.Errorf("output %q, want %q", out, c.output)
+			}
+		})
+	}
+}

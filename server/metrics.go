@@ -54,6 +54,12 @@ var (
 		"Requests (WebSockets included) being proxied to workspace apps now.", nil, nil)
 	appRequestsTotalDesc = prometheus.NewDesc("tether_app_requests_total",
 		"Requests proxied to workspace apps.", nil, nil)
+	terminalsDesc = prometheus.NewDesc("tether_web_terminals",
+		`Web terminals this server serves, by path: "relayed" (through this server) or "direct" (browser to agent over WebRTC; the server only holds the WebSocket).`,
+		[]string{"path"}, nil)
+	terminalBytesDesc = prometheus.NewDesc("tether_web_terminal_relayed_bytes_total",
+		`Terminal bytes this server relayed between browsers and agents, by direction: "to_browser" (output) or "to_agent" (input). Direct terminals add nothing.`,
+		[]string{"direction"}, nil)
 )
 
 // sessionKinds maps liveConn.what to the kind label.
@@ -66,6 +72,8 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- sessionsDesc
 	ch <- appRequestsDesc
 	ch <- appRequestsTotalDesc
+	ch <- terminalsDesc
+	ch <- terminalBytesDesc
 }
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
@@ -85,4 +93,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(appRequestsDesc, prometheus.GaugeValue, float64(c.s.appRequests.Load()))
 	ch <- prometheus.MustNewConstMetric(appRequestsTotalDesc, prometheus.CounterValue, float64(c.s.appRequestsTotal.Load()))
+	relayed, direct := c.s.terminalPaths.totals()
+	ch <- prometheus.MustNewConstMetric(terminalsDesc, prometheus.GaugeValue, float64(relayed), "relayed")
+	ch <- prometheus.MustNewConstMetric(terminalsDesc, prometheus.GaugeValue, float64(direct), "direct")
+	ch <- prometheus.MustNewConstMetric(terminalBytesDesc, prometheus.CounterValue, float64(c.s.terminalBytesOut.Load()), "to_browser")
+	ch <- prometheus.MustNewConstMetric(terminalBytesDesc, prometheus.CounterValue, float64(c.s.terminalBytesIn.Load()), "to_agent")
 }

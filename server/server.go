@@ -66,8 +66,12 @@ type Options struct {
 	BlockDirect bool
 	// DERPForceWebSockets tells peers to reach relays over WebSocket only.
 	DERPForceWebSockets bool
-	// BrowserOnly refuses CLI tunnels (--browser-only).
+	// BrowserOnly refuses CLI tunnels (--browser-only). It also keeps web
+	// terminals on the server's relay.
 	BrowserOnly bool
+	// BrowserDirect lets web terminals go direct, browser to agent over
+	// WebRTC (--browser-direct), unless BrowserOnly or BlockDirect.
+	BrowserDirect bool
 	// WildcardAccessURL, such as "*.apps.example.com", turns on subdomain
 	// apps at APP--WS--USER.apps.example.com.
 	WildcardAccessURL string
@@ -151,6 +155,15 @@ type Server struct {
 	// Requests being proxied to apps, and all so far, for metrics.go.
 	appRequests      atomic.Int64
 	appRequestsTotal atomic.Uint64
+
+	// browserDirect returns the ICE servers of web terminals' direct
+	// paths; nil when they are off (terminal_direct.go).
+	browserDirect func() []string
+	// Web terminals by path, and the terminal bytes the server relayed
+	// (to the browser, to the agent), for the dashboard and metrics.go.
+	terminalPaths    terminalPaths
+	terminalBytesOut atomic.Uint64
+	terminalBytesIn  atomic.Uint64
 
 	ctx    context.Context // canceled by Close; parent of long-lived work
 	cancel context.CancelFunc
@@ -238,6 +251,9 @@ func New(opts Options) (*Server, error) {
 		cancel()
 		binaries.Close()
 		return nil, err
+	}
+	if opts.BrowserDirect && !opts.BrowserOnly && !opts.BlockDirect {
+		s.browserDirect = func() []string { return iceServers(s.derpMap()) }
 	}
 	s.routes(opts.DERP, opts.Site, opts.SitePage)
 	s.handler = s.instrument(opts.Metrics, http.HandlerFunc(s.serveHTTP))

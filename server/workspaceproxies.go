@@ -448,6 +448,7 @@ func (s *Server) postProxyHeartbeat(w http.ResponseWriter, r *http.Request, p st
 		DERPMap:             withRegions(s.derpMap(), []*tailcfg.DERPRegion{region}),
 		DisableDirect:       s.connInfo.DisableDirect,
 		DERPForceWebSockets: s.connInfo.DERPForceWebSockets,
+		BrowserDirect:       s.browserDirect != nil,
 		EndedSessions:       ended,
 	}
 	if !s.derpMeshKey.IsZero() {

@@ -33,6 +33,9 @@ func (s *Server) workspaceView(ws store.Workspace, apps []tether.App) tether.Wor
 		st := ws.StartupScript.StartupScriptStatus
 		v.StartupScript = &st
 	}
+	if relayed, direct := s.terminalPaths.get(ws.ID); relayed+direct > 0 {
+		v.WebTerminals = &tether.WebTerminals{Direct: direct, Relayed: relayed}
+	}
 	if !ws.AgentLastSeenAt.IsZero() {
 		seen := ws.AgentLastSeenAt
 		v.LastSeen = &seen

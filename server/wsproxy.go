@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -90,6 +91,9 @@ type Proxy struct {
 	wildcard   *wildcard
 	redeemed   handoff.Redeemed
 	grants     proxyGrants
+	// iceServers are the ICE servers of direct web terminals, from the
+	// primary's last answer; nil while the primary turns them off.
+	iceServers atomic.Pointer[[]string]
 }
 
 // NewProxy returns a proxy for opts.
@@ -144,8 +148,25 @@ func NewProxy(opts ProxyOptions) (*Proxy, error) {
 		ctx:       ctx,
 		cancel:    cancel,
 	}
+	p.web.browserDirect = func() []string {
+		if ice := p.iceServers.Load(); ice != nil {
+			return *ice
+		}
+		return nil
+	}
+	p.setDirect(reg)
 	p.routes()
 	return p, nil
+}
+
+// setDirect follows the primary's setting for direct web terminals.
+func (p *Proxy) setDirect(resp tether.ProxyHeartbeatResponse) {
+	if !resp.BrowserDirect {
+		p.iceServers.Store(nil)
+		return
+	}
+	ice := iceServers(resp.DERPMap)
+	p.iceServers.Store(&ice)
 }
 
 // ProxyHeartbeat sends one heartbeat to the primary: the first registers
@@ -239,6 +260,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 		}
 		failing = false
 		p.agentNet.SetDERPMap(resp.DERPMap)
+		p.setDirect(resp)
 		for _, h := range resp.EndedSessions {
 			p.grants.endSession(h, "your session at the primary ended: sign in again")
 		}

@@ -60,6 +60,7 @@ type Settings struct {
 	UDPRelayAddress         string
 	UDPRelayPublicAddresses []string
 	BrowserOnly             bool
+	BrowserDirect           bool
 	WildcardAccessURL       string
 	AllowPathAppSharing     bool
 	TrustedProxies          []string
@@ -128,7 +129,8 @@ func (s *Settings) bindFlags(f *pflag.FlagSet) {
 	f.StringVar(&s.UDPRelayAddress, "udp-relay-address", fmt.Sprintf("0.0.0.0:%d", peerrelay.DefaultPort), "UDP port of the built-in UDP relay, which carries peers' (encrypted) traffic when they cannot connect directly but can reach this server over UDP; HOST:PORT binds PORT on every interface and gives peers HOST (0.0.0.0: every interface's address); disable to turn it off")
 	f.StringSliceVar(&s.UDPRelayPublicAddresses, "udp-relay-public-addresses", nil, "IP:PORT addresses (comma separated) where peers reach the UDP relay, when its public address is not on an interface (cloud VMs, load balancers, port forwarding)")
 	f.BoolVar(&s.BlockDirectConnections, "block-direct-connections", false, "relay all traffic: peers publish no direct endpoints")
-	f.BoolVar(&s.BrowserOnly, "browser-only", false, "refuse CLI tunnels (ssh, port-forward, ping, speedtest); the web terminal and apps keep working")
+	f.BoolVar(&s.BrowserOnly, "browser-only", false, "refuse CLI tunnels (ssh, port-forward, ping, speedtest); the web terminal and apps keep working, relayed by the server")
+	f.BoolVar(&s.BrowserDirect, "browser-direct", true, "let web terminals go direct, browser to workspace over WebRTC, with the deployment's STUN servers (off with --browser-only or --block-direct-connections)")
 	f.StringVar(&s.WildcardAccessURL, "wildcard-access-url", "", "serve subdomain apps at APP--WS--USER.<domain>: a pattern like *.apps.example.com whose hosts resolve to this server")
 	f.BoolVar(&s.AllowPathAppSharing, "dangerous-allow-path-app-sharing", false, "let path-based apps open for users other than their owner (admins included); their scripts run on the dashboard's origin and could act as the visitor")
 	f.StringSliceVar(&s.TrustedProxies, "trusted-proxies", nil, "addresses or CIDR ranges (comma separated) of reverse proxies in front of this server whose X-Forwarded-For names the client, for sign-in throttling and logs; others' X-Forwarded-For is ignored")
@@ -254,6 +256,7 @@ func run(ctx context.Context, s Settings, logger *slog.Logger, stdout io.Writer,
 		BlockDirect:          s.BlockDirectConnections,
 		DERPForceWebSockets:  s.DERPForceWebSockets,
 		BrowserOnly:          s.BrowserOnly,
+		BrowserDirect:        s.BrowserDirect,
 		WildcardAccessURL:    s.WildcardAccessURL,
 		AllowPathAppSharing:  s.AllowPathAppSharing,
 		TrustedProxies:       trustedProxies,

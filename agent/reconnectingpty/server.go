@@ -95,7 +95,38 @@ func New(opts Options) *Server {
 
 // Serve accepts connections on l until Close, or until l fails. It closes
 // l before returning. After Close it returns ErrServerClosed.
-func (s *Server) Serve(l net.Listener) error {
+func (s *Server) Serve(l net.Listener) error { return s.serve(l, connMode{}) }
+
+// ServePositions is Serve for tether.AgentTerminalPort: each connection
+// is answered with a ptyproto.Attached line before its output, and may
+// resume a session's output where it left it.
+func (s *Server) ServePositions(l net.Listener) error { return s.serve(l, connMode{positions: true}) }
+
+// ServeBound serves one connection, as ServePositions does, on session id
+// whatever its header names (a browser's data channel, whose session the
+// server chose). It returns when the connection ends, or at once after
+// Close. It owns c.
+func (s *Server) ServeBound(c net.Conn, id string) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		c.Close()
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	s.handleConn(c, connMode{positions: true, boundID: id})
+}
+
+// connMode is what a connection speaks: with positions or without, and
+// on a session of its own choice or the one it is bound to.
+type connMode struct {
+	positions bool
+	boundID   string
+}
+
+func (s *Server) serve(l net.Listener, mode connMode) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -131,7 +162,7 @@ func (s *Server) Serve(l net.Listener) error {
 		s.conns[c] = struct{}{}
 		s.wg.Add(1)
 		s.mu.Unlock()
-		go s.handleConn(c)
+		go s.handleConn(c, mode)
 	}
 }
 
@@ -156,7 +187,7 @@ func (s *Server) Close() error {
 }
 
 // handleConn runs one client connection. It owns c.
-func (s *Server) handleConn(c net.Conn) {
+func (s *Server) handleConn(c net.Conn, mode connMode) {
 	defer s.wg.Done()
 	defer func() {
 		s.mu.Lock()
@@ -168,7 +199,13 @@ func (s *Server) handleConn(c net.Conn) {
 
 	c.SetReadDeadline(time.Now().Add(headerTimeout))
 	br := bufio.NewReaderSize(c, ptyproto.MaxHeaderLen)
-	h, err := ptyproto.ReadHeader(br)
+	var h ptyproto.Header
+	var err error
+	if mode.boundID != "" {
+		h, err = ptyproto.ReadBoundHeader(br, mode.boundID)
+	} else {
+		h, err = ptyproto.ReadHeader(br)
+	}
 	if err != nil {
 		logger.Debug("bad header", "err", err)
 		fmt.Fprintf(c, "\r\nreconnectingpty: %v\r\n", err)
@@ -177,7 +214,7 @@ func (s *Server) handleConn(c net.Conn) {
 	c.SetReadDeadline(time.Time{})
 	logger = logger.With("session", h.ID)
 
-	sess, cl, err := s.attach(c, h, logger)
+	sess, cl, err := s.attach(c, h, mode.positions, logger)
 	if err != nil {
 		logger.Warn("start session", "err", err)
 		fmt.Fprintf(c, "\r\nreconnectingpty: %v\r\n", err)
@@ -197,14 +234,14 @@ func (s *Server) handleConn(c net.Conn) {
 
 // attach attaches c to the session that h names, starting it if it is not
 // running.
-func (s *Server) attach(c net.Conn, h ptyproto.Header, logger *slog.Logger) (*session, *client, error) {
+func (s *Server) attach(c net.Conn, h ptyproto.Header, positions bool, logger *slog.Logger) (*session, *client, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil, nil, ErrServerClosed
 	}
 	if sess, ok := s.sessions[h.ID]; ok {
-		if cl, ok := sess.attach(c, h.Height, h.Width); ok {
+		if cl, ok := sess.attach(c, h.Height, h.Width, positions, h.Resume); ok {
 			return sess, cl, nil
 		}
 		// The session is ending; its id is free for a new one.
@@ -213,7 +250,7 @@ func (s *Server) attach(c net.Conn, h ptyproto.Header, logger *slog.Logger) (*se
 	if err != nil {
 		return nil, nil, err
 	}
-	cl, ok := sess.attach(c, 0, 0)
+	cl, ok := sess.attach(c, 0, 0, positions, nil)
 	if !ok {
 		return nil, nil, errors.New("session ended at once")
 	}

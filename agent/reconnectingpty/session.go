@@ -2,6 +2,8 @@ package reconnectingpty
 
 import (
 	"bufio"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net"
@@ -28,11 +30,12 @@ const (
 // it: readOutput (terminal to clients), wait (reaps the process) and
 // supervise (hangs it up on request).
 type session struct {
-	id     string
-	server *Server
-	logger *slog.Logger
-	ptmx   *os.File
-	proc   *os.Process
+	id       string
+	instance string // fresh for each session, for ptyproto.Position
+	server   *Server
+	logger   *slog.Logger
+	ptmx     *os.File
+	proc     *os.Process
 
 	exited   chan struct{} // closed when the process has been reaped
 	outDone  chan struct{} // closed when the terminal's output has ended
@@ -85,6 +88,7 @@ func (s *Server) startSessionLocked(h ptyproto.Header, logger *slog.Logger) (*se
 
 	sess := &session{
 		id:         h.ID,
+		instance:   newInstance(),
 		server:     s,
 		logger:     logger,
 		ptmx:       ptmx,
@@ -207,7 +211,7 @@ func (sess *session) broadcast(p []byte) {
 // attach adds a client on c and queues the scrollback for it, in one step
 // so that it sees every byte of output once. A non-zero size resizes the
 // terminal. It reports false if the session has ended.
-func (sess *session) attach(c net.Conn, height, width uint16) (*client, bool) {
+func (sess *session) attach(c net.Conn, height, width uint16, positions bool, resume *ptyproto.Position) (*client, bool) {
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
 	if sess.ended {
@@ -219,8 +223,27 @@ func (sess *session) attach(c net.Conn, height, width uint16) (*client, bool) {
 		}
 	}
 	cl := &client{conn: c, out: make(chan []byte, clientQueue)}
-	if replay := sess.scrollback.replay(); len(replay) > 0 {
-		cl.out <- replay
+	if !positions {
+		if replay := sess.scrollback.replay(); len(replay) > 0 {
+			cl.out <- replay
+		}
+	} else {
+		a := ptyproto.Attached{Position: ptyproto.Position{Instance: sess.instance}}
+		var out []byte
+		ok := false
+		if resume != nil && resume.Instance == sess.instance {
+			out, ok = sess.scrollback.since(resume.Offset)
+		}
+		if ok {
+			a.Offset = resume.Offset
+		} else {
+			a.Replay = true
+			a.Offset, out = sess.scrollback.replayAt()
+		}
+		cl.out <- ptyproto.AttachedLine(a)
+		if len(out) > 0 {
+			cl.out <- out
+		}
 	}
 	sess.clients[cl] = struct{}{}
 	if sess.idle != nil {
@@ -305,10 +328,12 @@ func (cl *client) writeLoop() {
 type scrollback struct {
 	size      int
 	buf       []byte
-	truncated bool // output has been dropped from the front
+	truncated bool   // output has been dropped from the front
+	total     uint64 // bytes of output ever written: the offset after buf
 }
 
 func (b *scrollback) write(p []byte) {
+	b.total += uint64(len(p))
 	if b.buf == nil {
 		b.buf = make([]byte, 0, b.size)
 	}
@@ -334,4 +359,28 @@ func (b *scrollback) replay() []byte {
 		}
 	}
 	return append([]byte(nil), p...)
+}
+
+// replayAt is replay with the offset of its first byte.
+func (b *scrollback) replayAt() (uint64, []byte) {
+	p := b.replay()
+	return b.total - uint64(len(p)), p
+}
+
+// since returns a copy of the output from offset on, if the scrollback
+// still holds all of it.
+func (b *scrollback) since(offset uint64) ([]byte, bool) {
+	start := b.total - uint64(len(b.buf))
+	if offset < start || offset > b.total {
+		return nil, false
+	}
+	return append([]byte(nil), b.buf[offset-start:]...), true
+}
+
+// newInstance names a new session, uniquely enough that a session started
+// again under the same id is never taken for the old one.
+func newInstance() string {
+	var b [12]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }

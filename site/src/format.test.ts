@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { agentCommand, appLink, connectionLabel, relativeTime, startupLabel } from "./format";
+import { agentCommand, appLink, connectionLabel, relativeTime, startupLabel, terminalsLabel } from "./format";
 import type { App, Workspace } from "./tether.gen";
 
 const ws: Workspace = {
@@ -88,4 +88,16 @@ test("agentCommand prefers the install one-liner", () => {
     agentCommand({ ...base, install_command: "curl -fsSL https://tether.example.com/install.sh | TETHER_AGENT_TOKEN=tok sh" }),
     "curl -fsSL https://tether.example.com/install.sh | TETHER_AGENT_TOKEN=tok sh",
   );
+});
+
+test("terminalsLabel", () => {
+  const cases: [number, number, string][] = [
+    [0, 0, ""],
+    [1, 0, "Web terminal: direct"],
+    [0, 1, "Web terminal: relayed"],
+    [2, 1, "3 web terminals: 2 direct, 1 relayed"],
+    [0, 2, "2 web terminals: 2 relayed"],
+  ];
+  for (const [direct, relayed, want] of cases) assert.equal(terminalsLabel({ direct, relayed }), want, `${direct} direct, ${relayed} relayed`);
+  assert.equal(terminalsLabel(undefined), "");
 });

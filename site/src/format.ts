@@ -10,6 +10,7 @@ import {
   StartupScriptTimedOut,
   type App,
   type StartupScriptStatus,
+  type WebTerminals,
   type Workspace,
   type WorkspaceConnection,
 } from "./tether.gen";
@@ -37,6 +38,18 @@ export function connectionLabel(c: WorkspaceConnection | null | undefined): stri
   if (c.path === PathRelay) return c.endpoint ? `UDP relay (${c.endpoint})` : "UDP relay";
   if (c.path === PathDERP) return c.derp_region ? `Relay (${c.derp_region})` : "Relay";
   return c.path;
+}
+
+/** terminalsLabel says how a workspace's open web terminals go. */
+export function terminalsLabel(t: WebTerminals | null | undefined): string {
+  if (!t) return "";
+  const n = t.direct + t.relayed;
+  if (n === 0) return "";
+  if (n === 1) return t.direct ? "Web terminal: direct" : "Web terminal: relayed";
+  const parts = [];
+  if (t.direct) parts.push(`${t.direct} direct`);
+  if (t.relayed) parts.push(`${t.relayed} relayed`);
+  return `${n} web terminals: ${parts.join(", ")}`;
 }
 
 export interface AppLink {

@@ -4,11 +4,18 @@
 // Wire protocol of /api/v2/workspaces/OWNER/WS/pty?reconnect=ID&height=H&width=W
 // (server/terminal.go): the server sends binary messages, each raw terminal
 // output (a message may end inside a UTF-8 sequence: xterm decodes
-// Uint8Array input as a stream); the browser sends text messages, each a
-// TerminalInput: {"data": "..."} for input and {"height": H, "width": W}
-// for a resize. On a reconnect with the same id the server first replays
-// the session's recent output, so the page resets its screen before the
-// replay instead of showing everything twice.
+// Uint8Array input as a stream), and text messages, each a TerminalEvent;
+// the browser sends text messages, each a TerminalInput: {"data": "..."}
+// for input and {"height": H, "width": W} for a resize. On a reconnect with
+// the same id the server first replays the session's recent output, so the
+// page resets its screen before the replay instead of showing everything
+// twice.
+//
+// The terminal starts on the server's relay and moves to a direct WebRTC
+// data channel to the agent when the server offers one and it comes up
+// (direct.ts); when the channel dies the relay takes over again from the
+// last byte on the screen (positions.ts). The path shows beside the
+// terminal (.terminal-path, data-path "relayed" or "direct").
 //
 // xterm.js draws with its DOM renderer (no WebGL or canvas addon is loaded),
 // so the screen's text is in .xterm-rows, where browser tests read it; they
@@ -19,12 +26,17 @@ import { Terminal, type ITheme } from "@xterm/xterm";
 import { ApiError, api } from "./api";
 import { stampStyleNonces } from "./csp";
 import { capitalize } from "./format";
+import { DirectPath, type Attached } from "./direct";
+import { Screen, Stream } from "./positions";
 import { chooseSession, type KeyValue } from "./session";
-import { AgentConnected, CloseAccessRevoked, type TerminalInput } from "./tether.gen";
+import { AgentConnected, CloseAccessRevoked, type TerminalEvent, type TerminalInput } from "./tether.gen";
 
 declare global {
   interface Window {
     tetherTerminal?: Terminal;
+    // The direct path's peer connection while there is one, for tests and
+    // for people diagnosing it (chrome://webrtc-internals has more).
+    tetherTerminalPeer?: RTCPeerConnection;
   }
 }
 
@@ -86,6 +98,11 @@ const minDelay = 500;
 const maxDelay = 10_000;
 const stableAfter = 5_000;
 
+// A direct path that failed is tried again after directRetryMin, doubling
+// up to directRetryMax; one that came up starts the series again.
+const directRetryMin = 2_000;
+const directRetryMax = 60_000;
+
 export function startTerminal(root: HTMLElement, owner: string, workspace: string): void {
   document.title = `${workspace} — Tether terminal`;
   document.body.classList.add("terminal-page");
@@ -106,7 +123,10 @@ export function startTerminal(root: HTMLElement, owner: string, workspace: strin
   status.className = "terminal-status";
   status.hidden = true;
   status.setAttribute("role", "status");
-  root.append(container, status);
+  const path = document.createElement("div");
+  path.className = "terminal-path";
+  path.hidden = true;
+  root.append(container, status, path);
 
   stampStyleNonces();
   const dark = window.matchMedia("(prefers-color-scheme: dark)");
@@ -130,7 +150,7 @@ export function startTerminal(root: HTMLElement, owner: string, workspace: strin
   fit.fit();
   window.tetherTerminal = term;
 
-  const conn = new PTYConnection(term, owner, workspace, session.id, status);
+  const conn = new PTYConnection(term, owner, workspace, session.id, status, path);
   term.onData((d) => conn.input(d));
   term.onBinary((d) => conn.input(d));
   term.onResize(({ rows, cols }) => conn.resize(rows, cols));
@@ -170,6 +190,18 @@ class PTYConnection {
   private stopped = false;
   // primary is the primary's URL when this page is on a workspace proxy.
   private primary = "";
+  // screen is where the terminal's output stands; relay is the relayed
+  // stream's position, null on an agent that sends no positions.
+  private readonly screen = new Screen();
+  private relay: Stream | null = null;
+  // The direct path: its ICE servers once the server offers it, the
+  // attempt in progress or up, and its output stream once attached.
+  private iceServers: string[] | null = null;
+  private direct: DirectPath | null = null;
+  private directStream: Stream | null = null;
+  private isDirect = false;
+  private directAttempt = 0;
+  private directTimer = 0;
 
   constructor(
     private readonly term: Terminal,
@@ -177,6 +209,7 @@ class PTYConnection {
     private readonly workspace: string,
     private readonly id: string,
     private readonly status: HTMLElement,
+    private readonly pathEl: HTMLElement,
   ) {}
 
   connect(): void {
@@ -199,26 +232,45 @@ class PTYConnection {
     sock.binaryType = "arraybuffer";
     this.sock = sock;
     let opened = false;
+    let first = true;
+    const reconnected = this.everConnected;
+    this.relay = null;
     sock.onopen = () => {
       opened = true;
       this.openedAt = Date.now();
       this.announced = false;
       this.hideStatus();
-      if (this.everConnected) {
+      this.everConnected = true;
+      this.resize(this.term.rows, this.term.cols);
+      this.setPath("relayed");
+    };
+    sock.onmessage = (ev: MessageEvent) => {
+      const wasFirst = first;
+      first = false;
+      if (typeof ev.data === "string") {
+        this.event(ev.data);
+        return;
+      }
+      if (!(ev.data instanceof ArrayBuffer)) return;
+      const b = new Uint8Array(ev.data);
+      if (this.relay) {
+        const out = this.screen.take(this.relay, b);
+        if (out) this.term.write(out);
+        return;
+      }
+      // An agent without positions: the replay comes as it did before.
+      if (wasFirst && reconnected) {
         // RIS, in the output stream so that it lands after anything still
         // queued from before and before the replay.
         this.term.write("\x1bc");
       }
-      this.everConnected = true;
-      this.resize(this.term.rows, this.term.cols);
-    };
-    sock.onmessage = (ev: MessageEvent) => {
-      if (ev.data instanceof ArrayBuffer) this.term.write(new Uint8Array(ev.data));
-      else if (typeof ev.data === "string") this.term.write(ev.data);
+      this.term.write(b);
     };
     sock.onclose = (ev: CloseEvent) => {
       if (this.sock !== sock) return;
       this.sock = null;
+      this.stopDirect();
+      this.setPath("");
       // The server ends the terminal of a user who lost access (suspended,
       // deleted, signed out, or no longer allowed to reach the workspace)
       // with CloseAccessRevoked; its reason says which, and reconnecting
@@ -236,11 +288,130 @@ class PTYConnection {
   }
 
   input(data: string): void {
-    this.send({ data });
+    if (this.isDirect && this.direct?.open) this.direct.input(data);
+    else this.send({ data });
   }
 
   resize(height: number, width: number): void {
-    this.send({ height, width });
+    if (this.isDirect && this.direct?.open) this.direct.resize(height, width);
+    else this.send({ height, width });
+  }
+
+  // event handles a TerminalEvent from the server.
+  private event(text: string): void {
+    let e: TerminalEvent;
+    try {
+      e = JSON.parse(text) as TerminalEvent;
+    } catch {
+      return;
+    }
+    if (e.attached) {
+      this.attachedAt(e.attached);
+      this.relay = new Stream(e.attached.instance, e.attached.offset);
+    }
+    if (e.direct) {
+      this.iceServers = e.direct.ice_servers ?? [];
+      this.directAttempt = 0;
+      this.tryDirect();
+    }
+    if (e.signal) void this.direct?.onSignal(e.signal);
+  }
+
+  // attachedAt starts the screen over when a path brings a replay rather
+  // than the continuation of what it shows.
+  private attachedAt(a: Attached): void {
+    if (!a.replay && a.instance === this.screen.instance) return;
+    if (this.screen.instance !== "" || this.everWrote()) this.term.write("\x1bc");
+    this.screen.reset(a.instance, a.offset);
+  }
+
+  private everWrote(): boolean {
+    return this.term.buffer.active.length > this.term.rows || this.term.buffer.active.cursorY > 0;
+  }
+
+  // tryDirect starts an attempt at the direct path, if the server offered
+  // one and none is under way.
+  private tryDirect(): void {
+    clearTimeout(this.directTimer);
+    if (this.iceServers === null || this.direct || this.stopped || this.sock?.readyState !== WebSocket.OPEN) return;
+    const d = new DirectPath(this.iceServers, {
+      signal: (m) => {
+        if (this.direct === d) this.send({ signal: m });
+      },
+      header: () => ({
+        resume: this.screen.instance ? this.screen.position() : null,
+        height: this.term.rows,
+        width: this.term.cols,
+      }),
+      attached: (a) => {
+        this.attachedAt(a);
+        this.directStream = new Stream(a.instance, a.offset);
+        // Input goes direct from now on; the server stops relaying
+        // output, and what it relayed meanwhile is written once.
+        this.isDirect = true;
+        this.directAttempt = 0;
+        this.send({ relay: { on: false } });
+        this.setPath("direct");
+      },
+      output: (b) => {
+        if (!this.directStream) return;
+        const out = this.screen.take(this.directStream, b);
+        if (out) this.term.write(out);
+      },
+      ended: (why) => {
+        if (this.direct !== d) return;
+        console.debug(`web terminal: direct path ended: ${why}`);
+        const refused = why.includes("offers no direct") || why.includes("are off");
+        this.dropDirect();
+        if (!refused) this.retryDirect();
+      },
+    });
+    this.direct = d;
+    window.tetherTerminalPeer = d.pc;
+  }
+
+  // dropDirect forgets the direct path and, if it carried the terminal,
+  // has the server relay again from the screen's last byte.
+  private dropDirect(): void {
+    const was = this.isDirect;
+    this.direct = null;
+    this.directStream = null;
+    this.isDirect = false;
+    window.tetherTerminalPeer = undefined;
+    if (was) {
+      this.send({ relay: { on: true, resume: this.screen.position() } });
+      this.send({ height: this.term.rows, width: this.term.cols });
+      this.setPath("relayed");
+    }
+  }
+
+  private retryDirect(): void {
+    const delay = Math.min(directRetryMax, directRetryMin * 2 ** this.directAttempt);
+    this.directAttempt++;
+    clearTimeout(this.directTimer);
+    this.directTimer = window.setTimeout(() => this.tryDirect(), delay);
+  }
+
+  // stopDirect ends the direct path with its WebSocket, which authorized
+  // it (the server ends the agent's side too).
+  private stopDirect(): void {
+    clearTimeout(this.directTimer);
+    this.direct?.close();
+    this.direct = null;
+    this.directStream = null;
+    this.isDirect = false;
+    this.iceServers = null;
+    window.tetherTerminalPeer = undefined;
+  }
+
+  private setPath(path: "" | "relayed" | "direct"): void {
+    this.pathEl.hidden = path === "";
+    this.pathEl.dataset.path = path;
+    this.pathEl.textContent = path === "direct" ? "Direct" : "Relayed";
+    this.pathEl.title =
+      path === "direct"
+        ? "Direct: this terminal goes straight to the workspace (WebRTC); the server only holds its WebSocket"
+        : "Relayed: this terminal goes through the server";
   }
 
   setPrimary(url: string): void {

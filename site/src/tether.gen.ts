@@ -334,6 +334,20 @@ export interface Workspace {
    * agent last ran it; nil if it never did.
    */
   startup_script?: StartupScriptStatus;
+  /**
+   * WebTerminals are the web terminals open on the workspace through
+   * the server that answers, by path; nil when there are none.
+   */
+  web_terminals?: WebTerminals;
+}
+
+/**
+ * WebTerminals counts a workspace's open web terminals by path: Direct
+ * (browser to agent over WebRTC) and Relayed (through the server).
+ */
+export interface WebTerminals {
+  direct: number;
+  relayed: number;
 }
 
 // App health, as the agent's health checks find it.
@@ -516,6 +530,116 @@ export interface TerminalInput {
   data?: string;
   height?: number;
   width?: number;
+  /**
+   * Signal is WebRTC signalling for the direct path, which the server
+   * forwards to the workspace's agent (after a TerminalEvent.Direct).
+   */
+  signal?: TerminalSignal;
+  /**
+   * Relay stops the server's relay of the terminal (the browser has a
+   * direct channel on the same session) or starts it again.
+   */
+  relay?: TerminalRelay;
+}
+
+/**
+ * TerminalEvent is a text message from the web terminal's WebSocket to the
+ * browser, between the binary messages of output. Exactly one field is
+ * set.
+ *
+ * The web terminal starts on the server's relay and moves to a direct
+ * WebRTC data channel to the agent when one comes up: the server offers
+ * it (Direct), the browser sends an offer and its ICE candidates (Signal),
+ * the agent answers through the server (Signal), and once the channel
+ * carries the session's output the browser asks the server to stop
+ * relaying (TerminalInput.Relay, answered by Relay "paused"). When the
+ * channel dies the browser asks for the relay again from the last byte it
+ * has. Output carries positions on both paths (Attached), so that the
+ * browser writes every byte once.
+ */
+export interface TerminalEvent {
+  /** Attached says where the relayed output that follows starts. */
+  attached?: TerminalAttached;
+  /** Direct offers a direct path, with the ICE servers to use. */
+  direct?: TerminalDirect;
+  /** Signal is the agent's WebRTC signalling. */
+  signal?: TerminalSignal;
+  /**
+   * Relay is "paused" once the server relays no more output, and
+   * "resumed" when it does again.
+   */
+  relay?: string;
+}
+
+/**
+ * TerminalPosition is a point in a terminal session's output: the
+ * session's instance (a new one each time a session starts) and a byte
+ * offset from its first output.
+ */
+export interface TerminalPosition {
+  instance: string;
+  offset: number;
+}
+
+/**
+ * TerminalAttached says where the output that follows starts; Replay
+ * means it is the session's scrollback rather than a continuation (the
+ * browser resets its screen first).
+ */
+export interface TerminalAttached extends TerminalPosition {
+  replay: boolean;
+}
+
+/**
+ * TerminalDirect offers the browser a direct path: ICEServers are the
+ * deployment's STUN servers as WebRTC URLs ("stun:HOST:PORT"), and none
+ * other.
+ */
+export interface TerminalDirect {
+  ice_servers: string[] | null;
+}
+
+/**
+ * TerminalRelay asks the server to stop relaying (On false) or to relay
+ * again (On true) from Resume, the last byte the browser has.
+ */
+export interface TerminalRelay {
+  on: boolean;
+  resume?: TerminalPosition;
+}
+
+/**
+ * TerminalSignal is one WebRTC signalling message between the browser and
+ * the agent. Type is one of the SignalXxx constants.
+ */
+export interface TerminalSignal {
+  type: string;
+  /** SDP is an offer's or an answer's session description. */
+  sdp?: string;
+  /** Candidate is an ICE candidate (RTCIceCandidateInit's fields). */
+  candidate?: ICECandidate;
+  /** Message says why, for SignalError. */
+  message?: string;
+}
+
+// Signalling message types.
+export const SignalOffer = "offer";
+export const SignalAnswer = "answer";
+export const SignalCandidate = "candidate";
+/** SignalClose ends the direct path (the browser gave it up). */
+export const SignalClose = "close";
+/**
+ * SignalError says the direct path cannot be had (Message says why):
+ * the terminal stays relayed.
+ */
+export const SignalError = "error";
+
+/** ICECandidate is an ICE candidate as WebRTC's RTCIceCandidateInit has it. */
+export interface ICECandidate {
+  candidate: string;
+  sdp_mid?: string;
+  sdp_mline_index?: number;
+  username_fragment?: string;
 }
 
 /**
@@ -524,6 +648,19 @@ export interface TerminalInput {
  * proxy's own endpoints and nothing else: no user API.
  */
 export const ProxyTokenHeader = "Tether-Proxy-Token";
+
+/**
+ * ProxyGrantHeader carries, on a workspace proxy's request to coordinate a
+ * tunnel to an agent, the hand-off tokens the proxy redeemed for that
+ * workspace (one per header value, at most MaxProxyGrantsShown): the
+ * primary introduces the proxy to the agent only while one of them still
+ * grants something (a live session's user may still open it, or a public
+ * app is still public).
+ */
+export const ProxyGrantHeader = "Tether-Proxy-Grant";
+
+/** MaxProxyGrantsShown bounds the grants a proxy shows on one request. */
+export const MaxProxyGrantsShown = 16;
 
 /**
  * WorkspaceProxy is a registered workspace proxy as admins see it
@@ -609,6 +746,11 @@ export interface ProxyHeartbeatResponse {
    */
   disable_direct: boolean;
   derp_force_websockets: boolean;
+  /**
+   * BrowserDirect lets the proxy's web terminals go direct
+   * (`tether server --browser-direct`).
+   */
+  browser_direct: boolean;
   /** EndedSessions are those of the request's Sessions that ended. */
   ended_sessions?: string[];
 }
@@ -729,6 +871,17 @@ export const AgentSSHPort = 1;
 export const AgentPTYPort = 2;
 /** throughput test */
 export const AgentSpeedtestPort = 3;
+/**
+ * AgentTerminalPort serves the reconnecting PTY with output positions
+ * (package ptyproto), so that the web terminal can move between the
+ * server's relay and a direct path without losing output.
+ */
+export const AgentTerminalPort = 4;
+/**
+ * AgentRTCPort takes the web terminal's WebRTC signalling, forwarded
+ * by the server from the browser (package rtcsignal).
+ */
+export const AgentRTCPort = 5;
 
 /** Node is what a peer tells others about itself so that they can reach it. */
 export interface Node {

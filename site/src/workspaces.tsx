@@ -1,6 +1,6 @@
 import { useEffect, useState } from "preact/hooks";
 import { api } from "./api";
-import { agentCommand, appLink, capitalize, connectionLabel, relativeTime, startupLabel } from "./format";
+import { agentCommand, appLink, capitalize, connectionLabel, relativeTime, startupLabel, terminalsLabel } from "./format";
 import { measureLatency, pickRegion, regionChoiceKey, regionURL } from "./regions";
 import { terminalHref } from "./routes";
 import {
@@ -231,6 +231,11 @@ function WorkspaceRow({
           </span>
         ) : (
           <span class="muted">—</span>
+        )}
+        {ws.web_terminals && (
+          <div class="muted small terminals" data-direct={ws.web_terminals.direct} data-relayed={ws.web_terminals.relayed}>
+            {terminalsLabel(ws.web_terminals)}
+          </div>
         )}
       </td>
       <td data-label="Apps">

@@ -254,8 +254,10 @@ func typeAndTime(ctx context.Context, browser *http.Client, t terminalTarget, n 
 		return nil
 	}
 	// The shell is up once it runs a command. Its prompt then has no
-	// lowercase letter, so that no prompt passes for a keystroke's echo.
-	if err := send("PS1='> '; echo READY-$((20+22))\r"); err != nil {
+	// lowercase letter, so that no prompt passes for a keystroke's echo,
+	// and no prompt hook of the user's profile (pyenv's runs a program at
+	// every prompt): the figures are the proxy's, not the profile's.
+	if err := send("PS1='> '; unset PROMPT_COMMAND; echo READY-$((20+22))\r"); err != nil {
 		return nil, err
 	}
 	if err := await("READY-42"); err != nil {

@@ -105,13 +105,15 @@ func TestRelayBehindNginx(t *testing.T) {
 			}
 
 			// nginx logs an upgraded request when it ends: stop the agent.
-			// Login and coordination went through nginx too.
+			// Login and coordination went through nginx too (the CLI
+			// names the workspace's owner as the user typed it: "dev" is
+			// me/dev).
 			agent.Kill()
 			want := map[string][]string{
-				"/derp":                 tt.want,
-				"/api/v2/users/first":   {"upgrade=- status=201"},
-				"/api/v2/agent/connect": {"upgrade=websocket status=101"},
-				"/api/v2/workspaces/alice/dev/coordinate": {"upgrade=websocket status=101"},
+				"/derp":                                tt.want,
+				"/api/v2/users/first":                  {"upgrade=- status=201"},
+				"/api/v2/agent/connect":                {"upgrade=websocket status=101"},
+				"/api/v2/workspaces/me/dev/coordinate": {"upgrade=websocket status=101"},
 			}
 			harness.WaitFor(t, harness.StatusTimeout, "nginx to log every connection", func() bool {
 				for path, lines := range want {

@@ -3,8 +3,6 @@ package sshd
 import (
 	"errors"
 	"fmt"
-	"github.com/tetherdev/tether/agent/usershell"
-	"github.com/tetherdev/tether/internal/coalesce"
 	"io"
 	"log/slog"
 	"net"
@@ -15,6 +13,9 @@ import (
 
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/tetherdev/tether/agent/usershell"
+	"github.com/tetherdev/tether/internal/coalesce"
 )
 
 // Payloads of session channel requests (RFC 4254 section 6).

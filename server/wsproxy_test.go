@@ -304,3 +304,55 @@ func TestProxyHeartbeatEndedSessions(t *testing.T) {
 		t.Errorf("the heartbeat's answer lacks the proxy's region or the hand-off key: %s", body)
 	}
 }
+
+// TestProxyAuthRedirectTargets attacks the primary's hand-off redirect:
+// whatever redirect_uri says, a token goes only to a registered proxy's own
+// host or one of its app hosts, over its scheme, and the page it names
+// after redeeming stays on that host.
+func TestProxyAuthRedirectTargets(t *testing.T) {
+	pf := newProxyFixture(t)
+	for _, target := range []string{
+		"http://evil.example.com/@bob/dev/terminal",
+		"http://edge.example.com.evil.example.com/@bob/dev/terminal",
+		"http://edge.example.com@evil.example.com/@bob/dev/terminal",
+		"http://evil.example.com#@edge.example.com/@bob/dev/terminal",
+		"http://evil.example.com\\@edge.example.com/@bob/dev/terminal",
+		"//edge.example.com/@bob/dev/terminal",
+		"/@bob/dev/terminal",
+		"https://edge.example.com/@bob/dev/terminal", // not the proxy's scheme
+		"javascript://edge.example.com/%0aalert(1)",
+		"http://sub--dev--bob.apps.evil.example.com/",
+		"http://apps.edge.example.com/@bob/dev/terminal",
+		"http:%2F%2Fedge.example.com/@bob/dev/terminal",
+	} {
+		code, loc := pf.mint(t, owner, target)
+		if code == http.StatusSeeOther && loc != nil && loc.Host != "" {
+			t.Errorf("redirect_uri %q: handed over to %s", target, loc)
+		}
+	}
+	// The same page under other spellings of the proxy's host is handed
+	// over to the proxy itself, never elsewhere.
+	for _, target := range []string{
+		"http://EDGE.example.com/@bob/dev/terminal",
+		"http://edge.example.com/@bob/dev//terminal/../terminal",
+		"http://edge.example.com/%40bob/dev/terminal",
+	} {
+		code, loc := pf.mint(t, owner, target)
+		if code == http.StatusSeeOther && loc != nil && loc.Host != "" && !strings.EqualFold(loc.Host, proxyHost) {
+			t.Errorf("redirect_uri %q: handed over to %s", target, loc)
+		}
+	}
+	// After redeeming, every spelling of an off-site page lands on the proxy.
+	for _, page := range []string{"//evil.example.com/x", "/\\evil.example.com/x", "/%2F%2Fevil.example.com", "https://evil.example.com/",
+		"\\\\evil.example.com", "/\t/evil.example.com", "javascript:alert(1)"} {
+		_, loc := pf.mint(t, owner, "http://"+proxyHost+"/@bob/dev/terminal")
+		q := loc.Query()
+		q.Set("path", page)
+		loc.RawQuery = q.Encode()
+		resp := pf.visit(t, loc)
+		got, err := url.Parse(resp.Header.Get("Location"))
+		if err != nil || !strings.EqualFold(got.Host, proxyHost) || strings.HasPrefix(got.Path, "//") {
+			t.Errorf("path %q: redirected to %q, want a page on the proxy", page, resp.Header.Get("Location"))
+		}
+	}
+}

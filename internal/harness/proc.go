@@ -160,9 +160,28 @@ func (p *Proc) WaitLine(re *regexp.Regexp) []string {
 				return m
 			}
 		case <-p.done:
+			// Every line was queued before done closed, but select picks
+			// at random among ready cases: read what is left first.
+			if m := p.matchQueued(re); m != nil {
+				return m
+			}
 			p.t.Fatalf("%s exited (%v) before printing %q:\n%s", p.Name, p.err, re, Tail(p.Output(), tailLines))
 		case <-ctx.Done():
 			p.t.Fatalf("%s did not print %q within %s (%v):\n%s", p.Name, re, StartTimeout, ctx.Err(), Tail(p.Output(), tailLines))
+		}
+	}
+}
+
+// matchQueued reads the lines waiting in Lines until one matches re.
+func (p *Proc) matchQueued(re *regexp.Regexp) []string {
+	for {
+		select {
+		case line := <-p.lines:
+			if m := re.FindStringSubmatch(line); m != nil {
+				return m
+			}
+		default:
+			return nil
 		}
 	}
 }

@@ -1,14 +1,15 @@
 package tunnel
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"tailscale.com/disco"
-	"tailscale.com/ipn/ipnstate"
 	"tailscale.com/net/udprelay/endpoint"
 	"tailscale.com/tailcfg"
 	"tailscale.com/types/key"
@@ -236,7 +237,7 @@ func (c *Conn) onRelayAllocReq(req magicsock.UDPRelayAllocReq) {
 // endpoint it holds for the pair, which the other side still uses. The
 // WireGuard peer is reset with it, so that it sends through the fresh
 // endpoint: a handshake over DERP, a few milliseconds, which TCP rides
-// out.
+// out (resumeSession).
 func (c *Conn) renewRelayedPeers() {
 	c.peerMu.Lock()
 	defer c.peerMu.Unlock()
@@ -256,6 +257,7 @@ func (c *Conn) renewRelayedPeers() {
 	c.mu.Unlock()
 	next := table
 	for _, old := range table.byID {
+		hadSession := c.sessionUp(old.key())
 		p := *old
 		p.view = tailcfgNode(c.nextNodeID, &p, block).View()
 		c.nextNodeID++
@@ -265,13 +267,35 @@ func (c *Conn) renewRelayedPeers() {
 		c.magic.UpsertPeer(p.view)
 		c.engine.ResetDevicePeer(p.key())
 		c.engine.SyncDevicePeer(p.key())
-		// The peer still holds the session we just dropped, and would
-		// send into it, unanswered, until WireGuard gives up on it (up
-		// to 15 s, see UpsertPeer); a packet from us starts a fresh
-		// handshake now, and the search for a relay path with it.
-		c.engine.Ping(p.addr, tailcfg.PingICMP, 0, func(*ipnstate.PingResult) {})
+		if hadSession {
+			// Under peerMu, after isClosing: Close waits for it.
+			c.wg.Add(1)
+			go c.resumeSession(p.addr, p.key())
+		}
 	}
 	c.logger.Debug("peers renewed after a rebind, to look for UDP relay paths again", "peers", len(table.byID))
+}
+
+// resumeSessionTimeout bounds how long resumeSession tries: as long as
+// the peer would keep sending into the dropped session.
+const resumeSessionTimeout = 15 * time.Second
+
+// resumeSession brings a WireGuard session with a renewed peer back up at
+// once. The peer still holds the session we dropped, and would send into
+// it, unanswered, until WireGuard gives up on it (up to 15 s, see
+// UpsertPeer); a packet from us starts a fresh handshake, and the search
+// for a relay path with it. That first initiation is easily lost: the
+// rebind also replaced our relay connection, and the peer refuses one
+// that comes within 20 ms of the last it took from us (wireguard-go's
+// "handshake flood"), as after a connection's first handshake. wireguard-go
+// would send it again only 5 s later; awaitSession does within 200 ms.
+func (c *Conn) resumeSession(ip netip.Addr, k key.NodePublic) {
+	defer c.wg.Done()
+	ctx, cancel := context.WithTimeout(context.Background(), resumeSessionTimeout)
+	defer cancel()
+	if err := c.awaitSession(ctx, ip, k, PingResult{}, time.Time{}); err != nil {
+		c.logger.Debug("no WireGuard session with a renewed peer", "peer", ip, "err", err)
+	}
 }
 
 // relayAddr returns the relay's "IP:port" from magicsock's

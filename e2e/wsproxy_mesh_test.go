@@ -16,11 +16,11 @@ import (
 //
 // Each peer picks its home by the STUN latency to each region. The
 // primary's region's STUN server is reached through a UDP delay that adds
-// nothing for the agent (the first socket it hears from) and 40 ms each
-// way for everyone else; the proxy's STUN server answers at once. So the
-// agent, homed on the primary before the proxy existed, stays there
-// (netcheck keeps a home that is within 10 ms of the best), and a CLI
-// that starts afterwards finds the proxy's region nearest.
+// nothing for the agent (the first socket it hears from) and 40 ms to
+// every request from anyone else; the proxy's STUN server answers at
+// once. So the agent, homed on the primary before the proxy existed, stays
+// there (netcheck keeps a home that is within 10 ms of the best), and a
+// CLI that starts afterwards finds the proxy's region nearest.
 //
 // Magicsock sends relayed packets to the peer's home region, so the CLI
 // holds a second relay connection, to the primary's, and the pongs come
@@ -58,8 +58,10 @@ func TestWorkspaceProxyRegionHomes(t *testing.T) {
 	})
 
 	nc := netcheck(t, alice)
-	if nc.Preferred != "edge" || nc.Latency["tether"] < nc.Latency["edge"]+float64(far/time.Millisecond) {
-		t.Fatalf("the CLI's netcheck: preferred %q, latency %v; want the proxy's region, edge, nearest by %s", nc.Preferred, nc.Latency, 2*far)
+	// The delay adds far to every answer from the primary's region; what
+	// the proxy's region takes on a loaded machine is noise on top.
+	if nc.Preferred != "edge" || nc.Latency["tether"] < float64(far/time.Millisecond) {
+		t.Fatalf("the CLI's netcheck: preferred %q, latency %v; want the proxy's region, edge, preferred, and the primary's at least %s away", nc.Preferred, nc.Latency, far)
 	}
 
 	lines := pings(t, alice, "-n", "5", "--disable-direct")

@@ -6,16 +6,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
-	"os/exec"
 	"sync"
-	"syscall"
 
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/tetherdev/tether/agent/usershell"
-	"github.com/tetherdev/tether/internal/coalesce"
 )
 
 // Payloads of session channel requests (RFC 4254 section 6).
@@ -75,9 +71,8 @@ type session struct {
 
 	// Set when the program starts, on the request goroutine.
 	started bool
-	ptmx    *os.File      // with a PTY; closed by run
-	proc    *os.Process   // nil for a subsystem
-	exited  chan struct{} // closed when the program has ended and been reaped
+	proc    *usershell.Process // nil for a subsystem
+	exited  chan struct{}      // closed when the subsystem has ended
 	// replied is closed once the request that started the program has
 	// been answered. The end of the session (EOF, exit status, close)
 	// waits for it: a program that exits at once would otherwise close
@@ -140,8 +135,8 @@ func (s *session) handleRequest(req *ssh.Request) bool {
 			return false
 		}
 		s.size = clampSize(m.Rows, m.Columns)
-		if s.ptmx != nil {
-			if err := usershell.SetSize(s.ptmx, s.size); err != nil {
+		if s.proc != nil {
+			if err := s.proc.Resize(s.size); err != nil {
 				s.logger.Debug("resize pty", "err", err)
 			}
 		}
@@ -192,13 +187,11 @@ func (s *session) handleRequest(req *ssh.Request) bool {
 		if s.proc == nil || ssh.Unmarshal(req.Payload, &m) != nil {
 			return false
 		}
-		sig, ok := signalByName(m.Signal)
+		sig, ok := usershell.SignalByName(m.Signal)
 		if !ok {
 			return false
 		}
-		// The whole process group: the shell's children get it too, as
-		// they would from a terminal.
-		syscall.Kill(-s.proc.Pid, sig)
+		s.proc.Signal(sig)
 		return true
 	default:
 		return false
@@ -206,118 +199,44 @@ func (s *session) handleRequest(req *ssh.Request) bool {
 }
 
 // start runs the user's shell: a login shell when command is empty,
-// "SHELL -c command" otherwise.
+// "SHELL -c command" otherwise (see usershell.Start).
 func (s *session) start(command string) error {
 	u, err := usershell.Current()
 	if err != nil {
 		return err
 	}
-	cmd := u.Command(command)
-
+	stderr := io.Writer(s.ch.Stderr())
 	if s.ptyOK {
-		return s.startPTY(cmd, u)
+		stderr = nil
 	}
-	return s.startPipes(cmd, u)
-}
-
-func (s *session) startPTY(cmd *exec.Cmd, u *usershell.User) error {
-	ptmx, tty, err := usershell.OpenPTY(s.size)
+	proc, err := usershell.Start(u, usershell.Spec{
+		Command:          command,
+		PTY:              s.ptyOK,
+		Size:             s.size,
+		Env:              func(tty string) []string { return s.environ(u, tty) },
+		Stdout:           s.ch,
+		Stderr:           stderr,
+		BeforeOutputRead: s.conn.server.beforeOutputRead,
+	})
 	if err != nil {
 		return err
 	}
-	defer tty.Close()
-	cmd.Env = s.environ(u, tty.Name())
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
-	// A new session with the PTY as its controlling terminal, so that job
-	// control and ^C work, and so that the group can be signalled at once.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
-	if err := cmd.Start(); err != nil {
-		ptmx.Close()
-		return fmt.Errorf("start shell: %w", err)
-	}
-	s.started, s.ptmx, s.proc = true, ptmx, cmd.Process
-	s.logger.Debug("session started", "pid", cmd.Process.Pid, "pty", tty.Name())
-
-	out := copyOutput(&s.wg, s.ch, ptmx, s.conn.server.beforeOutputRead)
+	s.started, s.proc = true, proc
+	s.logger.Debug("session started", "pid", proc.Pid(), "pty", proc.TTY())
 	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
-		// A PTY has no half-close: stdin EOF from the client changes
-		// nothing, as with OpenSSH. The copy ends when the channel does.
-		io.Copy(ptmx, s.ch)
-	}()
-	go func() {
-		defer s.wg.Done()
-		err := cmd.Wait()
-		// The kernel hands over what is buffered and then EIO once no
-		// process holds the terminal; see usershell.DrainOutput for a
-		// background process that holds it.
-		usershell.DrainOutput(ptmx, out, outputGrace)
-		ptmx.Close()
-		close(s.exited)
-		s.exit(cmd.ProcessState, err)
-	}()
-	return nil
-}
-
-func (s *session) startPipes(cmd *exec.Cmd, u *usershell.User) error {
-	cmd.Env = s.environ(u, "")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	// Pipes of our own rather than exec's: Wait would cut exec's copies
-	// short (WaitDelay) or wait for background processes holding them.
-	stdoutR, stdoutW, err := os.Pipe()
-	if err != nil {
-		return fmt.Errorf("stdout pipe: %w", err)
-	}
-	stderrR, stderrW, err := os.Pipe()
-	if err != nil {
-		stdoutR.Close()
-		stdoutW.Close()
-		return fmt.Errorf("stderr pipe: %w", err)
-	}
-	closeAll := func() {
-		for _, f := range []*os.File{stdoutR, stdoutW, stderrR, stderrW} {
-			f.Close()
-		}
-	}
-	coalesce.GrowPipe(stdoutW) // bulk output moves in fewer, larger reads
-	cmd.Stdout, cmd.Stderr = stdoutW, stderrW
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		closeAll()
-		return fmt.Errorf("stdin pipe: %w", err)
-	}
-	if err := cmd.Start(); err != nil {
-		closeAll()
-		return fmt.Errorf("start shell: %w", err)
-	}
-	stdoutW.Close()
-	stderrW.Close()
-	s.started, s.proc = true, cmd.Process
-	s.logger.Debug("session started", "pid", cmd.Process.Pid)
-
-	stdout := copyOutput(&s.wg, s.ch, stdoutR, s.conn.server.beforeOutputRead)
-	stderr := copyOutput(&s.wg, s.ch.Stderr(), stderrR, s.conn.server.beforeOutputRead)
-	s.wg.Add(2)
-	go func() {
-		defer s.wg.Done()
-		// The client's EOF becomes the program's EOF.
+		// The client's EOF becomes the program's EOF. A PTY has no
+		// half-close: stdin EOF from the client changes nothing, as with
+		// OpenSSH, and the copy ends when the channel does.
+		stdin := proc.Stdin()
 		io.Copy(stdin, s.ch)
 		stdin.Close()
 	}()
 	go func() {
 		defer s.wg.Done()
-		err := cmd.Wait()
-		// All of the program's output is in the pipes now; the copies
-		// deliver it before the exit status goes out.
-		var drains sync.WaitGroup
-		drains.Go(func() { usershell.DrainOutput(stdoutR, stdout, outputGrace) })
-		drains.Go(func() { usershell.DrainOutput(stderrR, stderr, outputGrace) })
-		drains.Wait()
-		stdoutR.Close()
-		stderrR.Close()
-		close(s.exited)
-		s.exit(cmd.ProcessState, err)
+		st, err := proc.Wait()
+		s.exit(st, err)
 	}()
 	return nil
 }
@@ -355,26 +274,21 @@ func (s *session) startSFTP() error {
 
 // exit reports how the program ended, as OpenSSH's sshd does: EOF, then
 // exit-status or exit-signal, then close; all after the answer to the
-// request that started it.
-func (s *session) exit(state *os.ProcessState, waitErr error) {
+// request that started it. waitErr says why the status is unknown.
+func (s *session) exit(st usershell.ExitStatus, waitErr error) {
 	<-s.replied
 	s.ch.CloseWrite()
-	var ws syscall.WaitStatus
-	ok := false
-	if state != nil {
-		ws, ok = state.Sys().(syscall.WaitStatus)
-	}
 	switch {
-	case !ok:
+	case waitErr != nil:
 		s.logger.Debug("session wait", "err", waitErr)
 		s.sendExitStatus(255)
-	case ws.Signaled():
+	case st.Signal != 0:
 		s.ch.SendRequest("exit-signal", false, ssh.Marshal(&exitSignalMsg{
-			Signal:     signalName(ws.Signal()),
-			CoreDumped: ws.CoreDump(),
+			Signal:     usershell.SignalName(st.Signal),
+			CoreDumped: st.CoreDumped,
 		}))
 	default:
-		s.sendExitStatus(uint32(ws.ExitStatus()))
+		s.sendExitStatus(uint32(st.Code))
 	}
 	s.ch.Close()
 }
@@ -395,33 +309,25 @@ func (s *session) hangUp() {
 		<-s.exited
 		return
 	}
-	usershell.HangUp(s.proc.Pid, s.exited)
-	<-s.exited
+	s.proc.HangUp()
 }
 
 // environ builds the program's environment; see the package comment for
 // the order. tty is the PTY's name, or "" without one.
 func (s *session) environ(u *usershell.User, tty string) []string {
-	env := usershell.Setenv(u.Environ(), s.env...)
-	if s.ptyOK {
-		term := s.term
-		if term == "" {
-			term = "xterm-256color"
-		}
-		env = usershell.Setenv(env, "TERM="+term, "SSH_TTY="+tty)
-	}
-	sconn := s.conn.sconn
-	rhost, rport := splitAddr(sconn.RemoteAddr())
-	lhost, lport := splitAddr(sconn.LocalAddr())
-	env = usershell.Setenv(env,
-		"SSH_CONNECTION="+rhost+" "+rport+" "+lhost+" "+lport,
-		"SSH_CLIENT="+rhost+" "+rport+" "+lport,
-		"TETHER=true",
-	)
-	if s.agentSock != "" {
-		env = usershell.Setenv(env, "SSH_AUTH_SOCK="+s.agentSock)
-	}
-	return usershell.Setenv(env, s.conn.server.env...)
+	return u.SessionEnviron(usershell.Session{
+		Client:    s.env,
+		Term:      s.term,
+		Remote:    s.conn.sconn.RemoteAddr(),
+		Local:     s.conn.sconn.LocalAddr(),
+		AgentSock: s.agentSock,
+		Extra:     s.conn.server.env,
+	}, tty)
+}
+
+// clampSize turns an SSH window size into a PTY's, where 0 means unknown.
+func clampSize(rows, cols uint32) usershell.Size {
+	return usershell.Size{Rows: uint16(min(rows, 0xffff)), Cols: uint16(min(cols, 0xffff))}
 }
 
 func splitAddr(a net.Addr) (host, port string) {
@@ -430,9 +336,4 @@ func splitAddr(a net.Addr) (host, port string) {
 		return a.String(), "0"
 	}
 	return host, port
-}
-
-// clampSize turns an SSH window size into a PTY's, where 0 means unknown.
-func clampSize(rows, cols uint32) usershell.Size {
-	return usershell.Size{Rows: uint16(min(rows, 0xffff)), Cols: uint16(min(cols, 0xffff))}
 }

@@ -49,12 +49,6 @@ const (
 	// handshakeTimeout bounds the SSH handshake, so that a peer that
 	// connects and says nothing does not hold a goroutine forever.
 	handshakeTimeout = 30 * time.Second
-	// outputGrace is how long after its program exits a session waits
-	// for the end of its output before a background process that
-	// inherited the output (`sleep 100 &`) no longer holds the session
-	// open. Output still queued is delivered whatever the wait (see
-	// usershell.DrainOutput).
-	outputGrace = time.Second
 	// dialTimeout bounds a direct-tcpip dial.
 	dialTimeout = 30 * time.Second
 )
@@ -86,7 +80,7 @@ type Server struct {
 	dial   func(ctx context.Context, network, addr string) (net.Conn, error)
 	listen func(ctx context.Context, network, addr string) (net.Listener, error)
 	// beforeOutputRead, when set, runs before every read of a session's
-	// output (see copyOutput). Tests set it (export_test.go) to starve
+	// output (usershell.Spec.BeforeOutputRead). Tests set it (export_test.go) to starve
 	// the copies.
 	beforeOutputRead func(reads int)
 	// beforeStartReply, when set, runs before the answer to a request that

@@ -1,4 +1,4 @@
-package sshd
+package usershell
 
 import (
 	"fmt"
@@ -6,7 +6,9 @@ import (
 )
 
 // rfcSignals are the signal names of RFC 4254 section 6.10, the only ones
-// that travel in "signal" and "exit-signal" messages without a domain.
+// that travel in SSH's "signal" and "exit-signal" messages without a
+// domain. The exec protocol (package execproto) names signals the same way,
+// since a signal's number differs between systems.
 // A function rather than a map so that no package state is mutable.
 func rfcSignals() []struct {
 	name string
@@ -24,8 +26,8 @@ func rfcSignals() []struct {
 	}
 }
 
-// signalByName returns the signal an RFC 4254 name stands for.
-func signalByName(name string) (syscall.Signal, bool) {
+// SignalByName returns the signal an RFC 4254 name stands for.
+func SignalByName(name string) (syscall.Signal, bool) {
 	for _, s := range rfcSignals() {
 		if s.name == name {
 			return s.sig, true
@@ -34,10 +36,10 @@ func signalByName(name string) (syscall.Signal, bool) {
 	return 0, false
 }
 
-// signalName names sig for an exit-signal message. Signals that RFC 4254
+// SignalName names sig for an exit-signal message. Signals that RFC 4254
 // does not name are sent in the "name@domain" form it asks for, which
 // clients show as is.
-func signalName(sig syscall.Signal) string {
+func SignalName(sig syscall.Signal) string {
 	for _, s := range rfcSignals() {
 		if s.sig == sig {
 			return s.name

@@ -95,6 +95,10 @@ const (
 	// AgentRTCPort takes the web terminal's WebRTC signalling, forwarded
 	// by the server from the browser (package rtcsignal).
 	AgentRTCPort = 5
+	// AgentExecPort runs commands and shells for `tether ssh` without
+	// SSH's handshake (package execproto). Older agents forward it to the
+	// workspace's loopback, where nothing answers: the CLI then uses SSH.
+	AgentExecPort = 6
 )
 
 // Node is what a peer tells others about itself so that they can reach it.

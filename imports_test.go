@@ -24,6 +24,9 @@ func TestImportDirection(t *testing.T) {
 		// the web terminal speaks to the agent through ptyproto.
 		{mod + "/server/...", []string{mod + "/agent"}},
 		{mod + "/ptyproto", []string{mod + "/agent", mod + "/server"}},
+		// `tether ssh` runs commands through execproto without linking
+		// the agent's process code.
+		{mod + "/execproto", []string{mod + "/agent", mod + "/server", mod + "/cli"}},
 		// The relay is infrastructure any server can run (a replica, or one
 		// without a database): it asks who to admit through an interface
 		// and is told which relays to mesh with.

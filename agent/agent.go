@@ -1,9 +1,10 @@
 // Package agent runs inside a workspace. It dials the server outbound only,
 // holds one coordination WebSocket to it for as long as it runs (reconnecting
 // with backoff when the server goes away, without dropping tunnels that are
-// up), and serves on its tunnel address: SSH, the web terminal's
-// reconnecting PTY, speed tests, and every other TCP or UDP port forwarded to
-// the workspace's own loopback.
+// up), and serves on its tunnel address: SSH, `tether ssh`'s commands
+// without SSH (agent/execd), the web terminal's reconnecting PTY, speed
+// tests, and every other TCP or UDP port forwarded to the workspace's own
+// loopback.
 package agent
 
 import (
@@ -19,6 +20,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/tetherdev/tether"
+	"github.com/tetherdev/tether/agent/execd"
 	"github.com/tetherdev/tether/agent/reconnectingpty"
 	"github.com/tetherdev/tether/agent/rtcterm"
 	"github.com/tetherdev/tether/agent/sshd"
@@ -248,6 +250,7 @@ func (a *Agent) serve(ctx context.Context, conn *tunnel.Conn, m tether.AgentMani
 	if err != nil {
 		return fmt.Errorf("start SSH server: %w", err)
 	}
+	exec := execd.New(execd.Options{Logger: log.With(slog.String("component", "exec")), Env: env})
 	pty := reconnectingpty.New(reconnectingpty.Options{Logger: log.With(slog.String("component", "pty")), Env: env})
 	rtc := rtcterm.New(rtcterm.Options{Logger: log.With(slog.String("component", "pty.direct")), PTY: pty})
 
@@ -258,6 +261,7 @@ func (a *Agent) serve(ctx context.Context, conn *tunnel.Conn, m tether.AgentMani
 		close func() error
 	}{
 		{sessionSSH, tether.AgentSSHPort, ssh.Serve, ssh.Close},
+		{sessionSSH, tether.AgentExecPort, exec.Serve, exec.Close},
 		{sessionPTY, tether.AgentPTYPort, pty.Serve, pty.Close},
 		{sessionPTY, tether.AgentTerminalPort, pty.ServePositions, nil},
 		{sessionPTYDirect, tether.AgentRTCPort, rtc.Serve, rtc.Close},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strings"
@@ -45,17 +46,15 @@ func (r *root) sshCommand() *cobra.Command {
 				return err
 			}
 			defer t.stop()
-			end := t.tl.begin("dial")
-			conn, err := t.dial(ctx, tether.AgentSSHPort)
-			end()
-			if err != nil {
-				return fmt.Errorf("connect to the workspace's SSH server: %w", err)
-			}
-			defer conn.Close()
 			if stdio {
+				conn, err := r.dialSSH(ctx, t)
+				if err != nil {
+					return err
+				}
+				defer conn.Close()
 				return r.pipeStdio(conn, t.gone)
 			}
-			return r.runSSH(ctx, conn, t.workspace, t.tl, t.gone, command, forwardAgent, forceTTY)
+			return r.runSession(ctx, t, command, forwardAgent, forceTTY)
 		},
 	}
 	tf.register(cmd)
@@ -63,6 +62,95 @@ func (r *root) sshCommand() *cobra.Command {
 	cmd.Flags().BoolVarP(&forwardAgent, "forward-agent", "A", false, "forward the local SSH agent ($SSH_AUTH_SOCK) to the workspace")
 	cmd.Flags().BoolVarP(&forceTTY, "tty", "t", false, "allocate a terminal for a command, as for a shell")
 	return cmd
+}
+
+// dialSSH connects to the agent's SSH server.
+func (r *root) dialSSH(ctx context.Context, t *workspaceTunnel) (net.Conn, error) {
+	end := t.tl.begin("dial")
+	conn, err := t.dial(ctx, tether.AgentSSHPort)
+	end()
+	if err != nil {
+		return nil, fmt.Errorf("connect to the workspace's SSH server: %w", err)
+	}
+	return conn, nil
+}
+
+// sessionTerminal is how a session meets the user's terminal.
+type sessionTerminal struct {
+	tty        bool // the session runs on a remote PTY
+	lt         localTerminal
+	cols, rows int
+	term       string    // TERM for the remote PTY
+	stdin      io.Reader // what the session reads: the raw terminal, or stdin
+}
+
+// openTerminal decides whether the session gets a PTY (an interactive
+// shell, or -t on a terminal) and, if so, puts the local terminal in raw
+// mode until restore.
+func (r *root) openTerminal(command string, forceTTY bool) (st *sessionTerminal, restore func(), err error) {
+	stdinFile, stdinIsFile := r.env.Stdin.(*os.File)
+	interactive := stdinIsFile && term.IsTerminal(int(stdinFile.Fd()))
+	if !interactive || (command != "" && !forceTTY) {
+		return &sessionTerminal{stdin: stdinStream(r.env.Stdin)}, func() {}, nil
+	}
+	st = &sessionTerminal{}
+	st.tty = true
+	st.lt = localTerminal{in: stdinFile}
+	if f, ok := r.env.Stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		st.lt.out = f
+	}
+	if st.cols, st.rows, err = st.lt.size(); err != nil {
+		st.cols, st.rows = 80, 24
+	}
+	st.term = os.Getenv("TERM")
+	if st.term == "" {
+		st.term = "xterm-256color"
+	}
+	restore, err = st.lt.makeRaw()
+	if err != nil {
+		return nil, nil, fmt.Errorf("set terminal to raw mode: %w", err)
+	}
+	st.stdin = st.lt.input()
+	return st, restore, nil
+}
+
+// runSession runs a shell or a command in the workspace: over the exec
+// protocol (exec.go), or over SSH for agent forwarding, when
+// TETHER_SSH_PROTOCOL=ssh asks for it, or when the agent does not serve
+// the exec protocol.
+func (r *root) runSession(ctx context.Context, t *workspaceTunnel, command string, forwardAgent, forceTTY bool) error {
+	if forwardAgent && os.Getenv("SSH_AUTH_SOCK") == "" {
+		return errors.New("--forward-agent: SSH_AUTH_SOCK is not set, so there is no local agent to forward")
+	}
+	st, restore, err := r.openTerminal(command, forceTTY)
+	if err != nil {
+		return err
+	}
+	defer restore()
+	if !forwardAgent && r.env.Getenv(sshProtocolEnv) != "ssh" {
+		end := t.tl.begin("dial")
+		conn, err := t.dial(ctx, tether.AgentExecPort)
+		end()
+		switch {
+		case err == nil:
+			in := startInputPump(st.stdin)
+			defer in.close()
+			replay, err := r.runExec(ctx, conn, t.tl, t.gone, command, st, in)
+			if !errors.Is(err, errNoExec) {
+				return err
+			}
+			t.tl.mark("exec-unsupported")
+			st.stdin = in.reader(replay)
+		case !isRefused(err):
+			return fmt.Errorf("connect to the workspace: %w", err)
+		}
+	}
+	conn, err := r.dialSSH(ctx, t)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return r.runSSH(ctx, conn, t.workspace, t.tl, t.gone, command, forwardAgent, st)
 }
 
 // pipeStdio copies between the SSH connection and stdin/stdout until the
@@ -140,7 +228,7 @@ func keepAlive(conn ssh.Conn, interval, timeout time.Duration, done <-chan struc
 
 // runSSH runs a shell or a command over an SSH client connection. gone
 // says why the tunnel ended the connection, if it did.
-func (r *root) runSSH(ctx context.Context, conn net.Conn, ws tether.Workspace, tl *timeline, gone func() error, command string, forwardAgent, forceTTY bool) error {
+func (r *root) runSSH(ctx context.Context, conn net.Conn, ws tether.Workspace, tl *timeline, gone func() error, command string, forwardAgent bool, st *sessionTerminal) error {
 	end := tl.begin("ssh-handshake")
 	// Fewer, larger writes and reads for the tunnel (see package coalesce).
 	sshConn, chans, reqs, err := ssh.NewClientConn(coalesce.New(conn, coalesce.Options{}), ws.Name, &ssh.ClientConfig{
@@ -166,9 +254,6 @@ func (r *root) runSSH(ctx context.Context, conn net.Conn, ws tether.Workspace, t
 
 	if forwardAgent {
 		sock := os.Getenv("SSH_AUTH_SOCK")
-		if sock == "" {
-			return errors.New("--forward-agent: SSH_AUTH_SOCK is not set, so there is no local agent to forward")
-		}
 		if err := agent.ForwardToRemote(sc, sock); err != nil {
 			return fmt.Errorf("forward SSH agent: %w", err)
 		}
@@ -177,9 +262,7 @@ func (r *root) runSSH(ctx context.Context, conn net.Conn, ws tether.Workspace, t
 		}
 	}
 
-	stdinFile, stdinIsFile := r.env.Stdin.(*os.File)
-	interactive := stdinIsFile && term.IsTerminal(int(stdinFile.Fd()))
-	wantTTY := interactive && (command == "" || forceTTY)
+	wantTTY := st.tty
 	// Requests that need no answer go without waiting for one: each
 	// answer costs a round trip to the workspace (Session.Setenv and
 	// RequestPty wait for theirs), and the command's start, which does
@@ -192,33 +275,15 @@ func (r *root) runSSH(ctx context.Context, conn net.Conn, ws tether.Workspace, t
 			}
 		}
 	}
-	sess.Stdin, sess.Stdout, sess.Stderr = stdinStream(r.env.Stdin), sessionOutput{r.env.Stdout}, sessionOutput{r.env.Stderr}
+	sess.Stdin, sess.Stdout, sess.Stderr = st.stdin, sessionOutput{r.env.Stdout}, sessionOutput{r.env.Stderr}
 
 	if wantTTY {
-		lt := localTerminal{in: stdinFile}
-		if f, ok := r.env.Stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-			lt.out = f
-		}
-		w, h, err := lt.size()
-		if err != nil {
-			w, h = 80, 24
-		}
-		termName := os.Getenv("TERM")
-		if termName == "" {
-			termName = "xterm-256color"
-		}
 		// The agent grants every terminal request; if one failed, the
 		// shell's start would, and say so.
-		if _, err := sess.SendRequest("pty-req", false, ptyRequest(termName, h, w, ssh.TerminalModes{ssh.ECHO: 1})); err != nil {
+		if _, err := sess.SendRequest("pty-req", false, ptyRequest(st.term, st.rows, st.cols, ssh.TerminalModes{ssh.ECHO: 1})); err != nil {
 			return fmt.Errorf("request terminal: %w", err)
 		}
-		restore, err := lt.makeRaw()
-		if err != nil {
-			return fmt.Errorf("set terminal to raw mode: %w", err)
-		}
-		defer restore()
-		sess.Stdin = lt.input()
-		stopResize := lt.watchSize([2]int{w, h}, func(cols, rows int) { sess.WindowChange(rows, cols) })
+		stopResize := st.lt.watchSize([2]int{st.cols, st.rows}, func(cols, rows int) { sess.WindowChange(rows, cols) })
 		defer stopResize()
 	}
 

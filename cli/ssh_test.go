@@ -171,7 +171,7 @@ func TestRunSSHExit(t *testing.T) {
 			r := &root{env: &Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: func(string) string { return "" }}}
 			gone := func() error { return tt.gone }
 			ws := tether.Workspace{ID: uuid.New(), Name: "dev", Owner: "me"}
-			err := r.runSSH(ctx, client, ws, newTimeline(slog.New(slog.DiscardHandler), time.Now()), gone, "cmd", false, false)
+			err := r.runSSH(ctx, client, ws, newTimeline(slog.New(slog.DiscardHandler), time.Now()), gone, "cmd", false, &sessionTerminal{stdin: strings.NewReader("")})
 			var ex *exitError
 			switch {
 			case tt.wantCode == -1 && err != nil:

@@ -298,6 +298,10 @@ func (r *root) startTunnel(ctx context.Context, id uuid.UUID, c *client.Client, 
 		Tunnel:     conn,
 		MaxBackoff: 5 * time.Second,
 		Dial:       dial,
+		// The command exits once the tunnel stops: the agent hears the
+		// goodbye without the CLI waiting a server round trip for the
+		// coordinator's answer to it.
+		QuickLeave: true,
 	})
 	conn.SetNodeCallback(coord.SetNode)
 	// The workspace is filled in once its lookup answers; the agent's

@@ -105,6 +105,13 @@ type Options struct {
 	// unanswered by the next means the connection is dead. Zero means
 	// DefaultHeartbeatInterval; negative disables pings.
 	HeartbeatInterval time.Duration
+	// QuickLeave makes the goodbye, when Run's context ends, the
+	// Disconnect alone: the socket is closed without waiting for the
+	// coordinator's close frame, which costs a round trip to the server.
+	// The coordinator acts on the Disconnect, not on the close. For a
+	// process that exits once Run returns (the CLI), where that wait is
+	// on the way out.
+	QuickLeave bool
 	// MinBackoff and MaxBackoff bound the wait between reconnects, which
 	// doubles after each failure, with jitter, and starts again from
 	// MinBackoff after a connection that stayed up longer than MaxBackoff.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/coder/websocket/wsjson"
 	"github.com/google/uuid"
 	"tailscale.com/tailcfg"
 	"tailscale.com/types/key"
@@ -836,5 +837,69 @@ func TestLeaveUnresponsiveCoordinator(t *testing.T) {
 	// The goodbye is bounded by two seconds; allow for a slow machine.
 	if d := time.Since(start); d > 4*time.Second {
 		t.Errorf("Run took %v to return after cancel", d)
+	}
+}
+
+// TestQuickLeave checks that with QuickLeave the goodbye is the Disconnect
+// alone: the coordinator reads it, and then the socket's end, with no
+// close handshake that would hold the client for a round trip.
+func TestQuickLeave(t *testing.T) {
+	ctx := testContext(t)
+	type seen struct {
+		disconnect bool
+		closeCode  websocket.StatusCode // of what ended the socket; -1: no close frame
+	}
+	got := make(chan seen, 1)
+	url := misbehavingServer(t, func(ctx context.Context, conn *websocket.Conn) {
+		var s seen
+		defer func() { got <- s }()
+		for {
+			var req tether.CoordinateRequest
+			err := wsjson.Read(ctx, conn, &req)
+			if err != nil {
+				s.closeCode = websocket.CloseStatus(err)
+				return
+			}
+			s.disconnect = s.disconnect || req.Disconnect
+		}
+	})
+	connected := make(chan struct{})
+	var once sync.Once
+	c := coordclient.New(coordclient.Options{
+		Dial: func(ctx context.Context) (*websocket.Conn, error) {
+			conn, _, err := websocket.Dial(ctx, url, nil)
+			if err == nil {
+				once.Do(func() { close(connected) })
+			}
+			return conn, err
+		},
+		Tunnel:            newFakeTunnel(),
+		HeartbeatInterval: -1,
+		QuickLeave:        true,
+	})
+	c.SetNode(newNode(uuid.New(), 1))
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- c.Run(rctx) }()
+	select {
+	case <-connected:
+	case <-ctx.Done():
+		t.Fatal("never connected")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run = %v", err)
+	}
+	var s seen
+	select {
+	case s = <-got:
+	case <-ctx.Done():
+		t.Fatal("the coordinator did not see the socket end")
+	}
+	if !s.disconnect {
+		t.Error("the coordinator did not get the Disconnect")
+	}
+	if s.closeCode != -1 {
+		t.Errorf("the client closed with a close frame (%v) and so waited for the coordinator's", s.closeCode)
 	}
 }

@@ -70,6 +70,12 @@ func (c *Client) leave(ctx context.Context, conn *websocket.Conn) {
 		conn.CloseNow()
 		return
 	}
+	if c.opts.QuickLeave {
+		// The Disconnect is written (to the kernel, which delivers it
+		// after the process is gone): enough.
+		conn.CloseNow()
+		return
+	}
 	// Close waits for the coordinator's close frame, which it sends once
 	// it has read the Disconnect; if none comes, cancelling ctx ends the
 	// reader's read, which closes the socket and ends the wait.

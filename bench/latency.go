@@ -27,7 +27,11 @@ import (
 // byte of its output, and counts each in round trips of its kind. One run
 // per setting goes with --log-level debug, and its phase timeline (the
 // CLI's component=timeline lines) goes into the note.
-var latencyDelays = []time.Duration{0, 50 * time.Millisecond, 100 * time.Millisecond}
+//
+// 200 ms each way (relayed round trips of 800 ms) shows what is left
+// beyond the goal's 400 ms: each round trip the connection still waits
+// for counts double there.
+var latencyDelays = []time.Duration{0, 50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond}
 
 // runLatency starts a deployment behind a delay proxy and measures.
 func runLatency(ctx context.Context, cfg *config, res *results, dir string) error {

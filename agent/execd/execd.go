@@ -178,19 +178,19 @@ func (s *Server) handle(c net.Conn) {
 		return
 	}
 	if typ != execproto.FrameRequest {
-		w.refuse(fmt.Sprintf("the first frame must be a request, not %q", typ))
+		refuse(c, cc, w, fmt.Sprintf("the first frame must be a request, not %q", typ))
 		return
 	}
 	req, err := execproto.ParseRequest(payload)
 	if err != nil {
-		w.refuse(err.Error())
+		refuse(c, cc, w, err.Error())
 		return
 	}
 	c.SetReadDeadline(time.Time{})
 
 	u, err := usershell.Current()
 	if err != nil {
-		w.refuse(err.Error())
+		refuse(c, cc, w, err.Error())
 		return
 	}
 	spec := usershell.Spec{
@@ -208,7 +208,7 @@ func (s *Server) handle(c net.Conn) {
 	proc, err := usershell.Start(u, spec)
 	if err != nil {
 		log.Warn("start exec session", "err", err)
-		w.refuse(err.Error())
+		refuse(c, cc, w, err.Error())
 		return
 	}
 	log = log.With("pid", proc.Pid())
@@ -317,12 +317,18 @@ func (w *frameWriter) start(started []byte) {
 	close(w.ready)
 }
 
-// refuse answers the request with an error message.
-func (w *frameWriter) refuse(msg string) {
+// refuse answers the request with an error message and ends the
+// connection: the message is delivered, and what the client sent after
+// its request is read and dropped (for closeTimeout at most), so that the
+// close does not reset the connection under the message.
+func refuse(c net.Conn, cc *coalesce.Conn, w *frameWriter, msg string) {
 	if len(msg) > execproto.MaxMessage {
 		msg = msg[:execproto.MaxMessage]
 	}
 	w.write(execproto.FrameError, []byte(msg))
+	cc.CloseWrite()
+	c.SetReadDeadline(time.Now().Add(closeTimeout))
+	io.Copy(io.Discard, cc)
 }
 
 // frameOutput is one of the program's outputs as frames of type typ.

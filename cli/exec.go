@@ -417,10 +417,4 @@ func (r *pumpReader) Read(b []byte) (int, error) {
 	return n, nil
 }
 
-// isRefused reports whether a dial failed because nothing listens on the
-// port.
-func isRefused(err error) bool {
-	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
-}
-
 func clampUint16(n int) uint16 { return uint16(min(max(n, 0), 0xffff)) }

@@ -141,8 +141,12 @@ func (r *root) runSession(ctx context.Context, t *workspaceTunnel, command strin
 			}
 			t.tl.mark("exec-unsupported")
 			st.stdin = in.reader(replay)
-		case !isRefused(err):
+		case ctx.Err() != nil || t.gone() != nil:
 			return fmt.Errorf("connect to the workspace: %w", err)
+		default:
+			// Refused (an agent whose tunnel forwards nothing): SSH
+			// may still answer, or says why not.
+			t.tl.mark("exec-unsupported", "error", err.Error())
 		}
 	}
 	conn, err := r.dialSSH(ctx, t)

@@ -80,16 +80,7 @@ func TestUDPRelay(t *testing.T) {
 	introduceRelay(t, r, a, b)
 	ctx := testContext(t)
 
-	ln, err := b.Listen("tcp", 80)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serveEcho(t, ln)
-	conn, err := a.DialContext(ctx, "tcp", netip.AddrPortFrom(b.Addr(), 80))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dialEcho(t, ctx, a, b, 80)
 	relayAt := ""
 	for relayAt == "" {
 		if err := echoOnce(conn, "hello", time.Now().Add(5*time.Second)); err != nil {
@@ -157,16 +148,7 @@ func TestUDPRelayRefused(t *testing.T) {
 			})
 			introduceRelay(t, r, a, b)
 			ctx := testContext(t)
-			ln, err := b.Listen("tcp", 80)
-			if err != nil {
-				t.Fatal(err)
-			}
-			serveEcho(t, ln)
-			conn, err := a.DialContext(ctx, "tcp", netip.AddrPortFrom(b.Addr(), 80))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
+			conn := dialEcho(t, ctx, a, b, 80)
 			deadline := time.Now().Add(shortTimeout)
 			for time.Now().Before(deadline) {
 				if err := echoOnce(conn, "hello", time.Now().Add(5*time.Second)); err != nil {
@@ -229,16 +211,7 @@ func TestUDPRelayAfterRebind(t *testing.T) {
 	r := newTestRelay(t, Options{DERPMap: dm}, func(uuid.UUID, [2]key.DiscoPublic) bool { return true })
 	introduceRelay(t, r, a, b)
 	ctx := testContext(t)
-	ln, err := b.Listen("tcp", 80)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serveEcho(t, ln)
-	conn, err := a.DialContext(ctx, "tcp", netip.AddrPortFrom(b.Addr(), 80))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dialEcho(t, ctx, a, b, 80)
 	// onRelay exchanges data and pings until a pong comes over the relay,
 	// for at most timeout, and reports how long that took.
 	onRelay := func(what string, timeout time.Duration) time.Duration {

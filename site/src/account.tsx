@@ -2,7 +2,7 @@ import { useEffect, useState } from "preact/hooks";
 import { api } from "./api";
 import { formatDate, relativeTime } from "./format";
 import type { APIToken, CreateAPITokenResponse, User } from "./tether.gen";
-import { Badge, Dialog, ErrorBox, Secret, navigate, useAction } from "./ui";
+import { Badge, Dialog, DialogConfirm, ErrorBox, Secret, navigate, useAction } from "./ui";
 
 const lifetimes = [
   { label: "7 days", value: "168h" },
@@ -138,17 +138,9 @@ function SessionsCard() {
         </button>
       </div>
       <Dialog open={confirming} title="Sign out everywhere?" onClose={() => setConfirming(false)}>
-        <div class="dialog-body">
+        <DialogConfirm label="Sign out everywhere" busy={busy} onConfirm={signOutAll} onCancel={() => setConfirming(false)}>
           <p>Every session of yours ends, here and on every other browser and CLI, with their terminals and tunnels.</p>
-          <div class="dialog-actions">
-            <button class="button" type="button" onClick={() => setConfirming(false)} autofocus>
-              Cancel
-            </button>
-            <button class="button button-danger" type="button" onClick={signOutAll} disabled={busy}>
-              Sign out everywhere
-            </button>
-          </div>
-        </div>
+        </DialogConfirm>
       </Dialog>
     </section>
   );
@@ -251,32 +243,24 @@ function TokensCard() {
         }}
       >
         {deleting && (
-          <div class="dialog-body">
+          <DialogConfirm
+            label="Delete token"
+            busy={delBusy}
+            onCancel={() => setDeleting(null)}
+            onConfirm={() =>
+              runDelete(async () => {
+                await api.deleteToken(deleting.id);
+                setDeleting(null);
+                await load();
+              })
+            }
+          >
             <p>
               Delete <strong>{deleting.name}</strong>? Scripts using it are refused at once, and connections opened
               with it end.
             </p>
             {delError !== null && <ErrorBox error={delError} />}
-            <div class="dialog-actions">
-              <button class="button" type="button" onClick={() => setDeleting(null)} autofocus>
-                Cancel
-              </button>
-              <button
-                class="button button-danger"
-                type="button"
-                disabled={delBusy}
-                onClick={() =>
-                  runDelete(async () => {
-                    await api.deleteToken(deleting.id);
-                    setDeleting(null);
-                    await load();
-                  })
-                }
-              >
-                Delete token
-              </button>
-            </div>
-          </div>
+          </DialogConfirm>
         )}
       </Dialog>
       {loadError !== null && <ErrorBox error={loadError} title="Could not load your tokens." />}

@@ -2,7 +2,7 @@ import { useEffect, useState } from "preact/hooks";
 import { api } from "./api";
 import { formatDate } from "./format";
 import type { Template, User } from "./tether.gen";
-import { Dialog, ErrorBox, useAction } from "./ui";
+import { Dialog, DialogForm, ErrorBox, useAction } from "./ui";
 
 const example = `name: python-dev
 agent_url: https://tether.internal.example.com   # optional
@@ -118,15 +118,20 @@ function UploadForm({ onClose, onDone }: { onClose: () => void; onDone: () => vo
     const f = (e.currentTarget as HTMLInputElement).files?.[0];
     if (f) setText(await f.text());
   };
-  const submit = (e: Event) => {
-    e.preventDefault();
-    void run(async () => {
+  const submit = () =>
+    run(async () => {
       await api.pushTemplate(text);
       onDone();
     });
-  };
   return (
-    <form class="dialog-body" onSubmit={submit}>
+    <DialogForm
+      label="Upload template"
+      busyLabel="Uploading…"
+      busy={busy}
+      disabled={!text.trim()}
+      onSubmit={submit}
+      onCancel={onClose}
+    >
       <p class="muted small">
         A template with the name of an existing one replaces it. The server checks the file and names the
         line of any mistake.
@@ -150,14 +155,6 @@ function UploadForm({ onClose, onDone }: { onClose: () => void; onDone: () => vo
         Or read it from a file
         <input type="file" accept=".yaml,.yml,text/yaml,application/yaml" onChange={onFile} />
       </label>
-      <div class="dialog-actions">
-        <button class="button" type="button" onClick={onClose}>
-          Cancel
-        </button>
-        <button class="button button-primary" type="submit" disabled={busy || !text.trim()}>
-          {busy ? "Uploading…" : "Upload template"}
-        </button>
-      </div>
-    </form>
+    </DialogForm>
   );
 }

@@ -2,7 +2,7 @@ import { useEffect, useState } from "preact/hooks";
 import { api } from "./api";
 import { formatDate, relativeTime } from "./format";
 import type { APIToken, CreateAPITokenResponse, User } from "./tether.gen";
-import { Badge, Dialog, DialogConfirm, ErrorBox, Secret, navigate, useAction } from "./ui";
+import { Badge, Dialog, DialogConfirm, ErrorBox, Secret, TableCard, navigate, useAction } from "./ui";
 
 const lifetimes = [
   { label: "7 days", value: "168h" },
@@ -266,52 +266,37 @@ function TokensCard() {
       {loadError !== null && <ErrorBox error={loadError} title="Could not load your tokens." />}
       {list !== null && list.length === 0 && <p class="muted">You have no API tokens.</p>}
       {list !== null && list.length > 0 && (
-        <div class="table-card">
-          <table class="table-middle">
-            <thead>
-              <tr>
-                <th>Token</th>
-                <th>Created</th>
-                <th>Last used</th>
-                <th>Expires</th>
-                <th>
-                  <span class="visually-hidden">Actions</span>
-                </th>
+        <TableCard columns={["Token", "Created", "Last used", "Expires"]} actions tableClass="table-middle" nested>
+          {list.map((t) => {
+            const expired = Date.parse(t.expires_at) <= now;
+            return (
+              <tr key={t.id} data-token={t.name}>
+                <td data-label="Token" class="ws-name">
+                  {t.name}
+                </td>
+                <td data-label="Created" class="muted">
+                  {formatDate(t.created_at)}
+                </td>
+                <td data-label="Last used" class="muted">
+                  {relativeTime(t.last_used_at, now)}
+                </td>
+                <td data-label="Expires">
+                  {expired ? <Badge tone="warning">expired</Badge> : formatDate(t.expires_at)}
+                </td>
+                <td class="actions">
+                  <button
+                    class="button button-danger-quiet"
+                    type="button"
+                    onClick={() => setDeleting(t)}
+                    aria-label={`Delete token ${t.name}`}
+                  >
+                    Delete
+                  </button>
+                </td>
               </tr>
-            </thead>
-            <tbody>
-              {list.map((t) => {
-                const expired = Date.parse(t.expires_at) <= now;
-                return (
-                  <tr key={t.id} data-token={t.name}>
-                    <td data-label="Token" class="ws-name">
-                      {t.name}
-                    </td>
-                    <td data-label="Created" class="muted">
-                      {formatDate(t.created_at)}
-                    </td>
-                    <td data-label="Last used" class="muted">
-                      {relativeTime(t.last_used_at, now)}
-                    </td>
-                    <td data-label="Expires">
-                      {expired ? <Badge tone="warning">expired</Badge> : formatDate(t.expires_at)}
-                    </td>
-                    <td class="actions">
-                      <button
-                        class="button button-danger-quiet"
-                        type="button"
-                        onClick={() => setDeleting(t)}
-                        aria-label={`Delete token ${t.name}`}
-                      >
-                        Delete
-                      </button>
-                    </td>
-                  </tr>
-                );
-              })}
-            </tbody>
-          </table>
-        </div>
+            );
+          })}
+        </TableCard>
       )}
     </section>
   );

@@ -266,6 +266,46 @@ export function DialogConfirm({
   );
 }
 
+/**
+ * TableCard is a list shown as a table in a card: the head names the
+ * columns, the children are the rows. With actions, a last column holds
+ * each row's buttons; its title is for screen readers only. A nested
+ * table sits in a card of the page already and gets no card of its own.
+ */
+export function TableCard({
+  columns,
+  actions,
+  tableClass,
+  nested,
+  children,
+}: {
+  columns: string[];
+  actions?: boolean;
+  tableClass?: string;
+  nested?: boolean;
+  children: ComponentChildren;
+}) {
+  return (
+    <div class={nested ? "table-card" : "card table-card"}>
+      <table class={tableClass}>
+        <thead>
+          <tr>
+            {columns.map((c) => (
+              <th key={c}>{c}</th>
+            ))}
+            {actions && (
+              <th>
+                <span class="visually-hidden">Actions</span>
+              </th>
+            )}
+          </tr>
+        </thead>
+        <tbody>{children}</tbody>
+      </table>
+    </div>
+  );
+}
+
 /** Secret shows a value to copy (a token, a command) with a Copy button. */
 export function Secret({ value, label }: { value: string; label: string }) {
   const [copied, setCopied] = useState(false);

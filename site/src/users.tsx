@@ -2,7 +2,7 @@ import { useEffect, useState } from "preact/hooks";
 import { api, ApiError } from "./api";
 import { formatDate } from "./format";
 import type { Role, User } from "./tether.gen";
-import { Badge, Dialog, DialogConfirm, DialogForm, ErrorBox, useAction } from "./ui";
+import { Badge, Dialog, DialogConfirm, DialogForm, ErrorBox, TableCard, useAction } from "./ui";
 
 type Pending = { kind: "delete" | "password" | "suspend"; user: User } | null;
 
@@ -114,111 +114,96 @@ export function UsersPage({ me }: { me: User | null }) {
       </Dialog>
       {list === null && error === null && <p class="muted">Loading…</p>}
       {list !== null && (
-        <div class="card table-card">
-          <table class="table-middle">
-            <thead>
-              <tr>
-                <th>User</th>
-                <th>Role</th>
-                <th>Status</th>
-                <th>Created</th>
-                <th>
-                  <span class="visually-hidden">Actions</span>
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              {list.map((u) => {
-                const self = u.id === me?.id;
-                return (
-                  <tr key={u.id} data-user={u.username}>
-                    <td data-label="User">
-                      <div class="ws-name">
-                        {u.username}
-                        {self && <span class="muted small"> (you)</span>}
-                      </div>
-                      <div class="muted small">{u.email}</div>
-                    </td>
-                    <td data-label="Role">
-                      <select
-                        aria-label={`Role of ${u.username}`}
-                        value={u.role}
-                        disabled={busy}
-                        onChange={(e) => {
-                          const role = e.currentTarget.value as Role;
-                          if (
-                            self &&
-                            role !== "admin" &&
-                            !confirm("Make yourself a member? You lose the admin pages and other users' workspaces; another admin can undo it.")
-                          ) {
-                            e.currentTarget.value = u.role;
-                            return;
-                          }
-                          void act(`${u.username} is now ${role}.`, () => api.setUserRole(u.username, role));
-                        }}
+        <TableCard columns={["User", "Role", "Status", "Created"]} actions tableClass="table-middle">
+          {list.map((u) => {
+            const self = u.id === me?.id;
+            return (
+              <tr key={u.id} data-user={u.username}>
+                <td data-label="User">
+                  <div class="ws-name">
+                    {u.username}
+                    {self && <span class="muted small"> (you)</span>}
+                  </div>
+                  <div class="muted small">{u.email}</div>
+                </td>
+                <td data-label="Role">
+                  <select
+                    aria-label={`Role of ${u.username}`}
+                    value={u.role}
+                    disabled={busy}
+                    onChange={(e) => {
+                      const role = e.currentTarget.value as Role;
+                      if (
+                        self &&
+                        role !== "admin" &&
+                        !confirm("Make yourself a member? You lose the admin pages and other users' workspaces; another admin can undo it.")
+                      ) {
+                        e.currentTarget.value = u.role;
+                        return;
+                      }
+                      void act(`${u.username} is now ${role}.`, () => api.setUserRole(u.username, role));
+                    }}
+                  >
+                    <option value="member">member</option>
+                    <option value="admin">admin</option>
+                  </select>
+                </td>
+                <td data-label="Status">
+                  <Badge tone={u.status === "active" ? "ok" : "warning"}>{u.status}</Badge>
+                </td>
+                <td data-label="Created" class="muted">
+                  {formatDate(u.created_at)}
+                </td>
+                <td class="actions">
+                  <div class="action-group">
+                    {u.status === "active" ? (
+                      <button
+                        class="button"
+                        type="button"
+                        disabled={self || busy}
+                        title={self ? "Another admin can suspend you" : undefined}
+                        onClick={() => setPending({ kind: "suspend", user: u })}
+                        aria-label={`Suspend ${u.username}`}
                       >
-                        <option value="member">member</option>
-                        <option value="admin">admin</option>
-                      </select>
-                    </td>
-                    <td data-label="Status">
-                      <Badge tone={u.status === "active" ? "ok" : "warning"}>{u.status}</Badge>
-                    </td>
-                    <td data-label="Created" class="muted">
-                      {formatDate(u.created_at)}
-                    </td>
-                    <td class="actions">
-                      <div class="action-group">
-                        {u.status === "active" ? (
-                          <button
-                            class="button"
-                            type="button"
-                            disabled={self || busy}
-                            title={self ? "Another admin can suspend you" : undefined}
-                            onClick={() => setPending({ kind: "suspend", user: u })}
-                            aria-label={`Suspend ${u.username}`}
-                          >
-                            Suspend
-                          </button>
-                        ) : (
-                          <button
-                            class="button"
-                            type="button"
-                            disabled={busy}
-                            onClick={() => act(`${u.username} is active again.`, () => api.setUserStatus(u.username, "active"))}
-                            aria-label={`Unsuspend ${u.username}`}
-                          >
-                            Unsuspend
-                          </button>
-                        )}
-                        <button
-                          class="button"
-                          type="button"
-                          disabled={self}
-                          title={self ? "Change your own password on your account page" : undefined}
-                          onClick={() => setPending({ kind: "password", user: u })}
-                          aria-label={`Reset the password of ${u.username}`}
-                        >
-                          Reset password
-                        </button>
-                        <button
-                          class="button button-danger-quiet"
-                          type="button"
-                          disabled={self}
-                          title={self ? "Another admin can delete you" : undefined}
-                          onClick={() => setPending({ kind: "delete", user: u })}
-                          aria-label={`Delete ${u.username}`}
-                        >
-                          Delete
-                        </button>
-                      </div>
-                    </td>
-                  </tr>
-                );
-              })}
-            </tbody>
-          </table>
-        </div>
+                        Suspend
+                      </button>
+                    ) : (
+                      <button
+                        class="button"
+                        type="button"
+                        disabled={busy}
+                        onClick={() => act(`${u.username} is active again.`, () => api.setUserStatus(u.username, "active"))}
+                        aria-label={`Unsuspend ${u.username}`}
+                      >
+                        Unsuspend
+                      </button>
+                    )}
+                    <button
+                      class="button"
+                      type="button"
+                      disabled={self}
+                      title={self ? "Change your own password on your account page" : undefined}
+                      onClick={() => setPending({ kind: "password", user: u })}
+                      aria-label={`Reset the password of ${u.username}`}
+                    >
+                      Reset password
+                    </button>
+                    <button
+                      class="button button-danger-quiet"
+                      type="button"
+                      disabled={self}
+                      title={self ? "Another admin can delete you" : undefined}
+                      onClick={() => setPending({ kind: "delete", user: u })}
+                      aria-label={`Delete ${u.username}`}
+                    >
+                      Delete
+                    </button>
+                  </div>
+                </td>
+              </tr>
+            );
+          })}
+        </TableCard>
       )}
     </>
   );

@@ -17,7 +17,7 @@ import {
   type Workspace,
   type WorkspaceApp,
 } from "./tether.gen";
-import { Badge, Dialog, DialogConfirm, DialogForm, ErrorBox, Secret, useAction, useFocusOnMount, usePoll, type Tone } from "./ui";
+import { Badge, Dialog, DialogConfirm, DialogForm, ErrorBox, Secret, TableCard, useAction, useFocusOnMount, usePoll, type Tone } from "./ui";
 
 const pollInterval = 3000;
 // Regions come and go (a proxy that stops heartbeating is no longer
@@ -158,33 +158,18 @@ export function WorkspacesPage() {
         </div>
       )}
       {list !== null && list.length > 0 && (
-        <div class="card table-card">
-          <table class="ws-table">
-            <thead>
-              <tr>
-                <th>Workspace</th>
-                <th>Status</th>
-                <th>Connection</th>
-                <th>Apps</th>
-                <th>
-                  <span class="visually-hidden">Actions</span>
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              {list.map((w) => (
-                <WorkspaceRow
-                  key={w.id}
-                  ws={w}
-                  now={now}
-                  wildcard={build?.wildcard_access_url}
-                  region={regions.chosen}
-                  onDelete={() => setDeleting(w)}
-                />
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <TableCard columns={["Workspace", "Status", "Connection", "Apps"]} actions tableClass="ws-table">
+          {list.map((w) => (
+            <WorkspaceRow
+              key={w.id}
+              ws={w}
+              now={now}
+              wildcard={build?.wildcard_access_url}
+              region={regions.chosen}
+              onDelete={() => setDeleting(w)}
+            />
+          ))}
+        </TableCard>
       )}
     </>
   );

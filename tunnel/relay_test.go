@@ -15,6 +15,8 @@ import (
 	"tailscale.com/types/logger"
 	"tailscale.com/types/views"
 	"tailscale.com/util/usermetric"
+
+	"github.com/tetherdev/tether/internal/testwait"
 )
 
 // newTestRelay starts a relay's Conn with a real udprelay.Server on
@@ -100,7 +102,7 @@ func TestUDPRelay(t *testing.T) {
 	if ap, err := netip.ParseAddrPort(relayAt); err != nil || !ap.Addr().IsLoopback() {
 		t.Errorf("relay endpoint = %q; want the relay's loopback address", relayAt)
 	}
-	waitFor(t, ctx, "a's status to say the UDP relay", func() bool {
+	waitFor(t, ctx, "a's status says the UDP relay", func() bool {
 		_ = echoOnce(conn, "status", time.Now().Add(5*time.Second))
 		p := a.Status(ctx).Peers
 		return len(p) == 1 && p[0].UDPRelay && p[0].Endpoint == relayAt
@@ -183,17 +185,8 @@ func pingOnce(t *testing.T, ctx context.Context, c *Conn, ip netip.Addr) (PingRe
 	return PingResult{}, false
 }
 
-// waitFor polls cond until it holds or ctx ends.
-func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
-	t.Helper()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out waiting for %s", what)
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-}
+// waitFor polls cond until it holds, or fails the test once ctx ends.
+var waitFor = testwait.Until
 
 // relayAfterRebindTimeout bounds the wait for the relay path to come back
 // after a rebind: magicsock alone looks for it again only 30 s after it

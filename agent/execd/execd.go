@@ -29,6 +29,7 @@ import (
 	"github.com/tetherdev/tether/agent/usershell"
 	"github.com/tetherdev/tether/execproto"
 	"github.com/tetherdev/tether/internal/coalesce"
+	"github.com/tetherdev/tether/internal/servegroup"
 )
 
 // ErrServerClosed is returned by Serve after Close.
@@ -59,14 +60,7 @@ type Options struct {
 type Server struct {
 	logger *slog.Logger
 	env    []string
-	// wg counts every goroutine the server starts, so that Close can wait
-	// for all of them.
-	wg sync.WaitGroup
-
-	mu        sync.Mutex
-	closed    bool                      // guarded by mu; no new listeners or connections
-	listeners map[net.Listener]struct{} // guarded by mu
-	conns     map[net.Conn]struct{}     // guarded by mu
+	group  servegroup.Group // listeners, connections and their goroutines
 }
 
 // New returns a server that is not yet serving; call Serve.
@@ -75,72 +69,17 @@ func New(opts Options) *Server {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Server{
-		logger:    logger,
-		env:       append([]string(nil), opts.Env...),
-		listeners: make(map[net.Listener]struct{}),
-		conns:     make(map[net.Conn]struct{}),
-	}
+	return &Server{logger: logger, env: append([]string(nil), opts.Env...)}
 }
 
 // Serve accepts connections on l until Close, or until l fails. It closes
 // l before returning. After Close it returns ErrServerClosed.
 func (s *Server) Serve(l net.Listener) error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		l.Close()
+	err := s.group.Serve(l, s.handle)
+	if errors.Is(err, servegroup.ErrClosed) {
 		return ErrServerClosed
 	}
-	s.listeners[l] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, l)
-		s.mu.Unlock()
-		l.Close()
-	}()
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			s.mu.Lock()
-			closed := s.closed
-			s.mu.Unlock()
-			if closed {
-				return ErrServerClosed
-			}
-			return fmt.Errorf("accept: %w", err)
-		}
-		if !s.track(c) {
-			c.Close()
-			return ErrServerClosed
-		}
-		go func() {
-			defer s.wg.Done()
-			defer s.untrack(c)
-			s.handle(c)
-		}()
-	}
-}
-
-// track registers c and counts its goroutine in wg. It reports false, and
-// registers nothing, once the server is closing.
-func (s *Server) track(c net.Conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return false
-	}
-	s.conns[c] = struct{}{}
-	s.wg.Add(1)
-	return true
-}
-
-func (s *Server) untrack(c net.Conn) {
-	s.mu.Lock()
-	delete(s.conns, c)
-	s.mu.Unlock()
-	c.Close()
+	return err
 }
 
 // Close stops the server at once: it closes the listeners and every
@@ -148,16 +87,8 @@ func (s *Server) untrack(c net.Conn) {
 // grace period), and returns when all of the server's goroutines have
 // ended.
 func (s *Server) Close() error {
-	s.mu.Lock()
-	s.closed = true
-	for l := range s.listeners {
-		l.Close()
-	}
-	for c := range s.conns {
-		c.Close()
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
+	s.group.Close()
+	s.group.Wait()
 	return nil
 }
 

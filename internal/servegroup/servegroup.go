@@ -3,10 +3,10 @@
 // it starts for them. Close closes every listener and connection, so that
 // blocked reads and accepts return; Wait then waits for the goroutines.
 //
-// The agent's servers (agent/sshd, agent/reconnectingpty, agent/rtcterm)
-// share it so that each stops in the same way: once a group is closed it
-// accepts nothing more, and a connection accepted as it closes is closed
-// at once instead of being served.
+// The agent's servers (agent/sshd, agent/execd, agent/reconnectingpty,
+// agent/rtcterm) share it so that each stops in the same way: once a group
+// is closed it accepts nothing more, and a connection accepted as it
+// closes is closed at once instead of being served.
 package servegroup
 
 import (

@@ -30,6 +30,9 @@ func (r *root) sshCommand() *cobra.Command {
 		Use:   "ssh WORKSPACE [-- COMMAND...]",
 		Short: "Open a shell in a workspace, or run a command there",
 		Long: "Open an interactive shell in a workspace, or run a command and pass its exit code through.\n\n" +
+			"Shells and commands go over the tunnel without SSH's handshake, in one round trip; SSH is\n" +
+			"used for --stdio and --forward-agent, with agents that are too old, and when\n" +
+			"TETHER_SSH_PROTOCOL=ssh is set.\n\n" +
 			"With --stdio the command speaks raw SSH on stdin/stdout, for OpenSSH's ProxyCommand:\n" +
 			"  ssh -o ProxyCommand='tether ssh --stdio %h' dev\n" +
 			"`tether config-ssh` writes that into ~/.ssh/config for every workspace.",

@@ -1,7 +1,9 @@
 // Package usershell starts programs the way a login on the workspace would:
 // as the user running the agent, in their home directory, with their login
-// shell, optionally on a pseudo-terminal. The SSH server and the web
-// terminal's reconnecting PTY both start sessions through it.
+// shell, optionally on a pseudo-terminal. The SSH server, the exec server
+// and the web terminal's reconnecting PTY all start sessions through it;
+// the first two through Start (process.go), so that a command runs the
+// same whichever of them `tether ssh` reached.
 package usershell
 
 import (

@@ -253,8 +253,8 @@ func blockUDPWith(t *testing.T, h *natlab.Host, peer netip.Addr) {
 }
 
 // labTerminal is a lab with the server on the internet, the agent behind
-// an easy NAT and Chromium behind another, signed in, with the path
-// recorder installed: what both tests start from.
+// a NAT of agentKind and Chromium behind an easy NAT, signed in, with the
+// path recorder installed: what the tests start from.
 type labTerminal struct {
 	srvH, agentH, browserH *natlab.Host
 	promURL                string
@@ -262,11 +262,11 @@ type labTerminal struct {
 	p                      *tab
 }
 
-func startLabTerminal(t *testing.T) *labTerminal {
+func startLabTerminal(t *testing.T, agentKind natlab.RouterKind) *labTerminal {
 	t.Helper()
 	lab, srvH := newLab(t, false)
 	browserH := lab.AddHost("browser", natlab.EasyNAT)
-	agentH := lab.AddHost("agent", natlab.EasyNAT)
+	agentH := lab.AddHost("agent", agentKind)
 	srv := startLabServer(t, srvH, nil, "--prometheus-address", "127.0.0.1:9464")
 	// The CLI that creates the workspace runs on the browser's host, as
 	// its user would.
@@ -309,7 +309,7 @@ func checkLoopLines(t *testing.T, p *tab, n int) {
 // middle of output: the relay takes over without losing or repeating a
 // line. How long the upgrade took is logged as a figure (the goal is 1 s).
 func TestLabBrowserTerminalDirect(t *testing.T) {
-	lt := startLabTerminal(t)
+	lt := startLabTerminal(t, natlab.EasyNAT)
 	p := lt.p
 	fromAgent := udpCounter(t, lt.browserH, lt.agentH.PublicIP())
 	p.navigate(lt.url)
@@ -379,42 +379,57 @@ func TestLabBrowserTerminalDirect(t *testing.T) {
 	}
 }
 
-// TestLabBrowserTerminalUDPBlocked: with UDP between the browser's and the
-// agent's NATs blocked (each still reaches the server and its STUN), the
-// page tries the direct path, gives it up, and the terminal works relayed
-// exactly as without it: every line of output once, in order.
-func TestLabBrowserTerminalUDPBlocked(t *testing.T) {
-	lt := startLabTerminal(t)
-	p := lt.p
-	blockUDPWith(t, lt.agentH, lt.browserH.PublicIP())
-	fromAgent := udpCounter(t, lt.browserH, lt.agentH.PublicIP())
-	p.navigate(lt.url)
-	p.waitText("the terminal to connect and the shell to start", terminalReady, func(s string) bool { return s != "" })
-	before := labRelayedBytes(t, lt.srvH, lt.promURL)
-	// The typing starts while the first attempt is under way.
-	p.focusedKeys("for i in $(seq 1 300); do echo line-$i; sleep 0.01; done; echo loop-$((1+1))-done\r")
-	// A second peer connection means the first attempt was given up; the
-	// loop outlives it.
-	harness.WaitFor(t, terminalDirectTimeout, "the page to give a direct attempt up and try again", func() bool {
-		n, _ := strconv.Atoi(p.text(`String(window.tetherPeers ?? 0)`))
-		return n >= 2
-	})
-	harness.WaitFor(t, terminalDirectTimeout, "the end of the loop", func() bool {
-		return strings.Contains(p.text(terminalBuffer), "loop-2-done")
-	})
-	checkLoopLines(t, p, 300)
-	p.focusedKeys("echo after-$((5*5))\r")
-	p.waitContains("a command after the attempts", terminalRows, "after-25")
-	if _, ok := firstPath(p.pathLog(), "direct"); ok {
-		t.Errorf("the page went direct with UDP between the two blocked: %+v", p.pathLog())
-	}
-	if got := p.text(terminalPath); got != "relayed" {
-		t.Errorf("the terminal's path is %q, want relayed", got)
-	}
-	if after := labRelayedBytes(t, lt.srvH, lt.promURL); after <= before {
-		t.Errorf("the server relayed %v terminal bytes, want the output", after-before)
-	}
-	if n := fromAgent(); n != 0 {
-		t.Errorf("%d bytes came over UDP from the agent's NAT, with UDP between the two blocked", n)
+// TestLabBrowserTerminalRelayed: where no direct path exists between the
+// browser's and the agent's NATs (UDP between the two blocked, while each
+// still reaches the server and its STUN; or the agent behind a NAT that
+// maps each destination to another port), the page tries the direct path,
+// gives it up, and the terminal works relayed exactly as without it:
+// every line of output once, in order.
+func TestLabBrowserTerminalRelayed(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		agentKind natlab.RouterKind
+		block     bool
+	}{
+		{"UDP blocked between them", natlab.EasyNAT, true},
+		{"agent behind a hard NAT", natlab.HardNAT, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lt := startLabTerminal(t, tc.agentKind)
+			p := lt.p
+			if tc.block {
+				blockUDPWith(t, lt.agentH, lt.browserH.PublicIP())
+			}
+			fromAgent := udpCounter(t, lt.browserH, lt.agentH.PublicIP())
+			p.navigate(lt.url)
+			p.waitText("the terminal to connect and the shell to start", terminalReady, func(s string) bool { return s != "" })
+			before := labRelayedBytes(t, lt.srvH, lt.promURL)
+			// The typing starts while the first attempt is under way.
+			p.focusedKeys("for i in $(seq 1 300); do echo line-$i; sleep 0.01; done; echo loop-$((1+1))-done\r")
+			// A second peer connection means the first attempt was given
+			// up; the loop outlives it.
+			harness.WaitFor(t, terminalDirectTimeout, "the page to give a direct attempt up and try again", func() bool {
+				n, _ := strconv.Atoi(p.text(`String(window.tetherPeers ?? 0)`))
+				return n >= 2
+			})
+			harness.WaitFor(t, terminalDirectTimeout, "the end of the loop", func() bool {
+				return strings.Contains(p.text(terminalBuffer), "loop-2-done")
+			})
+			checkLoopLines(t, p, 300)
+			p.focusedKeys("echo after-$((5*5))\r")
+			p.waitContains("a command after the attempts", terminalRows, "after-25")
+			if _, ok := firstPath(p.pathLog(), "direct"); ok {
+				t.Errorf("the page went direct: %+v", p.pathLog())
+			}
+			if got := p.text(terminalPath); got != "relayed" {
+				t.Errorf("the terminal's path is %q, want relayed", got)
+			}
+			if after := labRelayedBytes(t, lt.srvH, lt.promURL); after <= before {
+				t.Errorf("the server relayed %v terminal bytes, want the output", after-before)
+			}
+			if n := fromAgent(); tc.block && n != 0 {
+				t.Errorf("%d bytes came over UDP from the agent's NAT, with UDP between the two blocked", n)
+			}
+		})
 	}
 }

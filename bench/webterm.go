@@ -85,9 +85,8 @@ func webtermBench(ctx context.Context, cfg *config, res *results, p *part) error
 	defer direct.close()
 	cfg.logf("webterm: the direct terminal's data channel carried the session %.0f ms after its WebSocket was asked for", millis(direct.upgraded.Sub(t0)))
 
-	// First on loopback alone (the delay off): what the server's hop
-	// itself costs; then with the server's link delayed.
-	front.SetDelay(0)
+	// First on loopback alone (the delay still off): what the server's
+	// hop itself costs; then with the server's link delayed.
 	rs, ds, err := echoInTurn(ctx, cfg.webtermKeys, relayed, direct)
 	if err != nil {
 		return err

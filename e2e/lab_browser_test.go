@@ -66,6 +66,10 @@ const pathRecorder = `(() => {
 			if (!last || last.path !== path) window.tetherPaths.push({path, at: performance.now()});
 		}
 	}).observe(document, {subtree: true, attributes: true, attributeFilter: ["data-path"]});
+	// The page says why a direct attempt ended on console.debug.
+	window.tetherDebug = [];
+	const debug = console.debug.bind(console);
+	console.debug = (...args) => { window.tetherDebug.push(args.map(String).join(" ") + " at " + Math.round(performance.now())); debug(...args); };
 	const Peer = window.RTCPeerConnection;
 	window.RTCPeerConnection = class extends Peer {
 		constructor(...args) { super(...args); window.tetherPeers++; }
@@ -321,8 +325,8 @@ func TestLabBrowserTerminalDirect(t *testing.T) {
 	if !ok1 || !ok2 {
 		t.Fatalf("the page's path log %+v lacks the relayed start or the upgrade", log)
 	}
-	t.Logf("FIGURE browser behind easy NAT ↔ agent behind easy NAT: the terminal was direct %.0f ms after it opened relayed (goal: 1 s); page loaded to direct %.0f ms",
-		directAt-relayedAt, directAt)
+	t.Logf("FIGURE browser behind easy NAT ↔ agent behind easy NAT: the terminal was direct %.0f ms after it opened relayed (goal: 1 s); page loaded to direct %.0f ms; peer connections made: %s %s",
+		directAt-relayedAt, directAt, p.text(`String(window.tetherPeers ?? 0)`), p.text(`JSON.stringify(window.tetherDebug ?? [])`))
 
 	// Through the NATs, with the lab's STUN server and nothing else: the
 	// agent's side of the pair is its NAT's public address, which only

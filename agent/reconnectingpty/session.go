@@ -102,19 +102,9 @@ func (s *Server) startSessionLocked(h ptyproto.Header, logger *slog.Logger) (*se
 	s.sessions[h.ID] = sess
 	logger.Debug("session started", "pid", cmd.Process.Pid)
 
-	s.wg.Add(3)
-	go func() {
-		defer s.wg.Done()
-		sess.readOutput()
-	}()
-	go func() {
-		defer s.wg.Done()
-		sess.wait(cmd)
-	}()
-	go func() {
-		defer s.wg.Done()
-		sess.supervise()
-	}()
+	s.group.Go(sess.readOutput)
+	s.group.Go(func() { sess.wait(cmd) })
+	s.group.Go(sess.supervise)
 	return sess, nil
 }
 

@@ -264,6 +264,8 @@ type labTerminal struct {
 	promURL                string
 	url                    string // the terminal page
 	p                      *tab
+	ws                     *labWorkspace
+	b                      *browser
 }
 
 func startLabTerminal(t *testing.T, agentKind natlab.RouterKind) *labTerminal {
@@ -281,7 +283,7 @@ func startLabTerminal(t *testing.T, agentKind natlab.RouterKind) *labTerminal {
 	p.signIn(ws.Server.URL, harness.AdminName, harness.AdminPassword)
 	p.recordPaths()
 	return &labTerminal{
-		srvH: srvH, agentH: agentH, browserH: browserH, promURL: promURL, p: p,
+		srvH: srvH, agentH: agentH, browserH: browserH, promURL: promURL, p: p, ws: ws, b: b,
 		url: ws.Server.URL + "/@" + harness.AdminName + "/dev/terminal",
 	}
 }
@@ -310,9 +312,10 @@ func checkLoopLines(t *testing.T, p *tab, n int) {
 // with the candidates the lab's STUN server (the only ICE server) gives;
 // from then on the server relays no terminal byte and the output comes
 // over UDP from the agent's NAT. A reload comes back to the same shell,
-// direct again. Then UDP between the two is cut in the
-// middle of output: the relay takes over without losing or repeating a
-// line. How long the upgrade took is logged as a figure (the goal is 1 s).
+// direct again. Then UDP between the two is cut in the middle of output:
+// the relay takes over without losing or repeating a line. Last, another
+// member on the same browser host cannot signal to the agent. How long
+// the upgrade took is logged as a figure (the goal is 1 s).
 func TestLabBrowserTerminalDirect(t *testing.T) {
 	lt := startLabTerminal(t, natlab.EasyNAT)
 	p := lt.p
@@ -401,6 +404,15 @@ func TestLabBrowserTerminalDirect(t *testing.T) {
 	}
 	if labRelayedBytes(t, lt.srvH, lt.promURL) == before {
 		t.Errorf("the server relayed nothing after UDP was cut")
+	}
+
+	// Another member, signed in on the same browser host, cannot signal
+	// to this agent, whatever her messages name.
+	lt.ws.User.Must("users", "create", "--username", "bob", "--email", "bob@example.com", "--password", "bob-password")
+	bob := lt.b.tab("bob")
+	bob.signIn(lt.ws.Server.URL, "bob", "bob-password")
+	if got := bob.probeSignal(harness.AdminName, "dev"); strings.Contains(got, "open") || strings.Contains(got, "answer") || strings.Contains(got, "direct") {
+		t.Errorf("another member opened alice's terminal WebSocket and signalled: %q", got)
 	}
 }
 

@@ -155,6 +155,11 @@ function TokensCard() {
   const [deleting, setDeleting] = useState<APIToken | null>(null);
   const [busy, error, run] = useAction();
   const [delBusy, delError, runDelete, clearDelError] = useAction();
+  // Closing the dialog, by Cancel or Escape, forgets its error.
+  const closeDelete = () => {
+    setDeleting(null);
+    clearDelError();
+  };
   const now = Date.now();
   const load = () =>
     api.tokens().then(
@@ -234,19 +239,12 @@ function TokensCard() {
           </div>
         )}
       </Dialog>
-      <Dialog
-        open={deleting !== null}
-        title="Delete API token?"
-        onClose={() => {
-          setDeleting(null);
-          clearDelError();
-        }}
-      >
+      <Dialog open={deleting !== null} title="Delete API token?" onClose={closeDelete}>
         {deleting && (
           <DialogConfirm
             label="Delete token"
             busy={delBusy}
-            onCancel={() => setDeleting(null)}
+            onCancel={closeDelete}
             onConfirm={() =>
               runDelete(async () => {
                 await api.deleteToken(deleting.id);

@@ -48,6 +48,9 @@ type root struct {
 	// reports instead of the command's own error: the server took the
 	// user's access away while a tunnel was open.
 	abort context.CancelCauseFunc
+	// keepalive, when set, replaces the exec protocol's keepalive interval
+	// and timeout (sshKeepaliveInterval, sshKeepaliveTimeout); for tests.
+	keepalive *[2]time.Duration
 }
 
 // Root returns the `tether` command with every client-side subcommand.

@@ -153,7 +153,11 @@ func (r *root) runExec(ctx context.Context, conn net.Conn, tl *timeline, gone fu
 	}
 	stopKeepalive := make(chan struct{})
 	var keepalive sync.WaitGroup
-	keepalive.Go(func() { s.keepAlive(sshKeepaliveInterval, sshKeepaliveTimeout, stopKeepalive) })
+	interval, timeout := sshKeepaliveInterval, sshKeepaliveTimeout
+	if r.keepalive != nil {
+		interval, timeout = r.keepalive[0], r.keepalive[1]
+	}
+	keepalive.Go(func() { s.keepAlive(interval, timeout, stopKeepalive) })
 	defer func() {
 		close(stopKeepalive)
 		keepalive.Wait()

@@ -199,3 +199,49 @@ func TestRunExecFallback(t *testing.T) {
 		t.Errorf("the input for SSH: %q, %v", rest, err)
 	}
 }
+
+// TestRunExecKeepAlive checks that a session whose agent stops answering
+// (its connection stays open, nothing comes) is given up with a reason and
+// exit 255, and that one whose agent answers the keepalives is kept.
+func TestRunExecKeepAlive(t *testing.T) {
+	keepalive := [2]time.Duration{20 * time.Millisecond, 300 * time.Millisecond}
+	for _, silent := range []bool{false, true} {
+		t.Run(map[bool]string{false: "answering", true: "silent"}[silent], func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), sshTestTimeout)
+			defer cancel()
+			client, server := tcpPair(t)
+			fakeExecAgent(t, server, func(_ execproto.Request, fr *execproto.Reader, send func(byte, []byte)) {
+				send(execproto.FrameStarted, execproto.JSON(execproto.Started{Version: execproto.Version}))
+				deadline := time.Now().Add(3 * keepalive[1])
+				for {
+					typ, p, err := fr.Next()
+					if err != nil {
+						return
+					}
+					if typ == execproto.FrameKeepalive && !silent {
+						send(execproto.FramePong, p)
+						if time.Now().After(deadline) {
+							send(execproto.FrameExit, execproto.JSON(execproto.Exit{Status: 4}))
+						}
+					}
+				}
+			})
+			var stderr bytes.Buffer
+			r := &root{env: &Env{Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: &stderr, Getenv: func(string) string { return "" }}, keepalive: &keepalive}
+			in := startInputPump(strings.NewReader(""))
+			defer in.close()
+			_, err := r.runExec(ctx, client, newTimeline(slog.New(slog.DiscardHandler), time.Now()), func() error { return nil }, "sleep 600", &sessionTerminal{}, in)
+			var ex *exitError
+			if !errors.As(err, &ex) {
+				t.Fatalf("runExec = %v", err)
+			}
+			want, wantSaid := 4, ""
+			if silent {
+				want, wantSaid = exitConnectionLost, "did not answer"
+			}
+			if ex.code != want || !strings.Contains(stderr.String(), wantSaid) {
+				t.Errorf("exit %d, stderr %q; want %d and %q", ex.code, stderr.String(), want, wantSaid)
+			}
+		})
+	}
+}

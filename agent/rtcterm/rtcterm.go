@@ -299,7 +299,7 @@ type signaller struct {
 	send func(tether.TerminalSignal)
 
 	mu       sync.Mutex
-	answered bool                   // guarded by mu
+	answered bool                    // guarded by mu
 	held     []tether.TerminalSignal // guarded by mu: candidates before the answer
 }
 

@@ -73,7 +73,8 @@ type config struct {
 	wsproxyProxyDelay   time.Duration
 	wsproxySessions     int
 	wsproxyKeys         int
-	runs                int // throughput windows per figure; the median counts
+	wsproxyProfile      string // directory for CPU profiles of the proxy and agent; "" for none
+	runs                int    // throughput windows per figure; the median counts
 	firstByteRuns       int
 	natRuns             int
 	coordSizes          []int
@@ -146,6 +147,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.DurationVar(&cfg.wsproxyProxyDelay, "wsproxy-proxy-delay", 5*time.Millisecond, "delay added each way between the browser and the workspace proxy in the wsproxy part")
 	fs.IntVar(&cfg.wsproxySessions, "wsproxy-sessions", 200, "concurrent web terminals on the workspace proxy")
 	fs.IntVar(&cfg.wsproxyKeys, "wsproxy-keys", 100, "keystrokes timed per web terminal in the wsproxy part")
+	fs.StringVar(&cfg.wsproxyProfile, "wsproxy-profile", "", "write CPU profiles of the workspace proxy and the agent during each load phase of the wsproxy part to this directory (go tool pprof)")
 	fs.IntVar(&cfg.runs, "runs", 1, "throughput windows (speedtest runs) per figure; the median counts (more for a noisy machine)")
 	fs.IntVar(&cfg.firstByteRuns, "first-byte-runs", 10, "fresh tunnel pairs timed to their first byte")
 	fs.IntVar(&cfg.natRuns, "nat-runs", 3, "relay-to-direct upgrades timed in the NAT lab")

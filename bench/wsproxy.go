@@ -51,10 +51,10 @@ import (
 //   - the same terminals all typing a key every wsproxyStressInterval at
 //     once, a stress figure beyond the goal's model.
 //
-// Every keystroke is timed from when its typist meant to type it, not
-// from when it was sent: a terminal waits for a key's echo before its
-// next, so a late echo delays the next key, and that wait counts (else a
-// slow proxy would be measured by fewer, later keys).
+// Every keystroke goes out when its typist types it, whether or not the
+// echoes of the keys before it are back (an open loop, as people type
+// ahead), and is timed until its own echo: a slow proxy is not measured
+// by fewer, later keys.
 //
 // The shells are bash login shells of the user running the bench. As
 // root (the machines this runs on), the agent runs in a mount namespace of
@@ -332,12 +332,16 @@ type terminalTarget struct{ ws, origin, host string }
 // calls opened (if not nil: it may wait for the other terminals), and
 // types n keystrokes as ty paces them, after a random start within a
 // second so that terminals type out of step. Each is timed from when it
-// was due until its echo arrives.
+// was sent (when it was due, unless the bench itself was late) until its
+// echo arrives.
 func typeAndTime(ctx context.Context, browser *http.Client, t terminalTarget, n int, ty typist, opened func()) ([]time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(n)*(3*time.Second+wsproxyEchoTimeout))
 	defer cancel()
 	conn, resp, err := websocket.Dial(ctx, t.ws+"?reconnect="+uuid.NewString()+"&height=24&width=80",
-		&websocket.DialOptions{HTTPClient: browser, HTTPHeader: http.Header{"Origin": {t.origin}}, Host: t.host})
+		// Browsers offer compression (permessage-deflate) on every
+		// WebSocket; the server chooses whether to use it.
+		&websocket.DialOptions{HTTPClient: browser, HTTPHeader: http.Header{"Origin": {t.origin}}, Host: t.host,
+			CompressionMode: websocket.CompressionContextTakeover})
 	if err != nil {
 		if resp != nil {
 			return nil, fmt.Errorf("open the terminal: %s: %w", resp.Status, err)
@@ -391,11 +395,55 @@ func typeAndTime(ctx context.Context, browser *http.Client, t terminalTarget, n 
 	if opened != nil {
 		opened()
 	}
-	// Typed characters echo one by one at the end of the line; Enter
-	// (after a line kill, Ctrl-U) runs a short command and starts a fresh
-	// line.
+	// Typed characters echo one by one at the end of the line, and the
+	// only lowercase letters in the output while a line is typed are
+	// those echoes: each is matched, in order, to the key it echoes. Keys
+	// go out when due whether or not the echoes of the keys before them
+	// are back, as a person types ahead (an open loop: a slow echo does
+	// not slow the typing, and so hides nothing). Enter (after a line
+	// kill, Ctrl-U) waits for the line's echoes, runs a short command and
+	// starts a fresh line; it is not timed.
 	const letters = "abcdefghijklmnopqrstuvwxyz"
+	type sent struct {
+		c  byte
+		at time.Time
+	}
+	var inflight []sent
 	ds := make([]time.Duration, 0, n)
+	var esc escapes
+	consume := func(s string) error {
+		now := time.Now()
+		for i := 0; i < len(s); i++ {
+			if esc.skip(s[i]) || s[i] < 'a' || s[i] > 'z' {
+				continue
+			}
+			if len(inflight) == 0 || inflight[0].c != s[i] {
+				return fmt.Errorf("the terminal echoed %q, not the next key typed (%d keys in flight): %q", s[i], len(inflight), s)
+			}
+			ds = append(ds, now.Sub(inflight[0].at))
+			inflight = inflight[1:]
+		}
+		return nil
+	}
+	next := func() error {
+		select {
+		case s, ok := <-out:
+			if !ok {
+				return fmt.Errorf("the terminal closed with %d keys unechoed: %w", len(inflight), <-readErr)
+			}
+			return consume(s)
+		case <-ctx.Done():
+			return fmt.Errorf("%d keys unechoed: %w", len(inflight), ctx.Err())
+		}
+	}
+	drain := func() error {
+		for len(inflight) > 0 {
+			if err := next(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	due := time.Now().Add(rand.N(time.Second))
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -405,6 +453,9 @@ func typeAndTime(ctx context.Context, browser *http.Client, t terminalTarget, n 
 			due = due.Add(wait)
 		}
 		if enter && i > 0 {
+			if err := drain(); err != nil {
+				return ds, err
+			}
 			if err := send("\x15echo K$((3+4))K\r"); err != nil {
 				return ds, err
 			}
@@ -417,22 +468,76 @@ func typeAndTime(ctx context.Context, browser *http.Client, t terminalTarget, n 
 			}
 		}
 		timer.Reset(time.Until(due))
-		select {
-		case <-timer.C:
-		case <-ctx.Done():
-			return ds, ctx.Err()
+		for waiting := true; waiting; {
+			select {
+			case <-timer.C:
+				waiting = false
+			case s, ok := <-out:
+				if !ok {
+					return ds, fmt.Errorf("the terminal closed with %d keys unechoed: %w", len(inflight), <-readErr)
+				}
+				if err := consume(s); err != nil {
+					return ds, err
+				}
+			case <-ctx.Done():
+				return ds, ctx.Err()
+			}
 		}
-		c := string(letters[i%len(letters)])
-		if err := send(c); err != nil {
+		c := letters[i%len(letters)]
+		inflight = append(inflight, sent{c: c, at: time.Now()})
+		if err := send(string(c)); err != nil {
 			return ds, err
 		}
-		if err := await(c); err != nil {
-			return ds, err
-		}
-		ds = append(ds, time.Since(due))
+	}
+	if err := drain(); err != nil {
+		return ds, err
 	}
 	conn.Close(websocket.StatusNormalClosure, "")
 	return ds, nil
+}
+
+// escapes follows the terminal's escape sequences through its output, so
+// that their letters (bracketed paste's "\x1b[?2004h") are not taken for
+// echoes. The zero value is outside any sequence.
+type escapes struct{ state byte }
+
+// Its states.
+const (
+	escNone byte = iota
+	escStart
+	escCSI // ESC [ ... until a final byte
+	escOSC // ESC ] ... until BEL or ESC \
+)
+
+// skip reports whether b belongs to an escape sequence.
+func (e *escapes) skip(b byte) bool {
+	switch e.state {
+	case escStart:
+		switch b {
+		case '[':
+			e.state = escCSI
+		case ']':
+			e.state = escOSC
+		default:
+			e.state = escNone // a two-byte sequence
+		}
+		return true
+	case escCSI:
+		if b >= 0x40 && b <= 0x7e {
+			e.state = escNone
+		}
+		return true
+	case escOSC:
+		if b == 0x07 || b == '\\' {
+			e.state = escNone
+		}
+		return true
+	}
+	if b == 0x1b {
+		e.state = escStart
+		return true
+	}
+	return false
 }
 
 // latencyP50 times n requests to the latency endpoint at base (the

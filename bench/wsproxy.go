@@ -69,6 +69,33 @@ import (
 // pace: one key's echo is back long before the next).
 const wsproxyStressInterval = 100 * time.Millisecond
 
+// wsproxyOutputLine is the length of the line each terminal prints before
+// it types.
+const wsproxyOutputLine = 1000
+
+// procMemory is the resident memory of process pid and its peak, in MiB
+// (zero where /proc does not say).
+func procMemory(pid int) (rss, peak float64) {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 2 {
+			continue
+		}
+		kb, err := strconv.ParseFloat(f[1], 64)
+		if err != nil {
+			continue
+		}
+		switch f[0] {
+		case "VmRSS:":
+			rss = kb / 1024
+		case "VmHWM:":
+			peak = kb / 1024
+		}
+	}
+	return rss, peak
+}
+
 // wsproxyBaselineKeys is how many keystrokes the no-delay baseline times:
 // more than a terminal of the load types, so that its p99 is not one
 // unlucky key.
@@ -131,7 +158,7 @@ func wsproxyBench(ctx context.Context, cfg *config, res *results, p *part) error
 	// keeps their cookies apart.
 	proxyURL := "http://localhost:" + nearPort
 	token := dep.User.CreateWSProxy("edge")
-	x.StartWSProxy(p, srv.URL, token, append([]string{"--http-address", proxyAddr, "--access-url", proxyURL}, proxyArgs...)...)
+	proxy := x.StartWSProxy(p, srv.URL, token, append([]string{"--http-address", proxyAddr, "--access-url", proxyURL}, proxyArgs...)...)
 	harness.WaitFor(p, harness.StatusTimeout, "the proxy healthy", func() bool {
 		var ps []struct {
 			Name    string `json:"name"`
@@ -197,15 +224,16 @@ func wsproxyBench(ctx context.Context, cfg *config, res *results, p *part) error
 	res.lower("wsproxy/baseline-echo-p99", millis(sb.P99), "ms", fmt.Sprintf("1 terminal on the proxy, no delay, %d keystrokes, p50 %.2f ms; %s", sb.N, millis(sb.P50), shells))
 
 	n := cfg.wsproxySessions
-	human, err := typeConcurrently(ctx, cfg, prof.phase("human"), browser, direct, n, keys, func(i int) typist { return humanTypist(rand.New(rand.NewPCG(uint64(i), 13))) })
+	human, err := typeConcurrently(ctx, cfg, prof.phase("human"), proxy.Cmd.Process.Pid, browser, direct, n, keys, func(i int) typist { return humanTypist(rand.New(rand.NewPCG(uint64(i), 13))) })
 	if err != nil {
 		return err
 	}
+	res.lower("wsproxy/proxy-rss", human.proxyRSS, "MiB", fmt.Sprintf("the proxy's resident memory with %d terminals open and idle, each having printed a line of %d bytes (peak %.0f MiB)", n, wsproxyOutputLine, human.proxyPeak))
 	sh := summarize(human.echoes)
 	res.lower("wsproxy/concurrent-echo-p99", millis(sh.P99), "ms", fmt.Sprintf("%d terminals on the proxy, no delay, each typing as a person (%s), %d keystrokes each, %d in all in %.0f s (%.0f a second); p50 %.1f ms, max %.0f ms; load average %s before, %s after; %s",
 		n, humanTypingModel, keys, sh.N, human.wall.Seconds(), float64(sh.N)/human.wall.Seconds(), millis(sh.P50), millis(sh.Max), human.loadBefore, human.loadAfter, shells))
 
-	stress, err := typeConcurrently(ctx, cfg, prof.phase("stress"), browser, direct, n, keys, func(int) typist { return steady() })
+	stress, err := typeConcurrently(ctx, cfg, prof.phase("stress"), proxy.Cmd.Process.Pid, browser, direct, n, keys, func(int) typist { return steady() })
 	if err != nil {
 		return err
 	}
@@ -220,12 +248,13 @@ type concurrentRun struct {
 	echoes                []time.Duration
 	wall                  time.Duration // from the first key due to the last echo
 	loadBefore, loadAfter string        // the machine's 1-minute load average
+	proxyRSS, proxyPeak   float64       // the proxy's memory once all are open, MiB
 }
 
 // typeConcurrently opens n terminals at t, waits until every one's shell
 // is idle at its prompt, then has each type keys keystrokes as
 // typistFor(i) paces them, all at once.
-func typeConcurrently(ctx context.Context, cfg *config, profile func(context.Context) error, browser *http.Client, t terminalTarget, n, keys int, typistFor func(i int) typist) (concurrentRun, error) {
+func typeConcurrently(ctx context.Context, cfg *config, profile func(context.Context) error, proxyPID int, browser *http.Client, t terminalTarget, n, keys int, typistFor func(i int) typist) (concurrentRun, error) {
 	cfg.logf("wsproxy: %d terminals at once", n)
 	var (
 		mu      sync.Mutex
@@ -256,6 +285,7 @@ func typeConcurrently(ctx context.Context, cfg *config, profile func(context.Con
 		})
 	}
 	<-allOpen
+	run.proxyRSS, run.proxyPeak = procMemory(proxyPID)
 	run.loadBefore = loadAverage()
 	start := time.Now()
 	cfg.logf("wsproxy: %d terminals open, typing", n)
@@ -386,7 +416,9 @@ func typeAndTime(ctx context.Context, browser *http.Client, t terminalTarget, n 
 	// lowercase letter, so that no prompt passes for a keystroke's echo,
 	// and no prompt hook of the user's profile (pyenv's runs a program at
 	// every prompt): the figures are the proxy's, not the profile's.
-	if err := send("PS1='> '; unset PROMPT_COMMAND; echo READY-$((20+22))\r"); err != nil {
+	// A line as long as a directory listing's comes first, as in any
+	// real session: output that long is what the WebSocket compresses.
+	if err := send(fmt.Sprintf("PS1='> '; unset PROMPT_COMMAND; printf '%%0%dd\\n' 0; echo READY-$((20+22))\r", wsproxyOutputLine-1)); err != nil {
 		return nil, err
 	}
 	if err := await("READY-42"); err != nil {

@@ -173,6 +173,7 @@ func comparisons(cfg *config) []comparison {
 		{Label: "web terminals at once on the proxy, typing as people: echo p99", Measure: "wsproxy/concurrent-echo-p99", Baseline: "wsproxy/baseline-echo-p99",
 			Goal: func(v, base float64) bool { return base > 0 && v <= base+goalProxyConcurrentOverMS }, GoalText: fmt.Sprintf("≤ one terminal's + %.0f ms", goalProxyConcurrentOverMS)},
 		{Label: "web terminals at once on the proxy, all typing every 100 ms: echo p99", Measure: "wsproxy/stress-echo-p99", Baseline: "wsproxy/baseline-echo-p99"},
+		{Label: "workspace proxy memory, every terminal open", Measure: "wsproxy/proxy-rss"},
 		{Label: "fresh tunnel pair first byte p50", Measure: "library/first-byte-p50"},
 		{Label: "fresh tunnel pair first byte max", Measure: "library/first-byte-max",
 			Goal: atMost(goalFirstByteMaxMS), GoalText: fmt.Sprintf("≤ %.0f ms (no 5 s stall)", goalFirstByteMaxMS)},

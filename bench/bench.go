@@ -88,6 +88,10 @@ type config struct {
 	compare             string // two saved runs to compare instead of measuring
 	timeout             time.Duration
 
+	// The web terminal part (webterm.go).
+	webtermDelay time.Duration
+	webtermKeys  int
+
 	log *slog.Logger // the library's and the tunnels' logs (Debug with -v)
 }
 
@@ -97,7 +101,7 @@ func (c *config) logf(format string, args ...any) {
 }
 
 // allParts, in the order they run.
-var allParts = []string{"tcp", "library", "firstbyte", "speedtest", "portforward", "ssh", "latency", "sshbulk", "sshload", "wsproxy", "nat", "coord"}
+var allParts = []string{"tcp", "library", "firstbyte", "speedtest", "portforward", "ssh", "latency", "sshbulk", "sshload", "wsproxy", "webterm", "nat", "coord"}
 
 func main() {
 	if code, ok := childMode(os.Args[1:]); ok {
@@ -148,6 +152,8 @@ func parseFlags(args []string) (*config, error) {
 	fs.IntVar(&cfg.wsproxySessions, "wsproxy-sessions", 200, "concurrent web terminals on the workspace proxy")
 	fs.IntVar(&cfg.wsproxyKeys, "wsproxy-keys", 100, "keystrokes timed per web terminal in the wsproxy part")
 	fs.StringVar(&cfg.wsproxyProfile, "wsproxy-profile", "", "write CPU profiles of the workspace proxy and the agent during each load phase of the wsproxy part to this directory (go tool pprof)")
+	fs.DurationVar(&cfg.webtermDelay, "webterm-delay", 10*time.Millisecond, "delay added each way between the browser and the server in the webterm part (the relayed terminal's detour; the direct one does not cross it)")
+	fs.IntVar(&cfg.webtermKeys, "webterm-keys", 200, "keystrokes timed on each web terminal (relayed and direct) in the webterm part")
 	fs.IntVar(&cfg.runs, "runs", 1, "throughput windows (speedtest runs) per figure; the median counts (more for a noisy machine)")
 	fs.IntVar(&cfg.firstByteRuns, "first-byte-runs", 10, "fresh tunnel pairs timed to their first byte")
 	fs.IntVar(&cfg.natRuns, "nat-runs", 3, "relay-to-direct upgrades timed in the NAT lab")
@@ -182,6 +188,7 @@ func parseFlags(args []string) (*config, error) {
 			"sshload-sessions":    func() { cfg.sshLoadSessions = 120 },
 			"wsproxy-sessions":    func() { cfg.wsproxySessions = 40 },
 			"wsproxy-keys":        func() { cfg.wsproxyKeys = 30 },
+			"webterm-keys":        func() { cfg.webtermKeys = 50 },
 			"first-byte-runs":     func() { cfg.firstByteRuns = 3 },
 			"nat-runs":            func() { cfg.natRuns = 1 },
 			"coord-sizes":         func() { *sizes = "100,5000" },
@@ -227,6 +234,8 @@ func parseFlags(args []string) (*config, error) {
 		return nil, fmt.Errorf("counts and runs must be positive")
 	case cfg.wsproxySessions < 1 || cfg.wsproxyKeys < 1 || cfg.wsproxyPrimaryDelay < 0 || cfg.wsproxyProxyDelay < 0:
 		return nil, fmt.Errorf("the -wsproxy- sizes must be positive")
+	case cfg.webtermKeys < 1 || cfg.webtermDelay < 0:
+		return nil, fmt.Errorf("-webterm-keys must be positive and -webterm-delay not negative")
 	case cfg.sshLoadAgents < 1 || cfg.sshLoadConcurrency < 1 || cfg.sshLoadSessions < 1 || cfg.sshLoadLines < 1 || cfg.sshLoadFreeze <= 0:
 		return nil, fmt.Errorf("the -sshload- sizes must be positive")
 	}
@@ -287,7 +296,7 @@ func run(args []string, stdout io.Writer) int {
 	var natTest string
 	buildErrs := make(chan error, 2)
 	builds := 0
-	needBinary := cfg.parts["speedtest"] || cfg.parts["portforward"] || cfg.parts["ssh"] || cfg.parts["latency"] || cfg.parts["sshbulk"] || cfg.parts["sshload"] || cfg.parts["wsproxy"] || cfg.parts["nat"] && os.Geteuid() == 0
+	needBinary := cfg.parts["speedtest"] || cfg.parts["portforward"] || cfg.parts["ssh"] || cfg.parts["latency"] || cfg.parts["sshbulk"] || cfg.parts["sshload"] || cfg.parts["wsproxy"] || cfg.parts["webterm"] || cfg.parts["nat"] && os.Geteuid() == 0
 	if needBinary && cfg.tether == "" {
 		cfg.logf("building tether from %s", root)
 		builds++
@@ -368,6 +377,7 @@ func run(args []string, stdout io.Writer) int {
 	step("latency", func() error { return runLatency(ctx, cfg, res, tmp) })
 	step("sshload", func() error { return runSSHLoad(ctx, cfg, res, tmp) })
 	step("wsproxy", func() error { return runWSProxy(ctx, cfg, res, tmp) })
+	step("webterm", func() error { return runWebTerm(ctx, cfg, res, tmp) })
 	step("nat", func() error { return runNAT(ctx, cfg, res, root, natTest) })
 	step("coord", func() error { return runCoord(ctx, cfg, res) })
 

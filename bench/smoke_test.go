@@ -22,13 +22,13 @@ func TestSmoke(t *testing.T) {
 	dir := t.TempDir()
 	var out bytes.Buffer
 	code := run([]string{
-		"-parts", "tcp,library,firstbyte,speedtest,portforward,ssh,latency,sshbulk,sshload,wsproxy,coord",
+		"-parts", "tcp,library,firstbyte,speedtest,portforward,ssh,latency,sshbulk,sshload,wsproxy,webterm,coord",
 		"-duration", "100ms", "-warm", "100ms", "-runs", "1",
 		"-rtt-count", "20", "-ssh-runs", "2", "-latency-runs", "1", "-first-byte-runs", "1", "-sshbulk-bytes", "2000000",
 		"-coord-sizes", "10", "-coord-updates", "20", "-coord-rate", "200",
 		"-sshload-agents", "2", "-sshload-concurrency", "4", "-sshload-sessions", "8",
 		"-sshload-lines", "500", "-sshload-freeze", "300ms",
-		"-wsproxy-sessions", "3", "-wsproxy-keys", "3",
+		"-wsproxy-sessions", "3", "-wsproxy-keys", "3", "-webterm-keys", "3",
 		"-timeout", "4m",
 		"-results", dir,
 	}, &out)
@@ -46,6 +46,7 @@ func TestSmoke(t *testing.T) {
 		"far: ssh -- echo direct, first byte, server RTT 200 ms, round trips",
 		"web terminal echo p50 via the workspace proxy", "web terminals at once on the proxy, typing as people: echo p99",
 		"web terminals at once on the proxy, all typing every 100 ms: echo p99", "workspace proxy memory, every terminal open",
+		"web terminal echo p50 direct (WebRTC)", "web terminal echo p99 direct vs relayed, no delay",
 	} {
 		if !strings.Contains(table, row) {
 			t.Errorf("table lacks %q:\n%s", row, table)

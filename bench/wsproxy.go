@@ -48,7 +48,7 @@ import (
 //     each typing as a person does (humanTypist), echo p99: the goal's
 //     figure, against one terminal's echo p99 on the proxy without the
 //     delay (its no-delay baseline), in the same run;
-//   - the same terminals all typing a key every wsproxyStressInterval at
+//   - the same terminals all typing a key every wsproxyKeyInterval at
 //     once, a stress figure beyond the goal's model.
 //
 // Every keystroke goes out when its typist types it, whether or not the
@@ -64,10 +64,11 @@ import (
 // run a program at every prompt, and would be measured instead of the
 // proxy. Each figure's note says which shells ran.
 
-// wsproxyStressInterval paces every terminal's keystrokes in the stress
+// wsproxyKeyInterval paces every terminal's keystrokes in the stress
 // phase, and the single terminals' (whose echo does not depend on the
-// pace: one key's echo is back long before the next).
-const wsproxyStressInterval = 100 * time.Millisecond
+// pace: one key's echo is back long before the next); the webterm part
+// types at it too.
+const wsproxyKeyInterval = 100 * time.Millisecond
 
 // wsproxyOutputLine is the length of the line each terminal prints before
 // it types.
@@ -200,7 +201,7 @@ func wsproxyBench(ctx context.Context, cfg *config, res *results, p *part) error
 	direct := terminalTarget{ws: "ws://localhost:" + proxyPort + ptyPath, origin: proxyURL, host: "localhost:" + nearPort}
 
 	keys := cfg.wsproxyKeys
-	steady := func() typist { return steadyTypist(wsproxyStressInterval) }
+	steady := func() typist { return steadyTypist(wsproxyKeyInterval) }
 	proxyEchoes, err := typeAndTime(ctx, browser, viaProxy, keys, steady(), nil)
 	if err != nil {
 		return fmt.Errorf("terminal via the proxy: %w", err)
@@ -239,7 +240,7 @@ func wsproxyBench(ctx context.Context, cfg *config, res *results, p *part) error
 	}
 	ss := summarize(stress.echoes)
 	res.lower("wsproxy/stress-echo-p99", millis(ss.P99), "ms", fmt.Sprintf("%d terminals on the proxy, no delay, all typing a key every %s (%d a second), %d keystrokes each, %d in all in %.0f s; p50 %.1f ms, max %.0f ms; load average %s before, %s after; %s",
-		n, wsproxyStressInterval, int(float64(n)*float64(time.Second)/float64(wsproxyStressInterval)), keys, ss.N, stress.wall.Seconds(), millis(ss.P50), millis(ss.Max), stress.loadBefore, stress.loadAfter, shells))
+		n, wsproxyKeyInterval, int(float64(n)*float64(time.Second)/float64(wsproxyKeyInterval)), keys, ss.N, stress.wall.Seconds(), millis(ss.P50), millis(ss.Max), stress.loadBefore, stress.loadAfter, shells))
 	return nil
 }
 

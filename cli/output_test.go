@@ -2,17 +2,22 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/spf13/cobra"
 	"github.com/tetherdev/tether"
+	"github.com/tetherdev/tether/client"
 	"github.com/tetherdev/tether/speedtest"
 	"github.com/tetherdev/tether/tunnel"
 	"tailscale.com/tailcfg"
@@ -170,6 +175,87 @@ func TestJSONOutput(t *testing.T) {
 			}
 			if !bytes.Equal(got.Bytes(), want) {
 				t.Errorf("%s: got\n%s\nwant\n%s\nIf the change is deliberate, update the README's JSON table and run with -update.", golden, got.Bytes(), want)
+			}
+		})
+	}
+}
+
+// item is what TestListingCommand lists.
+type item struct {
+	Name string `json:"name"`
+	Age  int    `json:"age"`
+}
+
+func TestListingCommand(t *testing.T) {
+	items := []item{{"a", 1}, {"longer name", 22}}
+	fetchErr := errors.New("server says no")
+	tests := []struct {
+		name    string
+		args    []string
+		items   []item
+		err     error  // fetch's
+		empty   string // listing.empty
+		want    string // stdout
+		wantErr string // "" for success
+		fetched bool   // whether fetch must run
+	}{
+		{name: "table", items: items, fetched: true,
+			want: "NAME         AGE\na            1\nlonger name  22\n"},
+		{name: "json", args: []string{"-o", "json"}, items: items, fetched: true,
+			want: "[\n  {\n    \"name\": \"a\",\n    \"age\": 1\n  },\n  {\n    \"name\": \"longer name\",\n    \"age\": 22\n  }\n]\n"},
+		{name: "empty table", fetched: true, want: "NAME  AGE\n"},
+		{name: "empty with a message", empty: "Nothing yet.", fetched: true, want: "Nothing yet.\n"},
+		{name: "empty json with a message", args: []string{"--output", "json"}, items: []item{}, empty: "Nothing yet.",
+			fetched: true, want: "[]\n"},
+		{name: "bad output", args: []string{"--output", "yaml"}, items: items,
+			wantErr: `--output must be text or json, not "yaml"`},
+		{name: "fetch fails", err: fetchErr, fetched: true, wantErr: fetchErr.Error()},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout bytes.Buffer
+			r := &root{env: &Env{Stdout: &stdout}, url: "http://127.0.0.1:1", sessionToken: "token"}
+			fetched := false
+			var nows []time.Time
+			cmd := listingCommand(r, &cobra.Command{Use: "ls", Args: cobra.NoArgs}, listing[item]{
+				fetch: func(ctx context.Context, c *client.Client) ([]item, error) {
+					fetched = true
+					if c.SessionToken != "token" {
+						t.Errorf("fetch got a client with token %q", c.SessionToken)
+					}
+					return tc.items, tc.err
+				},
+				header: "NAME\tAGE",
+				row: func(it item, now time.Time) []string {
+					nows = append(nows, now)
+					return []string{it.Name, strconv.Itoa(it.Age)}
+				},
+				empty: tc.empty,
+			})
+			cmd.SetArgs(tc.args)
+			cmd.SetOut(&stdout)
+			cmd.SetErr(&bytes.Buffer{})
+			cmd.SilenceUsage = true
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			err := cmd.ExecuteContext(ctx)
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("error %v", err)
+			case tc.wantErr != "" && (err == nil || err.Error() != tc.wantErr):
+				t.Fatalf("error %v, want %q", err, tc.wantErr)
+			}
+			if fetched != tc.fetched {
+				t.Errorf("fetched = %v, want %v", fetched, tc.fetched)
+			}
+			if got := stdout.String(); got != tc.want {
+				t.Errorf("printed %q, want %q", got, tc.want)
+			}
+			for _, now := range nows {
+				if now != nows[0] {
+					t.Errorf("rows were given different times: %v", nows)
+					break
+				}
 			}
 		})
 	}

@@ -1,13 +1,16 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/tetherdev/tether"
+	"github.com/tetherdev/tether/client"
 	"github.com/tetherdev/tether/internal/templatefile"
 )
 
@@ -47,40 +50,27 @@ func (r *root) templatesCommand() *cobra.Command {
 	push.Flags().StringVarP(&file, "file", "f", "", "template file (YAML); - for stdin")
 	push.MarkFlagRequired("file")
 
-	var format string
-	list := &cobra.Command{
-		Use:     "list",
-		Short:   "List templates",
-		Args:    cobra.NoArgs,
-		PreRunE: func(*cobra.Command, []string) error { return checkOutput(format) },
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := r.client()
-			if err != nil {
-				return err
-			}
-			ts, err := c.Templates(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if format == "json" {
-				return writeJSON(r.env.Stdout, ts)
-			}
-			rows := make([][]string, 0, len(ts))
-			for _, t := range ts {
-				names := make([]string, 0, len(t.Apps))
-				for _, a := range t.Apps {
-					names = append(names, a.Name)
-				}
-				agentURL := t.AgentURL
-				if agentURL == "" {
-					agentURL = "(access URL)"
-				}
-				rows = append(rows, []string{t.Name, agentURL, strings.Join(names, ",")})
-			}
-			return table(r.env.Stdout, "NAME\tAGENT URL\tAPPS", rows)
+	list := listingCommand(r, &cobra.Command{
+		Use:   "list",
+		Short: "List templates",
+		Args:  cobra.NoArgs,
+	}, listing[tether.Template]{
+		fetch: func(ctx context.Context, c *client.Client) ([]tether.Template, error) {
+			return c.Templates(ctx)
 		},
-	}
-	outputFlag(list, &format)
+		header: "NAME\tAGENT URL\tAPPS",
+		row: func(t tether.Template, _ time.Time) []string {
+			names := make([]string, 0, len(t.Apps))
+			for _, a := range t.Apps {
+				names = append(names, a.Name)
+			}
+			agentURL := t.AgentURL
+			if agentURL == "" {
+				agentURL = "(access URL)"
+			}
+			return []string{t.Name, agentURL, strings.Join(names, ",")}
+		},
+	})
 	cmd.AddCommand(push, list)
 	return cmd
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/tetherdev/tether"
+	"github.com/tetherdev/tether/client"
 )
 
 // `tether tokens` manages API tokens: credentials for scripts and CI that
@@ -75,39 +77,26 @@ func (r *root) tokensCreateCommand() *cobra.Command {
 }
 
 func (r *root) tokensListCommand() *cobra.Command {
-	var format, user string
-	list := &cobra.Command{
+	var user string
+	list := listingCommand(r, &cobra.Command{
 		Use:     "ls",
 		Aliases: []string{"list"},
 		Short:   "List your API tokens: name, created, last used, expires",
 		Args:    cobra.NoArgs,
-		PreRunE: func(*cobra.Command, []string) error { return checkOutput(format) },
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := r.client()
-			if err != nil {
-				return err
-			}
-			ts, err := c.APITokens(cmd.Context(), user)
-			if err != nil {
-				return err
-			}
-			if format == "json" {
-				return writeJSON(r.env.Stdout, ts)
-			}
-			now := time.Now()
-			rows := make([][]string, 0, len(ts))
-			for _, t := range ts {
-				expires := t.ExpiresAt.Local().Format("2006-01-02 15:04")
-				if !now.Before(t.ExpiresAt) {
-					expires += " (expired)"
-				}
-				rows = append(rows, []string{t.Name, t.ID.String(), t.CreatedAt.Local().Format("2006-01-02"), ago(t.LastUsedAt, now), expires})
-			}
-			return table(r.env.Stdout, "NAME\tID\tCREATED\tLAST USED\tEXPIRES", rows)
+	}, listing[tether.APIToken]{
+		fetch: func(ctx context.Context, c *client.Client) ([]tether.APIToken, error) {
+			return c.APITokens(ctx, user)
 		},
-	}
+		header: "NAME\tID\tCREATED\tLAST USED\tEXPIRES",
+		row: func(t tether.APIToken, now time.Time) []string {
+			expires := t.ExpiresAt.Local().Format("2006-01-02 15:04")
+			if !now.Before(t.ExpiresAt) {
+				expires += " (expired)"
+			}
+			return []string{t.Name, t.ID.String(), t.CreatedAt.Local().Format("2006-01-02"), ago(t.LastUsedAt, now), expires}
+		},
+	})
 	list.Flags().StringVar(&user, "user", "me", "whose tokens (admins may list anyone's)")
-	outputFlag(list, &format)
 	return list
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/tetherdev/tether"
@@ -65,35 +66,19 @@ func (r *root) usersCreateCommand() *cobra.Command {
 }
 
 func (r *root) usersListCommand() *cobra.Command {
-	var format string
-	list := &cobra.Command{
+	return listingCommand(r, &cobra.Command{
 		Use:   "list",
 		Short: "List users, with their role and status",
 		Args:  cobra.NoArgs,
-		PreRunE: func(*cobra.Command, []string) error {
-			return checkOutput(format)
+	}, listing[tether.User]{
+		fetch: func(ctx context.Context, c *client.Client) ([]tether.User, error) {
+			return c.Users(ctx)
 		},
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := r.client()
-			if err != nil {
-				return err
-			}
-			users, err := c.Users(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if format == "json" {
-				return writeJSON(r.env.Stdout, users)
-			}
-			rows := make([][]string, 0, len(users))
-			for _, u := range users {
-				rows = append(rows, []string{u.Username, u.Email, string(u.Role), string(u.Status), u.CreatedAt.Local().Format("2006-01-02")})
-			}
-			return table(r.env.Stdout, "USERNAME\tEMAIL\tROLE\tSTATUS\tCREATED", rows)
+		header: "USERNAME\tEMAIL\tROLE\tSTATUS\tCREATED",
+		row: func(u tether.User, _ time.Time) []string {
+			return []string{u.Username, u.Email, string(u.Role), string(u.Status), u.CreatedAt.Local().Format("2006-01-02")}
 		},
-	}
-	outputFlag(list, &format)
-	return list
+	})
 }
 
 // usersStatusCommand is `users suspend` or `users unsuspend`.

@@ -1,12 +1,14 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/tetherdev/tether"
+	"github.com/tetherdev/tether/client"
 )
 
 // splitWorkspace parses "NAME" (the caller's own) or "OWNER/NAME".
@@ -73,43 +75,25 @@ func createOutput(resp tether.CreateWorkspaceResponse) tether.CreateWorkspaceOut
 }
 
 func (r *root) listCommand() *cobra.Command {
-	var format string
-	cmd := &cobra.Command{
+	return listingCommand(r, &cobra.Command{
 		Use:     "list",
 		Aliases: []string{"ls"},
 		Short:   "List workspaces with their agents' status",
 		Args:    cobra.NoArgs,
-		PreRunE: func(*cobra.Command, []string) error { return checkOutput(format) },
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := r.client()
-			if err != nil {
-				return err
-			}
-			list, err := c.Workspaces(cmd.Context(), false)
-			if err != nil {
-				return err
-			}
-			if format == "json" {
-				return writeJSON(r.env.Stdout, list)
-			}
-			if len(list) == 0 {
-				fmt.Fprintln(r.env.Stdout, "No workspaces yet: create one with `tether create NAME`.")
-				return nil
-			}
-			now := time.Now()
-			rows := make([][]string, 0, len(list))
-			for _, w := range list {
-				tpl := w.Template
-				if tpl == "" {
-					tpl = "-"
-				}
-				rows = append(rows, []string{w.Owner + "/" + w.Name, tpl, w.AgentStatus, ago(w.LastSeen, now), describePath(w.Connection), describeStartup(w.StartupScript)})
-			}
-			return table(r.env.Stdout, "WORKSPACE\tTEMPLATE\tAGENT\tLAST SEEN\tPATH\tSTARTUP", rows)
+	}, listing[tether.Workspace]{
+		fetch: func(ctx context.Context, c *client.Client) ([]tether.Workspace, error) {
+			return c.Workspaces(ctx, false)
 		},
-	}
-	outputFlag(cmd, &format)
-	return cmd
+		empty:  "No workspaces yet: create one with `tether create NAME`.",
+		header: "WORKSPACE\tTEMPLATE\tAGENT\tLAST SEEN\tPATH\tSTARTUP",
+		row: func(w tether.Workspace, now time.Time) []string {
+			tpl := w.Template
+			if tpl == "" {
+				tpl = "-"
+			}
+			return []string{w.Owner + "/" + w.Name, tpl, w.AgentStatus, ago(w.LastSeen, now), describePath(w.Connection), describeStartup(w.StartupScript)}
+		},
+	})
 }
 
 func (r *root) deleteCommand() *cobra.Command {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tetherdev/tether"
+	"github.com/tetherdev/tether/client"
 )
 
 // wsproxyCommand is `tether wsproxy`: admins register, list and delete
@@ -42,46 +44,32 @@ func (r *root) wsproxyCommand() *cobra.Command {
 	create.Flags().StringVar(&icon, "icon", "", "URL or emoji shown beside the name in the dashboard")
 	outputFlag(create, &createFormat)
 
-	var listFormat string
-	list := &cobra.Command{
+	list := listingCommand(r, &cobra.Command{
 		Use:     "ls",
 		Aliases: []string{"list"},
 		Short:   "List workspace proxies with their health",
 		Args:    cobra.NoArgs,
-		PreRunE: func(*cobra.Command, []string) error { return checkOutput(listFormat) },
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := r.client()
-			if err != nil {
-				return err
-			}
-			ps, err := c.WorkspaceProxies(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if listFormat == "json" {
-				return writeJSON(r.env.Stdout, ps)
-			}
-			now := time.Now()
-			rows := make([][]string, 0, len(ps))
-			for _, p := range ps {
-				u := p.URL
-				if u == "" {
-					u = "(never started)"
-				}
-				healthy := "no"
-				if p.Healthy {
-					healthy = "yes"
-				}
-				version := p.Version
-				if version == "" {
-					version = "-"
-				}
-				rows = append(rows, []string{p.Name, u, strconv.Itoa(p.RegionID), healthy, version, ago(p.LastHeartbeat, now)})
-			}
-			return table(r.env.Stdout, "NAME\tURL\tREGION\tHEALTHY\tVERSION\tLAST HEARTBEAT", rows)
+	}, listing[tether.WorkspaceProxy]{
+		fetch: func(ctx context.Context, c *client.Client) ([]tether.WorkspaceProxy, error) {
+			return c.WorkspaceProxies(ctx)
 		},
-	}
-	outputFlag(list, &listFormat)
+		header: "NAME\tURL\tREGION\tHEALTHY\tVERSION\tLAST HEARTBEAT",
+		row: func(p tether.WorkspaceProxy, now time.Time) []string {
+			u := p.URL
+			if u == "" {
+				u = "(never started)"
+			}
+			healthy := "no"
+			if p.Healthy {
+				healthy = "yes"
+			}
+			version := p.Version
+			if version == "" {
+				version = "-"
+			}
+			return []string{p.Name, u, strconv.Itoa(p.RegionID), healthy, version, ago(p.LastHeartbeat, now)}
+		},
+	})
 
 	del := &cobra.Command{
 		Use:   "delete NAME",

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tetherdev/tether"
 	"github.com/tetherdev/tether/coordinator"
+	"github.com/tetherdev/tether/internal/testwait"
 )
 
 // testTimeout bounds every wait in these tests.
@@ -223,19 +224,8 @@ func newNode(id uuid.UUID, marker int) *tether.Node {
 	}
 }
 
-// waitUntil polls cond until it holds or ctx ends.
-func waitUntil(t *testing.T, ctx context.Context, what string, cond func() bool) {
-	t.Helper()
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out waiting until %s", what)
-		case <-tick.C:
-		}
-	}
-}
+// waitUntil polls cond until it holds, or fails the test once ctx ends.
+var waitUntil = testwait.Until
 
 // netipAddrPort returns a distinct long IPv6 endpoint for each i.
 func netipAddrPort(i int) netip.AddrPort {

@@ -95,6 +95,13 @@ type browser struct {
 // browserTimeout.
 func newBrowser(t *testing.T) *browser {
 	t.Helper()
+	return newBrowserWith(t)
+}
+
+// newBrowserWith starts Chromium with further allocator options (the lab's
+// runs it in a network namespace).
+func newBrowserWith(t *testing.T, extra ...chromedp.ExecAllocatorOption) *browser {
+	t.Helper()
 	path := chromiumPath(t)
 	profile := t.TempDir()
 	out := &syncBuffer{}
@@ -114,6 +121,7 @@ func newBrowser(t *testing.T) *browser {
 		chromedp.WindowSize(1280, 800),
 		chromedp.CombinedOutput(out),
 	)
+	opts = append(opts, extra...)
 	deadline, cancelDeadline := context.WithTimeout(context.Background(), browserTimeout)
 	actx, cancelAlloc := chromedp.NewExecAllocator(deadline, opts...)
 	root, cancelRoot := chromedp.NewContext(actx)

@@ -12,7 +12,10 @@
 //   - tunnel_*: ssh, port-forward, ping, speedtest, and what sessions do
 //     when an agent or the server goes away
 //   - lab_*: the same across NATs, in network namespaces (root and
-//     TETHER_NATLAB=1, which .ci/run sets)
+//     TETHER_NATLAB=1, which .ci/run sets) (lab_browser_test.go: the web
+//     terminal direct from Chromium behind one NAT to an agent behind
+//     another, and relayed when UDP between them is blocked or the agent
+//     is behind a hard NAT)
 //   - relay_*: DERP maps and external relays, nginx in front, STUN, who
 //     the relay serves
 //   - browser_*: the dashboard, the web terminal, apps and cross-site

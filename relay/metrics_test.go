@@ -1,14 +1,13 @@
 package relay_test
 
 import (
-	"context"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"tailscale.com/types/key"
 
 	"github.com/tetherdev/tether/internal/metrics/metricstest"
+	"github.com/tetherdev/tether/internal/testwait"
 	"github.com/tetherdev/tether/relay"
 )
 
@@ -56,16 +55,5 @@ func TestMetrics(t *testing.T) {
 	})
 }
 
-// waitFor polls cond until it holds or ctx ends.
-func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
-	t.Helper()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out waiting until %s", what)
-		case <-tick.C:
-		}
-	}
-}
+// waitFor polls cond until it holds, or fails the test once ctx ends.
+var waitFor = testwait.Until

@@ -1,14 +1,16 @@
 package relay
 
 import (
-	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
+	"time"
 
-	"tailscale.com/net/stunserver"
+	"tailscale.com/net/stun"
 )
 
 // STUN is the STUN servers of a relay's region: peers ask them which
@@ -16,11 +18,18 @@ import (
 // paths. The DERP map names one port for the whole region (the first
 // server's), so every address should listen on the same port unless the
 // first is the only one peers use.
+//
+// They answer every well-formed binding request (RFC 5389), not only
+// Tailscale's: the library's own server (tailscale.com/net/stunserver)
+// ignores requests without its SOFTWARE attribute and FINGERPRINT, which
+// are the ones browsers and the agent's WebRTC stack send, so the web
+// terminal's direct path had no server-reflexive candidates and never
+// crossed a NAT.
 type STUN struct {
-	servers []*stunserver.STUNServer
-	port    int
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	conns  []*net.UDPConn
+	port   int
+	logger *slog.Logger
+	wg     sync.WaitGroup
 }
 
 // ListenSTUN starts a STUN server on each UDP address (host:port; port 0
@@ -33,28 +42,77 @@ func ListenSTUN(addrs []string, logger *slog.Logger) (*STUN, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	// The library's servers stop when their context ends.
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &STUN{cancel: cancel}
+	s := &STUN{logger: logger}
 	for _, addr := range addrs {
-		srv := stunserver.New(ctx)
-		if err := srv.Listen(addr); err != nil {
+		c, err := listenUDP(addr)
+		if err != nil {
 			s.Close()
 			return nil, fmt.Errorf("STUN server on %s: %w", addr, err)
 		}
-		s.servers = append(s.servers, srv)
+		s.conns = append(s.conns, c)
 		if s.port == 0 {
-			s.port = srv.LocalAddr().(*net.UDPAddr).Port
+			s.port = c.LocalAddr().(*net.UDPAddr).Port
 		}
-		s.wg.Go(func() {
-			if err := srv.Serve(); err != nil && !errors.Is(err, net.ErrClosed) && ctx.Err() == nil {
-				logger.Error("STUN server stopped", slog.Any("err", err))
-			}
-		})
-		// The library says "STUN server listening on ADDR" itself,
-		// through the global log that the command sends to its logger.
+	}
+	for _, c := range s.conns {
+		logger.Info(fmt.Sprintf("STUN server listening on %v", c.LocalAddr()))
+		s.wg.Go(func() { s.serve(c) })
 	}
 	return s, nil
+}
+
+func listenUDP(addr string) (*net.UDPConn, error) {
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return net.ListenUDP("udp", ua)
+}
+
+// stunHeaderLen is the length of a STUN message's header.
+const stunHeaderLen = 20
+
+// bindingRequestTxID returns the transaction of a binding request, and
+// whether pkt is one: a STUN header (stun.Is) of type Binding Request
+// whose length is that of the attributes that follow, which are not
+// looked at (an answer carries only the address seen).
+func bindingRequestTxID(pkt []byte) (stun.TxID, bool) {
+	if !stun.Is(pkt) || binary.BigEndian.Uint16(pkt[0:2]) != 0x0001 {
+		return stun.TxID{}, false
+	}
+	n := int(binary.BigEndian.Uint16(pkt[2:4]))
+	if n%4 != 0 || stunHeaderLen+n != len(pkt) {
+		return stun.TxID{}, false
+	}
+	var tx stun.TxID
+	copy(tx[:], pkt[8:stunHeaderLen])
+	return tx, true
+}
+
+// serve answers binding requests on c until c is closed.
+func (s *STUN) serve(c *net.UDPConn) {
+	buf := make([]byte, 64<<10)
+	for {
+		n, from, err := c.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// A transient error (an ICMP error reported on the socket):
+			// not worth spinning on.
+			s.logger.Debug("STUN read", slog.Any("err", err))
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		tx, ok := bindingRequestTxID(buf[:n])
+		if !ok {
+			continue
+		}
+		res := stun.Response(tx, netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
+		if _, err := c.WriteToUDPAddrPort(res, from); err != nil {
+			s.logger.Debug("STUN answer", slog.Any("err", err), slog.String("to", from.String()))
+		}
+	}
 }
 
 // Port is the port peers should ask: that of the first address.
@@ -62,15 +120,17 @@ func (s *STUN) Port() int { return s.port }
 
 // Addrs are the addresses the servers listen on, in the order given.
 func (s *STUN) Addrs() []net.Addr {
-	out := make([]net.Addr, len(s.servers))
-	for i, srv := range s.servers {
-		out[i] = srv.LocalAddr()
+	out := make([]net.Addr, len(s.conns))
+	for i, c := range s.conns {
+		out[i] = c.LocalAddr()
 	}
 	return out
 }
 
 // Close stops the servers and waits for them.
 func (s *STUN) Close() {
-	s.cancel()
+	for _, c := range s.conns {
+		c.Close()
+	}
 	s.wg.Wait()
 }

@@ -1,7 +1,6 @@
 package tunnel
 
 import (
-	"net/netip"
 	"os"
 	"os/exec"
 	"testing"
@@ -64,16 +63,7 @@ func TestPlainHTTPDERP(t *testing.T) {
 	opts := Options{DERPPlainHTTP: true, BlockEndpoints: true}
 	a, b := pair(t, dm, opts, opts)
 	ctx := testContext(t)
-	ln, err := b.Listen("tcp", 80)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serveEcho(t, ln)
-	conn, err := a.DialContext(ctx, "tcp", netip.AddrPortFrom(b.Addr(), 80))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dialEcho(t, ctx, a, b, 80)
 	if err := echoOnce(conn, "plain", time.Now().Add(5*time.Second)); err != nil {
 		t.Fatal(err)
 	}

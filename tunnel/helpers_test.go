@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -160,8 +161,14 @@ func pair(t testing.TB, dm *tailcfg.DERPMap, optsA, optsB Options) (a, b *Conn) 
 	return a, b
 }
 
-// serveEcho echoes every TCP connection on ln until ln closes.
-func serveEcho(t testing.TB, ln net.Listener) {
+// listenEcho echoes every TCP connection to port on c until the test
+// ends.
+func listenEcho(t testing.TB, c *Conn, port uint16) {
+	t.Helper()
+	ln, err := c.Listen("tcp", port)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var wg sync.WaitGroup
 	t.Cleanup(func() {
 		ln.Close()
@@ -183,6 +190,19 @@ func serveEcho(t testing.TB, ln net.Listener) {
 			}()
 		}
 	}()
+}
+
+// dialEcho starts an echo server on port of to (listenEcho) and returns
+// from's TCP connection to it, which is closed when the test ends.
+func dialEcho(t testing.TB, ctx context.Context, from, to *Conn, port uint16) net.Conn {
+	t.Helper()
+	listenEcho(t, to, port)
+	conn, err := from.DialContext(ctx, "tcp", netip.AddrPortFrom(to.Addr(), port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
 }
 
 // serveUDPEcho echoes every datagram on pc until pc closes.

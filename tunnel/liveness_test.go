@@ -3,7 +3,6 @@ package tunnel
 import (
 	"errors"
 	"net"
-	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -45,16 +44,7 @@ func deadPair(t *testing.T, dm *tailcfg.DERPMap, optsB Options) (a, b *Conn, con
 	t.Helper()
 	a, b = pair(t, dm, Options{}, optsB)
 	ctx := testContext(t)
-	ln, err := a.Listen("tcp", 22)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serveEcho(t, ln)
-	conn, err = b.DialContext(ctx, "tcp", netip.AddrPortFrom(a.Addr(), 22))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn = dialEcho(t, ctx, b, a, 22)
 	if err := echoOnce(conn, "alive", time.Now().Add(5*time.Second)); err != nil {
 		t.Fatal(err)
 	}
@@ -134,16 +124,7 @@ func TestLostPeerKept(t *testing.T) {
 	t.Run("answering", func(t *testing.T) {
 		a, b := pair(t, newDERP(t, derpOptions{}), Options{}, Options{LostPeerGrace: grace})
 		ctx := testContext(t)
-		ln, err := a.Listen("tcp", 22)
-		if err != nil {
-			t.Fatal(err)
-		}
-		serveEcho(t, ln)
-		conn, err := b.DialContext(ctx, "tcp", netip.AddrPortFrom(a.Addr(), 22))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
+		conn := dialEcho(t, ctx, b, a, 22)
 		gone := recordGone(b)
 		b.SetPeerLost(a.ID(), true)
 		if readEnds(conn, 4*grace) {

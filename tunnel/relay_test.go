@@ -15,6 +15,8 @@ import (
 	"tailscale.com/types/logger"
 	"tailscale.com/types/views"
 	"tailscale.com/util/usermetric"
+
+	"github.com/tetherdev/tether/internal/testwait"
 )
 
 // newTestRelay starts a relay's Conn with a real udprelay.Server on
@@ -80,16 +82,7 @@ func TestUDPRelay(t *testing.T) {
 	introduceRelay(t, r, a, b)
 	ctx := testContext(t)
 
-	ln, err := b.Listen("tcp", 80)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serveEcho(t, ln)
-	conn, err := a.DialContext(ctx, "tcp", netip.AddrPortFrom(b.Addr(), 80))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dialEcho(t, ctx, a, b, 80)
 	relayAt := ""
 	for relayAt == "" {
 		if err := echoOnce(conn, "hello", time.Now().Add(5*time.Second)); err != nil {
@@ -109,7 +102,7 @@ func TestUDPRelay(t *testing.T) {
 	if ap, err := netip.ParseAddrPort(relayAt); err != nil || !ap.Addr().IsLoopback() {
 		t.Errorf("relay endpoint = %q; want the relay's loopback address", relayAt)
 	}
-	waitFor(t, ctx, "a's status to say the UDP relay", func() bool {
+	waitFor(t, ctx, "a's status says the UDP relay", func() bool {
 		_ = echoOnce(conn, "status", time.Now().Add(5*time.Second))
 		p := a.Status(ctx).Peers
 		return len(p) == 1 && p[0].UDPRelay && p[0].Endpoint == relayAt
@@ -157,16 +150,7 @@ func TestUDPRelayRefused(t *testing.T) {
 			})
 			introduceRelay(t, r, a, b)
 			ctx := testContext(t)
-			ln, err := b.Listen("tcp", 80)
-			if err != nil {
-				t.Fatal(err)
-			}
-			serveEcho(t, ln)
-			conn, err := a.DialContext(ctx, "tcp", netip.AddrPortFrom(b.Addr(), 80))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
+			conn := dialEcho(t, ctx, a, b, 80)
 			deadline := time.Now().Add(shortTimeout)
 			for time.Now().Before(deadline) {
 				if err := echoOnce(conn, "hello", time.Now().Add(5*time.Second)); err != nil {
@@ -201,17 +185,8 @@ func pingOnce(t *testing.T, ctx context.Context, c *Conn, ip netip.Addr) (PingRe
 	return PingResult{}, false
 }
 
-// waitFor polls cond until it holds or ctx ends.
-func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
-	t.Helper()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out waiting for %s", what)
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-}
+// waitFor polls cond until it holds, or fails the test once ctx ends.
+var waitFor = testwait.Until
 
 // relayAfterRebindTimeout bounds the wait for the relay path to come back
 // after a rebind: magicsock alone looks for it again only 30 s after it
@@ -229,16 +204,7 @@ func TestUDPRelayAfterRebind(t *testing.T) {
 	r := newTestRelay(t, Options{DERPMap: dm}, func(uuid.UUID, [2]key.DiscoPublic) bool { return true })
 	introduceRelay(t, r, a, b)
 	ctx := testContext(t)
-	ln, err := b.Listen("tcp", 80)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serveEcho(t, ln)
-	conn, err := a.DialContext(ctx, "tcp", netip.AddrPortFrom(b.Addr(), 80))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dialEcho(t, ctx, a, b, 80)
 	// onRelay exchanges data and pings until a pong comes over the relay,
 	// for at most timeout, and reports how long that took.
 	onRelay := func(what string, timeout time.Duration) time.Duration {

@@ -34,16 +34,7 @@ func TestTCPEcho(t *testing.T) {
 		{"b to a", a, b},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ln, err := tc.server.Listen("tcp", 8080)
-			if err != nil {
-				t.Fatal(err)
-			}
-			serveEcho(t, ln)
-			conn, err := tc.dialr.DialContext(ctx, "tcp", netip.AddrPortFrom(tc.server.Addr(), 8080))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
+			conn := dialEcho(t, ctx, tc.dialr, tc.server, 8080)
 			if err := echoOnce(conn, "hello "+tc.name, time.Now().Add(5*time.Second)); err != nil {
 				t.Fatal(err)
 			}
@@ -86,11 +77,7 @@ func TestDialWaitsForPeer(t *testing.T) {
 	a := newConn(t, "a", Options{DERPMap: dm})
 	b := newConn(t, "b", Options{DERPMap: dm})
 	ctx := testContext(t)
-	ln, err := b.Listen("tcp", 22)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serveEcho(t, ln)
+	listenEcho(t, b, 22)
 
 	type result struct {
 		conn net.Conn
@@ -137,16 +124,7 @@ func TestPingDirect(t *testing.T) {
 	}
 
 	// The status shows the same path once data has flowed.
-	ln, err := b.Listen("tcp", 80)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serveEcho(t, ln)
-	conn, err := a.DialContext(ctx, "tcp", netip.AddrPortFrom(b.Addr(), 80))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dialEcho(t, ctx, a, b, 80)
 	if err := echoOnce(conn, "status", time.Now().Add(5*time.Second)); err != nil {
 		t.Fatal(err)
 	}
@@ -183,16 +161,7 @@ func TestRelayOnly(t *testing.T) {
 				}
 			}
 
-			ln, err := b.Listen("tcp", 80)
-			if err != nil {
-				t.Fatal(err)
-			}
-			serveEcho(t, ln)
-			conn, err := a.DialContext(ctx, "tcp", netip.AddrPortFrom(b.Addr(), 80))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
+			conn := dialEcho(t, ctx, a, b, 80)
 			// Traffic is what makes magicsock try direct paths; without the
 			// block, they come up within milliseconds here.
 			for i := range 5 {
@@ -228,11 +197,7 @@ func TestUnintroducedPeer(t *testing.T) {
 	c := newConn(t, "c", Options{DERPMap: dm})
 	ctx := testContext(t)
 
-	ln, err := a.Listen("tcp", 22)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serveEcho(t, ln)
+	listenEcho(t, a, 22)
 	if err := c.UpsertPeer(a.ID(), awaitNode(t, ctx, a)); err != nil {
 		t.Fatal(err)
 	}
@@ -255,17 +220,7 @@ func TestUnintroducedPeer(t *testing.T) {
 func TestRemovePeer(t *testing.T) {
 	a, b := pair(t, newDERP(t, derpOptions{}), Options{}, Options{})
 	ctx := testContext(t)
-	ln, err := a.Listen("tcp", 22)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serveEcho(t, ln)
-	dst := netip.AddrPortFrom(a.Addr(), 22)
-	conn, err := b.DialContext(ctx, "tcp", dst)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dialEcho(t, ctx, b, a, 22)
 	if err := echoOnce(conn, "before", time.Now().Add(5*time.Second)); err != nil {
 		t.Fatal(err)
 	}
@@ -282,7 +237,7 @@ func TestRemovePeer(t *testing.T) {
 	}
 	dialCtx, cancel := context.WithTimeout(ctx, shortTimeout)
 	defer cancel()
-	if c, err := b.DialContext(dialCtx, "tcp", dst); err == nil {
+	if c, err := b.DialContext(dialCtx, "tcp", netip.AddrPortFrom(a.Addr(), 22)); err == nil {
 		c.Close()
 		t.Error("a removed peer connected")
 	}
@@ -493,16 +448,7 @@ func isLocalAddr(ip netip.Addr) bool {
 // that is both ends of a tunnel (the dev server) may.
 func TestDialSelf(t *testing.T) {
 	c := newConn(t, "c", Options{DERPMap: &tailcfg.DERPMap{}})
-	ln, err := c.Listen("tcp", 22)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serveEcho(t, ln)
-	conn, err := c.DialContext(testContext(t), "tcp", netip.AddrPortFrom(c.Addr(), 22))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dialEcho(t, testContext(t), c, c, 22)
 	if err := echoOnce(conn, "self", time.Now().Add(3*time.Second)); err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tetherdev/tether/internal/servegroup"
 	"github.com/tetherdev/tether/ptyproto"
 )
 
@@ -65,14 +66,12 @@ type Server struct {
 	// is, or to refuse it.
 	beforeStart func(id string) error
 
-	// wg counts every goroutine the server starts.
-	wg sync.WaitGroup
+	// group holds the listeners and connections and counts every
+	// goroutine the server starts.
+	group servegroup.Group
 
-	mu        sync.Mutex
-	closed    bool                      // guarded by mu
-	listeners map[net.Listener]struct{} // guarded by mu
-	conns     map[net.Conn]struct{}     // guarded by mu
-	sessions  map[string]*session       // guarded by mu
+	mu       sync.Mutex
+	sessions map[string]*session // guarded by mu
 }
 
 // New returns a server that is not yet serving; call Serve.
@@ -82,8 +81,6 @@ func New(opts Options) *Server {
 		env:            append([]string(nil), opts.Env...),
 		idleTimeout:    opts.IdleTimeout,
 		scrollbackSize: opts.ScrollbackSize,
-		listeners:      make(map[net.Listener]struct{}),
-		conns:          make(map[net.Conn]struct{}),
 		sessions:       make(map[string]*session),
 	}
 	if s.logger == nil {
@@ -112,16 +109,9 @@ func (s *Server) ServePositions(l net.Listener) error { return s.serve(l, connMo
 // server chose). It returns when the connection ends, or at once after
 // Close. It owns c.
 func (s *Server) ServeBound(c net.Conn, id string) {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		c.Close()
-		return
-	}
-	s.conns[c] = struct{}{}
-	s.wg.Add(1)
-	s.mu.Unlock()
-	s.handleConn(c, connMode{positions: true, boundID: id})
+	s.group.ServeConn(c, func(c net.Conn) {
+		s.handleConn(c, connMode{positions: true, boundID: id})
+	})
 }
 
 // connMode is what a connection speaks: with positions or without, and
@@ -132,74 +122,31 @@ type connMode struct {
 }
 
 func (s *Server) serve(l net.Listener, mode connMode) error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		l.Close()
+	err := s.group.Serve(l, func(c net.Conn) { s.handleConn(c, mode) })
+	if errors.Is(err, servegroup.ErrClosed) {
 		return ErrServerClosed
 	}
-	s.listeners[l] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, l)
-		s.mu.Unlock()
-		l.Close()
-	}()
-
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			s.mu.Lock()
-			closed := s.closed
-			s.mu.Unlock()
-			if closed {
-				return ErrServerClosed
-			}
-			return fmt.Errorf("accept: %w", err)
-		}
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
-			c.Close()
-			return ErrServerClosed
-		}
-		s.conns[c] = struct{}{}
-		s.wg.Add(1)
-		s.mu.Unlock()
-		go s.handleConn(c, mode)
-	}
+	return err
 }
 
 // Close stops the server: it closes the listeners and every connection,
 // hangs up every session (SIGHUP, then SIGKILL after a grace period), and
 // returns when all of the server's goroutines have ended.
 func (s *Server) Close() error {
+	// The group closes first: attach, which asks it under mu, then starts
+	// no session that the loop below would miss.
+	s.group.Close()
 	s.mu.Lock()
-	s.closed = true
-	for l := range s.listeners {
-		l.Close()
-	}
-	for c := range s.conns {
-		c.Close()
-	}
 	for _, sess := range s.sessions {
 		sess.hangUp()
 	}
 	s.mu.Unlock()
-	s.wg.Wait()
+	s.group.Wait()
 	return nil
 }
 
-// handleConn runs one client connection. It owns c.
+// handleConn runs one client connection; the group closes c after.
 func (s *Server) handleConn(c net.Conn, mode connMode) {
-	defer s.wg.Done()
-	defer func() {
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-		c.Close()
-	}()
 	logger := s.logger.With("remote", c.RemoteAddr().String())
 
 	c.SetReadDeadline(time.Now().Add(headerTimeout))
@@ -225,11 +172,7 @@ func (s *Server) handleConn(c net.Conn, mode connMode) {
 		fmt.Fprintf(c, "\r\nreconnectingpty: %v\r\n", err)
 		return
 	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		cl.writeLoop()
-	}()
+	s.group.Go(cl.writeLoop)
 	err = sess.readInput(br)
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 		logger.Debug("client input ended", "err", err)
@@ -243,7 +186,7 @@ func (s *Server) handleConn(c net.Conn, mode connMode) {
 func (s *Server) attach(c net.Conn, h ptyproto.Header, positions bool, logger *slog.Logger) (*session, *client, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
+	if s.group.Closed() {
 		return nil, nil, ErrServerClosed
 	}
 	if sess, ok := s.sessions[h.ID]; ok {
@@ -257,11 +200,7 @@ func (s *Server) attach(c net.Conn, h ptyproto.Header, positions bool, logger *s
 		return nil, nil, err
 	}
 	cl, _ := sess.attach(c, 0, 0, positions, nil) // a session not started has not ended
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		sess.start(h.Command, tty)
-	}()
+	s.group.Go(func() { sess.start(h.Command, tty) })
 	return sess, cl, nil
 }
 

@@ -93,8 +93,8 @@ func (s *Server) newSessionLocked(h ptyproto.Header, logger *slog.Logger) (*sess
 
 // start runs the session's process, command (or the login shell), on tty,
 // which it closes. A process that cannot start ends the session with a
-// line saying why, for its clients' terminals. The caller counts start in
-// the server's wait group.
+// line saying why, for its clients' terminals. The caller runs start in
+// the server's group.
 func (sess *session) start(command string, tty *os.File) {
 	s := sess.server
 	err := func() error {
@@ -126,19 +126,9 @@ func (sess *session) start(command string, tty *os.File) {
 		}
 		sess.proc = cmd.Process
 		sess.logger.Debug("session started", "pid", cmd.Process.Pid)
-		s.wg.Add(3)
-		go func() {
-			defer s.wg.Done()
-			sess.readOutput()
-		}()
-		go func() {
-			defer s.wg.Done()
-			sess.wait(cmd)
-		}()
-		go func() {
-			defer s.wg.Done()
-			sess.supervise()
-		}()
+		s.group.Go(sess.readOutput)
+		s.group.Go(func() { sess.wait(cmd) })
+		s.group.Go(sess.supervise)
 		return nil
 	}()
 	if err == nil {

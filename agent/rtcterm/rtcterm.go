@@ -30,6 +30,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/tetherdev/tether"
+	"github.com/tetherdev/tether/internal/servegroup"
 	"github.com/tetherdev/tether/ptyproto"
 )
 
@@ -75,13 +76,11 @@ type Server struct {
 	// (export_test.go) for machines whose only interface is loopback.
 	loopback bool
 	pty      Attacher
-	ctx      context.Context
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-
-	mu        sync.Mutex
-	listeners map[net.Listener]struct{} // guarded by mu
-	conns     map[net.Conn]struct{}     // guarded by mu
+	// ctx is canceled by Close; every peer connection watches it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// group holds the listeners and the signalling connections.
+	group servegroup.Group
 }
 
 // New returns a server that is not yet serving; call Serve.
@@ -91,10 +90,7 @@ func New(opts Options) *Server {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{
-		logger: logger, pty: opts.PTY, ctx: ctx, cancel: cancel,
-		listeners: map[net.Listener]struct{}{}, conns: map[net.Conn]struct{}{},
-	}
+	return &Server{logger: logger, pty: opts.PTY, ctx: ctx, cancel: cancel}
 }
 
 // ErrServerClosed is returned by Serve after Close.
@@ -102,64 +98,22 @@ var ErrServerClosed = errors.New("rtcterm: server closed")
 
 // Serve takes signalling connections on l until Close or until l fails.
 func (s *Server) Serve(l net.Listener) error {
-	s.mu.Lock()
-	if s.ctx.Err() != nil {
-		s.mu.Unlock()
-		l.Close()
+	err := s.group.Serve(l, func(c net.Conn) {
+		if err := s.signal(c); err != nil {
+			s.logger.Debug("direct terminal ended", slog.Any("err", err))
+		}
+	})
+	if errors.Is(err, servegroup.ErrClosed) {
 		return ErrServerClosed
 	}
-	s.listeners[l] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, l)
-		s.mu.Unlock()
-		l.Close()
-	}()
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			if s.ctx.Err() != nil {
-				return ErrServerClosed
-			}
-			return fmt.Errorf("accept: %w", err)
-		}
-		s.mu.Lock()
-		if s.ctx.Err() != nil {
-			s.mu.Unlock()
-			c.Close()
-			return ErrServerClosed
-		}
-		s.conns[c] = struct{}{}
-		s.wg.Add(1)
-		s.mu.Unlock()
-		go func() {
-			defer s.wg.Done()
-			defer func() {
-				s.mu.Lock()
-				delete(s.conns, c)
-				s.mu.Unlock()
-				c.Close()
-			}()
-			if err := s.signal(c); err != nil {
-				s.logger.Debug("direct terminal ended", slog.Any("err", err))
-			}
-		}()
-	}
+	return err
 }
 
 // Close stops serving, ends every peer connection, and waits for them.
 func (s *Server) Close() error {
-	s.mu.Lock()
+	s.group.Close()
 	s.cancel()
-	for l := range s.listeners {
-		l.Close()
-	}
-	for c := range s.conns {
-		c.Close()
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
+	s.group.Wait()
 	return nil
 }
 

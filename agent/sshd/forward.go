@@ -102,23 +102,17 @@ func (c *conn) startReverseForward(payload []byte) (bool, []byte) {
 		c.forwards = make(map[string]net.Listener)
 	}
 	c.forwards[key] = l
-	c.server.wg.Add(1)
 	c.mu.Unlock()
 
-	go func() {
-		defer c.server.wg.Done()
+	c.server.group.Go(func() {
 		for {
 			tc, err := l.Accept()
 			if err != nil {
 				return
 			}
-			c.server.wg.Add(1)
-			go func() {
-				defer c.server.wg.Done()
-				c.openForwarded(m.BindAddr, port, tc)
-			}()
+			c.server.group.Go(func() { c.openForwarded(m.BindAddr, port, tc) })
 		}
-	}()
+	})
 	return true, ssh.Marshal(&tcpipForwardReplyMsg{BindPort: port})
 }
 
@@ -182,26 +176,22 @@ func (c *conn) agentSocket() (string, error) {
 		return "", fmt.Errorf("agent socket: %w", err)
 	}
 	c.agentDir, c.agentL = dir, l
-	c.server.wg.Add(1)
-	go func() {
-		defer c.server.wg.Done()
+	c.server.group.Go(func() {
 		for {
 			uc, err := l.Accept()
 			if err != nil {
 				return
 			}
-			c.server.wg.Add(1)
-			go func() {
-				defer c.server.wg.Done()
+			c.server.group.Go(func() {
 				ch, reqs, err := c.sconn.OpenChannel("auth-agent@openssh.com", nil)
 				if err != nil {
 					uc.Close()
 					return
 				}
 				c.proxy(ch, reqs, uc)
-			}()
+			})
 		}
-	}()
+	})
 	return path, nil
 }
 

@@ -36,8 +36,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tetherdev/tether/internal/coalesce"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/tetherdev/tether/internal/coalesce"
+	"github.com/tetherdev/tether/internal/servegroup"
 )
 
 // ErrServerClosed is returned by Serve after Close or Shutdown.
@@ -96,14 +98,9 @@ type Server struct {
 	// ctx is canceled by Close; every connection's context derives from it.
 	ctx    context.Context
 	cancel context.CancelFunc
-	// wg counts every goroutine the server starts, so that Close can wait
-	// for all of them.
-	wg sync.WaitGroup
-
-	mu        sync.Mutex
-	closed    bool                      // guarded by mu; no new listeners or connections
-	listeners map[net.Listener]struct{} // guarded by mu
-	conns     map[net.Conn]struct{}     // guarded by mu
+	// group holds the listeners and connections and counts every
+	// goroutine the server starts, so that Close can wait for all of them.
+	group servegroup.Group
 }
 
 // GenerateHostKey returns a new Ed25519 host key.
@@ -145,15 +142,13 @@ func New(opts Options) (*Server, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
-		logger:    logger,
-		signer:    signer,
-		env:       append([]string(nil), opts.Env...),
-		dial:      dial,
-		listen:    listen,
-		ctx:       ctx,
-		cancel:    cancel,
-		listeners: make(map[net.Listener]struct{}),
-		conns:     make(map[net.Conn]struct{}),
+		logger: logger,
+		signer: signer,
+		env:    append([]string(nil), opts.Env...),
+		dial:   dial,
+		listen: listen,
+		ctx:    ctx,
+		cancel: cancel,
 	}
 	// The tunnel authenticated the peer; see the package comment. Clients
 	// normally try "none" first and are let in; the others are let in with
@@ -175,51 +170,11 @@ func (s *Server) PublicKey() ssh.PublicKey { return s.signer.PublicKey() }
 // It closes l before returning. After Close or Shutdown it returns
 // ErrServerClosed.
 func (s *Server) Serve(l net.Listener) error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		l.Close()
+	err := s.group.Serve(l, s.handleConn)
+	if errors.Is(err, servegroup.ErrClosed) {
 		return ErrServerClosed
 	}
-	s.listeners[l] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, l)
-		s.mu.Unlock()
-		l.Close()
-	}()
-
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			s.mu.Lock()
-			closed := s.closed
-			s.mu.Unlock()
-			if closed {
-				return ErrServerClosed
-			}
-			return fmt.Errorf("accept: %w", err)
-		}
-		if !s.track(c) {
-			c.Close()
-			return ErrServerClosed
-		}
-		go s.handleConn(c)
-	}
-}
-
-// track registers c and counts its goroutine in wg. It reports false, and
-// registers nothing, once the server is closing.
-func (s *Server) track(c net.Conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return false
-	}
-	s.conns[c] = struct{}{}
-	s.wg.Add(1)
-	return true
+	return err
 }
 
 // Close stops the server at once: it closes the listeners and every
@@ -227,15 +182,9 @@ func (s *Server) track(c net.Conn) bool {
 // after a grace period), and returns when all of the server's goroutines
 // have ended.
 func (s *Server) Close() error {
-	s.mu.Lock()
-	s.closed = true
-	s.closeListenersLocked()
-	for c := range s.conns {
-		c.Close()
-	}
-	s.mu.Unlock()
+	s.group.Close()
 	s.cancel()
-	s.wg.Wait()
+	s.group.Wait()
 	return nil
 }
 
@@ -243,14 +192,11 @@ func (s *Server) Close() error {
 // open connections to end by themselves until ctx is done, and then does
 // what Close does. It returns ctx's error if it had to cut connections.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.closed = true
-	s.closeListenersLocked()
-	s.mu.Unlock()
+	s.group.StopAccepting()
 
 	done := make(chan struct{})
 	go func() {
-		s.wg.Wait()
+		s.group.Wait()
 		close(done)
 	}()
 	var err error
@@ -264,21 +210,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
-func (s *Server) closeListenersLocked() {
-	for l := range s.listeners {
-		l.Close()
-	}
-}
-
-// handleConn runs one SSH connection. It owns c.
+// handleConn runs one SSH connection; the group closes c after.
 func (s *Server) handleConn(c net.Conn) {
-	defer s.wg.Done()
-	defer func() {
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-		c.Close()
-	}()
 	logger := s.logger.With("remote", c.RemoteAddr().String())
 
 	c.SetDeadline(time.Now().Add(handshakeTimeout))
@@ -307,25 +240,13 @@ func (s *Server) handleConn(c net.Conn) {
 	// canceled any other way.
 	stop := context.AfterFunc(ctx, func() { sconn.Close() })
 
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		cn.handleGlobalRequests(reqs)
-	}()
+	s.group.Go(func() { cn.handleGlobalRequests(reqs) })
 	for nc := range chans {
 		switch nc.ChannelType() {
 		case "session":
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				cn.handleSession(nc)
-			}()
+			s.group.Go(func() { cn.handleSession(nc) })
 		case "direct-tcpip":
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				cn.handleDirectTCPIP(nc)
-			}()
+			s.group.Go(func() { cn.handleDirectTCPIP(nc) })
 		default:
 			nc.Reject(ssh.UnknownChannelType, "unsupported channel type")
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/tetherdev/tether"
 	"github.com/tetherdev/tether/coordinator"
 	"github.com/tetherdev/tether/coordinator/coordclient"
+	"github.com/tetherdev/tether/internal/testwait"
 )
 
 const testTimeout = 10 * time.Second
@@ -270,18 +271,8 @@ func newNode(id uuid.UUID, marker int) *tether.Node {
 	}
 }
 
-func waitUntil(t *testing.T, ctx context.Context, what string, cond func() bool) {
-	t.Helper()
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out waiting until %s", what)
-		case <-tick.C:
-		}
-	}
-}
+// waitUntil polls cond until it holds, or fails the test once ctx ends.
+var waitUntil = testwait.Until
 
 // hasNode reports whether tun holds id's node with the given marker.
 func hasNode(tun *fakeTunnel, id uuid.UUID, marker int) func() bool {

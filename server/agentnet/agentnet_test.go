@@ -17,6 +17,7 @@ import (
 	"github.com/tetherdev/tether"
 	"github.com/tetherdev/tether/coordinator"
 	"github.com/tetherdev/tether/coordinator/coordclient"
+	"github.com/tetherdev/tether/internal/testwait"
 	"github.com/tetherdev/tether/tunnel"
 )
 
@@ -166,19 +167,8 @@ func echo(t *testing.T, ctx context.Context, n *Net, agentID uuid.UUID) net.Conn
 	return c
 }
 
-// waitFor polls cond until it holds, or fails the test at ctx's end.
-func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
-	t.Helper()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out waiting until %s", what)
-		case <-tick.C:
-		}
-	}
-}
+// waitFor polls cond until it holds, or fails the test once ctx ends.
+var waitFor = testwait.Until
 
 func awaitClosed(t *testing.T, ctx context.Context, ch <-chan struct{}, what string) {
 	t.Helper()

@@ -2,7 +2,7 @@ import { useEffect, useState } from "preact/hooks";
 import { api } from "./api";
 import { formatDate, relativeTime } from "./format";
 import type { APIToken, CreateAPITokenResponse, User } from "./tether.gen";
-import { Badge, Dialog, ErrorBox, Secret, navigate, useAction } from "./ui";
+import { Badge, Dialog, DialogConfirm, ErrorBox, Secret, TableCard, navigate, useAction } from "./ui";
 
 const lifetimes = [
   { label: "7 days", value: "168h" },
@@ -138,17 +138,9 @@ function SessionsCard() {
         </button>
       </div>
       <Dialog open={confirming} title="Sign out everywhere?" onClose={() => setConfirming(false)}>
-        <div class="dialog-body">
+        <DialogConfirm label="Sign out everywhere" busy={busy} onConfirm={signOutAll} onCancel={() => setConfirming(false)}>
           <p>Every session of yours ends, here and on every other browser and CLI, with their terminals and tunnels.</p>
-          <div class="dialog-actions">
-            <button class="button" type="button" onClick={() => setConfirming(false)} autofocus>
-              Cancel
-            </button>
-            <button class="button button-danger" type="button" onClick={signOutAll} disabled={busy}>
-              Sign out everywhere
-            </button>
-          </div>
-        </div>
+        </DialogConfirm>
       </Dialog>
     </section>
   );
@@ -163,6 +155,11 @@ function TokensCard() {
   const [deleting, setDeleting] = useState<APIToken | null>(null);
   const [busy, error, run] = useAction();
   const [delBusy, delError, runDelete, clearDelError] = useAction();
+  // Closing the dialog, by Cancel or Escape, forgets its error.
+  const closeDelete = () => {
+    setDeleting(null);
+    clearDelError();
+  };
   const now = Date.now();
   const load = () =>
     api.tokens().then(
@@ -242,92 +239,62 @@ function TokensCard() {
           </div>
         )}
       </Dialog>
-      <Dialog
-        open={deleting !== null}
-        title="Delete API token?"
-        onClose={() => {
-          setDeleting(null);
-          clearDelError();
-        }}
-      >
+      <Dialog open={deleting !== null} title="Delete API token?" onClose={closeDelete}>
         {deleting && (
-          <div class="dialog-body">
+          <DialogConfirm
+            label="Delete token"
+            busy={delBusy}
+            onCancel={closeDelete}
+            onConfirm={() =>
+              runDelete(async () => {
+                await api.deleteToken(deleting.id);
+                setDeleting(null);
+                await load();
+              })
+            }
+          >
             <p>
               Delete <strong>{deleting.name}</strong>? Scripts using it are refused at once, and connections opened
               with it end.
             </p>
             {delError !== null && <ErrorBox error={delError} />}
-            <div class="dialog-actions">
-              <button class="button" type="button" onClick={() => setDeleting(null)} autofocus>
-                Cancel
-              </button>
-              <button
-                class="button button-danger"
-                type="button"
-                disabled={delBusy}
-                onClick={() =>
-                  runDelete(async () => {
-                    await api.deleteToken(deleting.id);
-                    setDeleting(null);
-                    await load();
-                  })
-                }
-              >
-                Delete token
-              </button>
-            </div>
-          </div>
+          </DialogConfirm>
         )}
       </Dialog>
       {loadError !== null && <ErrorBox error={loadError} title="Could not load your tokens." />}
       {list !== null && list.length === 0 && <p class="muted">You have no API tokens.</p>}
       {list !== null && list.length > 0 && (
-        <div class="table-card">
-          <table class="table-middle">
-            <thead>
-              <tr>
-                <th>Token</th>
-                <th>Created</th>
-                <th>Last used</th>
-                <th>Expires</th>
-                <th>
-                  <span class="visually-hidden">Actions</span>
-                </th>
+        <TableCard columns={["Token", "Created", "Last used", "Expires"]} actions tableClass="table-middle" nested>
+          {list.map((t) => {
+            const expired = Date.parse(t.expires_at) <= now;
+            return (
+              <tr key={t.id} data-token={t.name}>
+                <td data-label="Token" class="ws-name">
+                  {t.name}
+                </td>
+                <td data-label="Created" class="muted">
+                  {formatDate(t.created_at)}
+                </td>
+                <td data-label="Last used" class="muted">
+                  {relativeTime(t.last_used_at, now)}
+                </td>
+                <td data-label="Expires">
+                  {expired ? <Badge tone="warning">expired</Badge> : formatDate(t.expires_at)}
+                </td>
+                <td class="actions">
+                  <button
+                    class="button button-danger-quiet"
+                    type="button"
+                    onClick={() => setDeleting(t)}
+                    aria-label={`Delete token ${t.name}`}
+                  >
+                    Delete
+                  </button>
+                </td>
               </tr>
-            </thead>
-            <tbody>
-              {list.map((t) => {
-                const expired = Date.parse(t.expires_at) <= now;
-                return (
-                  <tr key={t.id} data-token={t.name}>
-                    <td data-label="Token" class="ws-name">
-                      {t.name}
-                    </td>
-                    <td data-label="Created" class="muted">
-                      {formatDate(t.created_at)}
-                    </td>
-                    <td data-label="Last used" class="muted">
-                      {relativeTime(t.last_used_at, now)}
-                    </td>
-                    <td data-label="Expires">
-                      {expired ? <Badge tone="warning">expired</Badge> : formatDate(t.expires_at)}
-                    </td>
-                    <td class="actions">
-                      <button
-                        class="button button-danger-quiet"
-                        type="button"
-                        onClick={() => setDeleting(t)}
-                        aria-label={`Delete token ${t.name}`}
-                      >
-                        Delete
-                      </button>
-                    </td>
-                  </tr>
-                );
-              })}
-            </tbody>
-          </table>
-        </div>
+            );
+          })}
+        </TableCard>
       )}
     </section>
   );

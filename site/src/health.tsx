@@ -1,7 +1,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { api } from "./api";
 import type { DERPRegionHealth, HealthCheck, HealthReport } from "./tether.gen";
-import { Badge, ErrorBox, severityTone, usePoll } from "./ui";
+import { Badge, ErrorBox, TableCard, severityTone, usePoll } from "./ui";
 
 // The health check runs probes on the server; a slow refresh is enough.
 const pollInterval = 30_000;
@@ -147,35 +147,23 @@ function Regions({ regions }: { regions: DERPRegionHealth[] }) {
   return (
     <section>
       <h2 class="section-title">DERP regions</h2>
-      <div class="card table-card">
-        <table class="regions">
-          <thead>
-            <tr>
-              <th>Region</th>
-              <th>Status</th>
-              <th>Latency</th>
-              <th>Message</th>
-            </tr>
-          </thead>
-          <tbody>
-            {sorted.map((r) => (
-              <tr key={r.region_id} data-region={r.code}>
-                <td data-label="Region">
-                  <strong>{r.name || r.code}</strong>
-                  <div class="muted small">
-                    {r.code} · id {r.region_id}
-                  </div>
-                </td>
-                <td data-label="Status">
-                  <Badge tone={severityTone(r.severity)}>{r.severity}</Badge>
-                </td>
-                <td data-label="Latency">{typeof r.latency_ms === "number" ? `${r.latency_ms.toFixed(1)} ms` : "—"}</td>
-                <td data-label="Message">{r.message}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
+      <TableCard columns={["Region", "Status", "Latency", "Message"]} tableClass="regions">
+        {sorted.map((r) => (
+          <tr key={r.region_id} data-region={r.code}>
+            <td data-label="Region">
+              <strong>{r.name || r.code}</strong>
+              <div class="muted small">
+                {r.code} · id {r.region_id}
+              </div>
+            </td>
+            <td data-label="Status">
+              <Badge tone={severityTone(r.severity)}>{r.severity}</Badge>
+            </td>
+            <td data-label="Latency">{typeof r.latency_ms === "number" ? `${r.latency_ms.toFixed(1)} ms` : "—"}</td>
+            <td data-label="Message">{r.message}</td>
+          </tr>
+        ))}
+      </TableCard>
     </section>
   );
 }

@@ -2,7 +2,7 @@ import { useEffect, useState } from "preact/hooks";
 import { api } from "./api";
 import { formatDate } from "./format";
 import type { Template, User } from "./tether.gen";
-import { Dialog, ErrorBox, useAction } from "./ui";
+import { Dialog, DialogForm, ErrorBox, TableCard, useAction } from "./ui";
 
 const example = `name: python-dev
 agent_url: https://tether.internal.example.com   # optional
@@ -70,42 +70,30 @@ export function TemplatesPage({ me }: { me: User | null }) {
         </div>
       )}
       {list !== null && list.length > 0 && (
-        <div class="card table-card">
-          <table>
-            <thead>
-              <tr>
-                <th>Template</th>
-                <th>Agent URL</th>
-                <th>Apps</th>
-                <th>Updated</th>
-              </tr>
-            </thead>
-            <tbody>
-              {list.map((t) => (
-                <tr key={t.id} data-template={t.name}>
-                  <td data-label="Template" class="ws-name">
-                    {t.name}
-                  </td>
-                  <td data-label="Agent URL">{t.agent_url || <span class="muted">the access URL</span>}</td>
-                  <td data-label="Apps">
-                    {(t.apps ?? []).length === 0 ? (
-                      <span class="muted">—</span>
-                    ) : (
-                      (t.apps ?? []).map((a) => (
-                        <div key={a.name}>
-                          {a.name} <span class="muted small">{a.url} · {a.subdomain ? "subdomain" : "path"} · {a.share}</span>
-                        </div>
-                      ))
-                    )}
-                  </td>
-                  <td data-label="Updated" class="muted">
-                    {formatDate(t.updated_at)}
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <TableCard columns={["Template", "Agent URL", "Apps", "Updated"]}>
+          {list.map((t) => (
+            <tr key={t.id} data-template={t.name}>
+              <td data-label="Template" class="ws-name">
+                {t.name}
+              </td>
+              <td data-label="Agent URL">{t.agent_url || <span class="muted">the access URL</span>}</td>
+              <td data-label="Apps">
+                {(t.apps ?? []).length === 0 ? (
+                  <span class="muted">—</span>
+                ) : (
+                  (t.apps ?? []).map((a) => (
+                    <div key={a.name}>
+                      {a.name} <span class="muted small">{a.url} · {a.subdomain ? "subdomain" : "path"} · {a.share}</span>
+                    </div>
+                  ))
+                )}
+              </td>
+              <td data-label="Updated" class="muted">
+                {formatDate(t.updated_at)}
+              </td>
+            </tr>
+          ))}
+        </TableCard>
       )}
     </>
   );
@@ -118,15 +106,20 @@ function UploadForm({ onClose, onDone }: { onClose: () => void; onDone: () => vo
     const f = (e.currentTarget as HTMLInputElement).files?.[0];
     if (f) setText(await f.text());
   };
-  const submit = (e: Event) => {
-    e.preventDefault();
-    void run(async () => {
+  const submit = () =>
+    run(async () => {
       await api.pushTemplate(text);
       onDone();
     });
-  };
   return (
-    <form class="dialog-body" onSubmit={submit}>
+    <DialogForm
+      label="Upload template"
+      busyLabel="Uploading…"
+      busy={busy}
+      disabled={!text.trim()}
+      onSubmit={submit}
+      onCancel={onClose}
+    >
       <p class="muted small">
         A template with the name of an existing one replaces it. The server checks the file and names the
         line of any mistake.
@@ -150,14 +143,6 @@ function UploadForm({ onClose, onDone }: { onClose: () => void; onDone: () => vo
         Or read it from a file
         <input type="file" accept=".yaml,.yml,text/yaml,application/yaml" onChange={onFile} />
       </label>
-      <div class="dialog-actions">
-        <button class="button" type="button" onClick={onClose}>
-          Cancel
-        </button>
-        <button class="button button-primary" type="submit" disabled={busy || !text.trim()}>
-          {busy ? "Uploading…" : "Upload template"}
-        </button>
-      </div>
-    </form>
+    </DialogForm>
   );
 }

@@ -187,6 +187,125 @@ export function Dialog({
   );
 }
 
+/**
+ * DialogForm is the body of a Dialog that asks for something: the fields
+ * (children), then Cancel and a submit button, which reads busyLabel while
+ * the action runs. Enter in a field submits.
+ */
+export function DialogForm({
+  label,
+  busyLabel,
+  busy,
+  disabled,
+  onSubmit,
+  onCancel,
+  children,
+}: {
+  label: string;
+  busyLabel: string;
+  busy: boolean;
+  disabled?: boolean;
+  onSubmit: () => void;
+  onCancel: () => void;
+  children: ComponentChildren;
+}) {
+  const submit = (e: Event) => {
+    e.preventDefault();
+    onSubmit();
+  };
+  return (
+    <form class="dialog-body" onSubmit={submit}>
+      {children}
+      <div class="dialog-actions">
+        <button class="button" type="button" onClick={onCancel}>
+          Cancel
+        </button>
+        <button class="button button-primary" type="submit" disabled={busy || disabled}>
+          {busy ? busyLabel : label}
+        </button>
+      </div>
+    </form>
+  );
+}
+
+/**
+ * DialogConfirm is the body of a Dialog that asks before doing something
+ * that cannot be undone: the question (children), then Cancel, which has
+ * the focus so that Enter does no harm, and a red button that does it and
+ * reads busyLabel, if given, while it runs.
+ */
+export function DialogConfirm({
+  label,
+  busyLabel,
+  busy,
+  disabled,
+  onConfirm,
+  onCancel,
+  children,
+}: {
+  label: string;
+  busyLabel?: string;
+  busy?: boolean;
+  disabled?: boolean;
+  onConfirm: () => void;
+  onCancel: () => void;
+  children: ComponentChildren;
+}) {
+  return (
+    <div class="dialog-body">
+      {children}
+      <div class="dialog-actions">
+        <button class="button" type="button" onClick={onCancel} autofocus>
+          Cancel
+        </button>
+        <button class="button button-danger" type="button" onClick={onConfirm} disabled={busy || disabled}>
+          {busy && busyLabel ? busyLabel : label}
+        </button>
+      </div>
+    </div>
+  );
+}
+
+/**
+ * TableCard is a list shown as a table in a card: the head names the
+ * columns, the children are the rows. With actions, a last column holds
+ * each row's buttons; its title is for screen readers only. A nested
+ * table sits in a card of the page already and gets no card of its own.
+ */
+export function TableCard({
+  columns,
+  actions,
+  tableClass,
+  nested,
+  children,
+}: {
+  columns: string[];
+  actions?: boolean;
+  tableClass?: string;
+  nested?: boolean;
+  children: ComponentChildren;
+}) {
+  return (
+    <div class={nested ? "table-card" : "card table-card"}>
+      <table class={tableClass}>
+        <thead>
+          <tr>
+            {columns.map((c) => (
+              <th key={c}>{c}</th>
+            ))}
+            {actions && (
+              <th>
+                <span class="visually-hidden">Actions</span>
+              </th>
+            )}
+          </tr>
+        </thead>
+        <tbody>{children}</tbody>
+      </table>
+    </div>
+  );
+}
+
 /** Secret shows a value to copy (a token, a command) with a Copy button. */
 export function Secret({ value, label }: { value: string; label: string }) {
   const [copied, setCopied] = useState(false);

@@ -2,7 +2,7 @@ import { useEffect, useState } from "preact/hooks";
 import { api, ApiError } from "./api";
 import { formatDate } from "./format";
 import type { Role, User } from "./tether.gen";
-import { Badge, Dialog, ErrorBox, useAction } from "./ui";
+import { Badge, Dialog, DialogConfirm, DialogForm, ErrorBox, TableCard, useAction } from "./ui";
 
 type Pending = { kind: "delete" | "password" | "suspend"; user: User } | null;
 
@@ -83,28 +83,20 @@ export function UsersPage({ me }: { me: User | null }) {
       </Dialog>
       <Dialog open={pending?.kind === "suspend"} title="Suspend user?" onClose={() => setPending(null)}>
         {pending && (
-          <div class="dialog-body">
+          <DialogConfirm
+            label="Suspend"
+            onCancel={() => setPending(null)}
+            onConfirm={() => {
+              const u = pending.user;
+              setPending(null);
+              void act(`Suspended ${u.username}.`, () => api.setUserStatus(u.username, "suspended"));
+            }}
+          >
             <p>
               Suspend <strong>{pending.user.username}</strong>? Their sessions, web terminals and tunnels end
               at once, and their API tokens stop working, until you make them active again.
             </p>
-            <div class="dialog-actions">
-              <button class="button" type="button" onClick={() => setPending(null)} autofocus>
-                Cancel
-              </button>
-              <button
-                class="button button-danger"
-                type="button"
-                onClick={() => {
-                  const u = pending.user;
-                  setPending(null);
-                  void act(`Suspended ${u.username}.`, () => api.setUserStatus(u.username, "suspended"));
-                }}
-              >
-                Suspend
-              </button>
-            </div>
-          </div>
+          </DialogConfirm>
         )}
       </Dialog>
       <Dialog open={pending?.kind === "delete"} title="Delete user?" onClose={() => setPending(null)}>
@@ -122,111 +114,96 @@ export function UsersPage({ me }: { me: User | null }) {
       </Dialog>
       {list === null && error === null && <p class="muted">Loading…</p>}
       {list !== null && (
-        <div class="card table-card">
-          <table class="table-middle">
-            <thead>
-              <tr>
-                <th>User</th>
-                <th>Role</th>
-                <th>Status</th>
-                <th>Created</th>
-                <th>
-                  <span class="visually-hidden">Actions</span>
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              {list.map((u) => {
-                const self = u.id === me?.id;
-                return (
-                  <tr key={u.id} data-user={u.username}>
-                    <td data-label="User">
-                      <div class="ws-name">
-                        {u.username}
-                        {self && <span class="muted small"> (you)</span>}
-                      </div>
-                      <div class="muted small">{u.email}</div>
-                    </td>
-                    <td data-label="Role">
-                      <select
-                        aria-label={`Role of ${u.username}`}
-                        value={u.role}
-                        disabled={busy}
-                        onChange={(e) => {
-                          const role = e.currentTarget.value as Role;
-                          if (
-                            self &&
-                            role !== "admin" &&
-                            !confirm("Make yourself a member? You lose the admin pages and other users' workspaces; another admin can undo it.")
-                          ) {
-                            e.currentTarget.value = u.role;
-                            return;
-                          }
-                          void act(`${u.username} is now ${role}.`, () => api.setUserRole(u.username, role));
-                        }}
+        <TableCard columns={["User", "Role", "Status", "Created"]} actions tableClass="table-middle">
+          {list.map((u) => {
+            const self = u.id === me?.id;
+            return (
+              <tr key={u.id} data-user={u.username}>
+                <td data-label="User">
+                  <div class="ws-name">
+                    {u.username}
+                    {self && <span class="muted small"> (you)</span>}
+                  </div>
+                  <div class="muted small">{u.email}</div>
+                </td>
+                <td data-label="Role">
+                  <select
+                    aria-label={`Role of ${u.username}`}
+                    value={u.role}
+                    disabled={busy}
+                    onChange={(e) => {
+                      const role = e.currentTarget.value as Role;
+                      if (
+                        self &&
+                        role !== "admin" &&
+                        !confirm("Make yourself a member? You lose the admin pages and other users' workspaces; another admin can undo it.")
+                      ) {
+                        e.currentTarget.value = u.role;
+                        return;
+                      }
+                      void act(`${u.username} is now ${role}.`, () => api.setUserRole(u.username, role));
+                    }}
+                  >
+                    <option value="member">member</option>
+                    <option value="admin">admin</option>
+                  </select>
+                </td>
+                <td data-label="Status">
+                  <Badge tone={u.status === "active" ? "ok" : "warning"}>{u.status}</Badge>
+                </td>
+                <td data-label="Created" class="muted">
+                  {formatDate(u.created_at)}
+                </td>
+                <td class="actions">
+                  <div class="action-group">
+                    {u.status === "active" ? (
+                      <button
+                        class="button"
+                        type="button"
+                        disabled={self || busy}
+                        title={self ? "Another admin can suspend you" : undefined}
+                        onClick={() => setPending({ kind: "suspend", user: u })}
+                        aria-label={`Suspend ${u.username}`}
                       >
-                        <option value="member">member</option>
-                        <option value="admin">admin</option>
-                      </select>
-                    </td>
-                    <td data-label="Status">
-                      <Badge tone={u.status === "active" ? "ok" : "warning"}>{u.status}</Badge>
-                    </td>
-                    <td data-label="Created" class="muted">
-                      {formatDate(u.created_at)}
-                    </td>
-                    <td class="actions">
-                      <div class="action-group">
-                        {u.status === "active" ? (
-                          <button
-                            class="button"
-                            type="button"
-                            disabled={self || busy}
-                            title={self ? "Another admin can suspend you" : undefined}
-                            onClick={() => setPending({ kind: "suspend", user: u })}
-                            aria-label={`Suspend ${u.username}`}
-                          >
-                            Suspend
-                          </button>
-                        ) : (
-                          <button
-                            class="button"
-                            type="button"
-                            disabled={busy}
-                            onClick={() => act(`${u.username} is active again.`, () => api.setUserStatus(u.username, "active"))}
-                            aria-label={`Unsuspend ${u.username}`}
-                          >
-                            Unsuspend
-                          </button>
-                        )}
-                        <button
-                          class="button"
-                          type="button"
-                          disabled={self}
-                          title={self ? "Change your own password on your account page" : undefined}
-                          onClick={() => setPending({ kind: "password", user: u })}
-                          aria-label={`Reset the password of ${u.username}`}
-                        >
-                          Reset password
-                        </button>
-                        <button
-                          class="button button-danger-quiet"
-                          type="button"
-                          disabled={self}
-                          title={self ? "Another admin can delete you" : undefined}
-                          onClick={() => setPending({ kind: "delete", user: u })}
-                          aria-label={`Delete ${u.username}`}
-                        >
-                          Delete
-                        </button>
-                      </div>
-                    </td>
-                  </tr>
-                );
-              })}
-            </tbody>
-          </table>
-        </div>
+                        Suspend
+                      </button>
+                    ) : (
+                      <button
+                        class="button"
+                        type="button"
+                        disabled={busy}
+                        onClick={() => act(`${u.username} is active again.`, () => api.setUserStatus(u.username, "active"))}
+                        aria-label={`Unsuspend ${u.username}`}
+                      >
+                        Unsuspend
+                      </button>
+                    )}
+                    <button
+                      class="button"
+                      type="button"
+                      disabled={self}
+                      title={self ? "Change your own password on your account page" : undefined}
+                      onClick={() => setPending({ kind: "password", user: u })}
+                      aria-label={`Reset the password of ${u.username}`}
+                    >
+                      Reset password
+                    </button>
+                    <button
+                      class="button button-danger-quiet"
+                      type="button"
+                      disabled={self}
+                      title={self ? "Another admin can delete you" : undefined}
+                      onClick={() => setPending({ kind: "delete", user: u })}
+                      aria-label={`Delete ${u.username}`}
+                    >
+                      Delete
+                    </button>
+                  </div>
+                </td>
+              </tr>
+            );
+          })}
+        </TableCard>
       )}
     </>
   );
@@ -238,12 +215,10 @@ function AddUserForm({ onClose, onDone }: { onClose: () => void; onDone: (u: Use
   const [password, setPassword] = useState("");
   const [role, setRole] = useState<Role>("member");
   const [busy, error, run] = useAction();
-  const submit = (e: Event) => {
-    e.preventDefault();
-    void run(async () => onDone(await api.createUser({ username: username.trim(), email: email.trim(), password, role })));
-  };
+  const submit = () =>
+    run(async () => onDone(await api.createUser({ username: username.trim(), email: email.trim(), password, role })));
   return (
-    <form class="dialog-body" onSubmit={submit}>
+    <DialogForm label="Add user" busyLabel="Adding…" busy={busy} onSubmit={submit} onCancel={onClose}>
       {error !== null && <ErrorBox error={error} />}
       <label>
         Username
@@ -282,30 +257,20 @@ function AddUserForm({ onClose, onDone }: { onClose: () => void; onDone: (u: Use
           <option value="admin">admin</option>
         </select>
       </label>
-      <div class="dialog-actions">
-        <button class="button" type="button" onClick={onClose}>
-          Cancel
-        </button>
-        <button class="button button-primary" type="submit" disabled={busy}>
-          {busy ? "Adding…" : "Add user"}
-        </button>
-      </div>
-    </form>
+    </DialogForm>
   );
 }
 
 function ResetPasswordForm({ user, onClose, onDone }: { user: User; onClose: () => void; onDone: () => void }) {
   const [password, setPassword] = useState("");
   const [busy, error, run] = useAction();
-  const submit = (e: Event) => {
-    e.preventDefault();
-    void run(async () => {
+  const submit = () =>
+    run(async () => {
       await api.setPassword(user.username, { password });
       onDone();
     });
-  };
   return (
-    <form class="dialog-body" onSubmit={submit}>
+    <DialogForm label="Reset password" busyLabel="Saving…" busy={busy} onSubmit={submit} onCancel={onClose}>
       <p>
         Set a new password for <strong>{user.username}</strong>. Every session of theirs ends at once.
       </p>
@@ -323,15 +288,7 @@ function ResetPasswordForm({ user, onClose, onDone }: { user: User; onClose: () 
           onInput={(e) => setPassword(e.currentTarget.value)}
         />
       </label>
-      <div class="dialog-actions">
-        <button class="button" type="button" onClick={onClose}>
-          Cancel
-        </button>
-        <button class="button button-primary" type="submit" disabled={busy}>
-          {busy ? "Saving…" : "Reset password"}
-        </button>
-      </div>
-    </form>
+    </DialogForm>
   );
 }
 
@@ -355,7 +312,14 @@ function DeleteUserForm({ user, onClose, onDone }: { user: User; onClose: () => 
       }
     });
   return (
-    <div class="dialog-body">
+    <DialogConfirm
+      label={owns ? "Delete user and workspaces" : "Delete user"}
+      busyLabel="Deleting…"
+      busy={busy}
+      disabled={owns !== "" && !withWorkspaces}
+      onConfirm={del}
+      onCancel={onClose}
+    >
       <p>
         Delete <strong>{user.username}</strong> ({user.email})? Their sessions, tokens and connections end.
         This cannot be undone.
@@ -372,14 +336,6 @@ function DeleteUserForm({ user, onClose, onDone }: { user: User; onClose: () => 
         </label>
       )}
       {error !== null && <ErrorBox error={error} />}
-      <div class="dialog-actions">
-        <button class="button" type="button" onClick={onClose} autofocus>
-          Cancel
-        </button>
-        <button class="button button-danger" type="button" onClick={del} disabled={busy || (owns !== "" && !withWorkspaces)}>
-          {busy ? "Deleting…" : owns ? "Delete user and workspaces" : "Delete user"}
-        </button>
-      </div>
-    </div>
+    </DialogConfirm>
   );
 }

@@ -17,7 +17,7 @@ import {
   type Workspace,
   type WorkspaceApp,
 } from "./tether.gen";
-import { Badge, Dialog, ErrorBox, Secret, useAction, useFocusOnMount, usePoll, type Tone } from "./ui";
+import { Badge, Dialog, DialogConfirm, DialogForm, ErrorBox, Secret, TableCard, useAction, useFocusOnMount, usePoll, type Tone } from "./ui";
 
 const pollInterval = 3000;
 // Regions come and go (a proxy that stops heartbeating is no longer
@@ -158,33 +158,18 @@ export function WorkspacesPage() {
         </div>
       )}
       {list !== null && list.length > 0 && (
-        <div class="card table-card">
-          <table class="ws-table">
-            <thead>
-              <tr>
-                <th>Workspace</th>
-                <th>Status</th>
-                <th>Connection</th>
-                <th>Apps</th>
-                <th>
-                  <span class="visually-hidden">Actions</span>
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              {list.map((w) => (
-                <WorkspaceRow
-                  key={w.id}
-                  ws={w}
-                  now={now}
-                  wildcard={build?.wildcard_access_url}
-                  region={regions.chosen}
-                  onDelete={() => setDeleting(w)}
-                />
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <TableCard columns={["Workspace", "Status", "Connection", "Apps"]} actions tableClass="ws-table">
+          {list.map((w) => (
+            <WorkspaceRow
+              key={w.id}
+              ws={w}
+              now={now}
+              wildcard={build?.wildcard_access_url}
+              region={regions.chosen}
+              onDelete={() => setDeleting(w)}
+            />
+          ))}
+        </TableCard>
       )}
     </>
   );
@@ -396,16 +381,14 @@ function CreateWorkspaceForm({ onClose, onCreated }: { onClose: () => void; onCr
   }, []);
 
   if (created) return <WorkspaceCreated created={created} onClose={onClose} />;
-  const submit = (e: Event) => {
-    e.preventDefault();
-    void run(async () => {
+  const submit = () =>
+    run(async () => {
       const resp = await api.createWorkspace({ name: name.trim(), template: template || undefined });
       setCreated(resp);
       onCreated();
     });
-  };
   return (
-    <form class="dialog-body" onSubmit={submit}>
+    <DialogForm label="Create workspace" busyLabel="Creating…" busy={busy} onSubmit={submit} onCancel={onClose}>
       {error !== null && <ErrorBox error={error} />}
       <label>
         Name
@@ -435,15 +418,7 @@ function CreateWorkspaceForm({ onClose, onCreated }: { onClose: () => void; onCr
           ))}
         </select>
       </label>
-      <div class="dialog-actions">
-        <button class="button" type="button" onClick={onClose}>
-          Cancel
-        </button>
-        <button class="button button-primary" type="submit" disabled={busy}>
-          {busy ? "Creating…" : "Create workspace"}
-        </button>
-      </div>
-    </form>
+    </DialogForm>
   );
 }
 
@@ -494,21 +469,13 @@ function DeleteWorkspaceDialog({
   return (
     <Dialog open={ws !== null} title="Delete workspace?" onClose={onClose}>
       {ws && (
-        <div class="dialog-body">
+        <DialogConfirm label="Delete workspace" busyLabel="Deleting…" busy={busy} onConfirm={del} onCancel={onClose}>
           {error !== null && <ErrorBox error={error} />}
           <p>
             Delete <strong>{ws.owner}/{ws.name}</strong>? Its agent's token stops working and its open
             terminals and tunnels end. This cannot be undone.
           </p>
-          <div class="dialog-actions">
-            <button class="button" type="button" onClick={onClose} autofocus>
-              Cancel
-            </button>
-            <button class="button button-danger" type="button" onClick={del} disabled={busy}>
-              {busy ? "Deleting…" : "Delete workspace"}
-            </button>
-          </div>
-        </div>
+        </DialogConfirm>
       )}
     </Dialog>
   );

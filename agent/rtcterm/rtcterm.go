@@ -168,12 +168,13 @@ func (s *Server) signal(c net.Conn) error {
 
 	opened := make(chan struct{})
 	var once sync.Once
+	sig := &signaller{send: send}
 	pc.OnICECandidate(func(cand *webrtc.ICECandidate) {
 		if cand == nil {
 			return
 		}
 		init := cand.ToJSON()
-		send(tether.TerminalSignal{Type: tether.SignalCandidate, Candidate: &tether.ICECandidate{
+		sig.candidate(tether.TerminalSignal{Type: tether.SignalCandidate, Candidate: &tether.ICECandidate{
 			Candidate: init.Candidate, SDPMid: init.SDPMid, SDPMLineIndex: init.SDPMLineIndex, UsernameFragment: init.UsernameFragment,
 		}})
 	})
@@ -247,7 +248,7 @@ func (s *Server) signal(c net.Conn) error {
 				send(tether.TerminalSignal{Type: tether.SignalError, Message: "the agent cannot answer: " + err.Error()})
 				return fmt.Errorf("answer: %w", err)
 			}
-			send(tether.TerminalSignal{Type: tether.SignalAnswer, SDP: answer.SDP})
+			sig.answer(tether.TerminalSignal{Type: tether.SignalAnswer, SDP: answer.SDP})
 		case tether.SignalCandidate:
 			if m.Candidate == nil || m.Candidate.Candidate == "" {
 				continue // the end of the browser's candidates
@@ -287,3 +288,40 @@ func (p pionLogger) Warn(msg string)              { p.l.Debug(msg) }
 func (p pionLogger) Warnf(f string, args ...any)  { p.l.Debug(fmt.Sprintf(f, args...)) }
 func (p pionLogger) Error(msg string)             { p.l.Debug(msg) }
 func (p pionLogger) Errorf(f string, args ...any) { p.l.Debug(fmt.Sprintf(f, args...)) }
+
+// signaller sends the agent's answer before any of its candidates. pion
+// starts gathering inside SetLocalDescription and reports candidates from
+// its own goroutine, often before the answer is sent; a browser refuses a
+// candidate that comes before the answer ("the remote description was
+// null"), which ended the attempt and left the terminal relayed until the
+// page's next one.
+type signaller struct {
+	send func(tether.TerminalSignal)
+
+	mu       sync.Mutex
+	answered bool                   // guarded by mu
+	held     []tether.TerminalSignal // guarded by mu: candidates before the answer
+}
+
+// candidate sends a candidate, or holds it until the answer is sent.
+func (s *signaller) candidate(m tether.TerminalSignal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.answered {
+		s.held = append(s.held, m)
+		return
+	}
+	s.send(m)
+}
+
+// answer sends the answer, then the candidates held for it.
+func (s *signaller) answer(m tether.TerminalSignal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.send(m)
+	s.answered = true
+	for _, c := range s.held {
+		s.send(c)
+	}
+	s.held = nil
+}

@@ -57,6 +57,8 @@ export class DirectPath {
   private answer = ""; // the agent's answer line, until its '\n'
   private isAttached = false;
   private timer: number;
+  private signals: Promise<void> = Promise.resolve(); // onSignal's queue
+  private early: RTCIceCandidateInit[] = []; // the agent's candidates before its answer
 
   constructor(
     iceServers: string[],
@@ -104,22 +106,34 @@ export class DirectPath {
     }
   }
 
-  // onSignal takes the agent's signalling.
-  async onSignal(m: TerminalSignal): Promise<void> {
+  // onSignal takes the agent's signalling, one message at a time, in
+  // order. Candidates that come before the answer (older agents sent them
+  // as pion found them) wait for it: the browser refuses a candidate while
+  // it has no remote description, which ended the attempt and left the
+  // terminal relayed until the next one.
+  onSignal(m: TerminalSignal): Promise<void> {
+    this.signals = this.signals.then(() => this.handleSignal(m));
+    return this.signals;
+  }
+
+  private async handleSignal(m: TerminalSignal): Promise<void> {
     if (this.done) return;
     try {
       switch (m.type) {
         case "answer":
           await this.pc.setRemoteDescription({ type: "answer", sdp: m.sdp ?? "" });
+          for (const c of this.early.splice(0)) await this.pc.addIceCandidate(c);
           break;
         case "candidate":
           if (m.candidate?.candidate) {
-            await this.pc.addIceCandidate({
+            const c: RTCIceCandidateInit = {
               candidate: m.candidate.candidate,
               sdpMid: m.candidate.sdp_mid ?? null,
               sdpMLineIndex: m.candidate.sdp_mline_index ?? null,
               usernameFragment: m.candidate.username_fragment ?? null,
-            });
+            };
+            if (this.pc.remoteDescription) await this.pc.addIceCandidate(c);
+            else this.early.push(c);
           }
           break;
         case "error":

@@ -73,7 +73,8 @@ type config struct {
 	wsproxyProxyDelay   time.Duration
 	wsproxySessions     int
 	wsproxyKeys         int
-	runs                int // throughput windows per figure; the median counts
+	wsproxyProfile      string // directory for CPU profiles of the proxy and agent; "" for none
+	runs                int    // throughput windows per figure; the median counts
 	firstByteRuns       int
 	natRuns             int
 	coordSizes          []int
@@ -150,6 +151,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.DurationVar(&cfg.wsproxyProxyDelay, "wsproxy-proxy-delay", 5*time.Millisecond, "delay added each way between the browser and the workspace proxy in the wsproxy part")
 	fs.IntVar(&cfg.wsproxySessions, "wsproxy-sessions", 200, "concurrent web terminals on the workspace proxy")
 	fs.IntVar(&cfg.wsproxyKeys, "wsproxy-keys", 100, "keystrokes timed per web terminal in the wsproxy part")
+	fs.StringVar(&cfg.wsproxyProfile, "wsproxy-profile", "", "write CPU profiles of the workspace proxy and the agent during each load phase of the wsproxy part to this directory (go tool pprof)")
 	fs.DurationVar(&cfg.webtermDelay, "webterm-delay", 10*time.Millisecond, "delay added each way between the browser and the server in the webterm part (the relayed terminal's detour; the direct one does not cross it)")
 	fs.IntVar(&cfg.webtermKeys, "webterm-keys", 200, "keystrokes timed on each web terminal (relayed and direct) in the webterm part")
 	fs.IntVar(&cfg.runs, "runs", 1, "throughput windows (speedtest runs) per figure; the median counts (more for a noisy machine)")

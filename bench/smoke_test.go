@@ -44,7 +44,8 @@ func TestSmoke(t *testing.T) {
 		"ssh load: lines lost", "ssh load, agents stopped: lines lost", "tether ssh bulk down",
 		"far: ssh --disable-direct -- true, relayed RTT 400 ms, round trips",
 		"far: ssh -- echo direct, first byte, server RTT 200 ms, round trips",
-		"web terminal echo p50 via the workspace proxy", "web terminals at once on the proxy: echo p99",
+		"web terminal echo p50 via the workspace proxy", "web terminals at once on the proxy, typing as people: echo p99",
+		"web terminals at once on the proxy, all typing every 100 ms: echo p99", "workspace proxy memory, every terminal open",
 		"web terminal echo p50 direct (WebRTC)", "web terminal echo p99 direct vs relayed, no delay",
 	} {
 		if !strings.Contains(table, row) {

@@ -311,11 +311,17 @@ func TestWorkspaceProxyServesTerminalAndApps(t *testing.T) {
 	defer cancel()
 	hdr := http.Header{"Origin": {d.proxyURL}}
 	conn, resp, err := websocket.Dial(ctx, "ws://localhost:"+d.proxyPort+"/api/v2/workspaces/alice/dev/pty?reconnect=t1&height=24&width=80",
-		&websocket.DialOptions{HTTPClient: alice, HTTPHeader: hdr})
+		&websocket.DialOptions{HTTPClient: alice, HTTPHeader: hdr, CompressionMode: websocket.CompressionContextTakeover})
 	if err != nil {
 		t.Fatalf("the terminal's WebSocket on the proxy: %v (%v)", err, resp)
 	}
 	defer conn.CloseNow()
+	// Offered compression as browsers offer it, the terminal compresses
+	// each large message on its own: no compressor is kept per terminal
+	// (a proxy holds hundreds of terminals, mostly idle).
+	if ext := resp.Header.Get("Sec-WebSocket-Extensions"); !strings.Contains(ext, "permessage-deflate") || !strings.Contains(ext, "server_no_context_takeover") {
+		t.Errorf("the terminal's WebSocket negotiated %q, want permessage-deflate with server_no_context_takeover", ext)
+	}
 	if err := conn.Write(ctx, websocket.MessageText, []byte(`{"data":"echo via-proxy-$((40+2))\n"}`)); err != nil {
 		t.Fatal(err)
 	}

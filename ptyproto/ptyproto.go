@@ -24,8 +24,11 @@
 // the consumer decodes it as a stream (xterm.js does when given bytes). The
 // scrollback never starts in the middle of one. When the session's process
 // exits the server sends the remaining output and closes the connection. If
-// the header is malformed or the session cannot start, the server sends a
-// one-line message meant for the terminal and closes.
+// the header is malformed, the server sends a one-line message meant for
+// the terminal and closes. A new session's process starts after the client
+// is attached (on a loaded machine starts queue, and a client must not
+// wait for all of them before its answer): one that cannot start sends
+// such a line as its output, and ends.
 //
 // The client sends frames, each a type byte, a big-endian uint16 payload
 // length and the payload:

@@ -26,6 +26,7 @@ import (
 	"github.com/tetherdev/tether/cli/option"
 	"github.com/tetherdev/tether/internal/httpserve"
 	"github.com/tetherdev/tether/internal/logging"
+	"github.com/tetherdev/tether/internal/metrics"
 	"github.com/tetherdev/tether/relay"
 	"github.com/tetherdev/tether/server"
 	"github.com/tetherdev/tether/site"
@@ -44,6 +45,7 @@ type Settings struct {
 	DERPServerSTUNAddresses []string
 	LogLevel                string
 	LogFormat               string
+	PprofAddress            string
 }
 
 // Command returns `tether wsproxy server`.
@@ -83,6 +85,7 @@ func (s *Settings) bindFlags(f *pflag.FlagSet) {
 	f.StringSliceVar(&s.DERPServerSTUNAddresses, "derp-server-stun-addresses", []string{"0.0.0.0:3478"}, "UDP addresses for the proxy's STUN server (comma separated), or disable")
 	f.StringVar(&s.LogLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&s.LogFormat, "log-format", "text", "text, or json for one JSON object a line")
+	f.StringVar(&s.PprofAddress, "pprof-address", "", "serve Go's profiler at /debug/pprof/ on this loopback address, such as 127.0.0.1:6061 (off by default)")
 }
 
 // registerTimeout bounds the first heartbeat's retries: a proxy whose
@@ -108,6 +111,13 @@ func run(ctx context.Context, s Settings, logger *slog.Logger, stdout io.Writer,
 		return fmt.Errorf("--primary-access-url %q must be an http:// or https:// URL with a host", s.PrimaryAccessURL)
 	}
 	primary.Path, primary.RawQuery = "", ""
+	if s.PprofAddress != "" {
+		l, err := metrics.ListenPprof(s.PprofAddress, logger)
+		if err != nil {
+			return err
+		}
+		defer l.Close()
+	}
 	tlsConfig, err := httpserve.TLSConfig(s.TLSCertFile, s.TLSKeyFile)
 	if err != nil {
 		return err

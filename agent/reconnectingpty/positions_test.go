@@ -17,11 +17,21 @@ import (
 // positionsServer serves sessions with positions (ServePositions).
 func positionsServer(t *testing.T, opts reconnectingpty.Options) (srv *reconnectingpty.Server, addr string) {
 	t.Helper()
+	return positionsServerWith(t, opts, nil)
+}
+
+// positionsServerWith is positionsServer after setup, if any, has changed
+// the server.
+func positionsServerWith(t *testing.T, opts reconnectingpty.Options, setup func(*reconnectingpty.Server)) (srv *reconnectingpty.Server, addr string) {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv = reconnectingpty.New(opts)
+	if setup != nil {
+		setup(srv)
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.ServePositions(l) }()
 	t.Cleanup(func() {

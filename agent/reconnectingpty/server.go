@@ -60,6 +60,11 @@ type Server struct {
 	// output with the number of reads done so far. Tests set it
 	// (export_test.go) to starve the reader.
 	beforeOutputRead func(reads int)
+	// beforeStart, when set, runs before a session's process starts, with
+	// its id; an error fails the start. Tests set it (export_test.go) to
+	// hold a start up, as a fork queued behind others on a loaded machine
+	// is, or to refuse it.
+	beforeStart func(id string) error
 
 	// group holds the listeners and connections and counts every
 	// goroutine the server starts.
@@ -176,7 +181,8 @@ func (s *Server) handleConn(c net.Conn, mode connMode) {
 }
 
 // attach attaches c to the session that h names, starting it if it is not
-// running.
+// running. A new session's process starts in the background, after its
+// first client has its answer queued (see newSessionLocked).
 func (s *Server) attach(c net.Conn, h ptyproto.Header, positions bool, logger *slog.Logger) (*session, *client, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -189,14 +195,12 @@ func (s *Server) attach(c net.Conn, h ptyproto.Header, positions bool, logger *s
 		}
 		// The session is ending; its id is free for a new one.
 	}
-	sess, err := s.startSessionLocked(h, logger)
+	sess, tty, err := s.newSessionLocked(h, logger)
 	if err != nil {
 		return nil, nil, err
 	}
-	cl, ok := sess.attach(c, 0, 0, positions, nil)
-	if !ok {
-		return nil, nil, errors.New("session ended at once")
-	}
+	cl, _ := sess.attach(c, 0, 0, positions, nil) // a session not started has not ended
+	s.group.Go(func() { sess.start(h.Command, tty) })
 	return sess, cl, nil
 }
 

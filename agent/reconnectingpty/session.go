@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -58,41 +59,28 @@ type client struct {
 	out chan []byte
 }
 
-// startSessionLocked starts a new session for h and registers it.
-func (s *Server) startSessionLocked(h ptyproto.Header, logger *slog.Logger) (*session, error) {
-	u, err := usershell.Current()
-	if err != nil {
-		return nil, err
-	}
-	cmd := u.Command(h.Command)
-	env := usershell.Setenv(u.Environ(), "TERM=xterm-256color", "TETHER=true")
-	cmd.Env = usershell.Setenv(env, s.env...)
-
+// newSessionLocked registers a new session for h, on a terminal of its
+// own, without its process: start runs that. Clients may attach at once:
+// they get their answer now, and the shell's output once it runs. Starting
+// a process takes the whole process's fork lock, so that under load (many
+// sessions starting at once on a busy machine) the last in line waited
+// seconds per session ahead of it; answering only then held up every
+// attach, to the point of the server's giving up on the agent.
+func (s *Server) newSessionLocked(h ptyproto.Header, logger *slog.Logger) (*session, *os.File, error) {
 	size := usershell.Size{Rows: 24, Cols: 80}
 	if h.Height > 0 && h.Width > 0 {
 		size = usershell.Size{Rows: h.Height, Cols: h.Width}
 	}
 	ptmx, tty, err := usershell.OpenPTY(size)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	defer tty.Close()
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
-	// A new session with the terminal as its controlling terminal, so that
-	// job control and ^C work and the group can be hung up at once.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
-	if err := cmd.Start(); err != nil {
-		ptmx.Close()
-		return nil, fmt.Errorf("start shell: %w", err)
-	}
-
 	sess := &session{
 		id:         h.ID,
 		instance:   newInstance(),
 		server:     s,
 		logger:     logger,
 		ptmx:       ptmx,
-		proc:       cmd.Process,
 		exited:     make(chan struct{}),
 		outDone:    make(chan struct{}),
 		hangupCh:   make(chan struct{}),
@@ -100,12 +88,62 @@ func (s *Server) startSessionLocked(h ptyproto.Header, logger *slog.Logger) (*se
 		clients:    make(map[*client]struct{}),
 	}
 	s.sessions[h.ID] = sess
-	logger.Debug("session started", "pid", cmd.Process.Pid)
+	return sess, tty, nil
+}
 
-	s.group.Go(sess.readOutput)
-	s.group.Go(func() { sess.wait(cmd) })
-	s.group.Go(sess.supervise)
-	return sess, nil
+// start runs the session's process, command (or the login shell), on tty,
+// which it closes. A process that cannot start ends the session with a
+// line saying why, for its clients' terminals. The caller runs start in
+// the server's group.
+func (sess *session) start(command string, tty *os.File) {
+	s := sess.server
+	err := func() error {
+		defer tty.Close()
+		if hook := s.beforeStart; hook != nil {
+			if err := hook(sess.id); err != nil {
+				return fmt.Errorf("start shell: %w", err)
+			}
+		}
+		select {
+		case <-sess.hangupCh:
+			return ErrServerClosed
+		default:
+		}
+		u, err := usershell.Current()
+		if err != nil {
+			return err
+		}
+		cmd := u.Command(command)
+		env := usershell.Setenv(u.Environ(), "TERM=xterm-256color", "TETHER=true")
+		cmd.Env = usershell.Setenv(env, s.env...)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
+		// A new session with the terminal as its controlling terminal, so
+		// that job control and ^C work and the group can be hung up at
+		// once.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
+		if err := cmd.Start(); err != nil {
+			return fmt.Errorf("start shell: %w", err)
+		}
+		sess.proc = cmd.Process
+		sess.logger.Debug("session started", "pid", cmd.Process.Pid)
+		s.group.Go(sess.readOutput)
+		s.group.Go(func() { sess.wait(cmd) })
+		s.group.Go(sess.supervise)
+		return nil
+	}()
+	if err == nil {
+		return
+	}
+	if errors.Is(err, ErrServerClosed) {
+		sess.logger.Debug("start session", "err", err)
+	} else {
+		sess.logger.Warn("start session", "err", err)
+	}
+	sess.broadcast(fmt.Appendf(nil, "\r\nreconnectingpty: %v\r\n", err))
+	close(sess.outDone)
+	close(sess.exited)
+	sess.end()
+	sess.ptmx.Close()
 }
 
 // readOutput copies the terminal's output to the scrollback and the

@@ -882,6 +882,12 @@ export const AgentTerminalPort = 4;
  * by the server from the browser (package rtcsignal).
  */
 export const AgentRTCPort = 5;
+/**
+ * AgentExecPort runs commands and shells for `tether ssh` without
+ * SSH's handshake (package execproto). Older agents forward it to the
+ * workspace's loopback, where nothing answers: the CLI then uses SSH.
+ */
+export const AgentExecPort = 6;
 
 /** Node is what a peer tells others about itself so that they can reach it. */
 export interface Node {

@@ -201,18 +201,26 @@ func TestBrowserTerminalDirect(t *testing.T) {
 	p.waitTerminalPath("direct", terminalDirectTimeout)
 
 	// A reload attaches to the same shell, and goes direct again.
+	p.reloadDirect("direct-42")
+	if got := strings.Count(p.text(terminalBuffer), "loop-2-done"); got != 1 {
+		t.Errorf("after the reload the terminal holds the loop's end %d times, want once", got)
+	}
+}
+
+// reloadDirect reloads a terminal page that is direct and checks that it
+// comes back to the same session and shell (whose TETHER_MARK is mark),
+// direct again.
+func (p *tab) reloadDirect(mark string) {
+	p.t.Helper()
 	session := p.location().Query().Get("session")
 	p.reload()
 	if got := p.location().Query().Get("session"); got != session {
-		t.Fatalf("after a reload the page is on session %q, want %q", got, session)
+		p.fatalf("after a reload the page is on session %q, want %q", got, session)
 	}
 	p.waitText("the terminal to reconnect", terminalReady, func(s string) bool { return s != "" })
 	p.waitTerminalPath("direct", terminalDirectTimeout)
 	p.focusedKeys("echo mark=$TETHER_MARK\r")
-	p.waitContains("the variable set before the reload", terminalRows, "mark=direct-42")
-	if got := strings.Count(p.text(terminalBuffer), "loop-2-done"); got != 1 {
-		t.Errorf("after the reload the terminal holds the loop's end %d times, want once", got)
-	}
+	p.waitContains("the variable set before the reload", terminalRows, "mark="+mark)
 }
 
 // probeSignal opens the terminal WebSocket of owner/workspace from the

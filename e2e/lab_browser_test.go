@@ -374,15 +374,7 @@ func TestLabBrowserTerminalDirect(t *testing.T) {
 
 	// A reload attaches to the same shell, and goes direct again through
 	// the NATs.
-	session := p.location().Query().Get("session")
-	p.reload()
-	if got := p.location().Query().Get("session"); got != session {
-		t.Fatalf("after a reload the page is on session %q, want %q", got, session)
-	}
-	p.waitText("the terminal to reconnect", terminalReady, func(s string) bool { return s != "" })
-	p.waitTerminalPath("direct", terminalDirectTimeout)
-	p.focusedKeys("echo mark=$TETHER_MARK\r")
-	p.waitContains("the variable set before the reload", terminalRows, "mark=nat-42")
+	p.reloadDirect("nat-42")
 
 	// Cut UDP between the two in the middle of output: the relay takes
 	// over from the last byte on the screen.

@@ -39,6 +39,12 @@ const (
 	// directTimeout bounds waiting for a direct path where one must come
 	// up: magicsock retries path discovery every few seconds.
 	directTimeout = 20 * time.Second
+	// directAfterRelayTimeout bounds it where the UDP relay may come up
+	// first: a pair whose first hole punch was lost (to loss at the
+	// routers, say) and that found the relay meanwhile stays on it until
+	// magicsock looks for a direct path again, a minute after its last
+	// full round of pings (upgradeUDPDirectInterval).
+	directAfterRelayTimeout = time.Minute + directTimeout
 	// flowTimeout bounds a stall of a live TCP session, including a path
 	// change (magicsock gives up on a dead direct path after ~6.5 s, and
 	// TCP's retransmission timer has backed off meanwhile).

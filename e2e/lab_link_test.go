@@ -15,7 +15,9 @@ import (
 
 // TestLabLossy connects two easy NATs whose routers each drop 0.5% of
 // packets at random: the path still goes direct and data moves, through
-// ssh and through a long-lived forwarded TCP session.
+// ssh and through a long-lived forwarded TCP session. When the loss takes
+// the first hole punch, the pair may sit on the UDP relay until magicsock
+// tries direct again, a minute later (seen once in about ten CI runs).
 func TestLabLossy(t *testing.T) {
 	lab, serverH := newLab(t, false)
 	srv := startLabServer(t, serverH, nil)
@@ -23,7 +25,7 @@ func TestLabLossy(t *testing.T) {
 	clientH := lab.AddHost("client", natlab.EasyNAT, natlab.WithLoss(5))
 	ws := startLabWorkspace(t, lab, srv, agentH, clientH)
 
-	took, pongs := timeToDirect(t, ws.User, directPongs, directTimeout)
+	took, pongs := timeToDirect(t, ws.User, directPongs, directAfterRelayTimeout)
 	t.Logf("FIGURE lossy: direct %s after the first pong (%d pongs)", took.Round(time.Millisecond), len(pongs))
 	checkTransfer(t, ws.User, 4<<20)
 

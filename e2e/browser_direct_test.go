@@ -49,23 +49,10 @@ func (p *tab) waitTerminalPath(path string, within time.Duration) {
 // candidate pair, as the browser's statistics have it.
 func (p *tab) agentICEPort() int {
 	p.t.Helper()
-	const expr = `(async () => {
-		const pc = window.tetherTerminalPeer;
-		if (!pc) return "";
-		const stats = await pc.getStats();
-		let pair;
-		stats.forEach((r) => { if (r.type === "transport" && r.selectedCandidatePairId) pair = stats.get(r.selectedCandidatePairId); });
-		if (!pair) stats.forEach((r) => { if (r.type === "candidate-pair" && r.nominated && r.state === "succeeded") pair = r; });
-		const remote = pair && stats.get(pair.remoteCandidateId);
-		return remote ? String(remote.port) : "";
-	})()`
-	ctx, cancel := context.WithTimeout(p.ctx, pageTimeout)
-	defer cancel()
-	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](expr, chromedp.EvalAwaitPromise))
-	if err != nil || s == "" {
-		p.fatalf("the direct path's candidate pair: %q, %v", s, err)
+	port := p.selectedPair().RemotePort
+	if port == 0 {
+		p.fatalf("the direct path's candidate pair names no agent port")
 	}
-	port, _ := strconv.Atoi(s)
 	return port
 }
 

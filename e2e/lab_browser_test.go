@@ -119,6 +119,7 @@ type selectedPair struct {
 	Local        string `json:"local"`
 	Remote       string `json:"remote"`
 	RemoteAddr   string `json:"remote_addr"`
+	RemotePort   int    `json:"remote_port"`
 	ICEServers   string `json:"ice_servers"`
 	LocalAddress string `json:"local_addr"`
 }
@@ -131,11 +132,12 @@ func (p *tab) selectedPair() selectedPair {
 		const stats = await pc.getStats();
 		let pair;
 		stats.forEach((r) => { if (r.type === "transport" && r.selectedCandidatePairId) pair = stats.get(r.selectedCandidatePairId); });
+		if (!pair) stats.forEach((r) => { if (r.type === "candidate-pair" && r.nominated && r.state === "succeeded") pair = r; });
 		if (!pair) return "";
 		const l = stats.get(pair.localCandidateId) ?? {}, r = stats.get(pair.remoteCandidateId) ?? {};
 		return JSON.stringify({
 			local: l.candidateType ?? "", local_addr: l.address ?? "",
-			remote: r.candidateType ?? "", remote_addr: r.address ?? "",
+			remote: r.candidateType ?? "", remote_addr: r.address ?? "", remote_port: r.port ?? 0,
 			ice_servers: JSON.stringify(pc.getConfiguration().iceServers.map((s) => s.urls)),
 		});
 	})()`

@@ -5,11 +5,13 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -45,27 +47,48 @@ func (p *tab) waitTerminalPath(path string, within time.Duration) {
 	}
 }
 
-// agentICEPort is the agent's UDP port on the direct path's selected
-// candidate pair, as the browser's statistics have it.
-func (p *tab) agentICEPort() int {
+// agentICEPorts are the agent's UDP ports on the direct path: one per
+// candidate it offered, as the browser's statistics have them. Cutting
+// only the selected pair's port is no cut: on a machine with more than one
+// address the browser's ICE moves the path to another of the agent's
+// candidates within seconds.
+func (p *tab) agentICEPorts() []int {
 	p.t.Helper()
-	port := p.selectedPair().RemotePort
-	if port == 0 {
-		p.fatalf("the direct path's candidate pair names no agent port")
+	const expr = `(async () => {
+		const pc = window.tetherTerminalPeer;
+		if (!pc) return "[]";
+		const ports = new Set();
+		(await pc.getStats()).forEach((r) => { if (r.type === "remote-candidate" && r.port) ports.add(r.port); });
+		return JSON.stringify([...ports]);
+	})()`
+	ctx, cancel := context.WithTimeout(p.ctx, pageTimeout)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](expr, chromedp.EvalAwaitPromise))
+	var ports []int
+	if err == nil {
+		err = json.Unmarshal([]byte(s), &ports)
 	}
-	return port
+	if err != nil || len(ports) == 0 {
+		p.fatalf("the agent's candidates on the direct path: %q, %v", s, err)
+	}
+	// The selected pair's port is among them, or the statistics are not
+	// what this test thinks they are.
+	if sel := p.selectedPair().RemotePort; !slices.Contains(ports, sel) {
+		p.fatalf("the selected pair's agent port %d is not among the agent's candidates %v", sel, ports)
+	}
+	return ports
 }
 
-// blockUDPPort drops every UDP packet to or from port on this machine until
-// the test ends, in a table of its own: the agent's side of a direct path
-// goes dead as if a firewall had cut it.
-func blockUDPPort(t *testing.T, port int) {
+// blockUDPPorts drops every UDP packet to or from ports on this machine
+// until the test ends, in a table of its own: the agent's side of a direct
+// path goes dead as if a firewall had cut it.
+func blockUDPPorts(t *testing.T, ports []int) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("blocking a UDP port needs root")
+		t.Skip("blocking UDP ports needs root")
 	}
 	if _, err := exec.LookPath("nft"); err != nil {
-		t.Skip("blocking a UDP port needs nft (apt-get install nftables)")
+		t.Skip("blocking UDP ports needs nft (apt-get install nftables)")
 	}
 	table := fmt.Sprintf("tether_e2e_direct_%d", rand.Uint32())
 	nft := func(args ...string) error {
@@ -83,7 +106,11 @@ func blockUDPPort(t *testing.T, port int) {
 			t.Error(err)
 		}
 	})
-	p := strconv.Itoa(port)
+	set := make([]string, len(ports))
+	for i, port := range ports {
+		set[i] = strconv.Itoa(port)
+	}
+	p := "{ " + strings.Join(set, ", ") + " }"
 	for _, args := range [][]string{
 		{"add", "chain", "inet", table, "in", "{ type filter hook input priority -10 ; }"},
 		{"add", "rule", "inet", table, "in", "udp", "dport", p, "drop"},
@@ -157,7 +184,7 @@ func TestBrowserTerminalDirect(t *testing.T) {
 	// from the last byte on the screen.
 	p.focusedKeys("for i in $(seq 1 500); do echo line-$i; sleep 0.02; done; echo loop-$((1+1))-done\r")
 	p.waitContains("the loop's first lines", terminalRows, "line-20")
-	blockUDPPort(t, p.agentICEPort())
+	blockUDPPorts(t, p.agentICEPorts())
 	cut := time.Now()
 	p.waitTerminalPath("relayed", terminalDirectTimeout)
 	t.Logf("the terminal fell back to the relay %s after the cut", time.Since(cut).Round(time.Millisecond))

@@ -209,8 +209,8 @@ func comparisons(cfg *config) []comparison {
 			Goal: func(v, _ float64) bool { return v <= 1000 }, GoalText: "≤ 1000 ms"},
 		{Label: "NAT easy↔hard first byte → UDP relay", Measure: "nat/relay-up-easyhard",
 			Goal: func(v, _ float64) bool { return v <= 1000 }, GoalText: "≤ 1000 ms"},
-		{Label: "NAT hard↔hard round trip, relay vs direct", Measure: "nat/rtt-relay-hardhard", Baseline: "nat/rtt-direct"},
-		{Label: "NAT easy↔hard round trip, relay vs direct", Measure: "nat/rtt-relay-easyhard", Baseline: "nat/rtt-direct"},
+		{Label: "NAT hard↔hard round trip, relay vs direct", Measure: "nat/rtt-relay-hardhard", Baseline: "nat/rtt-direct-hardhard"},
+		{Label: "NAT easy↔hard round trip, relay vs direct", Measure: "nat/rtt-relay-easyhard", Baseline: "nat/rtt-direct-easyhard"},
 		// The goal: relay ≤ direct + 2 × the server's one-way hop
 		// + 100 µs, the hop measured as the round trip from the CLI's
 		// host to the server process (a STUN request) in the same lab.

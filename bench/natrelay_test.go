@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	"tailscale.com/net/stun"
 
 	"github.com/tetherdev/tether/internal/harness"
@@ -30,71 +31,75 @@ var relayCells = []struct {
 	{"easyhard", natlab.EasyNAT, natlab.HardNAT},
 }
 
-// benchRelay measures each relay cell in a lab of its own: a download over
-// the UDP relay and, on a second port forward with --disable-direct, over
-// DERP; the time from the first byte to the relay path; and the round trip
-// over the relay, against the direct one of the easy↔easy lab (dep).
-func benchRelay(ctx context.Context, b *testing.B, bin string, dep *harness.Deployment, d time.Duration) {
-	directRTT, err := pingRTT(ctx, dep, "direct")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.ReportMetric(float64(directRTT.Microseconds()), "rtt-direct-µs")
-	b.Logf("%s nat/rtt-direct easy↔easy: median of 40 tether pings on the direct path", natNote)
+// benchRelay measures each relay cell in a lab of its own, removed before
+// the next cell's starts: a download over the UDP relay and, on a second
+// port forward with --disable-direct, over DERP; the time from the first
+// byte to the relay path; and the round trip over the relay, against the
+// direct one of the easy↔easy lab (direct).
+func benchRelay(ctx context.Context, b *testing.B, bin string, direct *harness.Deployment, d time.Duration) {
 	for _, cell := range relayCells {
-		lab := natlab.New(b)
-		cdep, srvH, _, cli, src := startLabCell(b, lab, bin, cell.agent, cell.cli)
-		f, err := startForward(ctx, cdep, cli, src.port())
-		if err != nil {
-			b.Fatalf("%s: %v", cell.name, err)
-		}
-		if err := drain(f.conn, time.Second); err != nil {
-			b.Fatalf("%s: warm-up: %v", cell.name, err)
-		}
-		relayBps, err := receive(f.conn, d)
-		if err != nil {
-			b.Fatalf("%s: relay download: %v", cell.name, err)
-		}
-		path := magicsockPath(f.pf.Output())
-		f.close()
-		rtt, err := pingRTT(ctx, cdep, "relay")
-		if err != nil {
-			b.Fatalf("%s: %v", cell.name, err)
-		}
-		fd, err := startForwardDERP(ctx, cdep, cli, src.port())
-		if err != nil {
-			b.Fatalf("%s: %v", cell.name, err)
-		}
-		if err := drain(fd.conn, time.Second); err != nil {
-			b.Fatalf("%s: DERP warm-up: %v", cell.name, err)
-		}
-		derpBps, err := receive(fd.conn, d)
-		fd.close()
-		if err != nil {
-			b.Fatalf("%s: DERP download: %v", cell.name, err)
-		}
-		b.ReportMetric(relayBps/1e6, "relay-"+cell.name+"-MB/s")
-		b.ReportMetric(derpBps/1e6, "derp-"+cell.name+"-MB/s")
-		b.ReportMetric(millis(f.upgrade), "relay-up-"+cell.name+"-ms")
-		b.ReportMetric(float64(rtt.Microseconds()), "rtt-relay-"+cell.name+"-µs")
-		// What the relay adds to the direct round trip, against the round
-		// trip between the CLI's host and the server itself (a STUN
-		// request to the server process, through the same routers): the
-		// relay's two extra crossings of the server.
-		srvRTT, err := stunRTT(ctx, cli, netip.AddrPortFrom(srvH.IP(), 3478))
-		if err != nil {
-			b.Fatalf("%s: %v", cell.name, err)
-		}
-		b.ReportMetric(float64(srvRTT.Microseconds()), "rtt-server-"+cell.name+"-µs")
-		b.ReportMetric(float64((rtt - directRTT).Microseconds()), "rtt-relay-extra-"+cell.name+"-µs")
-		b.Logf("%s nat/relay-%s port-forward down over the UDP relay, one connection, %s; relay path %.0f ms after the first byte (%s)",
-			natNote, cell.name, d, millis(f.upgrade), path)
-		b.Logf("%s nat/derp-%s the same cell with --disable-direct (DERP only), %s", natNote, cell.name, d)
-		b.Logf("%s nat/relay-up-%s first byte of a port-forward download to the library's relay path", natNote, cell.name)
-		b.Logf("%s nat/rtt-relay-%s median of 40 tether pings on the relay path", natNote, cell.name)
-		b.Logf("%s nat/rtt-server-%s median of 40 STUN round trips from the CLI's host to the server's STUN server", natNote, cell.name)
-		b.Logf("%s nat/rtt-relay-extra-%s the relay's round trip minus the direct one (easy↔easy lab)", natNote, cell.name)
+		b.Run(cell.name, func(b *testing.B) { benchRelayCell(ctx, b, bin, cell.name, cell.agent, cell.cli, direct, d) })
 	}
+}
+
+// benchRelayCell measures one relay cell; its lab goes with b.
+func benchRelayCell(ctx context.Context, b *testing.B, bin, name string, agentKind, cliKind natlab.RouterKind, direct *harness.Deployment, d time.Duration) {
+	lab := natlab.New(b)
+	dep, srvH, _, cli, src := startLabCell(b, lab, bin, agentKind, cliKind)
+	f, err := startForward(ctx, dep, cli, src.port())
+	if err != nil {
+		b.Fatalf("%s: %v", name, err)
+	}
+	if err := drain(f.conn, time.Second); err != nil {
+		b.Fatalf("%s: warm-up: %v", name, err)
+	}
+	relayMBps, windows, err := receiveWindows(f.conn, d, natWindows)
+	if err != nil {
+		b.Fatalf("%s: relay download: %v", name, err)
+	}
+	path := magicsockPath(f.pf.Output())
+	f.close()
+	// The relay's round trip, the direct one it is compared with, and the
+	// round trip between the CLI's host and the server itself (a STUN
+	// request to the server process, through the same routers: the
+	// relay's two extra crossings of the server), all at the same time:
+	// whatever else the machine does weighs on the three alike. A ping
+	// every 20 ms costs next to nothing, so they do not slow each other.
+	var rtt, directRTT, srvRTT time.Duration
+	var g errgroup.Group
+	g.Go(func() (err error) { rtt, err = pingRTT(ctx, dep, "relay"); return err })
+	g.Go(func() (err error) { directRTT, err = pingRTT(ctx, direct, "direct"); return err })
+	g.Go(func() (err error) { srvRTT, err = stunRTT(ctx, cli, netip.AddrPortFrom(srvH.IP(), 3478)); return err })
+	if err := g.Wait(); err != nil {
+		b.Fatalf("%s: %v", name, err)
+	}
+	fd, err := startForwardDERP(ctx, dep, cli, src.port())
+	if err != nil {
+		b.Fatalf("%s: %v", name, err)
+	}
+	if err := drain(fd.conn, time.Second); err != nil {
+		b.Fatalf("%s: DERP warm-up: %v", name, err)
+	}
+	derpBps, err := receive(fd.conn, d)
+	fd.close()
+	if err != nil {
+		b.Fatalf("%s: DERP download: %v", name, err)
+	}
+	b.ReportMetric(relayMBps, "relay-"+name+"-MB/s")
+	b.ReportMetric(derpBps/1e6, "derp-"+name+"-MB/s")
+	b.ReportMetric(millis(f.upgrade), "relay-up-"+name+"-ms")
+	b.ReportMetric(float64(rtt.Microseconds()), "rtt-relay-"+name+"-µs")
+	b.ReportMetric(float64(directRTT.Microseconds()), "rtt-direct-"+name+"-µs")
+	b.ReportMetric(float64(srvRTT.Microseconds()), "rtt-server-"+name+"-µs")
+	b.ReportMetric(float64((rtt - directRTT).Microseconds()), "rtt-relay-extra-"+name+"-µs")
+	b.Logf("%s nat/relay-%s port-forward down over the UDP relay, one connection, %s each; %srelay path %.0f ms after the first byte (%s)",
+		natNote, name, d, ratesNote(windows), millis(f.upgrade), path)
+	b.Logf("%s nat/derp-%s the same cell with --disable-direct (DERP only), %s", natNote, name, d)
+	b.Logf("%s nat/relay-up-%s first byte of a port-forward download to the library's relay path", natNote, name)
+	b.Logf("%s nat/rtt-relay-%s median of %d tether pings on the relay path", natNote, name, rttCounted)
+	b.Logf("%s nat/rtt-direct-%s median of %d tether pings on the direct path of the easy↔easy lab, at the same time", natNote, name, rttCounted)
+	b.Logf("%s nat/rtt-server-%s median of %d STUN round trips from the CLI's host to the server's STUN server, at the same time", natNote, name, rttCounted)
+	b.Logf("%s nat/rtt-relay-extra-%s the relay's round trip minus the direct one measured at the same time", natNote, name)
 }
 
 // startLabCell runs a server on a public host, an agent and a CLI behind
@@ -134,8 +139,17 @@ func startForwardDERP(ctx context.Context, dep *harness.Deployment, cli *natlab.
 	return &forward{pf: pf, conn: conn}, nil
 }
 
-// stunRTT sends 60 STUN binding requests from h to server, 20 ms apart,
-// and returns the median round trip of the last 40 answered.
+// Round trips are the median of the last rttCounted of rttProbes probes,
+// rttInterval apart: hundreds, because the figures are tenths of a
+// millisecond and one preempted process moves a small sample's median.
+const (
+	rttProbes   = 200
+	rttCounted  = 160
+	rttInterval = 20 * time.Millisecond
+)
+
+// stunRTT sends STUN binding requests from h to server and returns the
+// median round trip of those counted.
 func stunRTT(ctx context.Context, h *natlab.Host, server netip.AddrPort) (time.Duration, error) {
 	conn, err := h.DialContext(ctx, "udp4", server.String())
 	if err != nil {
@@ -144,7 +158,7 @@ func stunRTT(ctx context.Context, h *natlab.Host, server netip.AddrPort) (time.D
 	defer conn.Close()
 	var rtts []time.Duration
 	buf := make([]byte, 1500)
-	for range 60 {
+	for range rttProbes {
 		tx := stun.NewTxID()
 		start := time.Now()
 		if _, err := conn.Write(stun.Request(tx)); err != nil {
@@ -161,22 +175,30 @@ func stunRTT(ctx context.Context, h *natlab.Host, server netip.AddrPort) (time.D
 				break
 			}
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(rttInterval)
 	}
-	if len(rtts) > 40 {
-		rtts = rtts[len(rtts)-40:]
+	if len(rtts) > rttCounted {
+		rtts = rtts[len(rtts)-rttCounted:]
 	}
-	if len(rtts) < 10 {
-		return 0, fmt.Errorf("STUN round trip: only %d of 60 requests answered by %s", len(rtts), server)
+	if len(rtts) < rttCounted/2 {
+		return 0, fmt.Errorf("STUN round trip: only %d of %d requests answered by %s", len(rtts), rttProbes, server)
 	}
 	slices.Sort(rtts)
 	return rtts[len(rtts)/2], nil
 }
 
-// pingRTT runs 60 tether pings 50 ms apart and returns the median latency
-// of the last 40 that took path.
+// pingRTT runs tether pings and returns the median latency of the last
+// that took path.
 func pingRTT(ctx context.Context, dep *harness.Deployment, path string) (time.Duration, error) {
-	out := dep.User.Must("ping", dep.Workspace, "-n", "60", "-i", "50ms", "--output", "json")
+	r, err := dep.User.Exec(ctx, "", "ping", dep.Workspace,
+		"-n", strconv.Itoa(rttProbes), "-i", rttInterval.String(), "--output", "json")
+	if err == nil && r.Code != 0 {
+		err = fmt.Errorf("tether ping exited %d: %s", r.Code, r.Stderr)
+	}
+	if err != nil {
+		return 0, err
+	}
+	out := r.Stdout
 	var lat []float64
 	for _, line := range strings.Split(out, "\n") {
 		var p struct {
@@ -187,11 +209,11 @@ func pingRTT(ctx context.Context, dep *harness.Deployment, path string) (time.Du
 			lat = append(lat, p.LatencyMS)
 		}
 	}
-	if len(lat) > 40 {
-		lat = lat[len(lat)-40:]
+	if len(lat) > rttCounted {
+		lat = lat[len(lat)-rttCounted:]
 	}
-	if len(lat) < 10 {
-		return 0, fmt.Errorf("only %d of 60 pings took the %s path:\n%s", len(lat), path, harness.Tail(out, tailLines))
+	if len(lat) < rttCounted/2 {
+		return 0, fmt.Errorf("only %d of %d pings took the %s path:\n%s", len(lat), rttProbes, path, harness.Tail(out, tailLines))
 	}
 	slices.Sort(lat)
 	return time.Duration(lat[len(lat)/2] * float64(time.Millisecond)), nil

@@ -146,6 +146,21 @@ func measureDownload(ctx context.Context, dial func(context.Context) (net.Conn, 
 	return median(rates), rates, nil
 }
 
+// receiveWindows reads from conn for n windows of d, one after another on
+// the same connection, and returns the median rate and every window's, in
+// MB/s.
+func receiveWindows(conn net.Conn, d time.Duration, n int) (float64, []float64, error) {
+	var rates []float64
+	for range max(n, 1) {
+		bps, err := receive(conn, d)
+		if err != nil {
+			return 0, nil, err
+		}
+		rates = append(rates, bps/1e6)
+	}
+	return median(rates), rates, nil
+}
+
 // ratesNote lists the windows of a figure when there are several.
 func ratesNote(rates []float64) string {
 	if len(rates) < 2 {

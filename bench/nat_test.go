@@ -257,7 +257,7 @@ func lossTransfer(ctx context.Context, dep *harness.Deployment, agent, cli *natl
 		return fail("warm-up", err)
 	}
 	before := len(nowUsing.FindAllString(f.pf.Output(), -1))
-	// The relay cells' baseline: measured as they are.
+	// The relay cells' baseline, so measured the way they are.
 	mbps, windows, err := receiveWindows(f.conn, d, natWindows)
 	if err != nil {
 		return fail("lossless", err)

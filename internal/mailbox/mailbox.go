@@ -12,7 +12,10 @@
 // things (the coordinator's per-peer queue), this is not the tool.
 package mailbox
 
-import "sync"
+import (
+	"context"
+	"sync"
+)
 
 // Mailbox holds the latest value put in it, for one reader. The zero value
 // is an empty Mailbox, ready to use: Get returns the zero value of T until
@@ -60,4 +63,22 @@ func (m *Mailbox[T]) wakeLocked() chan struct{} {
 		m.wake = make(chan struct{}, 1)
 	}
 	return m.wake
+}
+
+// Next waits until m holds a value that is neither the zero value nor
+// last, and returns it; or returns ctx's error once ctx is done. It is the
+// reader's loop for the common case of acting on each new value (sending
+// the latest node, say) with last the value it acted on before.
+func Next[T comparable](ctx context.Context, m *Mailbox[T], last T) (T, error) {
+	var zero T
+	for {
+		if v := m.Get(); v != zero && v != last {
+			return v, nil
+		}
+		select {
+		case <-ctx.Done():
+			return zero, ctx.Err()
+		case <-m.Changed():
+		}
+	}
 }

@@ -1,6 +1,8 @@
 package mailbox
 
 import (
+	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -90,4 +92,42 @@ func TestReaderSeesLast(t *testing.T) {
 		}
 	}
 	<-done
+}
+
+// TestNext: Next returns a value only once it is new (not the zero value,
+// not the one the reader had), waits for a Put otherwise, and gives up
+// with its context.
+func TestNext(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	var m Mailbox[*int]
+	one, two := 1, 2
+
+	// Nothing yet: it waits until its context ends.
+	short, stop := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer stop()
+	if _, err := Next(short, &m, nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Next on an empty mailbox = %v, want the context's deadline", err)
+	}
+
+	m.Put(&one)
+	if got, err := Next(ctx, &m, nil); err != nil || got != &one {
+		t.Fatalf("Next = %v, %v; want the value put", got, err)
+	}
+	// The same value again is not new: Next waits for the next Put.
+	got := make(chan *int, 1)
+	go func() {
+		v, _ := Next(ctx, &m, &one)
+		got <- v
+	}()
+	m.Put(&one) // a wake-up with nothing new
+	select {
+	case v := <-got:
+		t.Fatalf("Next returned %v, which the reader had", *v)
+	case <-time.After(20 * time.Millisecond):
+	}
+	m.Put(&two)
+	if v := <-got; v != &two {
+		t.Fatalf("Next = %v, want the newer value", *v)
+	}
 }

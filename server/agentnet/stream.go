@@ -25,17 +25,12 @@ type localStream struct {
 func (s *localStream) setNode(n *tether.Node) { s.node.Put(n) }
 
 func (s *localStream) Recv(ctx context.Context) (*tether.CoordinateRequest, error) {
-	for {
-		if n := s.node.Get(); n != nil && n != s.sent {
-			s.sent = n
-			return &tether.CoordinateRequest{Node: n}, nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-s.node.Changed():
-		}
+	n, err := mailbox.Next(ctx, &s.node, s.sent)
+	if err != nil {
+		return nil, err
 	}
+	s.sent = n
+	return &tether.CoordinateRequest{Node: n}, nil
 }
 
 // Send applies resp. The coordinator checked its nodes as they reached it.

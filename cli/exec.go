@@ -114,6 +114,12 @@ func (r *root) runExec(ctx context.Context, conn net.Conn, tl *timeline, gone fu
 	conn.SetReadDeadline(time.Now().Add(answerTimeout))
 	fr := execproto.NewReader(s.cc)
 	typ, p, rerr := fr.Next()
+	// Accepted: the agent's exec server has the request and starts it
+	// now. Whatever happens next, the command is never run again over SSH.
+	accepted := rerr == nil && typ == execproto.FrameAccepted
+	if accepted {
+		typ, p, rerr = fr.Next()
+	}
 	conn.SetReadDeadline(time.Time{})
 	stopCut()
 	switch {
@@ -129,6 +135,14 @@ func (r *root) runExec(ctx context.Context, conn net.Conn, tl *timeline, gone fu
 		return nil, ctx.Err()
 	case errors.Is(rerr, os.ErrDeadlineExceeded):
 		return nil, fmt.Errorf("start remote command: the workspace did not answer within %v", answerTimeout)
+	case accepted:
+		// Not knowing whether the program started, running it again
+		// could do twice what was asked once.
+		why := "closed the connection"
+		if rerr == nil {
+			why = fmt.Sprintf("sent a frame of type %q", typ)
+		}
+		return nil, fmt.Errorf("start remote command: the workspace took the command and %s before saying it started; it may have run", why)
 	default:
 		// Closed without a word, or something that is not the agent's
 		// exec server answered: an older agent. The input already sent

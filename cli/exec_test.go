@@ -124,6 +124,35 @@ func TestRunExecExit(t *testing.T) {
 			},
 			wantErr: "start remote command: start shell: no such file",
 		},
+		{
+			name: "accepted, then runs",
+			behave: func(send func(byte, []byte), _ net.Conn) {
+				send(execproto.FrameAccepted, nil)
+				send(execproto.FrameStarted, started)
+				send(execproto.FrameStdout, []byte("ok"))
+				send(execproto.FrameExit, exit(execproto.Exit{}))
+			},
+			wantCode: -1,
+			wantOut:  []byte("ok"),
+		},
+		{
+			name: "accepted, then refused",
+			behave: func(send func(byte, []byte), _ net.Conn) {
+				send(execproto.FrameAccepted, nil)
+				send(execproto.FrameError, []byte("start shell: no such file"))
+			},
+			wantErr: "start remote command: start shell: no such file",
+		},
+		{
+			// The agent stopped after taking the command: it may have
+			// run, so it is not run again over SSH (no errNoExec).
+			name: "accepted, then gone",
+			behave: func(send func(byte, []byte), conn net.Conn) {
+				send(execproto.FrameAccepted, nil)
+				conn.Close()
+			},
+			wantErr: "the workspace took the command and closed the connection before saying it started; it may have run",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

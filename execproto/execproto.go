@@ -34,11 +34,14 @@
 //	's' name            a signal for the program's process group ("INT")
 //	'p' any             a keepalive; answered with FramePong
 //
-// The agent answers FrameStarted once the program runs, or FrameError with
-// a message (the request was malformed or the program could not start)
-// and closes. Then the output, and at the end, once all of it is sent,
-// FrameExit, after which it closes its side:
+// The agent answers FrameAccepted as soon as it has a well-formed request,
+// before it starts anything; then FrameStarted once the program runs, or
+// FrameError with a message (the request was malformed, with no
+// FrameAccepted before it, or the program could not start) and closes.
+// Then the output, and at the end, once all of it is sent, FrameExit,
+// after which it closes its side:
 //
+//	'A' (empty)         the request is taken: nothing may run it elsewhere
 //	'S' Started         the program runs (JSON)
 //	'E' message         the request failed; nothing ran
 //	'o' data            the program's stdout (all of its output with a PTY)
@@ -46,6 +49,12 @@
 //	'a' n               n more bytes of input were taken by the program (uint32)
 //	'x' Exit            how the program ended (JSON)
 //	'P' payload         the answer to FrameKeepalive, with its payload
+//
+// FrameAccepted is what lets a client fall back to SSH safely: a
+// connection that closes before it says nothing ran (an agent without this
+// server), one that closes after it may have run the program, which the
+// client must then not run again. FrameStarted alone comes too late for
+// that, after the program started.
 //
 // Input is flow controlled, so that a program that does not read its input
 // cannot stop the agent from reading the frames behind it (a signal, a
@@ -99,13 +108,14 @@ const (
 
 // Frame types from the agent.
 const (
-	FrameStarted byte = 'S'
-	FrameError   byte = 'E'
-	FrameStdout  byte = 'o'
-	FrameStderr  byte = 'e'
-	FrameAck     byte = 'a'
-	FrameExit    byte = 'x'
-	FramePong    byte = 'P'
+	FrameAccepted byte = 'A'
+	FrameStarted  byte = 'S'
+	FrameError    byte = 'E'
+	FrameStdout   byte = 'o'
+	FrameStderr   byte = 'e'
+	FrameAck      byte = 'a'
+	FrameExit     byte = 'x'
+	FramePong     byte = 'P'
 )
 
 // headerLen is a frame's type and length.

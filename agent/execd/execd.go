@@ -118,6 +118,14 @@ func (s *Server) handle(c net.Conn) {
 		return
 	}
 	c.SetReadDeadline(time.Time{})
+	// Accepted goes out before anything starts, straight to the conn (not
+	// through cc, whose pending bytes a cut connection would lose): a
+	// client that loses us after it knows the program may have run, and
+	// does not run it again over SSH.
+	if err := execproto.WriteFrame(c, execproto.FrameAccepted, nil); err != nil {
+		log.Debug("exec: accept", "err", err)
+		return
+	}
 
 	u, err := usershell.Current()
 	if err != nil {

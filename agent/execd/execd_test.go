@@ -42,6 +42,8 @@ func startServer(t *testing.T) string {
 
 // result is what a session sent back.
 type result struct {
+	first          byte // the type of the agent's first frame
+	accepted       bool
 	started        bool
 	refused        string
 	stdout, stderr bytes.Buffer
@@ -94,7 +96,12 @@ func (s *session) readAll(each func(typ byte, p []byte)) *result {
 		if each != nil {
 			each(typ, p)
 		}
+		if r.first == 0 {
+			r.first = typ
+		}
 		switch typ {
+		case execproto.FrameAccepted:
+			r.accepted = true
 		case execproto.FrameStarted:
 			r.started = true
 		case execproto.FrameError:
@@ -160,6 +167,11 @@ func TestCommands(t *testing.T) {
 			r := s.readAll(nil)
 			if !r.started || r.exit == nil {
 				t.Fatalf("started %v, exit %v, refused %q, %v", r.started, r.exit, r.refused, r.err)
+			}
+			// Accepted comes first, before the program starts: the
+			// client must know not to run it again (cli/exec.go).
+			if r.first != execproto.FrameAccepted {
+				t.Errorf("the agent's first frame is %q, want %q", r.first, execproto.FrameAccepted)
 			}
 			if r.stdout.String() != tt.stdout || r.stderr.String() != tt.stderr || *r.exit != tt.exit {
 				t.Errorf("stdout %q, stderr %q, exit %+v; want %q, %q, %+v", r.stdout.String(), r.stderr.String(), *r.exit, tt.stdout, tt.stderr, tt.exit)
@@ -316,8 +328,8 @@ func TestGarbage(t *testing.T) {
 				cw.CloseWrite()
 			}
 			r := s.readAll(nil)
-			if r.started || r.exit != nil {
-				t.Fatalf("garbage started a program: %+v", r)
+			if r.accepted || r.started || r.exit != nil {
+				t.Fatalf("garbage was taken for a request: %+v", r)
 			}
 			if !strings.Contains(r.refused, tt.refused) {
 				t.Errorf("refused with %q, want %q", r.refused, tt.refused)

@@ -54,6 +54,25 @@ func errAgentOffline(ws store.Workspace) error {
 	return tether.Errorf(tether.EUNAVAILABLE, "the agent of workspace %s/%s is not connected: start it (`tether agent`) and try again", ws.Owner, ws.Name)
 }
 
+// errTerminalUnreached is what browsers see when the terminal could not be
+// opened on the agent (err): connected says whether the coordinator holds
+// the agent, if this server has a coordinator (a workspace proxy has not).
+// An agent that is connected but slow is not called offline.
+func errTerminalUnreached(ws store.Workspace, connected, known bool, err error) error {
+	var timeout interface{ Timeout() bool }
+	switch {
+	case known && !connected:
+		return errAgentOffline(ws)
+	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &timeout) && timeout.Timeout():
+		if !known {
+			return tether.Errorf(tether.EUNAVAILABLE, "the agent of workspace %s/%s did not answer within %v: it is not connected, or too busy; try again", ws.Owner, ws.Name, terminalDialTimeout)
+		}
+		return tether.Errorf(tether.EUNAVAILABLE, "the agent of workspace %s/%s is connected but did not answer within %v: it may be too busy; try again", ws.Owner, ws.Name, terminalDialTimeout)
+	default:
+		return tether.Errorf(tether.EUNAVAILABLE, "the agent of workspace %s/%s did not open the terminal: %v", ws.Owner, ws.Name, err)
+	}
+}
+
 func parseSize(s string, def uint16) (uint16, error) {
 	if s == "" {
 		return def, nil
@@ -115,7 +134,8 @@ func (s *Server) bridgeTerminal(w http.ResponseWriter, r *http.Request, ws store
 	pty, attached, positions, err := s.attachTerminal(r.Context(), ws, hdr)
 	if err != nil {
 		logger.Warn("web terminal: reach agent", slog.Any("err", err))
-		return errAgentOffline(ws)
+		known := s.coord != nil
+		return errTerminalUnreached(ws, known && s.coord.AgentConnected(ws.ID), known, err)
 	}
 	// An agent that dies sends nothing more through the tunnel, not even a
 	// reset: the browser is told as soon as the coordinator loses the

@@ -27,6 +27,9 @@ func TestLabLossy(t *testing.T) {
 
 	took, pongs := timeToDirect(t, ws.User, directPongs, directAfterRelayTimeout)
 	t.Logf("FIGURE lossy: direct %s after the first pong (%d pongs)", took.Round(time.Millisecond), len(pongs))
+	if took > time.Second {
+		t.Logf("the pongs, in order: %+v", pongs)
+	}
 	checkTransfer(t, ws.User, 4<<20)
 
 	s := forwardStream(t, ws)

@@ -133,16 +133,19 @@ func (r *root) runExec(ctx context.Context, conn net.Conn, tl *timeline, gone fu
 		return nil, gone()
 	case ctx.Err() != nil:
 		return nil, ctx.Err()
-	case errors.Is(rerr, os.ErrDeadlineExceeded):
-		return nil, fmt.Errorf("start remote command: the workspace did not answer within %v", answerTimeout)
 	case accepted:
 		// Not knowing whether the program started, running it again
 		// could do twice what was asked once.
 		why := "closed the connection"
-		if rerr == nil {
+		switch {
+		case errors.Is(rerr, os.ErrDeadlineExceeded):
+			why = fmt.Sprintf("waited %v", answerTimeout)
+		case rerr == nil:
 			why = fmt.Sprintf("sent a frame of type %q", typ)
 		}
-		return nil, fmt.Errorf("start remote command: the workspace took the command and %s before saying it started; it may have run", why)
+		return nil, fmt.Errorf("start remote command: the workspace took the command and %s without saying it started; it may have run", why)
+	case errors.Is(rerr, os.ErrDeadlineExceeded):
+		return nil, fmt.Errorf("start remote command: the workspace did not answer within %v", answerTimeout)
 	default:
 		// Closed without a word, or something that is not the agent's
 		// exec server answered: an older agent. The input already sent

@@ -151,7 +151,7 @@ func TestRunExecExit(t *testing.T) {
 				send(execproto.FrameAccepted, nil)
 				conn.Close()
 			},
-			wantErr: "the workspace took the command and closed the connection before saying it started; it may have run",
+			wantErr: "the workspace took the command and closed the connection without saying it started; it may have run",
 		},
 	}
 	for _, tt := range tests {

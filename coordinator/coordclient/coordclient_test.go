@@ -793,28 +793,7 @@ func TestLeaveUnresponsiveCoordinator(t *testing.T) {
 	url := misbehavingServer(t, func(ctx context.Context, conn *websocket.Conn) {
 		<-ctx.Done() // never read, never answer the close handshake
 	})
-	connected := make(chan struct{})
-	var once sync.Once
-	c := coordclient.New(coordclient.Options{
-		Dial: func(ctx context.Context) (*websocket.Conn, error) {
-			conn, _, err := websocket.Dial(ctx, url, nil)
-			if err == nil {
-				once.Do(func() { close(connected) })
-			}
-			return conn, err
-		},
-		Tunnel:            newFakeTunnel(),
-		HeartbeatInterval: -1,
-	})
-	c.SetNode(newNode(uuid.New(), 1))
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- c.Run(rctx) }()
-	select {
-	case <-connected:
-	case <-ctx.Done():
-		t.Fatal("never connected")
-	}
+	cancel, done := runConnected(t, ctx, url, coordclient.Options{})
 	start := time.Now()
 	cancel()
 	select {
@@ -854,29 +833,7 @@ func TestQuickLeave(t *testing.T) {
 			s.disconnect = s.disconnect || req.Disconnect
 		}
 	})
-	connected := make(chan struct{})
-	var once sync.Once
-	c := coordclient.New(coordclient.Options{
-		Dial: func(ctx context.Context) (*websocket.Conn, error) {
-			conn, _, err := websocket.Dial(ctx, url, nil)
-			if err == nil {
-				once.Do(func() { close(connected) })
-			}
-			return conn, err
-		},
-		Tunnel:            newFakeTunnel(),
-		HeartbeatInterval: -1,
-		QuickLeave:        true,
-	})
-	c.SetNode(newNode(uuid.New(), 1))
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- c.Run(rctx) }()
-	select {
-	case <-connected:
-	case <-ctx.Done():
-		t.Fatal("never connected")
-	}
+	cancel, done := runConnected(t, ctx, url, coordclient.Options{QuickLeave: true})
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Run = %v", err)
@@ -893,4 +850,34 @@ func TestQuickLeave(t *testing.T) {
 	if s.closeCode != -1 {
 		t.Errorf("the client closed with a close frame (%v) and so waited for the coordinator's", s.closeCode)
 	}
+}
+
+// runConnected runs a client with opts (no heartbeats, a fake tunnel) that
+// dials the coordinator at url, and returns once it is connected: cancel
+// ends Run, whose result then arrives on done.
+func runConnected(t *testing.T, ctx context.Context, url string, opts coordclient.Options) (cancel context.CancelFunc, done <-chan error) {
+	t.Helper()
+	connected := make(chan struct{})
+	var once sync.Once
+	opts.Dial = func(ctx context.Context) (*websocket.Conn, error) {
+		conn, _, err := websocket.Dial(ctx, url, nil)
+		if err == nil {
+			once.Do(func() { close(connected) })
+		}
+		return conn, err
+	}
+	opts.Tunnel = newFakeTunnel()
+	opts.HeartbeatInterval = -1
+	c := coordclient.New(opts)
+	c.SetNode(newNode(uuid.New(), 1))
+	rctx, cancel := context.WithCancel(ctx)
+	result := make(chan error, 1)
+	go func() { result <- c.Run(rctx) }()
+	select {
+	case <-connected:
+	case <-ctx.Done():
+		cancel()
+		t.Fatal("never connected")
+	}
+	return cancel, result
 }

@@ -165,23 +165,7 @@ func TestRunExecExit(t *testing.T) {
 			in := startInputPump(strings.NewReader(""))
 			defer in.close()
 			_, err := r.runExec(ctx, client, newTimeline(slog.New(slog.DiscardHandler), time.Now()), func() error { return tt.gone }, "cmd", &sessionTerminal{}, in)
-			var ex *exitError
-			switch {
-			case tt.wantErr != "":
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Errorf("runExec = %v, want %q", err, tt.wantErr)
-				}
-			case tt.wantCode == -1 && err != nil:
-				t.Errorf("runExec = %v, want success", err)
-			case tt.wantCode >= 0 && (!errors.As(err, &ex) || ex.code != tt.wantCode):
-				t.Errorf("runExec = %v, want exit code %d", err, tt.wantCode)
-			}
-			if !bytes.Equal(stdout.Bytes(), tt.wantOut) {
-				t.Errorf("stdout has %d bytes, want %d", stdout.Len(), len(tt.wantOut))
-			}
-			if !strings.Contains(stderr.String(), tt.wantStderr) {
-				t.Errorf("stderr = %q, want it to say %q", stderr.String(), tt.wantStderr)
-			}
+			checkSessionEnd(t, err, &stdout, &stderr, sessionEnd{code: tt.wantCode, err: tt.wantErr, out: tt.wantOut, stderr: tt.wantStderr})
 		})
 	}
 }

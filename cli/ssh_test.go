@@ -172,19 +172,7 @@ func TestRunSSHExit(t *testing.T) {
 			gone := func() error { return tt.gone }
 			ws := tether.Workspace{ID: uuid.New(), Name: "dev", Owner: "me"}
 			err := r.runSSH(ctx, client, ws, newTimeline(slog.New(slog.DiscardHandler), time.Now()), gone, "cmd", false, &sessionTerminal{stdin: strings.NewReader("")})
-			var ex *exitError
-			switch {
-			case tt.wantCode == -1 && err != nil:
-				t.Errorf("runSSH = %v, want success", err)
-			case tt.wantCode >= 0 && (!errors.As(err, &ex) || ex.code != tt.wantCode):
-				t.Errorf("runSSH = %v, want exit code %d", err, tt.wantCode)
-			}
-			if !bytes.Equal(stdout.Bytes(), tt.wantOut) {
-				t.Errorf("stdout has %d bytes, want %d", stdout.Len(), len(tt.wantOut))
-			}
-			if !strings.Contains(stderr.String(), tt.wantStderr) {
-				t.Errorf("stderr = %q, want it to say %q", stderr.String(), tt.wantStderr)
-			}
+			checkSessionEnd(t, err, &stdout, &stderr, sessionEnd{code: tt.wantCode, out: tt.wantOut, stderr: tt.wantStderr})
 		})
 	}
 }
@@ -265,5 +253,38 @@ func TestPipeStdio(t *testing.T) {
 				t.Errorf("stdout = %q", stdout.String())
 			}
 		})
+	}
+}
+
+// sessionEnd is how a session should end: code is the CLI's exit code (-1:
+// success), unless err names the error it must fail with; out is all of
+// stdout, and stderr must contain what it says.
+type sessionEnd struct {
+	code   int
+	err    string
+	out    []byte
+	stderr string
+}
+
+// checkSessionEnd checks a session's result (err from runSSH or runExec)
+// and what it wrote against want.
+func checkSessionEnd(t *testing.T, err error, stdout, stderr *bytes.Buffer, want sessionEnd) {
+	t.Helper()
+	var ex *exitError
+	switch {
+	case want.err != "":
+		if err == nil || !strings.Contains(err.Error(), want.err) {
+			t.Errorf("session = %v, want %q", err, want.err)
+		}
+	case want.code == -1 && err != nil:
+		t.Errorf("session = %v, want success", err)
+	case want.code >= 0 && (!errors.As(err, &ex) || ex.code != want.code):
+		t.Errorf("session = %v, want exit code %d", err, want.code)
+	}
+	if !bytes.Equal(stdout.Bytes(), want.out) {
+		t.Errorf("stdout has %d bytes, want %d", stdout.Len(), len(want.out))
+	}
+	if !strings.Contains(stderr.String(), want.stderr) {
+		t.Errorf("stderr = %q, want it to say %q", stderr.String(), want.stderr)
 	}
 }

@@ -69,17 +69,13 @@ func New(opts Options) *Server {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Server{logger: logger, env: append([]string(nil), opts.Env...)}
+	return &Server{logger: logger, env: append([]string(nil), opts.Env...), group: servegroup.Group{ClosedErr: ErrServerClosed}}
 }
 
 // Serve accepts connections on l until Close, or until l fails. It closes
 // l before returning. After Close it returns ErrServerClosed.
 func (s *Server) Serve(l net.Listener) error {
-	err := s.group.Serve(l, s.handle)
-	if errors.Is(err, servegroup.ErrClosed) {
-		return ErrServerClosed
-	}
-	return err
+	return s.group.Serve(l, s.handle)
 }
 
 // Close stops the server at once: it closes the listeners and every

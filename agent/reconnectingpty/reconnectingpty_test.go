@@ -140,14 +140,22 @@ func (tm *term) send(format string, args ...any) {
 // submatch (or the whole match).
 func (tm *term) waitFor(re string) string {
 	tm.t.Helper()
+	return tm.waitForWithin(re, testTimeout)
+}
+
+// waitForWithin is waitFor with its own deadline, for output that takes
+// long to produce on a loaded machine.
+func (tm *term) waitForWithin(re string, within time.Duration) string {
+	tm.t.Helper()
 	rx := regexp.MustCompile(re)
-	deadline := time.Now().Add(testTimeout)
+	deadline := time.Now().Add(within)
 	for {
 		if m := rx.FindStringSubmatch(tm.output()); m != nil {
 			return m[len(m)-1]
 		}
 		if time.Now().After(deadline) {
-			tm.t.Fatalf("output never matched %q; got:\n%q", re, tm.output())
+			out := tm.output()
+			tm.t.Fatalf("output never matched %q; its last 2 KiB:\n%q", re, out[max(0, len(out)-2048):])
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -423,7 +431,9 @@ func TestStalledClientDropped(t *testing.T) {
 	// hold. a's reader
 	// keeps only the tail, so that the test does not scan megabytes.
 	a.send("head -c 32000000 /dev/zero | tr '\\0' x; echo; echo \"EN\"\"D\"\n")
-	a.waitFor(`END`)
+	// 32 MB through a PTY took over 30 s once, with every agent package
+	// testing at once on two cores.
+	a.waitForWithin(`END`, 3*testTimeout)
 
 	// b was let go: it reads what was queued for it, then EOF.
 	b.SetDeadline(time.Now().Add(testTimeout))

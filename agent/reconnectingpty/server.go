@@ -82,6 +82,7 @@ func New(opts Options) *Server {
 		idleTimeout:    opts.IdleTimeout,
 		scrollbackSize: opts.ScrollbackSize,
 		sessions:       make(map[string]*session),
+		group:          servegroup.Group{ClosedErr: ErrServerClosed},
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
@@ -122,11 +123,7 @@ type connMode struct {
 }
 
 func (s *Server) serve(l net.Listener, mode connMode) error {
-	err := s.group.Serve(l, func(c net.Conn) { s.handleConn(c, mode) })
-	if errors.Is(err, servegroup.ErrClosed) {
-		return ErrServerClosed
-	}
-	return err
+	return s.group.Serve(l, func(c net.Conn) { s.handleConn(c, mode) })
 }
 
 // Close stops the server: it closes the listeners and every connection,

@@ -90,7 +90,7 @@ func New(opts Options) *Server {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{logger: logger, pty: opts.PTY, ctx: ctx, cancel: cancel}
+	return &Server{logger: logger, pty: opts.PTY, ctx: ctx, cancel: cancel, group: servegroup.Group{ClosedErr: ErrServerClosed}}
 }
 
 // ErrServerClosed is returned by Serve after Close.
@@ -98,15 +98,11 @@ var ErrServerClosed = errors.New("rtcterm: server closed")
 
 // Serve takes signalling connections on l until Close or until l fails.
 func (s *Server) Serve(l net.Listener) error {
-	err := s.group.Serve(l, func(c net.Conn) {
+	return s.group.Serve(l, func(c net.Conn) {
 		if err := s.signal(c); err != nil {
 			s.logger.Debug("direct terminal ended", slog.Any("err", err))
 		}
 	})
-	if errors.Is(err, servegroup.ErrClosed) {
-		return ErrServerClosed
-	}
-	return err
 }
 
 // Close stops serving, ends every peer connection, and waits for them.

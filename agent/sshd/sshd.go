@@ -143,6 +143,7 @@ func New(opts Options) (*Server, error) {
 		listen: listen,
 		ctx:    ctx,
 		cancel: cancel,
+		group:  servegroup.Group{ClosedErr: ErrServerClosed},
 	}
 	// The tunnel authenticated the peer; see the package comment. Clients
 	// normally try "none" first and are let in; the others are let in with
@@ -164,11 +165,7 @@ func (s *Server) PublicKey() ssh.PublicKey { return s.signer.PublicKey() }
 // It closes l before returning. After Close or Shutdown it returns
 // ErrServerClosed.
 func (s *Server) Serve(l net.Listener) error {
-	err := s.group.Serve(l, s.handleConn)
-	if errors.Is(err, servegroup.ErrClosed) {
-		return ErrServerClosed
-	}
-	return err
+	return s.group.Serve(l, s.handleConn)
 }
 
 // Close stops the server at once: it closes the listeners and every

@@ -16,13 +16,17 @@ import (
 	"sync"
 )
 
-// ErrClosed is returned by Serve once the group is closed. Servers return
-// their own ErrServerClosed in its place.
+// ErrClosed is returned by Serve once the group is closed, unless the
+// group names its own error (Group.ClosedErr).
 var ErrClosed = errors.New("servegroup: closed")
 
 // Group tracks a server's listeners, connections and goroutines. The zero
 // value is an open, empty group. Its methods are safe for concurrent use.
 type Group struct {
+	// ClosedErr is what Serve returns once the group is closed: a server's
+	// own ErrServerClosed, say. Nil means ErrClosed. Set it before use.
+	ClosedErr error
+
 	// wg counts the goroutines of Serve's connections, of ServeConn's
 	// callers and of Go. Add is called under mu while the group is open,
 	// or by a goroutine wg already counts, so a Wait after Close sees
@@ -38,11 +42,12 @@ type Group struct {
 // Serve accepts connections on l and runs handle on a goroutine of its
 // own for each, until the group is closed or l fails. A connection is
 // closed when its handle returns, or by Close. Serve closes l before it
-// returns: ErrClosed once the group is closed, else the accept error.
+// returns: ClosedErr (or ErrClosed) once the group is closed, else the accept
+// error.
 func (g *Group) Serve(l net.Listener, handle func(net.Conn)) error {
 	if !g.addListener(l) {
 		l.Close()
-		return ErrClosed
+		return g.closedErr()
 	}
 	defer func() {
 		g.mu.Lock()
@@ -54,13 +59,13 @@ func (g *Group) Serve(l net.Listener, handle func(net.Conn)) error {
 		c, err := l.Accept()
 		if err != nil {
 			if g.Closed() {
-				return ErrClosed
+				return g.closedErr()
 			}
 			return fmt.Errorf("accept: %w", err)
 		}
 		if !g.addConn(c) {
 			c.Close()
-			return ErrClosed
+			return g.closedErr()
 		}
 		go g.run(c, handle)
 	}
@@ -163,4 +168,12 @@ func (g *Group) run(c net.Conn, handle func(net.Conn)) {
 		c.Close()
 	}()
 	handle(c)
+}
+
+// closedErr is what Serve returns once the group is closed.
+func (g *Group) closedErr() error {
+	if g.ClosedErr != nil {
+		return g.ClosedErr
+	}
+	return ErrClosed
 }

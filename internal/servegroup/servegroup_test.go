@@ -310,3 +310,20 @@ func TestWaitWaitsForGo(t *testing.T) {
 		t.Fatalf("Wait returned with %v finished, want both", finished)
 	}
 }
+
+// TestServeReturnsTheServersOwnError: a group that names its closed error
+// returns it from Serve, both for a Serve running at Close and for one
+// started after, so that a server need not translate ErrClosed.
+func TestServeReturnsTheServersOwnError(t *testing.T) {
+	errOwn := errors.New("myserver: server closed")
+	g := servegroup.Group{ClosedErr: errOwn}
+	done := serve(&g, listen(t), echoOnce)
+	g.Close()
+	if err := await(t, done, "Serve"); err != errOwn {
+		t.Fatalf("Serve at Close: %v, want the group's own error", err)
+	}
+	if err := await(t, serve(&g, listen(t), echoOnce), "Serve"); err != errOwn {
+		t.Fatalf("Serve after Close: %v, want the group's own error", err)
+	}
+	g.Wait()
+}

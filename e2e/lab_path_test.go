@@ -103,8 +103,10 @@ func TestLabPathChanges(t *testing.T) {
 	if err := clientH.BlockUDP(true); err != nil {
 		t.Fatal(err)
 	}
-	s.waitFlowing(t, 256<<10, flowTimeout, "after blocking UDP again")
+	blocked := time.Now()
+	stall := s.waitFlowing(t, 256<<10, flowTimeout, "after blocking UDP again")
 	probe.waitPath("derp", pathMin, flowTimeout)
+	t.Logf("FIGURE UDP blocked after the restart: data flowing again after %s, over DERP by %s", stall.Round(time.Millisecond), time.Since(blocked).Round(time.Millisecond))
 	if err := s.err(); err != nil {
 		t.Fatalf("the session broke: %v", err)
 	}

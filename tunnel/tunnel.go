@@ -370,8 +370,8 @@ const tcpMinRTO = 10 * time.Millisecond
 // again until the other side sends something, and a download's other
 // side has nothing to send. A download through a port forward hung for
 // good after its direct path was blocked (the NAT lab's
-// TestLabPathChanges, about one run in fifty under load: both processes
-// idle, the echoed data unacknowledged). Nor did RACK help under loss
+// TestLabPathChanges, one run in 36 with five at once on two cores: both
+// ends idle, the echoed data unacknowledged). Nor did RACK help under loss
 // once the minimum RTO was low: BenchmarkNAT/loss, two runs each,
 // alternated, kept 40 and 31 MB/s under loss with RACK on (0.20, 0.22 of
 // lossless) and 39 and 56 MB/s with it off (0.24, 0.36).

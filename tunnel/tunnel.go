@@ -371,7 +371,8 @@ const tcpMinRTO = 10 * time.Millisecond
 // side has nothing to send. A download through a port forward hung for
 // good after its direct path was blocked (the NAT lab's
 // TestLabPathChanges, one run in 36 with five at once on two cores: both
-// ends idle, the echoed data unacknowledged). Nor did RACK help under loss
+// ends idle, the echoed data unacknowledged); TestEchoResumesAfterOutages
+// makes it happen in one process. Nor did RACK help under loss
 // once the minimum RTO was low: BenchmarkNAT/loss, two runs each,
 // alternated, kept 40 and 31 MB/s under loss with RACK on (0.20, 0.22 of
 // lossless) and 39 and 56 MB/s with it off (0.24, 0.36).

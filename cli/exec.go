@@ -143,7 +143,7 @@ func (r *root) runExec(ctx context.Context, conn net.Conn, tl *timeline, gone fu
 		case rerr == nil:
 			why = fmt.Sprintf("sent a frame of type %q", typ)
 		}
-		return nil, fmt.Errorf("start remote command: the workspace took the command and %s without saying it started; it may have run", why)
+		return nil, fmt.Errorf("start remote command: the workspace took the command and %s without saying it started; it may have run, so check what it does before you run it again", why)
 	case errors.Is(rerr, os.ErrDeadlineExceeded):
 		return nil, fmt.Errorf("start remote command: the workspace did not answer within %v", answerTimeout)
 	default:
